@@ -1,0 +1,148 @@
+//! JSON shapes of the admin API.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::store::{DeliverySummary, StoredEvent, StoredRejected};
+
+#[derive(Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EventJson {
+    pub id: String,
+    pub source: String,
+    pub received_at: String,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Map<String, Value>,
+    pub remote_addr: Option<String>,
+    pub dedup_key: String,
+    pub duplicates: i64,
+    pub body_size: i64,
+    #[serde(flatten)]
+    pub body: Option<BodyJson>,
+    pub deliveries: Vec<DeliveryJson>,
+}
+
+/// `body` when the bytes are UTF-8 text, else `body_base64`.
+#[derive(Serialize)]
+pub enum BodyJson {
+    #[serde(rename = "body")]
+    Text(String),
+    #[serde(rename = "body_base64")]
+    Base64(String),
+}
+
+#[derive(Serialize)]
+pub struct DeliveryJson {
+    pub id: String,
+    pub route: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+}
+
+#[derive(Serialize)]
+pub struct RejectedJson {
+    pub id: String,
+    pub source: String,
+    pub received_at: String,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Map<String, Value>,
+    pub remote_addr: Option<String>,
+    pub reason: String,
+    pub body_size: usize,
+    #[serde(flatten)]
+    pub body: BodyJson,
+}
+
+impl From<StoredEvent> for EventJson {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            received_at: rfc3339(e.received_at_ms),
+            headers: header_object(&e.headers),
+            body: e.body.map(body_json),
+            deliveries: e.deliveries.into_iter().map(DeliveryJson::from).collect(),
+            id: e.id,
+            source: e.source,
+            method: e.method,
+            path: e.path,
+            query: e.query,
+            remote_addr: e.remote_addr,
+            dedup_key: e.dedup_key,
+            duplicates: e.duplicates,
+            body_size: e.body_size,
+        }
+    }
+}
+
+impl From<DeliverySummary> for DeliveryJson {
+    fn from(d: DeliverySummary) -> Self {
+        Self {
+            id: d.id,
+            route: d.route,
+            destination: d.destination,
+            state: d.state,
+            attempts: d.attempts,
+        }
+    }
+}
+
+impl From<StoredRejected> for RejectedJson {
+    fn from(r: StoredRejected) -> Self {
+        Self {
+            received_at: rfc3339(r.received_at_ms),
+            headers: header_object(&r.headers),
+            body_size: r.body.len(),
+            body: body_json(r.body),
+            id: r.id,
+            source: r.source,
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            remote_addr: r.remote_addr,
+            reason: r.reason,
+        }
+    }
+}
+
+fn body_json(bytes: Vec<u8>) -> BodyJson {
+    match String::from_utf8(bytes) {
+        Ok(text) => BodyJson::Text(text),
+        Err(e) => BodyJson::Base64(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+    }
+}
+
+/// Headers as an object (names are lower case); repeated headers are joined with `, `
+/// as HTTP allows.
+fn header_object(headers: &[(String, String)]) -> Map<String, Value> {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        match map.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                map.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    map
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}

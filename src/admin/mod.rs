@@ -1,0 +1,78 @@
+//! The private admin listener: `/api/v1/…` (JSON), bearer-token protected.
+//!
+//! With `server.admin_token` set every request needs `Authorization: Bearer TOKEN`;
+//! without it the listener must be on loopback (configuration refuses anything else).
+
+mod events;
+mod json;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use http::{StatusCode, header};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::http_error::ApiError;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub token: Option<Secret>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{id}", get(events::show))
+        .route("/api/v1/rejected", get(events::list_rejected))
+        .fallback(|| async {
+            ApiError::not_found(
+                "not_found",
+                "no such endpoint; the admin API lives under /api/v1",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(next.run(request).await);
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    // Compare digests so that neither content nor length leaks through timing.
+    let matches = sha256(presented).ct_eq(&sha256(token.expose()));
+    if bool::from(matches) && !presented.is_empty() {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as `Authorization: Bearer TOKEN` (server.admin_token)",
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        ))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}

@@ -1,0 +1,190 @@
+//! The `forebay` command line: `serve`, `check`, `init`.
+//!
+//! Exit codes: 0 success; 1 the configuration is invalid; 2 wrong usage (from clap);
+//! 3 the server failed at run time (a port in use, a store that cannot open).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, STARTER};
+use crate::server::{self, Listeners};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "forebay",
+    version,
+    about = "A self-hosted gateway for incoming webhooks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive webhooks: verify, store durably, acknowledge.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Log lines as text for people, or JSON for log collectors.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and print every problem with its key path.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write a commented starter configuration.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "forebay.toml")]
+        path: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(short, long, env = "FOREBAY_CONFIG", default_value = "forebay.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Runs the parsed command line.
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config, log_format } => serve(&config.config, log_format).await,
+        Command::Check { config } => check(&config.config),
+        Command::Init { path, force } => init(&path, force),
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path, std::env::vars()).map_err(|errors| {
+        eprint!("{}: {errors}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{}: ok ({} sources, {} destinations, {} routes)",
+        path.display(),
+        config.sources.len(),
+        config.destinations.len(),
+        config.routes.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn init(path: &Path, force: bool) -> ExitCode {
+    if path.exists() && !force {
+        eprintln!(
+            "{} exists already; pass --force to replace it, or give another path",
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
+    if let Err(e) = std::fs::write(path, STARTER) {
+        eprintln!("cannot write {}: {e}", path.display());
+        return ExitCode::from(3);
+    }
+    println!(
+        "wrote {}; check it with `forebay check -c {0}` and start with `forebay serve -c {0}`",
+        path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let listeners = match Listeners::bind(&config.server).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let (ingest, admin) = (
+        listeners.ingest.local_addr().ok(),
+        listeners.admin.local_addr().ok(),
+    );
+    let store = match server::open_store(&config.storage) {
+        Ok(s) => s,
+        Err(e) => return fail(&server::ServeError::Store(e)),
+    };
+    // One line on stdout once the listeners are bound and the store is open, for people
+    // and for scripts that wait for readiness.
+    if let (Some(ingest), Some(admin)) = (ingest, admin) {
+        println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
+    }
+    server::run_with_store(config, store, listeners, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    tracing::error!("{message}");
+    eprintln!("forebay: {message}");
+    ExitCode::from(3)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOREBAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

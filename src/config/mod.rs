@@ -1,0 +1,125 @@
+//! Configuration: `forebay.toml`, `FOREBAY_*` overrides, secrets, and validation.
+//!
+//! [`Config::load`] reads and checks everything once; the server then only sees
+//! resolved values ([`Source`] has its verifier built and its secrets read).
+
+mod env;
+mod errors;
+mod load;
+pub mod model;
+pub mod secret;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http::Method;
+
+pub use errors::{ConfigError, ConfigErrors};
+pub use model::{DestinationConfig, ResponseConfig, RouteConfig, ServerConfig, StorageConfig};
+pub use secret::{Secret, SecretRef};
+pub use units::{Rate, Size, Span};
+
+use crate::ingest::dedup::DedupRule;
+use crate::ingest::verify::Verifier;
+
+/// The commented starter configuration that `forebay init` writes.
+pub const STARTER: &str = include_str!("../../forebay.toml");
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub sources: BTreeMap<String, Arc<Source>>,
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    pub routes: Vec<Route>,
+    /// Non-fatal remarks worth printing at start (e.g. a source without verification).
+    pub warnings: Vec<String>,
+}
+
+/// `[server]` with its secret resolved.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub ingest_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub read_timeout: Span,
+    pub shutdown_timeout: Span,
+}
+
+/// `[storage]` with its URL understood.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub backend: Backend,
+    pub busy_timeout: Span,
+    pub max_batch: usize,
+    pub queue_depth: usize,
+    pub retry_after: Span,
+}
+
+/// Which store to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite { path: PathBuf },
+}
+
+/// One source, ready to serve.
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub verifier: Verifier,
+    pub methods: Vec<Method>,
+    pub max_body: u64,
+    pub dedup: DedupRule,
+    pub dedup_window: Span,
+    pub response: ResponseConfig,
+    /// Routes fed by this source, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// One route, with its name settled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    pub config: RouteConfig,
+}
+
+impl Config {
+    /// Reads `path`, applies `FOREBAY_*` overrides from `vars`, and validates it all.
+    pub fn load<I, K, V>(path: &std::path::Path, vars: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut errors = ConfigErrors::default();
+            errors.push(
+                "",
+                format!(
+                    "cannot read {}: {e}; pass an existing file with --config, or create one with `forebay init`",
+                    path.display()
+                ),
+            );
+            errors
+        })?;
+        load::parse(&text, vars)
+    }
+
+    /// Parses configuration text (no environment unless given in `vars`).
+    pub fn parse<I, K, V>(text: &str, vars: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        load::parse(text, vars)
+    }
+}

@@ -1,0 +1,272 @@
+//! The shape of `forebay.toml`: one struct per table, a doc comment on every key.
+//!
+//! These types are deserialized item by item by [`super::load`], so that one bad source
+//! does not hide the errors of the next.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::secret::SecretRef;
+use super::units::{Rate, Size, Span};
+use crate::ingest::verify::VerifyConfig;
+
+/// `[server]`: listeners and limits on inbound requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public listener: only `/in/*`, `/healthz` and `/readyz`.
+    pub ingest_listen: SocketAddr,
+    /// Private listener: admin API (and later dashboard and metrics).
+    pub admin_listen: SocketAddr,
+    /// Bearer token for the admin API; required when `admin_listen` is not loopback.
+    pub admin_token: Option<SecretRef>,
+    /// Most header bytes a request may send (hyper answers 431 past it).
+    pub max_header_bytes: Size,
+    /// Most header lines a request may send.
+    pub max_headers: usize,
+    /// Time a client has to send its headers, and again its body (slow senders get 408).
+    pub read_timeout: Span,
+    /// How long shutdown waits for requests already being read or committed.
+    pub shutdown_timeout: Span,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            ingest_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: None,
+            max_header_bytes: Size::kib(32),
+            max_headers: 100,
+            read_timeout: Span::secs(10),
+            shutdown_timeout: Span::secs(30),
+        }
+    }
+}
+
+/// `[storage]`: where events live and how commits are batched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` (relative to the working directory, or `sqlite:///abs/path`).
+    pub url: String,
+    /// How long a commit waits for a lock held by another process before answering 503.
+    pub busy_timeout: Span,
+    /// Most requests committed in one transaction (group commit).
+    pub max_batch: usize,
+    /// Requests waiting for the writer; past this ingest answers 503 (overloaded).
+    pub queue_depth: usize,
+    /// `Retry-After` sent with a 503 when the store cannot commit.
+    pub retry_after: Span,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./forebay-data/forebay.db".to_owned(),
+            busy_timeout: Span::secs(5),
+            max_batch: 512,
+            queue_depth: 8192,
+            retry_after: Span::secs(5),
+        }
+    }
+}
+
+/// `[sources.NAME]`: one inbound endpoint, `/in/NAME`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// How requests prove they come from the sender (`kind = "stripe"`, `"github"`, ...).
+    pub verify: VerifyConfig,
+    /// HTTP methods accepted on `/in/NAME`.
+    pub methods: Vec<String>,
+    /// Largest body accepted; larger ones get 413 without being read.
+    pub max_body: Size,
+    /// `header:NAME` or `json:/json/pointer`; else the provider's id; else SHA-256 of the body.
+    pub dedup_key: Option<String>,
+    /// How long a dedup key is remembered.
+    pub dedup_window: Span,
+    /// What the sender gets back on success.
+    pub response: ResponseConfig,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            verify: VerifyConfig::default(),
+            methods: vec!["POST".into(), "PUT".into(), "PATCH".into()],
+            max_body: Size::mib(5),
+            dedup_key: None,
+            dedup_window: Span::secs(7 * 86400),
+            response: ResponseConfig::default(),
+        }
+    }
+}
+
+/// `[sources.NAME.response]`: the success answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// A 2xx status.
+    pub status: u16,
+    /// Body text; `{id}` is replaced by the event id. Default: `{"id":"evt_…"}`.
+    pub body: Option<String>,
+    /// Content type of `body`.
+    pub content_type: Option<String>,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            body: None,
+            content_type: None,
+        }
+    }
+}
+
+/// `[destinations.NAME]`: where deliveries go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DestinationConfig {
+    /// An HTTP handler or serverless function.
+    Http(HttpDestination),
+    /// A local command; the payload goes to its stdin.
+    Exec(ExecDestination),
+}
+
+/// `kind = "http"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDestination {
+    /// Where to send, `http://` or `https://`.
+    pub url: String,
+    /// Method of the outbound request.
+    #[serde(default = "default_post")]
+    pub method: String,
+    /// Extra headers on every outbound request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Time one attempt may take.
+    #[serde(default = "default_http_timeout")]
+    pub timeout: Span,
+    /// Most requests in flight at once.
+    pub max_concurrency: Option<u32>,
+    /// Most requests started per second, minute or hour.
+    pub rate_limit: Option<Rate>,
+    /// Standard Webhooks signing of outbound requests.
+    pub sign: Option<SignConfig>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Follow redirects (off by default: a redirect usually means a wrong URL).
+    #[serde(default)]
+    pub follow_redirects: bool,
+}
+
+/// `kind = "exec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecDestination {
+    /// Program to run; no shell is involved.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Time one run may take before it is killed.
+    #[serde(default = "default_exec_timeout")]
+    pub timeout: Span,
+    /// Most runs at once.
+    pub max_concurrency: Option<u32>,
+    /// Most runs started per second, minute or hour.
+    pub rate_limit: Option<Rate>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// `sign = { secret = "…" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignConfig {
+    /// `whsec_…` secret shared with the handler.
+    pub secret: SecretRef,
+}
+
+/// `retry = { … }`: a list of waits, or an exponential policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Waits after the first try, e.g. `["5s", "30s", "2m"]`.
+    pub schedule: Option<Vec<Span>>,
+    /// Exponential policy instead of a list.
+    pub exponential: Option<ExponentialRetry>,
+    /// Statuses that go straight to the dead-letter queue.
+    #[serde(default)]
+    pub give_up_on: Vec<u16>,
+}
+
+/// `exponential = { base = "5s", factor = 2.0, cap = "1h", max_attempts = 12 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialRetry {
+    pub base: Span,
+    pub factor: f64,
+    pub cap: Span,
+    pub max_attempts: u32,
+}
+
+/// `breaker = { failures = 10, cooldown = "30s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// First wait before a probe; doubles up to 10 minutes.
+    pub cooldown: Span,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            cooldown: Span::secs(30),
+        }
+    }
+}
+
+/// `[[routes]]`: source → destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Defaults to `"{source}-{destination}"`.
+    pub name: Option<String>,
+    pub source: String,
+    pub destination: String,
+    /// jq expression that must yield `true` to deliver.
+    pub filter: Option<String>,
+    /// jq expression whose outputs become the delivered bodies.
+    pub transform: Option<String>,
+    /// jq expression: deliveries with the same key go one at a time, in receive order.
+    pub ordering_key: Option<String>,
+}
+
+fn default_post() -> String {
+    "POST".to_owned()
+}
+
+fn default_http_timeout() -> Span {
+    Span::secs(10)
+}
+
+fn default_exec_timeout() -> Span {
+    Span::secs(30)
+}

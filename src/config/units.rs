@@ -1,0 +1,170 @@
+//! Human-friendly values in configuration: durations (`"10s"`, `"7d"`), byte sizes
+//! (`"1MiB"`) and rates (`"50/s"`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de};
+
+/// A duration written as text, e.g. `"500ms"`, `"30s"`, `"5m"`, `"7d"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl Span {
+    pub const fn secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    pub fn as_millis_i64(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(Span)
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like \"500ms\", \"30s\", \"5m\" or \"7d\""
+                ))
+            })
+    }
+}
+
+/// A size in bytes, written as text (`"512KiB"`, `"5MiB"`) or as a plain number of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub const fn kib(n: u64) -> Self {
+        Self(n * 1024)
+    }
+
+    pub const fn mib(n: u64) -> Self {
+        Self(n * 1024 * 1024)
+    }
+
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(Size(n)),
+            Raw::Text(text) => text
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| Size(b.as_u64()))
+                .map_err(|e| {
+                    de::Error::custom(format!(
+                        "invalid size {text:?} ({e}); write it like \"512KiB\" or \"5MiB\""
+                    ))
+                }),
+        }
+    }
+}
+
+/// A rate limit: `N/s`, `N/m` or `N/h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("invalid rate {text:?}; write it like \"50/s\", \"600/m\" or \"1000/h\"");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!(
+                "rate {text:?} allows nothing; use a count of at least 1"
+            ));
+        }
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok(Rate { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Holder<T> {
+        v: T,
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(v: &str) -> Result<T, String> {
+        toml::from_str::<Holder<T>>(&format!("v = {v}"))
+            .map(|h| h.v)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse::<Span>("\"30s\"").unwrap(), Span::secs(30));
+        assert_eq!(parse::<Span>("\"7d\"").unwrap(), Span::secs(7 * 86400));
+        let err = parse::<Span>("\"soon\"").unwrap_err();
+        assert!(err.contains("write it like"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse::<Size>("\"5MiB\"").unwrap(), Size::mib(5));
+        assert_eq!(parse::<Size>("1024").unwrap(), Size(1024));
+        assert!(
+            parse::<Size>("\"lots\"")
+                .unwrap_err()
+                .contains("invalid size")
+        );
+    }
+
+    #[test]
+    fn rates() {
+        let r = parse::<Rate>("\"50/s\"").unwrap();
+        assert_eq!((r.count, r.per), (50, Duration::from_secs(1)));
+        assert_eq!(parse::<Rate>("\"10/h\"").unwrap().to_string(), "10/h");
+        assert!(parse::<Rate>("\"0/s\"").unwrap_err().contains("at least 1"));
+        assert!(
+            parse::<Rate>("\"5/d\"")
+                .unwrap_err()
+                .contains("write it like")
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Prefixed, time-sortable ids: `evt_…`, `dlv_…`, `att_…` (UUIDv7, lower-case hex).
+//!
+//! UUIDv7 starts with the millisecond timestamp, so ids sort by creation time and
+//! "newest first" is "id descending".
+
+use uuid::Uuid;
+
+pub const EVENT: &str = "evt";
+pub const DELIVERY: &str = "dlv";
+pub const ATTEMPT: &str = "att";
+pub const DUPLICATE: &str = "dup";
+pub const REJECTED: &str = "rej";
+
+/// A new id with the given prefix.
+pub fn new(prefix: &str) -> String {
+    format!("{prefix}_{}", Uuid::now_v7().simple())
+}
+
+/// True when `id` looks like an id of the given prefix (checked before touching the store).
+pub fn is_valid(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_and_sort_by_time() {
+        let a = new(EVENT);
+        let b = new(EVENT);
+        assert!(a.starts_with("evt_") && is_valid(EVENT, &a));
+        assert!(a < b, "{a} then {b}");
+        assert!(!is_valid(EVENT, "evt_nothex"));
+        assert!(!is_valid(DELIVERY, &a));
+    }
+}

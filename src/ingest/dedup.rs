@@ -1,0 +1,115 @@
+//! Dedup keys (SPEC section 5): the source's configured rule, else the provider's own
+//! id, else the SHA-256 of the raw body.
+
+use http::HeaderName;
+use sha2::{Digest, Sha256};
+
+use super::request::Unverified;
+use super::verify::Verifier;
+
+/// How a source picks the dedup key of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupRule {
+    /// The provider's id when the verifier knows one, else the body hash.
+    Auto,
+    /// `header:NAME`: the value of a header.
+    Header(HeaderName),
+    /// `json:/pointer`: a string or number at a JSON pointer in the body.
+    JsonPointer(String),
+}
+
+impl DedupRule {
+    /// Parses a source's `dedup_key` setting.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(name) = text.strip_prefix("header:") {
+            return HeaderName::try_from(name.trim())
+                .map(DedupRule::Header)
+                .map_err(|_| {
+                    format!("{name:?} is not a valid header name; write `header:X-Event-Id`")
+                });
+        }
+        if let Some(pointer) = text.strip_prefix("json:") {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(format!(
+                    "JSON pointer {pointer:?} must start with `/`; write `json:/data/id`"
+                ));
+            }
+            return Ok(DedupRule::JsonPointer(pointer.to_owned()));
+        }
+        if text.starts_with("jq:") {
+            return Err(
+                "`jq:` dedup keys need the transform engine, which this version does not have yet; use `header:NAME` or `json:/pointer`"
+                    .to_owned(),
+            );
+        }
+        Err(format!(
+            "unknown dedup key {text:?}; write `header:NAME` or `json:/json/pointer`"
+        ))
+    }
+
+    /// The dedup key of `req`. A configured rule that finds nothing falls back to the
+    /// provider's id and then to the body hash, so every event still gets a key.
+    pub fn key_for(&self, verifier: &Verifier, req: &Unverified) -> String {
+        let configured = match self {
+            DedupRule::Auto => None,
+            DedupRule::Header(name) => req
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            DedupRule::JsonPointer(pointer) => json_at(&req.body, pointer),
+        };
+        configured
+            .filter(|k| !k.is_empty())
+            .or_else(|| verifier.provider_dedup_key(req))
+            .unwrap_or_else(|| body_hash(&req.body))
+    }
+}
+
+fn json_at(body: &[u8], pointer: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `sha256:<hex>` of the raw body.
+pub fn body_hash(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rules_and_explains_mistakes() {
+        assert_eq!(
+            DedupRule::parse("header:X-Request-Id").unwrap(),
+            DedupRule::Header(HeaderName::from_static("x-request-id"))
+        );
+        assert_eq!(
+            DedupRule::parse("json:/data/id").unwrap(),
+            DedupRule::JsonPointer("/data/id".into())
+        );
+        assert!(
+            DedupRule::parse("json:data")
+                .unwrap_err()
+                .contains("must start with `/`")
+        );
+        assert!(
+            DedupRule::parse("body")
+                .unwrap_err()
+                .contains("header:NAME")
+        );
+    }
+
+    #[test]
+    fn finds_values_in_json() {
+        assert_eq!(json_at(br#"{"a":{"b":"x"}}"#, "/a/b").as_deref(), Some("x"));
+        assert_eq!(json_at(br#"{"n":42}"#, "/n").as_deref(), Some("42"));
+        assert_eq!(json_at(b"not json", "/n"), None);
+    }
+}

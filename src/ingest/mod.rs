@@ -1,0 +1,71 @@
+//! The public ingest listener: `/in/{source}`, `/healthz`, `/readyz`.
+//!
+//! A request is read with caps, verified, given its dedup key, and committed with its
+//! deliveries; the sender hears 2xx only after the commit. **Ingest never waits on
+//! delivery**: it writes rows and returns.
+
+pub mod body;
+pub mod dedup;
+mod receive;
+pub mod request;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{any, get};
+use http::StatusCode;
+
+use crate::config::{Config, Source};
+use crate::http_error::ApiError;
+use crate::store::Store;
+
+/// What the ingest handlers share.
+#[derive(Clone)]
+pub struct IngestState {
+    pub sources: Arc<BTreeMap<String, Arc<Source>>>,
+    pub store: Arc<dyn Store>,
+    /// Deadline for reading a body.
+    pub read_timeout: Duration,
+    /// `Retry-After` seconds on 503.
+    pub retry_after_secs: u64,
+}
+
+impl IngestState {
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        Self {
+            sources: Arc::new(config.sources.clone()),
+            store,
+            read_timeout: config.server.read_timeout.0,
+            retry_after_secs: config.storage.retry_after.0.as_secs().max(1),
+        }
+    }
+}
+
+/// The ingest router.
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/in/{source}", any(receive::receive))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            ApiError::not_found("not_found", "nothing here; webhooks go to /in/{source}")
+        })
+        .with_state(state)
+}
+
+/// Ready when the store answers and its schema is current.
+pub async fn readyz(State(state): State<IngestState>) -> Result<&'static str, ApiError> {
+    state.store.ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the store is not reachable or not migrated",
+        )
+    })?;
+    Ok("ready\n")
+}

@@ -1,0 +1,157 @@
+//! The `/in/{source}` handler: method and size checks, capped read, verification,
+//! dedup key, durable commit, answer.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use super::IngestState;
+use super::body::{check_declared_length, read_capped};
+use super::request::Unverified;
+use crate::config::Source;
+use crate::http_error::ApiError;
+use crate::id;
+use crate::store::{Inserted, NewDelivery, NewEvent, NewRejected};
+
+pub async fn receive(
+    State(state): State<IngestState>,
+    Path(source_name): Path<String>,
+    request: Request,
+) -> Response {
+    let remote_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match handle(state, source_name, remote_addr, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(
+    state: IngestState,
+    source_name: String,
+    remote_addr: Option<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some(source) = state.sources.get(&source_name).cloned() else {
+        return Err(ApiError::not_found(
+            "unknown_source",
+            format!(
+                "no source named {source_name:?}; add [sources.{source_name}] to the configuration"
+            ),
+        ));
+    };
+    let (parts, body) = request.into_parts();
+    if !source.methods.contains(&parts.method) {
+        return Err(method_not_allowed(&source));
+    }
+    check_declared_length(&parts.headers, source.max_body)?;
+    let body = read_capped(body, source.max_body, state.read_timeout).await?;
+
+    let unverified = Unverified {
+        source: source.name.clone(),
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+        remote_addr,
+        received_at_ms: now_ms(),
+    };
+    let verified = match source.verifier.verify(unverified) {
+        Ok(v) => v,
+        Err(rejected) => {
+            let reason = rejected.reason.to_string();
+            tracing::info!(source = %source.name, %reason, "rejected a request that failed verification");
+            let record = NewRejected::new(rejected.request, id::new(id::REJECTED), reason.clone());
+            // The sender hears 401 either way; failing to record it is the operator's
+            // problem, reported in the log.
+            if let Err(e) = state.store.insert_rejected(record).await {
+                tracing::warn!(error = %e, "could not record a rejected request");
+            }
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "verification_failed",
+                format!("verification failed: {reason}"),
+            ));
+        }
+    };
+
+    let dedup_key = source.dedup.key_for(&source.verifier, verified.request());
+    let deliveries = source
+        .routes
+        .iter()
+        .map(|r| NewDelivery {
+            id: id::new(id::DELIVERY),
+            route: r.name.clone(),
+            destination: r.destination.clone(),
+        })
+        .collect();
+    let event = NewEvent::new(
+        verified,
+        id::new(id::EVENT),
+        dedup_key,
+        source.dedup_window.as_millis_i64(),
+        deliveries,
+    );
+    let inserted = state
+        .store
+        .insert_event(event)
+        .await
+        .map_err(|e| ApiError::unavailable(&e, state.retry_after_secs))?;
+    if let Inserted::Duplicate { original_id } = &inserted {
+        tracing::debug!(source = %source.name, original = %original_id, "duplicate");
+    }
+    Ok(success(&source, inserted.event_id()))
+}
+
+fn method_not_allowed(source: &Source) -> ApiError {
+    let allowed: Vec<&str> = source.methods.iter().map(|m| m.as_str()).collect();
+    let allow =
+        HeaderValue::from_str(&allowed.join(", ")).unwrap_or(HeaderValue::from_static("POST"));
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "source {:?} accepts {}; add the method to its `methods` if this sender needs it",
+            source.name,
+            allowed.join(", ")
+        ),
+    )
+    .with_header(header::ALLOW, allow)
+}
+
+/// The configured success answer (default `200 {"id":"evt_…"}`).
+fn success(source: &Source, event_id: &str) -> Response {
+    let cfg = &source.response;
+    let status = StatusCode::from_u16(cfg.status).unwrap_or(StatusCode::OK);
+    let (body, content_type) = match &cfg.body {
+        None => (
+            serde_json::json!({ "id": event_id }).to_string(),
+            cfg.content_type.as_deref().unwrap_or("application/json"),
+        ),
+        Some(template) => (
+            template.replace("{id}", event_id),
+            cfg.content_type
+                .as_deref()
+                .unwrap_or("text/plain; charset=utf-8"),
+        ),
+    };
+    let mut response = (status, Body::from(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,36 @@
+//! The request as it arrived, before anyone has vouched for it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+/// A fully read inbound request on `/in/{source}`. Verifiers look at it; only
+/// [`super::verify::Verified`] may be stored as an event.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    pub source: String,
+    pub method: Method,
+    /// Path as received, e.g. `/in/stripe`.
+    pub path: String,
+    /// Raw query string without the `?`, if any.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// Raw body bytes, exactly as received.
+    pub body: Bytes,
+    pub remote_addr: Option<SocketAddr>,
+    /// Receive time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}
+
+impl Unverified {
+    /// First value of a header as UTF-8 text, if present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Receive time in whole seconds since the Unix epoch, for timestamp tolerance checks.
+    pub fn received_at_secs(&self) -> i64 {
+        self.received_at_ms.div_euclid(1000)
+    }
+}

@@ -1,0 +1,454 @@
+//! `[sources.NAME.verify]` as written in the TOML, and [`VerifyConfig::build`], which
+//! resolves its secrets once at load time into a [`Verifier`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::hmac::TemplateError;
+use super::{Verifier, basic, bearer, github, hmac, standard_webhooks, stripe};
+use crate::config::secret::{Secret, SecretError, SecretRef};
+
+/// How a source checks that a request comes from its sender.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VerifyConfig {
+    /// Accept every request unchecked. Only for senders on a trusted network.
+    #[default]
+    None,
+    /// Stripe: the `Stripe-Signature` header (`t=...,v1=...`), HMAC-SHA256 over
+    /// `{t}.{body}`.
+    Stripe {
+        /// The endpoint's signing secret as Stripe shows it (`whsec_...`), or a list of
+        /// them while rolling a secret: a request passes when any one matches.
+        secret: OneOrMany<SecretRef>,
+        /// How far the signed timestamp may be from the time forebay received the
+        /// request, e.g. `"5m"`. Older (or newer) requests are rejected as replays.
+        #[serde(default = "default_tolerance", deserialize_with = "duration")]
+        tolerance: Duration,
+    },
+    /// GitHub: the `X-Hub-Signature-256` header (`sha256=<hex>`), HMAC-SHA256 over the
+    /// body. The legacy SHA-1 `X-Hub-Signature` header is not accepted.
+    Github {
+        /// The webhook's secret as entered in GitHub, or a list of them while changing
+        /// it: a request passes when any one matches.
+        secret: OneOrMany<SecretRef>,
+    },
+    /// Standard Webhooks (also Svix and the providers built on it): `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature` headers (or their `svix-` twins),
+    /// HMAC-SHA256 over `{id}.{timestamp}.{body}`, `v1` signatures.
+    StandardWebhooks {
+        /// The signing secret as the provider shows it (`whsec_` followed by base64;
+        /// the prefix may be left out), or a list of them while rotating.
+        secret: OneOrMany<SecretRef>,
+        /// How far `webhook-timestamp` may be from the receive time, e.g. `"5m"`.
+        #[serde(default = "default_tolerance", deserialize_with = "duration")]
+        tolerance: Duration,
+    },
+    /// Any HMAC signature in one header, for senders without a built-in kind.
+    Hmac {
+        /// The shared secret (used as raw bytes), or a list of them while rotating.
+        secret: OneOrMany<SecretRef>,
+        /// The header that carries the signature, e.g. `"X-Signature"`.
+        header: String,
+        /// The hash: `"sha1"`, `"sha256"` (default) or `"sha512"`.
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        /// How the signature is written: `"hex"` (default) or `"base64"`.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Text before the signature in the header, e.g. `"sha256="`; matched without
+        /// regard to case and removed before decoding.
+        #[serde(default)]
+        prefix: Option<String>,
+        /// The header that carries the signing time in Unix seconds, if the sender signs
+        /// one. Setting it turns on the `tolerance` check.
+        #[serde(default)]
+        timestamp_header: Option<String>,
+        /// What is signed, with placeholders `{body}`, `{timestamp}` and
+        /// `{header:Name}` (`{{` and `}}` for literal braces). Default: `"{body}"`, or
+        /// `"{timestamp}.{body}"` when `timestamp_header` is set.
+        #[serde(default)]
+        signed: Option<String>,
+        /// How far the signed timestamp may be from the receive time, e.g. `"5m"`.
+        /// Only used with `timestamp_header`.
+        #[serde(default = "default_tolerance", deserialize_with = "duration")]
+        tolerance: Duration,
+    },
+    /// HTTP Basic authentication: `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// The expected user name (not secret; must not contain `:`).
+        username: String,
+        /// The expected password, or a list of them while changing it.
+        password: OneOrMany<SecretRef>,
+    },
+    /// A bearer token: `Authorization: Bearer <token>`.
+    Bearer {
+        /// The expected token, or a list of them while rotating.
+        token: OneOrMany<SecretRef>,
+    },
+}
+
+/// The hash used by the generic `hmac` kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA1, only for senders that offer nothing stronger.
+    Sha1,
+    /// HMAC-SHA256, what most senders use.
+    #[default]
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How the generic `hmac` kind's signature is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Hexadecimal digits, either case.
+    #[default]
+    Hex,
+    /// Standard base64 (`+` and `/`), with or without `=` padding.
+    Base64,
+}
+
+/// One value or a list of them, so that `secret = "..."` and
+/// `secret = ["new", "old"]` (during rotation) both read naturally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneOrMany<T> {
+    /// A single value, `secret = "..."`.
+    One(T),
+    /// A list, `secret = ["...", "..."]`; any one of them is accepted.
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+// Written by hand rather than `#[serde(untagged)]` so that a wrong type gets "expected a
+// string or a list of strings" instead of "did not match any variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
+            }
+        }
+
+        d.deserialize_any(OneOrManyVisitor(PhantomData))
+    }
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write it like \"30s\" or \"5m\""
+        ))
+    })
+}
+
+/// Which configured value a build error is about: `secret`, or `secret` item 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldAt {
+    pub field: &'static str,
+    /// 1-based position in a list; `None` when a single value was given.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for FieldAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.item {
+            Some(n) => write!(f, "`{}` item {n}", self.field),
+            None => write!(f, "`{}`", self.field),
+        }
+    }
+}
+
+/// Why a `verify` section could not be turned into a verifier. The caller prefixes the
+/// key path (`sources.NAME.verify`).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{at}: {source}")]
+    Secret {
+        at: FieldAt,
+        #[source]
+        source: SecretError,
+    },
+    #[error("`{field}` is an empty list; give at least one value")]
+    NoSecrets { field: &'static str },
+    #[error(
+        "{at}: not valid base64 after the optional `whsec_` prefix ({source}); copy the signing secret exactly as the provider shows it"
+    )]
+    SecretNotBase64 {
+        at: FieldAt,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("{at}: decodes to zero bytes; copy the whole signing secret")]
+    SecretDecodesEmpty { at: FieldAt },
+    #[error(
+        "{at}: contains whitespace, which the provider never puts in a secret; remove the stray space or newline"
+    )]
+    SecretWhitespace { at: FieldAt },
+    #[error("`tolerance` is zero, which would reject nearly every request; use e.g. \"5m\"")]
+    ZeroTolerance,
+    #[error("`{field}` = {name:?} is not a valid HTTP header name; write it like \"X-Signature\"")]
+    HeaderName { field: &'static str, name: String },
+    #[error("`signed`: {0}")]
+    Template(#[from] TemplateError),
+    #[error(
+        "`username` contains `:`, which Basic authentication uses to end the user name; choose a user name without it"
+    )]
+    UsernameColon,
+}
+
+/// Reads every secret of a `secret`/`password`/`token` value, keeping its position for
+/// error messages.
+pub(super) fn resolve_secrets(
+    field: &'static str,
+    refs: &OneOrMany<SecretRef>,
+) -> Result<Vec<(FieldAt, Secret)>, BuildError> {
+    let list = refs.as_slice();
+    if list.is_empty() {
+        return Err(BuildError::NoSecrets { field });
+    }
+    let many = matches!(refs, OneOrMany::Many(_));
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = FieldAt {
+                field,
+                item: many.then_some(i + 1),
+            };
+            r.resolve()
+                .map(|secret| (at, secret))
+                .map_err(|source| BuildError::Secret { at, source })
+        })
+        .collect()
+}
+
+pub(super) fn check_tolerance_setting(tolerance: Duration) -> Result<(), BuildError> {
+    // Sub-second tolerances truncate to zero seconds, and timestamps are whole seconds.
+    if tolerance.as_secs() == 0 {
+        return Err(BuildError::ZeroTolerance);
+    }
+    Ok(())
+}
+
+impl VerifyConfig {
+    /// Resolves the secrets and checks the settings, once, at configuration load.
+    pub fn build(&self) -> Result<Verifier, BuildError> {
+        Ok(match self {
+            VerifyConfig::None => Verifier::None,
+            VerifyConfig::Stripe { secret, tolerance } => {
+                Verifier::Stripe(stripe::Stripe::build(secret, *tolerance)?)
+            }
+            VerifyConfig::Github { secret } => Verifier::Github(github::Github::build(secret)?),
+            VerifyConfig::StandardWebhooks { secret, tolerance } => Verifier::StandardWebhooks(
+                standard_webhooks::StandardWebhooks::build(secret, *tolerance)?,
+            ),
+            VerifyConfig::Hmac {
+                secret,
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                timestamp_header,
+                signed,
+                tolerance,
+            } => Verifier::Hmac(hmac::GenericHmac::build(hmac::Settings {
+                secret,
+                header,
+                algorithm: *algorithm,
+                encoding: *encoding,
+                prefix: prefix.as_deref(),
+                timestamp_header: timestamp_header.as_deref(),
+                signed: signed.as_deref(),
+                tolerance: *tolerance,
+            })?),
+            VerifyConfig::Basic { username, password } => {
+                Verifier::Basic(basic::Basic::build(username, password)?)
+            }
+            VerifyConfig::Bearer { token } => Verifier::Bearer(bearer::Bearer::build(token)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `text` as the inline table a source would write: `verify = { ... }`.
+    fn parse(text: &str) -> Result<VerifyConfig, String> {
+        #[derive(Deserialize)]
+        struct Source {
+            verify: VerifyConfig,
+        }
+        toml::from_str::<Source>(&format!("verify = {{ {text} }}"))
+            .map(|s| s.verify)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn default_is_none() {
+        assert_eq!(VerifyConfig::default(), VerifyConfig::None);
+        assert_eq!(parse(r#"kind = "none""#).unwrap(), VerifyConfig::None);
+        assert!(VerifyConfig::default().build().unwrap().is_none());
+    }
+
+    #[test]
+    fn secret_is_one_or_many_and_tolerance_defaults_to_five_minutes() {
+        let one = parse(r#"kind = "stripe", secret = "whsec_a""#).unwrap();
+        assert_eq!(
+            one,
+            VerifyConfig::Stripe {
+                secret: OneOrMany::One(SecretRef::new("whsec_a")),
+                tolerance: Duration::from_secs(300),
+            }
+        );
+        let many = parse(
+            r#"kind = "standard-webhooks", secret = ["whsec_a", "whsec_b"], tolerance = "90s""#,
+        )
+        .unwrap();
+        assert_eq!(
+            many,
+            VerifyConfig::StandardWebhooks {
+                secret: OneOrMany::Many(vec![SecretRef::new("whsec_a"), SecretRef::new("whsec_b")]),
+                tolerance: Duration::from_secs(90),
+            }
+        );
+    }
+
+    #[test]
+    fn hmac_defaults() {
+        let cfg = parse(r#"kind = "hmac", secret = "s", header = "X-Sig""#).unwrap();
+        let VerifyConfig::Hmac {
+            algorithm,
+            encoding,
+            prefix,
+            timestamp_header,
+            signed,
+            tolerance,
+            ..
+        } = cfg
+        else {
+            panic!("not hmac: {cfg:?}");
+        };
+        assert_eq!(algorithm, HmacAlgorithm::Sha256);
+        assert_eq!(encoding, SignatureEncoding::Hex);
+        assert_eq!((prefix, timestamp_header, signed), (None, None, None));
+        assert_eq!(tolerance, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_the_fix() {
+        let unknown = parse(r#"kind = "github", secret = "s", tolerence = "5m""#).unwrap_err();
+        assert!(unknown.contains("tolerence"), "{unknown}");
+        let bad_kind = parse(r#"kind = "gitlub", secret = "s""#).unwrap_err();
+        assert!(bad_kind.contains("gitlub"), "{bad_kind}");
+        let bad_duration =
+            parse(r#"kind = "stripe", secret = "s", tolerance = "5 parsecs""#).unwrap_err();
+        assert!(bad_duration.contains("\"5m\""), "{bad_duration}");
+        let bad_secret = parse(r#"kind = "github", secret = 42"#).unwrap_err();
+        assert!(
+            bad_secret.contains("a string or a list of strings"),
+            "{bad_secret}"
+        );
+        let bad_algorithm =
+            parse(r#"kind = "hmac", secret = "s", header = "X", algorithm = "md5""#).unwrap_err();
+        assert!(bad_algorithm.contains("sha256"), "{bad_algorithm}");
+    }
+
+    #[test]
+    fn build_errors_name_the_item_and_the_fix() {
+        let cfg = VerifyConfig::Github {
+            secret: OneOrMany::Many(vec![
+                SecretRef::new("fine"),
+                SecretRef::new("env:FOREBAY_VERIFY_TEST_SURELY_UNSET"),
+            ]),
+        };
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.starts_with("`secret` item 2: "), "{err}");
+        assert!(err.contains("FOREBAY_VERIFY_TEST_SURELY_UNSET"), "{err}");
+
+        let empty = VerifyConfig::Bearer {
+            token: OneOrMany::Many(vec![]),
+        };
+        assert_eq!(
+            empty.build().unwrap_err().to_string(),
+            "`token` is an empty list; give at least one value"
+        );
+
+        let zero = VerifyConfig::Stripe {
+            secret: OneOrMany::One(SecretRef::new("whsec_x")),
+            tolerance: Duration::from_millis(500),
+        };
+        assert!(matches!(zero.build(), Err(BuildError::ZeroTolerance)));
+    }
+
+    #[test]
+    fn build_never_prints_secrets() {
+        let cfg = VerifyConfig::Stripe {
+            secret: OneOrMany::One(SecretRef::new("whsec_hunter2 ")),
+            tolerance: Duration::from_secs(300),
+        };
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.contains("whitespace"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let built = VerifyConfig::Github {
+            secret: OneOrMany::One(SecretRef::new("hunter2")),
+        }
+        .build()
+        .unwrap();
+        assert!(!format!("{built:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn kind_names_match_the_toml() {
+        let cases = [
+            (r#"kind = "none""#, "none"),
+            (r#"kind = "stripe", secret = "whsec_x""#, "stripe"),
+            (r#"kind = "github", secret = "x""#, "github"),
+            (
+                r#"kind = "standard-webhooks", secret = "whsec_eHh4""#,
+                "standard-webhooks",
+            ),
+            (r#"kind = "hmac", secret = "x", header = "X-Sig""#, "hmac"),
+            (r#"kind = "basic", username = "u", password = "p""#, "basic"),
+            (r#"kind = "bearer", token = "t""#, "bearer"),
+        ];
+        for (text, kind) in cases {
+            let verifier = parse(text).unwrap().build().unwrap();
+            assert_eq!(verifier.kind_name(), kind, "{text}");
+            assert_eq!(verifier.is_none(), kind == "none");
+        }
+    }
+}

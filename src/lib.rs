@@ -1,0 +1,24 @@
+//! forebay: a self-hosted gateway for incoming webhooks.
+//!
+//! A sender's request is verified, committed durably with one pending delivery per
+//! route, and acknowledged in milliseconds; delivery happens later, from the store.
+//!
+//! - [`config`]: `forebay.toml`, environment overrides, secrets, validation.
+//! - [`ingest`]: the public listener: `/in/{source}`, verification ([`ingest::verify`]),
+//!   dedup keys, capped body reads.
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (group commit).
+//! - [`admin`]: the private JSON API under `/api/v1`.
+//! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
+//! - [`cli`]: the `forebay` command line.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod http_error;
+pub mod id;
+pub mod ingest;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{Listeners, run};

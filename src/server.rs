@@ -1,0 +1,198 @@
+//! `run(config, listeners, shutdown)`: the whole server, with nothing hidden.
+//!
+//! Opens the store, serves the ingest and admin routers on the listeners it is given,
+//! and on `shutdown` stops accepting, lets requests already read finish (commit or 503)
+//! within `server.shutdown_timeout`, then closes the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Backend, Config, Server, Storage};
+use crate::ingest::{self, IngestState};
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{Store, StoreError};
+
+/// The two listeners, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub ingest: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses in `[server]`.
+    pub async fn bind(server: &Server) -> Result<Self, ServeError> {
+        let bind = |addr: SocketAddr, key: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { key, addr, source })
+        };
+        Ok(Self {
+            ingest: bind(server.ingest_listen, "server.ingest_listen").await?,
+            admin: bind(server.admin_listen, "server.admin_listen").await?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot listen on {addr} ({key}): {source}; pick a free port or stop the other process"
+    )]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store named by `[storage]`.
+pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
+    match &storage.backend {
+        Backend::Sqlite { path } => {
+            let store = SqliteStore::open(
+                path,
+                SqliteOptions {
+                    busy_timeout: storage.busy_timeout.0,
+                    max_batch: storage.max_batch,
+                    queue_depth: storage.queue_depth,
+                },
+            )?;
+            Ok(store)
+        }
+    }
+}
+
+/// Runs forebay until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let store = open_store(&config.storage)?;
+    run_with_store(config, store, listeners, shutdown).await;
+    Ok(())
+}
+
+/// Runs forebay on an open store until `shutdown` resolves, then closes the store.
+pub async fn run_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let ingest = ingest::router(IngestState::new(&config, store.clone()));
+    let admin = admin::router(AdminState {
+        store: store.clone(),
+        token: config.server.admin_token.clone(),
+    });
+
+    let builder = connection_builder(&config.server);
+    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopper = async {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing requests already read");
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(
+        accept_loop(
+            &listeners.ingest,
+            &ingest,
+            &builder,
+            &graceful,
+            stop_rx.clone()
+        ),
+        accept_loop(&listeners.admin, &admin, &builder, &graceful, stop_rx),
+        stopper,
+    );
+    // Close the sockets now, so new connections are refused rather than left waiting in
+    // the kernel's backlog while in-flight requests finish.
+    drop(listeners);
+    let bound = config.server.shutdown_timeout.0;
+    if tokio::time::timeout(bound, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections were still open after {}s and were closed",
+            bound.as_secs()
+        );
+    }
+    store.close().await;
+    tracing::info!("stopped");
+}
+
+fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.read_timeout.0)
+        .max_headers(server.max_headers)
+        .max_buf_size(server.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts connections until `stop` changes; each connection is watched by `graceful`.
+async fn accept_loop(
+    listener: &TcpListener,
+    router: &Router,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(move |mut req: http::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req
+            });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            }
+        });
+    }
+}

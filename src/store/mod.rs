@@ -1,0 +1,75 @@
+//! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
+//! API need, with one implementation per backend. Only this module speaks SQL.
+
+pub mod model;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use model::{
+    DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
+    StoredRejected,
+};
+
+/// What can go wrong in the store, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Too many requests are waiting for a commit: shed load (503, retry later).
+    #[error("the store is overloaded: {0} requests are waiting for a commit")]
+    Overloaded(usize),
+    /// The commit failed (lock held elsewhere, disk full, I/O error): nothing was stored.
+    #[error("the store could not commit")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    /// The store has shut down, or its writer stopped.
+    #[error("the store is closed")]
+    Closed,
+    /// Any other database error.
+    #[error("database error")]
+    Database(#[from] rusqlite::Error),
+    /// Stored data that does not decode (a bug or a damaged file).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The database file is newer than this binary.
+    #[error(
+        "the database schema is version {found}, newer than this forebay knows ({known}); upgrade forebay"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+impl StoreError {
+    /// True when the caller should answer 503 and the sender should retry.
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. }
+        )
+    }
+}
+
+/// The storage operations forebay needs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Commits an event with its deliveries, or records it as a duplicate. Returns only
+    /// after the commit is durable.
+    async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError>;
+
+    /// Commits a request that failed verification.
+    async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError>;
+
+    /// One event with its body, headers and deliveries.
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// A page of events, newest first, without bodies.
+    async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// A page of rejected requests, newest first.
+    async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError>;
+
+    /// Ok when the store answers queries and its schema is current.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Commits what is queued and stops the writer. Later writes fail with `Closed`.
+    async fn close(&self);
+}

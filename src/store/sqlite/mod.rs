@@ -1,0 +1,219 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only write connection and commits in groups
+//! ([`writer`]); reads run on a small pool of read-only connections on the blocking
+//! thread pool, so they never queue behind commits.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    EventQuery, Inserted, NewEvent, NewRejected, Store, StoreError, StoredEvent, StoredRejected,
+};
+use writer::{Op, Write, Writer};
+
+/// Tuning for [`SqliteStore::open`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub busy_timeout: Duration,
+    pub max_batch: usize,
+    pub queue_depth: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 512,
+            queue_depth: 8192,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writes: mpsc::Sender<Op>,
+    queue_depth: usize,
+    reads: ReadPool,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrates it, and starts the
+    /// writer thread.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Arc<Self>, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(rusqlite::Error::InvalidPath(
+                    format!("{}: {e}", dir.display()).into(),
+                ))
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(options.busy_timeout)?;
+        // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so a
+        // committed group survives power loss, not just a process crash.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "SQLite refused WAL mode (got {mode}); put the database on a local file system"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+
+        let (tx, rx) = mpsc::channel(options.queue_depth);
+        let writer = Writer::new(conn, rx, options.max_batch);
+        let handle = std::thread::Builder::new()
+            .name("forebay-sqlite-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        Ok(Arc::new(Self {
+            writes: tx,
+            queue_depth: options.queue_depth,
+            reads: ReadPool::new(path.to_owned(), options.busy_timeout),
+            writer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// Queues a write without waiting for room: a full queue is an overload (503), not a
+    /// reason to hold the sender's connection open.
+    fn submit(&self, write: Write) -> Result<(), StoreError> {
+        self.writes.try_send(Op::Write(write)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded(self.queue_depth),
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Event(event, reply))?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Rejected(rejected, reply))?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| read::get_event(c, &id)).await
+    }
+
+    async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| read::list_events(c, &query)).await
+    }
+
+    async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
+        self.read(move |c| read::list_rejected(c, &query)).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.writes.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| {
+            let found = schema::version(c)?;
+            if found == schema::VERSION {
+                Ok(())
+            } else {
+                Err(StoreError::Corrupt(format!(
+                    "schema version {found}, expected {}",
+                    schema::VERSION
+                )))
+            }
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writes.send(Op::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Read-only connections, opened on demand and reused.
+#[derive(Clone)]
+struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl ReadPool {
+    const MAX_IDLE: usize = 8;
+
+    fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+        Self {
+            path,
+            busy_timeout,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(self.busy_timeout)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < Self::MAX_IDLE
+        {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// Headers as stored: a JSON array of `[name, value]` pairs, order and repeats kept.
+fn json_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_headers(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
+}

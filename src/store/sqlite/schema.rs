@@ -1,0 +1,93 @@
+//! SQLite schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] runs once, in order, inside one transaction with the
+//! version bump; never edit a released entry, append a new one.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: events with their deliveries, duplicates and rejected requests.
+    r#"
+    CREATE TABLE events (
+        id           TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,          -- ms since the Unix epoch
+        method       TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        query        TEXT,
+        headers      TEXT NOT NULL,             -- JSON array of [name, value]
+        body         BLOB NOT NULL,             -- raw bytes as received
+        remote_addr  TEXT,
+        dedup_key    TEXT NOT NULL,
+        duplicates   INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX events_by_dedup_key ON events (source, dedup_key, received_at);
+    CREATE INDEX events_by_source ON events (source, id);
+
+    CREATE TABLE duplicates (
+        id           TEXT PRIMARY KEY,
+        event_id     TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        received_at  INTEGER NOT NULL,
+        headers      TEXT NOT NULL,
+        remote_addr  TEXT
+    ) STRICT;
+    CREATE INDEX duplicates_by_event ON duplicates (event_id);
+
+    CREATE TABLE deliveries (
+        id               TEXT PRIMARY KEY,
+        event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        route            TEXT NOT NULL,
+        destination      TEXT NOT NULL,
+        state            TEXT NOT NULL,         -- pending, in_flight, retrying, delivered, dead, filtered
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,      -- ms; when it may be claimed
+        lease_until      INTEGER,               -- ms; set while in_flight
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        last_error       TEXT
+    ) STRICT;
+    CREATE INDEX deliveries_by_event ON deliveries (event_id);
+    CREATE INDEX deliveries_due ON deliveries (destination, state, next_attempt_at);
+
+    CREATE TABLE rejected (
+        id           TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        method       TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        query        TEXT,
+        headers      TEXT NOT NULL,
+        body         BLOB NOT NULL,
+        remote_addr  TEXT,
+        reason       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX rejected_by_source ON rejected (source, id);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}

@@ -1,0 +1,318 @@
+//! The ingest listener's answers: every status of SPEC section 4, raw bodies, caps.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::TestServer;
+
+const DEMO: &str = r#"
+[sources.demo]
+max_body = "1KiB"
+"#;
+
+#[tokio::test]
+async fn accepts_and_answers_with_the_event_id() {
+    let server = TestServer::start(DEMO).await;
+    let r = server
+        .post(
+            "demo",
+            &[("content-type", "application/json")],
+            r#"{"hello":1}"#,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    assert!(id.starts_with("evt_"), "{body}");
+
+    let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(event["source"], "demo");
+    assert_eq!(event["method"], "POST");
+    assert_eq!(event["path"], "/in/demo");
+    assert_eq!(event["body"], r#"{"hello":1}"#);
+    assert_eq!(event["headers"]["content-type"], "application/json");
+    assert!(
+        event["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+}
+
+#[tokio::test]
+async fn stores_raw_bytes_of_any_content_type() {
+    let server = TestServer::start(DEMO).await;
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "application/x-www-form-urlencoded",
+            b"a=1&b=%20two".to_vec(),
+        ),
+        ("application/xml", b"<x a='1'>\n  <y/>\n</x>".to_vec()),
+        ("text/plain", "caf\u{e9} \u{2603}".as_bytes().to_vec()),
+        (
+            "application/octet-stream",
+            vec![0, 159, 146, 150, 255, 0, 10],
+        ),
+    ];
+    for (content_type, bytes) in cases {
+        let r = server
+            .client
+            .post(server.ingest_url("/in/demo?x=1&y=two"))
+            .header("content-type", content_type)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{content_type}");
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+        assert_eq!(event["query"], "x=1&y=two");
+        let stored = match (event["body"].as_str(), event["body_base64"].as_str()) {
+            (Some(text), None) => text.as_bytes().to_vec(),
+            (None, Some(b64)) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap()
+            }
+            other => panic!("neither body nor body_base64: {other:?}"),
+        };
+        assert_eq!(stored, bytes, "{content_type}");
+        assert_eq!(event["body_size"], bytes.len());
+    }
+}
+
+#[tokio::test]
+async fn unknown_source_is_404_and_names_the_fix() {
+    let server = TestServer::start(DEMO).await;
+    let r = server.post("nope", &[], "{}").await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_source");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[sources.nope]")
+    );
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let server = TestServer::start(
+        r#"
+        [sources.demo]
+        methods = ["POST"]
+        "#,
+    )
+    .await;
+    let r = server
+        .client
+        .get(server.ingest_url("/in/demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let r = server
+        .client
+        .put(server.ingest_url("/in/demo"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413_before_it_is_read() {
+    // A long read timeout: if the server waited for the body, the answer would not come.
+    let server = TestServer::start(&format!("[server]\nread_timeout = \"60s\"\n{DEMO}")).await;
+    let mut stream = TcpStream::connect(server.ingest).await.unwrap();
+    stream
+        .write_all(b"POST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_head(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+#[tokio::test]
+async fn oversized_streamed_body_is_413() {
+    let server = TestServer::start(DEMO).await;
+    // Chunked, so no Content-Length announces the size.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'x'; 512])).collect();
+    let body = reqwest::Body::wrap_stream(futures_stream(chunks));
+    let r = server
+        .client
+        .post(server.ingest_url("/in/demo"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    // Nothing was stored.
+    let list = server.admin_json("/api/v1/events").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+}
+
+fn futures_stream(
+    items: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    tokio_stream::iter(items)
+}
+
+#[tokio::test]
+async fn store_that_cannot_commit_gets_503_with_retry_after_then_recovers() {
+    let server = TestServer::start(&format!(
+        "[storage]\nurl = \"sqlite://{{db}}\"\nbusy_timeout = \"100ms\"\nretry_after = \"7s\"\n{DEMO}"
+    ))
+    .await;
+    // Another process holds the write lock: the writer cannot commit.
+    let blocker = rusqlite::Connection::open(&server.db_path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let r = server.post("demo", &[], "while locked").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    blocker.execute_batch("ROLLBACK").unwrap();
+
+    // Nothing half-stored, and the next request commits.
+    let r = server.post("demo", &[], "after unlock").await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = server.admin_json("/api/v1/events").await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(event["body"], "after unlock");
+}
+
+#[tokio::test]
+async fn custom_success_answer() {
+    let server = TestServer::start(
+        r#"
+        [sources.shop]
+        response = { status = 202, body = "<ok id='{id}'/>", content_type = "application/xml" }
+        "#,
+    )
+    .await;
+    let r = server.post("shop", &[], "x").await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["content-type"], "application/xml");
+    let text = r.text().await.unwrap();
+    assert!(
+        text.starts_with("<ok id='evt_") && text.ends_with("'/>"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_431() {
+    let server = TestServer::start(&format!(
+        "[server]\nmax_headers = 20\nmax_header_bytes = \"8KiB\"\n{DEMO}"
+    ))
+    .await;
+    let mut req = server.client.post(server.ingest_url("/in/demo")).body("x");
+    for i in 0..40 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(req.send().await.unwrap().status(), 431);
+
+    let r = server
+        .client
+        .post(server.ingest_url("/in/demo"))
+        .header("x-big", "v".repeat(20_000))
+        .body("x")
+        .send()
+        .await;
+    // hyper answers 431 when the head outgrows its buffer (or closes if it cannot).
+    match r {
+        Ok(r) => assert_eq!(r.status(), 431),
+        Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
+    }
+    // Within the caps all is well.
+    assert_eq!(
+        server.post("demo", &[("x-ok", "1")], "x").await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn slow_senders_are_cut_off() {
+    let server = TestServer::start(&format!("[server]\nread_timeout = \"300ms\"\n{DEMO}")).await;
+
+    // Headers that never finish: the connection is closed.
+    let mut stream = TcpStream::connect(server.ingest).await.unwrap();
+    stream
+        .write_all(b"POST /in/demo HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a stalled head must be cut off");
+
+    // A body that never finishes: 408.
+    let mut stream = TcpStream::connect(server.ingest).await.unwrap();
+    stream
+        .write_all(b"POST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_head(&mut stream))
+        .await
+        .expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = TestServer::start(DEMO).await;
+    for path in ["/healthz", "/readyz"] {
+        let r = server
+            .client
+            .get(server.ingest_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = server
+        .client
+        .get(server.ingest_url("/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+/// Reads up to the end of a response head.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: a real forebay on port 0 (in-process through `forebay::run`, or the
+//! real binary where a process must die), real SQLite files, a real HTTP client.
+
+mod admin;
+mod config;
+mod crash;
+mod dedup;
+mod ingest;
+mod shutdown;
+mod support;
+mod verify;

@@ -1,0 +1,70 @@
+//! The real `forebay` binary as a child process, for tests where a process must die.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub struct Process {
+    pub child: Child,
+    pub ingest: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Starts `forebay serve -c CONFIG` and waits for its "listening" line on stdout.
+pub fn spawn_serve(config: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forebay"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("FOREBAY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn forebay");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = |key: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|a| a.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+            .parse()
+            .expect("address")
+    };
+    Process {
+        ingest: addr("ingest="),
+        admin: addr("admin="),
+        child,
+    }
+}
+
+/// Writes a config for a binary with both listeners on port 0 and the database in `dir`.
+pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("forebay.toml");
+    let text = format!(
+        "[server]\ningest_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+         [storage]\nurl = \"sqlite://{}\"\n\n{extra}",
+        dir.join("forebay.db").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+impl Process {
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid has no memory effects.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

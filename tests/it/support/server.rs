@@ -1,0 +1,127 @@
+//! An in-process forebay on port 0 with its own SQLite file.
+
+use std::path::{Path, PathBuf};
+
+use forebay::{Config, Listeners};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub ingest: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    // Kept so the directory lives as long as the server (when the test did not supply one).
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with `extra` TOML (sources, routes, `[server]` keys…) in a fresh directory.
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::start_in(dir.path(), extra).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server whose database lives in `dir` (to restart on the same data).
+    pub async fn start_in(dir: &Path, extra: &str) -> Self {
+        let db_path = dir.join("forebay.db");
+        let text = config_text(&db_path, extra);
+        let config = Config::parse(&text, std::iter::empty::<(&str, &str)>())
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
+        let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (ingest_addr, admin_addr) = (ingest.local_addr().unwrap(), admin.local_addr().unwrap());
+        // Opening the store here, before serving, means the server is ready on return.
+        let store = forebay::server::open_store(&config.storage).expect("store opens");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            forebay::server::run_with_store(config, store, Listeners { ingest, admin }, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            ingest: ingest_addr,
+            admin: admin_addr,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            db_path,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    pub fn ingest_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ingest)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// POSTs `body` to `/in/{source}` with `headers`.
+    pub async fn post(
+        &self,
+        source: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.ingest_url(&format!("/in/{source}")));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.expect("request sent")
+    }
+
+    /// GET on the admin API, as JSON, asserting 200.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let r = self
+            .client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin request");
+        let status = r.status();
+        let body: Value = r.json().await.expect("admin JSON");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Stops the server the way SIGTERM does, and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn config_text(db_path: &Path, extra: &str) -> String {
+    let storage = if extra.contains("[storage]") {
+        // The test writes its own [storage] table; only the URL is ours to add.
+        String::new()
+    } else {
+        format!("[storage]\nurl = \"sqlite://{}\"\n\n", db_path.display())
+    };
+    let extra = extra.replace("{db}", &db_path.display().to_string());
+    format!("{storage}{extra}")
+}
