@@ -128,6 +128,13 @@ async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
         listeners.ingest.local_addr().ok(),
         listeners.admin.local_addr().ok(),
     );
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("forebay: cannot install signal handlers: {e}");
+            return ExitCode::from(3);
+        }
+    };
     let store = match server::open_store(&config.storage) {
         Ok(s) => s,
         Err(e) => return fail(&server::ServeError::Store(e)),
@@ -137,7 +144,7 @@ async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
     if let (Some(ingest), Some(admin)) = (ingest, admin) {
         println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
     }
-    server::run_with_store(config, store, listeners, shutdown_signal()).await;
+    server::run_with_store(config, store, listeners, shutdown).await;
     ExitCode::SUCCESS
 }
 
@@ -153,28 +160,25 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
     ExitCode::from(3)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+/// Installs the signal handlers now (so a signal that arrives right after start is not
+/// lost to the default action) and resolves on SIGINT or SIGTERM. SIGHUP is logged:
+/// reloading the configuration is not supported yet, and it must not kill the process.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => return,
+                _ = terminate.recv() => return,
+                _ = hangup.recv() => tracing::warn!(
+                    "SIGHUP: configuration reload is not supported yet; restart forebay to apply changes"
+                ),
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -217,3 +217,6 @@ fn json_headers(headers: &[(String, String)]) -> String {
 fn parse_headers(text: &str) -> Result<Vec<(String, String)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! The SQLite store against a real file: dedup windows under controlled receive times,
+//! group commit under concurrency, isolation of a failing write, schema versions.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use super::{SqliteOptions, SqliteStore};
+use crate::id;
+use crate::ingest::request::Unverified;
+use crate::ingest::verify::Verifier;
+use crate::store::{EventQuery, Inserted, NewDelivery, NewEvent, Store, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEvent {
+    let request = Unverified {
+        source: source.to_owned(),
+        method: Method::POST,
+        path: format!("/in/{source}"),
+        query: None,
+        headers: HeaderMap::new(),
+        body: Bytes::from(format!("body of {key}")),
+        remote_addr: None,
+        received_at_ms,
+    };
+    let verified = Verifier::None.verify(request).expect("none accepts all");
+    NewEvent::new(
+        verified,
+        id::new(id::EVENT),
+        key.to_owned(),
+        window_ms,
+        vec![NewDelivery {
+            id: id::new(id::DELIVERY),
+            route: "r".into(),
+            destination: "d".into(),
+        }],
+    )
+}
+
+fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).expect("open")
+}
+
+#[tokio::test]
+async fn dedup_holds_within_the_window_and_ends_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let window = 24 * HOUR_MS;
+    let t0 = 1_700_000_000_000;
+
+    let first = store
+        .insert_event(event("s", "k", t0, window))
+        .await
+        .unwrap();
+    let Inserted::New { id: first_id } = first else {
+        panic!("first is new")
+    };
+    // Inside the window, up to its last millisecond: duplicates of the first.
+    for at in [t0 + 1, t0 + window] {
+        let r = store
+            .insert_event(event("s", "k", at, window))
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Inserted::Duplicate {
+                original_id: first_id.clone()
+            }
+        );
+    }
+    // Another source, or another key: new.
+    assert!(matches!(
+        store
+            .insert_event(event("other", "k", t0 + 2, window))
+            .await
+            .unwrap(),
+        Inserted::New { .. }
+    ));
+    assert!(matches!(
+        store
+            .insert_event(event("s", "k2", t0 + 2, window))
+            .await
+            .unwrap(),
+        Inserted::New { .. }
+    ));
+    // Past the window: a new event, which later repeats are duplicates of.
+    let later = store
+        .insert_event(event("s", "k", t0 + window + 1, window))
+        .await
+        .unwrap();
+    let Inserted::New { id: later_id } = later else {
+        panic!("past the window is new")
+    };
+    let r = store
+        .insert_event(event("s", "k", t0 + window + 2, window))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Inserted::Duplicate {
+            original_id: later_id
+        }
+    );
+
+    let stored = store.get_event(&first_id).await.unwrap().unwrap();
+    assert_eq!(stored.duplicates, 2);
+    assert_eq!(stored.deliveries.len(), 1, "repeats add no deliveries");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_all_answered_and_all_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_event(event("s", &format!("k{i}"), 1_000 + i, HOUR_MS))
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Inserted::New { id } => ids.push(id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let listed = store
+        .list_events(EventQuery {
+            source: Some("s".into()),
+            limit: 500,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 500);
+    ids.sort();
+    let mut listed_ids: Vec<String> = listed.into_iter().map(|e| e.id).collect();
+    listed_ids.sort();
+    assert_eq!(ids, listed_ids);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failing_write_does_not_spoil_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = event("s", "a", 1, HOUR_MS);
+    let mut clash = event("s", "b", 2, HOUR_MS);
+    clash.id = a.id.clone(); // same primary key: this insert must fail on its own
+    let c = event("s", "c", 3, HOUR_MS);
+    let (ra, rb, rc) = tokio::join!(
+        store.insert_event(a.clone()),
+        store.insert_event(clash),
+        store.insert_event(c.clone())
+    );
+    assert_eq!(ra.unwrap(), Inserted::New { id: a.id.clone() });
+    assert!(matches!(rb, Err(StoreError::Database(_))), "{rb:?}");
+    assert_eq!(rc.unwrap(), Inserted::New { id: c.id.clone() });
+    let stored = store.get_event(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.body.as_deref(), Some(&b"body of a"[..]));
+    assert_eq!(stored.deliveries.len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn closed_store_refuses_writes_and_a_newer_schema_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.ready().await.unwrap();
+    store.close().await;
+    let r = store.insert_event(event("s", "k", 1, HOUR_MS)).await;
+    assert!(matches!(r, Err(StoreError::Closed)), "{r:?}");
+    assert!(store.ready().await.is_err());
+
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()) {
+        Err(e @ StoreError::SchemaTooNew { found: 99, .. }) => {
+            assert!(e.to_string().contains("upgrade forebay"))
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("opened a database from the future"),
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_is_an_overload_not_a_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        queue_depth: 1,
+        max_batch: 1,
+        busy_timeout: std::time::Duration::from_millis(100),
+    };
+    let store = SqliteStore::open(&dir.path().join("t.db"), options).unwrap();
+    // Hold the write lock from another connection so the writer stalls on its first group.
+    let blocker = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut pending = Vec::new();
+    let mut overloaded = 0;
+    for i in 0..20 {
+        let store = store.clone();
+        let r = tokio::spawn(async move {
+            store
+                .insert_event(event("s", &format!("k{i}"), i, HOUR_MS))
+                .await
+        });
+        pending.push(r);
+    }
+    for p in pending {
+        if let Err(StoreError::Overloaded(1)) = p.await.unwrap() {
+            overloaded += 1;
+        }
+    }
+    assert!(overloaded > 0, "a queue of one must shed load");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    store.close().await;
+}
