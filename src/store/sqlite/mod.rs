@@ -4,6 +4,7 @@
 //! ([`writer`]); reads run on a small pool of read-only connections on the blocking
 //! thread pool, so they never queue behind commits.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod writer;
@@ -70,10 +71,18 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints run on their own thread (see `checkpoint`), not inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Index pages of the dedup key are touched at random; keep them in memory.
+        conn.pragma_update(None, "cache_size", -16 * 1024)?;
         schema::migrate(&mut conn)?;
 
+        let checkpointer = checkpoint::Checkpointer::start(path.to_owned(), options.busy_timeout)
+            .map_err(|e| {
+            StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}"))
+        })?;
         let (tx, rx) = mpsc::channel(options.queue_depth);
-        let writer = Writer::new(conn, rx, options.max_batch);
+        let writer = Writer::new(conn, rx, options.max_batch, checkpointer);
         let handle = std::thread::Builder::new()
             .name("forebay-sqlite-writer".into())
             .spawn(move || writer.run())

@@ -160,7 +160,7 @@ async fn a_failing_write_does_not_spoil_its_group() {
         store.insert_event(c.clone())
     );
     assert_eq!(ra.unwrap(), Inserted::New { id: a.id.clone() });
-    assert!(matches!(rb, Err(StoreError::Database(_))), "{rb:?}");
+    assert!(matches!(rb, Err(StoreError::Commit(_))), "{rb:?}");
     assert_eq!(rc.unwrap(), Inserted::New { id: c.id.clone() });
     let stored = store.get_event(&a.id).await.unwrap().unwrap();
     assert_eq!(stored.body.as_deref(), Some(&b"body of a"[..]));
