@@ -72,6 +72,7 @@ pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
                     busy_timeout: storage.busy_timeout.0,
                     max_batch: storage.max_batch,
                     queue_depth: storage.queue_depth,
+                    commit_timeout: storage.commit_timeout.0,
                 },
             )?;
             Ok(store)
@@ -128,17 +129,24 @@ pub async fn run_with_store(
     // Close the sockets now, so new connections are refused rather than left waiting in
     // the kernel's backlog while in-flight requests finish.
     drop(listeners);
-    let bound = config.server.shutdown_timeout.0;
-    if tokio::time::timeout(bound, graceful.shutdown())
+    // One budget for the whole shutdown: connections first, then the store's last commit.
+    let deadline = tokio::time::Instant::now() + config.server.shutdown_timeout.0;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
-            "some connections were still open after {}s and were closed",
-            bound.as_secs()
+            "requests still in progress after server.shutdown_timeout; closing the store under them (they will be answered 503)"
         );
     }
-    store.close().await;
+    if tokio::time::timeout_at(deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "the store did not finish its last commit within server.shutdown_timeout; requests not yet answered were not acknowledged"
+        );
+    }
     tracing::info!("stopped");
 }
 
@@ -150,9 +158,12 @@ fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(server.read_timeout.0)
         .max_headers(server.max_headers)
         .max_buf_size(server.max_header_bytes);
+    // HTTP/2 connections (h2c) have no header-read timeout; pings close dead ones.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }

@@ -1,6 +1,8 @@
-//! `GET /api/v1/events`, `GET /api/v1/events/{id}`, `GET /api/v1/rejected`.
+//! `GET /api/v1/events`, `GET /api/v1/events/{id}`, `GET /api/v1/rejected`,
+//! `GET /api/v1/rejected/{id}`.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
@@ -54,64 +56,121 @@ impl ListParams {
     }
 }
 
+/// Turns axum's plain-text query rejection into the API's JSON error.
+fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, ApiError> {
+    query.map(|Query(p)| p).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}; the parameters are source, limit and cursor, each at most once",
+                e.body_text()
+            ),
+        )
+    })
+}
+
+/// The `{id}` of the path, or a JSON 400 when it is not valid text.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
+/// A page, with the cursor for the next one when this one is full.
+fn page<T, J: From<T>>(items: Vec<T>, limit: usize, id_of: impl Fn(&T) -> &str) -> Page<J> {
+    let next_cursor = (items.len() == limit)
+        .then(|| items.last().map(|item| id_of(item).to_owned()))
+        .flatten();
+    Page {
+        data: items.into_iter().map(J::from).collect(),
+        next_cursor,
+    }
+}
+
+/// Checks an id's shape before asking the store, and turns "none" into a 404.
+async fn find<T, F>(
+    prefix: &str,
+    id: &str,
+    not_found: impl Fn() -> ApiError,
+    fetch: F,
+) -> Result<T, ApiError>
+where
+    F: std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
+{
+    if !id::is_valid(prefix, id) {
+        return Err(not_found());
+    }
+    fetch
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+        .ok_or_else(not_found)
+}
+
 pub async fn list(
     State(state): State<AdminState>,
-    Query(params): Query<ListParams>,
+    query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<EventJson>>, ApiError> {
-    let query = params.query(id::EVENT)?;
+    let query = params(query)?.query(id::EVENT)?;
     let limit = query.limit;
     let events = state
         .store
         .list_events(query)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    let next_cursor = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        data: events.into_iter().map(EventJson::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(page(events, limit, |e| &e.request.id)))
 }
 
 pub async fn show(
     State(state): State<AdminState>,
-    Path(event_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<EventJson>, ApiError> {
+    let event_id = path_id(path)?;
     let not_found = || {
         ApiError::not_found(
             "event_not_found",
             format!("no event {event_id:?}; list events with GET /api/v1/events"),
         )
     };
-    if !id::is_valid(id::EVENT, &event_id) {
-        return Err(not_found());
-    }
-    let event = state
-        .store
-        .get_event(&event_id)
-        .await
-        .map_err(|e| ApiError::from_store(&e))?
-        .ok_or_else(not_found)?;
+    let event = find(
+        id::EVENT,
+        &event_id,
+        not_found,
+        state.store.get_event(&event_id),
+    )
+    .await?;
     Ok(Json(event.into()))
 }
 
 pub async fn list_rejected(
     State(state): State<AdminState>,
-    Query(params): Query<ListParams>,
+    query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<RejectedJson>>, ApiError> {
-    let query = params.query(id::REJECTED)?;
+    let query = params(query)?.query(id::REJECTED)?;
     let limit = query.limit;
     let rejected = state
         .store
         .list_rejected(query)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    let next_cursor = (rejected.len() == limit)
-        .then(|| rejected.last().map(|r| r.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        data: rejected.into_iter().map(RejectedJson::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(page(rejected, limit, |r| &r.request.id)))
+}
+
+pub async fn show_rejected(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RejectedJson>, ApiError> {
+    let rejected_id = path_id(path)?;
+    let not_found = || {
+        ApiError::not_found(
+            "rejected_not_found",
+            format!("no rejected request {rejected_id:?}; list them with GET /api/v1/rejected"),
+        )
+    };
+    let rejected = find(
+        id::REJECTED,
+        &rejected_id,
+        not_found,
+        state.store.get_rejected(&rejected_id),
+    )
+    .await?;
+    Ok(Json(rejected.into()))
 }

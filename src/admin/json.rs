@@ -4,7 +4,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::store::{DeliverySummary, StoredEvent, StoredRejected};
+use crate::store::{DeliverySummary, StoredEvent, StoredRejected, StoredRequest};
 
 #[derive(Serialize)]
 pub struct Page<T> {
@@ -14,8 +14,9 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// What was received: the fields events and rejected requests share.
 #[derive(Serialize)]
-pub struct EventJson {
+pub struct RequestJson {
     pub id: String,
     pub source: String,
     pub received_at: String,
@@ -24,11 +25,18 @@ pub struct EventJson {
     pub query: Option<String>,
     pub headers: Map<String, Value>,
     pub remote_addr: Option<String>,
-    pub dedup_key: String,
-    pub duplicates: i64,
+    /// Size as received (a rejected request's stored body may be cut).
     pub body_size: i64,
     #[serde(flatten)]
     pub body: Option<BodyJson>,
+}
+
+#[derive(Serialize)]
+pub struct EventJson {
+    #[serde(flatten)]
+    pub request: RequestJson,
+    pub dedup_key: String,
+    pub duplicates: i64,
     pub deliveries: Vec<DeliveryJson>,
 }
 
@@ -52,36 +60,35 @@ pub struct DeliveryJson {
 
 #[derive(Serialize)]
 pub struct RejectedJson {
-    pub id: String,
-    pub source: String,
-    pub received_at: String,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub headers: Map<String, Value>,
-    pub remote_addr: Option<String>,
-    pub reason: String,
-    pub body_size: usize,
     #[serde(flatten)]
-    pub body: BodyJson,
+    pub request: RequestJson,
+    pub reason: String,
+}
+
+impl From<StoredRequest> for RequestJson {
+    fn from(r: StoredRequest) -> Self {
+        Self {
+            received_at: rfc3339(r.received_at_ms),
+            headers: header_object(&r.headers),
+            body: r.body.map(body_json),
+            id: r.id,
+            source: r.source,
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            remote_addr: r.remote_addr,
+            body_size: r.body_size,
+        }
+    }
 }
 
 impl From<StoredEvent> for EventJson {
     fn from(e: StoredEvent) -> Self {
         Self {
-            received_at: rfc3339(e.received_at_ms),
-            headers: header_object(&e.headers),
-            body: e.body.map(body_json),
-            deliveries: e.deliveries.into_iter().map(DeliveryJson::from).collect(),
-            id: e.id,
-            source: e.source,
-            method: e.method,
-            path: e.path,
-            query: e.query,
-            remote_addr: e.remote_addr,
+            request: e.request.into(),
             dedup_key: e.dedup_key,
             duplicates: e.duplicates,
-            body_size: e.body_size,
+            deliveries: e.deliveries.into_iter().map(DeliveryJson::from).collect(),
         }
     }
 }
@@ -101,16 +108,7 @@ impl From<DeliverySummary> for DeliveryJson {
 impl From<StoredRejected> for RejectedJson {
     fn from(r: StoredRejected) -> Self {
         Self {
-            received_at: rfc3339(r.received_at_ms),
-            headers: header_object(&r.headers),
-            body_size: r.body.len(),
-            body: body_json(r.body),
-            id: r.id,
-            source: r.source,
-            method: r.method,
-            path: r.path,
-            query: r.query,
-            remote_addr: r.remote_addr,
+            request: r.request.into(),
             reason: r.reason,
         }
     }
@@ -124,17 +122,19 @@ fn body_json(bytes: Vec<u8>) -> BodyJson {
 }
 
 /// Headers as an object (names are lower case); repeated headers are joined with `, `
-/// as HTTP allows.
-fn header_object(headers: &[(String, String)]) -> Map<String, Value> {
+/// as HTTP allows. Values that are not UTF-8 (rare, and kept exactly in the store) are
+/// shown with replacement characters.
+fn header_object(headers: &[(String, Vec<u8>)]) -> Map<String, Value> {
     let mut map = Map::new();
     for (name, value) in headers {
+        let value = String::from_utf8_lossy(value);
         match map.get_mut(name) {
             Some(Value::String(existing)) => {
                 existing.push_str(", ");
-                existing.push_str(value);
+                existing.push_str(&value);
             }
             _ => {
-                map.insert(name.clone(), Value::String(value.clone()));
+                map.insert(name.clone(), Value::String(value.into_owned()));
             }
         }
     }

@@ -31,10 +31,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/rejected", get(events::list_rejected))
+        .route("/api/v1/rejected/{id}", get(events::show_rejected))
         .fallback(|| async {
             ApiError::not_found(
                 "not_found",
                 "no such endpoint; the admin API lives under /api/v1",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; see the API reference in the README",
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -50,10 +58,13 @@ async fn require_token(
     let Some(token) = &state.token else {
         return Ok(next.run(request).await);
     };
+    // The scheme name is case-insensitive (RFC 9110); the token is not.
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map(|v| &v[7..])
         .unwrap_or_default();
     // Compare digests so that neither content nor length leaks through timing.
     let matches = sha256(presented).ct_eq(&sha256(token.expose()));

@@ -1,22 +1,32 @@
 //! From TOML text to a validated [`Config`], collecting every error with its key path.
 //!
 //! Each table and each source, destination and route is deserialized on its own, so a
-//! mistake in one does not hide the mistakes in the others.
+//! mistake in one does not hide the mistakes in the others; within one item,
+//! [`super::item`] keeps going past the first bad key. Errors about a
+//! value that a `FOREBAY_*` variable set end in `(set by FOREBAY_…)`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderValue, Method};
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::env::apply_overrides;
+use super::env::{Applied, apply_overrides};
+use super::item::{deserialize_at, deserialize_destination};
 use super::model::{DestinationConfig, RouteConfig, ServerConfig, SourceConfig, StorageConfig};
+use super::units::{Size, Span};
 use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
 use crate::ingest::dedup::DedupRule;
 
 const TOP_LEVEL: [&str; 5] = ["server", "storage", "sources", "destinations", "routes"];
+
+/// The largest `max_body`. An event is one SQLite row, and the bundled SQLite limits a
+/// row (like any one blob) to `SQLITE_MAX_LENGTH` = 1,000,000,000 bytes, which is less
+/// than 1GiB; 900MiB leaves the rest for the headers and the other columns.
+const MAX_BODY_LIMIT: Size = Size::mib(900);
 
 pub(super) fn parse<I, K, V>(text: &str, vars: I) -> Result<Config, ConfigErrors>
 where
@@ -30,8 +40,18 @@ where
         errors.push("", format!("not valid TOML: {}", e.to_string().trim_end()));
         errors
     })?;
-    apply_overrides(&mut table, vars);
+    let overrides = apply_overrides(&mut table, vars, &mut errors);
+    check(&table, &overrides, errors).map_err(|mut errors| {
+        name_overrides(&mut errors, &overrides);
+        errors
+    })
+}
 
+fn check(
+    table: &Table,
+    overrides: &[Applied],
+    mut errors: ConfigErrors,
+) -> Result<Config, ConfigErrors> {
     for key in table.keys() {
         if !TOP_LEVEL.contains(&key.as_str()) {
             errors.push(
@@ -41,17 +61,17 @@ where
         }
     }
 
-    let server = section::<ServerConfig>(&table, "server", &mut errors)
+    let server = section::<ServerConfig>(table, "server", overrides, &mut errors)
         .and_then(|s| resolve_server(s, &mut errors));
-    let storage = section::<StorageConfig>(&table, "storage", &mut errors)
+    let storage = section::<StorageConfig>(table, "storage", overrides, &mut errors)
         .and_then(|s| resolve_storage(s, &mut errors));
 
     let mut warnings = Vec::new();
     let mut sources = BTreeMap::new();
-    for (name, value) in named_items(&table, "sources", &mut errors) {
+    for (name, value) in named_items(table, "sources", &mut errors) {
         let path = format!("sources.{name}");
         check_name(&path, &name, &mut errors);
-        if let Some(cfg) = deserialize_at::<SourceConfig>(value, &path, &mut errors)
+        if let Some(cfg) = deserialize_at::<SourceConfig>(value, &path, overrides, &mut errors)
             && let Some(source) = resolve_source(&name, cfg, &path, &mut errors)
         {
             if source.verifier.is_none() {
@@ -64,16 +84,16 @@ where
     }
 
     let mut destinations = BTreeMap::new();
-    for (name, value) in named_items(&table, "destinations", &mut errors) {
+    for (name, value) in named_items(table, "destinations", &mut errors) {
         let path = format!("destinations.{name}");
         check_name(&path, &name, &mut errors);
-        if let Some(cfg) = deserialize_at::<DestinationConfig>(value, &path, &mut errors) {
+        if let Some(cfg) = deserialize_destination(value, &path, overrides, &mut errors) {
             check_destination(&cfg, &path, &mut errors);
             destinations.insert(name, cfg);
         }
     }
 
-    let routes = resolve_routes(&table, &sources, &destinations, &mut errors);
+    let routes = resolve_routes(table, &sources, &destinations, overrides, &mut errors);
 
     if !errors.is_empty() {
         return Err(errors);
@@ -102,23 +122,20 @@ where
     })
 }
 
-/// Deserializes `value` as `T`, recording an error at `path` (plus the inner path).
-fn deserialize_at<T: DeserializeOwned>(
-    value: Value,
-    path: &str,
-    errors: &mut ConfigErrors,
-) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}.{inner}")
-            };
-            errors.push(full, e.into_inner().message().trim_end());
-            None
+/// Ends each error about a value an override set with ` (set by VAR)`, so a mistake that
+/// is not in the file is not looked for there. The most specific override wins (one that
+/// set `sources.a.verify.secret` over one that set all of `sources.a.verify`).
+fn name_overrides(errors: &mut ConfigErrors, overrides: &[Applied]) {
+    for error in &mut errors.0 {
+        if error.path.is_empty() {
+            continue;
+        }
+        if let Some(o) = overrides
+            .iter()
+            .filter(|o| o.explains(&error.path))
+            .max_by_key(|o| o.keys.len())
+        {
+            error.message.push_str(&format!(" (set by {})", o.var));
         }
     }
 }
@@ -127,11 +144,12 @@ fn deserialize_at<T: DeserializeOwned>(
 fn section<T: DeserializeOwned + Default>(
     table: &Table,
     key: &str,
+    overrides: &[Applied],
     errors: &mut ConfigErrors,
 ) -> Option<T> {
     match table.get(key) {
         None => Some(T::default()),
-        Some(v) => deserialize_at(v.clone(), key, errors),
+        Some(v) => deserialize_at(v.clone(), key, overrides, errors),
     }
 }
 
@@ -164,17 +182,15 @@ fn check_name(path: &str, name: &str, errors: &mut ConfigErrors) {
 }
 
 fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server> {
+    let before = errors.0.len();
     let admin_token = match &cfg.admin_token {
         None => None,
-        Some(r) => match r.resolve() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                errors.push("server.admin_token", e);
-                return None;
-            }
-        },
+        Some(r) => r
+            .resolve()
+            .map_err(|e| errors.push("server.admin_token", e))
+            .ok(),
     };
-    if admin_token.is_none() && !cfg.admin_listen.ip().is_loopback() {
+    if cfg.admin_token.is_none() && !cfg.admin_listen.ip().is_loopback() {
         errors.push(
             "server.admin_token",
             format!(
@@ -182,7 +198,15 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
                 cfg.admin_listen
             ),
         );
-        return None;
+    }
+    if listeners_clash(cfg.ingest_listen, cfg.admin_listen) {
+        errors.push(
+            "server.admin_listen",
+            format!(
+                "{} takes the same port as ingest_listen {}, so one of the two listeners cannot start; give admin_listen a port of its own (e.g. 127.0.0.1:8081)",
+                cfg.admin_listen, cfg.ingest_listen
+            ),
+        );
     }
     if cfg.max_headers == 0 {
         errors.push("server.max_headers", "must be at least 1");
@@ -193,6 +217,21 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
             "must be at least 8KiB (the HTTP parser's smallest buffer)",
         );
     }
+    require_positive(
+        errors,
+        "server.read_timeout",
+        cfg.read_timeout,
+        "would time out every request before its headers arrive; use e.g. \"10s\"",
+    );
+    require_positive(
+        errors,
+        "server.shutdown_timeout",
+        cfg.shutdown_timeout,
+        "would answer 503 to every request still in progress at shutdown instead of letting it finish; use e.g. \"30s\"",
+    );
+    if errors.0.len() > before {
+        return None;
+    }
     Some(Server {
         ingest_listen: cfg.ingest_listen,
         admin_listen: cfg.admin_listen,
@@ -201,27 +240,49 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
         max_headers: cfg.max_headers,
         read_timeout: cfg.read_timeout,
         shutdown_timeout: cfg.shutdown_timeout,
+        max_inflight_bytes: cfg.max_inflight_bytes.0,
     })
 }
 
+/// Whether two listeners would fight over one port: the same address, or a wildcard
+/// that covers the other's (an IPv6 wildcard takes IPv4 too on default dual-stack
+/// sockets; an IPv4 wildcard leaves IPv6 alone). Port 0 lets the system pick a free port
+/// for each, so it never clashes.
+fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |wild: SocketAddr, other: SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
+}
+
+/// Durations that must not be zero: zero would not mean "no limit" but "fail at once".
+fn require_positive(errors: &mut ConfigErrors, path: &str, span: Span, why: &str) {
+    if span.0.is_zero() {
+        errors.push(path, format!("must be more than 0s: 0s {why}"));
+    }
+}
+
 fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Storage> {
+    let before = errors.0.len();
     let backend = if let Some(rest) = cfg.url.strip_prefix("sqlite://") {
         if rest.is_empty() {
             errors.push(
                 "storage.url",
                 "sqlite:// needs a file path, e.g. \"sqlite://./forebay-data/forebay.db\"",
             );
-            return None;
         }
-        Backend::Sqlite {
+        Some(Backend::Sqlite {
             path: PathBuf::from(rest),
-        }
+        })
     } else if cfg.url.starts_with("postgres://") || cfg.url.starts_with("postgresql://") {
         errors.push(
             "storage.url",
             "the PostgreSQL store is not part of this version yet; use \"sqlite://PATH\"",
         );
-        return None;
+        None
     } else {
         errors.push(
             "storage.url",
@@ -230,7 +291,7 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
                 cfg.url
             ),
         );
-        return None;
+        None
     };
     if cfg.max_batch == 0 {
         errors.push("storage.max_batch", "must be at least 1");
@@ -238,12 +299,23 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
     if cfg.queue_depth == 0 {
         errors.push("storage.queue_depth", "must be at least 1");
     }
+    require_positive(
+        errors,
+        "storage.commit_timeout",
+        cfg.commit_timeout,
+        "would answer every request 503 before its commit could land; use e.g. \"10s\"",
+    );
+    if errors.0.len() > before {
+        return None;
+    }
     Some(Storage {
-        backend,
+        backend: backend?,
         busy_timeout: cfg.busy_timeout,
-        max_batch: cfg.max_batch.max(1),
-        queue_depth: cfg.queue_depth.max(1),
+        max_batch: cfg.max_batch,
+        queue_depth: cfg.queue_depth,
         retry_after: cfg.retry_after,
+        commit_timeout: cfg.commit_timeout,
+        rejected_body_limit: cfg.rejected_body_limit.as_usize(),
     })
 }
 
@@ -294,8 +366,27 @@ fn resolve_source(
             ),
         );
     }
+    if let Some(ct) = &cfg.response.content_type
+        && HeaderValue::from_str(ct).is_err()
+    {
+        errors.push(
+            format!("{path}.response.content_type"),
+            format!(
+                "{ct:?} cannot be sent as a Content-Type header (only visible ASCII, no line breaks); use e.g. \"application/json\""
+            ),
+        );
+    }
     if cfg.max_body.0 == 0 {
         errors.push(format!("{path}.max_body"), "must be at least 1 byte");
+    }
+    if cfg.max_body > MAX_BODY_LIMIT {
+        errors.push(
+            format!("{path}.max_body"),
+            format!(
+                "{} bytes is more than SQLite can store: each event is one row, and SQLite's limit for a row or blob is 1000000000 bytes (less than 1GiB); use at most \"900MiB\"",
+                cfg.max_body.0
+            ),
+        );
     }
     if errors.0.len() > before {
         return None;
@@ -367,6 +458,7 @@ fn resolve_routes(
     table: &Table,
     sources: &BTreeMap<String, Source>,
     destinations: &BTreeMap<String, DestinationConfig>,
+    overrides: &[Applied],
     errors: &mut ConfigErrors,
 ) -> Vec<Route> {
     let items = match table.get("routes") {
@@ -384,7 +476,7 @@ fn resolve_routes(
     let mut names = BTreeSet::new();
     for (i, value) in items.into_iter().enumerate() {
         let path = format!("routes[{i}]");
-        let Some(cfg) = deserialize_at::<RouteConfig>(value, &path, errors) else {
+        let Some(cfg) = deserialize_at::<RouteConfig>(value, &path, overrides, errors) else {
             continue;
         };
         // A source or destination that failed its own checks is reported there already.
@@ -434,4 +526,271 @@ fn table_has(table: &Table, key: &str, name: &str) -> bool {
         .get(key)
         .and_then(Value::as_table)
         .is_some_and(|t| t.contains_key(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The printed lines of the errors (`path: message`).
+    fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+        match parse(text, vars.iter().copied()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Compares line by line; an expected line ending in `…` need only start the line, so
+    /// a new field in a struct does not break a test about something else.
+    fn assert_lines(got: &[String], expected: &[&str]) {
+        let matches = got.len() == expected.len()
+            && got
+                .iter()
+                .zip(expected)
+                .all(|(g, e)| match e.strip_suffix('…') {
+                    Some(prefix) => g.starts_with(prefix),
+                    None => g == e,
+                });
+        assert!(matches, "got {got:#?}\nexpected {expected:#?}");
+    }
+
+    fn ok(text: &str, vars: &[(&str, &str)]) -> Config {
+        match parse(text, vars.iter().copied()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_key_of_one_table_is_reported() {
+        let got = errors(
+            r#"
+            [server]
+            admin_lissen = "127.0.0.1:1"
+            read_timeout = 5
+            shutdown_timeout = "later"
+            "#,
+            &[],
+        );
+        assert_lines(
+            &got,
+            &[
+                "server.admin_lissen: unknown key; expected one of `ingest_listen`, `admin_listen`, …",
+                "server.read_timeout: invalid type: integer `5`, expected a string",
+                "server.shutdown_timeout: invalid duration \"later\" (expected number at 0); write it like \"500ms\", \"30s\", \"5m\" or \"7d\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_single_error_keeps_its_text_and_path() {
+        assert_eq!(
+            errors("[sources.a]\ndedup_window = \"soon\"\n", &[]),
+            [
+                "sources.a.dedup_window: invalid duration \"soon\" (expected number at 0); write it like \"500ms\", \"30s\", \"5m\" or \"7d\""
+            ]
+        );
+        assert_eq!(
+            errors("[sources.a]\nverify = { kind = \"github\" }\n", &[]),
+            ["sources.a.verify: missing field `secret`"]
+        );
+        assert_eq!(
+            errors("[destinations.d]\nkind = \"http\"\n", &[]),
+            ["destinations.d: missing field `url`"]
+        );
+        assert_eq!(
+            errors("[destinations.d]\nkind = \"ftp\"\n", &[]),
+            ["destinations.d.kind: unknown variant `ftp`, expected `http` or `exec`"]
+        );
+    }
+
+    #[test]
+    fn errors_inside_sources_destinations_and_routes_are_all_reported() {
+        let got = errors(
+            r#"
+            [sources.a]
+            max_body = -1
+            verify = { kind = "github", secret = "s", bogus = 1 }
+            zzz = 1
+            [destinations.d]
+            kind = "http"
+            url = 5
+            timeout = "soon"
+            breaker = { timeout = "5s" }
+            retry = { schedule = ["5s", 7] }
+            [[routes]]
+            source = 5
+            destination = "d"
+            bogus = true
+            "#,
+            &[],
+        );
+        assert_lines(
+            &got,
+            &[
+                "sources.a.max_body: invalid size -1; write it like \"512KiB\" or \"5MiB\"",
+                "sources.a.verify.bogus: unknown key; expected `secret`",
+                "sources.a.zzz: unknown key; expected one of `verify`, `methods`, …",
+                // Not `destinations.d.timeout`: the `timeout` at the top is a valid key.
+                "destinations.d.breaker.timeout: unknown key; expected `failures` or `cooldown`",
+                "destinations.d.retry.schedule[1]: invalid type: integer `7`, expected a string",
+                "destinations.d.timeout: invalid duration \"soon\" (expected number at 0); write it like \"500ms\", \"30s\", \"5m\" or \"7d\"",
+                // Removing the bad `url` must not add "missing field `url`".
+                "destinations.d.url: invalid type: integer `5`, expected a string",
+                "routes[0].bogus: unknown key; expected one of `name`, `source`, …",
+                "routes[0].source: invalid type: integer `5`, expected a string",
+            ],
+        );
+    }
+
+    #[test]
+    fn values_that_would_fail_at_run_time_are_refused() {
+        let got = errors(
+            r#"
+            [server]
+            read_timeout = "0s"
+            shutdown_timeout = "0s"
+            [storage]
+            commit_timeout = "0s"
+            [sources.a]
+            max_body = "1GiB"
+            response = { content_type = "text/plain\r\nX-Injected: 1" }
+            "#,
+            &[],
+        );
+        let expected = [
+            "server.read_timeout: must be more than 0s",
+            "server.shutdown_timeout: must be more than 0s",
+            "storage.commit_timeout: must be more than 0s",
+            "sources.a.response.content_type: \"text/plain\\r\\nX-Injected: 1\" cannot be sent as a Content-Type header",
+            "sources.a.max_body: 1073741824 bytes is more than SQLite can store",
+        ];
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for (got, expected) in got.iter().zip(expected) {
+            assert!(got.starts_with(expected), "{got}");
+        }
+        // The largest allowed body, and a dedup window of 0s ("no dedup"), are fine.
+        let config = ok(
+            "[sources.a]\nmax_body = \"900MiB\"\ndedup_window = \"0s\"\nresponse = { content_type = \"application/json; charset=utf-8\" }\n",
+            &[],
+        );
+        assert!(config.sources["a"].dedup_window.0.is_zero());
+    }
+
+    #[test]
+    fn listeners_on_one_port_are_refused() {
+        let clash = |ingest: &str, admin: &str| {
+            // A token, so that a public admin_listen is not an error of its own.
+            let text = format!(
+                "[server]\ningest_listen = \"{ingest}\"\nadmin_listen = \"{admin}\"\nadmin_token = \"t\"\n"
+            );
+            let got = errors(&text, &[]);
+            match got.as_slice() {
+                [] => false,
+                [one] if one.starts_with("server.admin_listen: ") && one.contains("same port") => {
+                    true
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(clash("127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(clash("0.0.0.0:8080", "127.0.0.1:8080"));
+        assert!(clash("127.0.0.1:8080", "0.0.0.0:8080"));
+        assert!(clash("[::]:8080", "127.0.0.1:8080"));
+        assert!(clash("[::1]:8080", "[::1]:8080"));
+        assert!(!clash("0.0.0.0:8080", "127.0.0.1:8081"));
+        assert!(!clash("127.0.0.2:8080", "127.0.0.1:8080"));
+        assert!(!clash("0.0.0.0:8080", "[::1]:8080"));
+        // Port 0: the system picks two different ports (as the tests do).
+        assert!(!clash("127.0.0.1:0", "127.0.0.1:0"));
+    }
+
+    #[test]
+    fn errors_about_overridden_values_name_the_variable() {
+        let got = errors(
+            "[sources.a]\n",
+            &[
+                ("FOREBAY_SERVER__READ_TIMEOUT", "0s"),
+                ("FOREBAY_SOURCES__A__MAX_BODY", "-1"),
+                ("FOREBAY_STORAGE__COMMIT_TIMEOUT", "5"),
+                ("FOREBAY_SOURCES__A__VERIFY", "{ kind = \"github\" }"),
+                ("FOREBAY_SERVR__PORT", "1"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "servr: unknown key; expected one of server, storage, sources, destinations, routes (set by FOREBAY_SERVR__PORT)",
+                "server.read_timeout: must be more than 0s: 0s would time out every request before its headers arrive; use e.g. \"10s\" (set by FOREBAY_SERVER__READ_TIMEOUT)",
+                "storage.commit_timeout: invalid duration \"5\" (time unit needed, for example 5sec or 5ms); write it like \"500ms\", \"30s\", \"5m\" or \"7d\" (set by FOREBAY_STORAGE__COMMIT_TIMEOUT)",
+                "sources.a.max_body: invalid size -1; write it like \"512KiB\" or \"5MiB\" (set by FOREBAY_SOURCES__A__MAX_BODY)",
+                "sources.a.verify: missing field `secret` (set by FOREBAY_SOURCES__A__VERIFY)",
+            ]
+        );
+        // The file's own mistakes say nothing about the environment.
+        assert_eq!(
+            errors(
+                "[server]\nread_timeout = \"0s\"\n",
+                &[("FOREBAY_SERVER__MAX_HEADERS", "5")]
+            )
+            .len(),
+            1
+        );
+        assert!(
+            !errors(
+                "[server]\nread_timeout = \"0s\"\n",
+                &[("FOREBAY_SERVER__MAX_HEADERS", "5")]
+            )[0]
+            .contains("set by")
+        );
+    }
+
+    #[test]
+    fn digits_for_a_text_key_stay_text_and_numbers_stay_numbers() {
+        let config = ok(
+            "[sources.a]\n",
+            &[
+                ("FOREBAY_SERVER__ADMIN_TOKEN", "12345"),
+                ("FOREBAY_SERVER__MAX_HEADERS", "200"),
+                ("FOREBAY_SOURCES__A__MAX_BODY", "2048"),
+                ("FOREBAY_SOURCES__A__METHODS", "[\"POST\"]"),
+            ],
+        );
+        let token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose().to_vec());
+        assert_eq!(token.as_deref(), Some(&b"12345"[..]));
+        assert_eq!(config.server.max_headers, 200);
+        assert_eq!(config.sources["a"].max_body, 2048);
+        assert_eq!(config.sources["a"].methods, [Method::POST]);
+        // Text where a number is wanted is still an error, reported once.
+        assert_eq!(
+            errors("", &[("FOREBAY_SERVER__MAX_HEADERS", "many")]),
+            [
+                "server.max_headers: invalid type: string \"many\", expected usize (set by FOREBAY_SERVER__MAX_HEADERS)"
+            ]
+        );
+    }
+
+    #[test]
+    fn overrides_that_cannot_apply_are_reported_with_the_rest() {
+        let got = errors(
+            "[sources.stripe]\n[server]\nread_timeout = \"0s\"\n",
+            &[
+                ("FOREBAY_SOURCES__STRIPPE__MAX_BODY", "1MiB"),
+                ("FOREBAY_ROUTES__0__NAME", "x"),
+            ],
+        );
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got[0].starts_with(
+            "FOREBAY_ROUTES__0__NAME: routes cannot be overridden from the environment"
+        ));
+        assert_eq!(
+            got[1],
+            "FOREBAY_SOURCES__STRIPPE__MAX_BODY names source `strippe`, which the file does not define; define [sources.strippe] in the file"
+        );
+        assert!(got[2].starts_with("server.read_timeout"));
+    }
 }

@@ -5,6 +5,7 @@
 
 mod env;
 mod errors;
+mod item;
 mod load;
 pub mod model;
 pub mod secret;
@@ -50,6 +51,7 @@ pub struct Server {
     pub max_headers: usize,
     pub read_timeout: Span,
     pub shutdown_timeout: Span,
+    pub max_inflight_bytes: u64,
 }
 
 /// `[storage]` with its URL understood.
@@ -60,6 +62,8 @@ pub struct Storage {
     pub max_batch: usize,
     pub queue_depth: usize,
     pub retry_after: Span,
+    pub commit_timeout: Span,
+    pub rejected_body_limit: usize,
 }
 
 /// Which store to open.

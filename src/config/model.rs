@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub read_timeout: Span,
     /// How long shutdown waits for requests already being read or committed.
     pub shutdown_timeout: Span,
+    /// Most body bytes held in memory across all requests being read or committed;
+    /// past it ingest answers 503 with `Retry-After` instead of reading more.
+    pub max_inflight_bytes: Size,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             read_timeout: Span::secs(10),
             shutdown_timeout: Span::secs(30),
+            max_inflight_bytes: Size::mib(256),
         }
     }
 }
@@ -60,6 +64,11 @@ pub struct StorageConfig {
     pub queue_depth: usize,
     /// `Retry-After` sent with a 503 when the store cannot commit.
     pub retry_after: Span,
+    /// Longest a request waits for its commit before it is answered 503 (the commit
+    /// may still land later; the sender's retry is then a duplicate).
+    pub commit_timeout: Span,
+    /// Most body bytes kept of a request that failed verification (the rest is cut).
+    pub rejected_body_limit: Size,
 }
 
 impl Default for StorageConfig {
@@ -70,6 +79,8 @@ impl Default for StorageConfig {
             max_batch: 512,
             queue_depth: 8192,
             retry_after: Span::secs(5),
+            commit_timeout: Span::secs(10),
+            rejected_body_limit: Size::kib(64),
         }
     }
 }

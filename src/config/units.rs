@@ -53,24 +53,61 @@ impl Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(n) => Ok(Size(n)),
-            Raw::Text(text) => text
-                .trim()
-                .parse::<bytesize::ByteSize>()
-                .map(|b| Size(b.as_u64()))
-                .map_err(|e| {
-                    de::Error::custom(format!(
-                        "invalid size {text:?} ({e}); write it like \"512KiB\" or \"5MiB\""
-                    ))
-                }),
-        }
+        // A visitor rather than an untagged enum, so that a wrong value is described
+        // ("invalid size -1") instead of "did not match any variant".
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
+struct SizeVisitor;
+
+fn invalid_size<E: de::Error>(shown: impl fmt::Display) -> E {
+    E::custom(format!(
+        "invalid size {shown}; write it like \"512KiB\" or \"5MiB\""
+    ))
+}
+
+impl<'de> de::Visitor<'de> for SizeVisitor {
+    type Value = Size;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size like \"512KiB\" or \"5MiB\", or a number of bytes")
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
+        Ok(Size(n))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+        u64::try_from(n).map(Size).map_err(|_| invalid_size(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Size, E> {
+        Err(invalid_size(n))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Size, E> {
+        Err(invalid_size(b))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Size, E> {
+        text.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Size(b.as_u64()))
+            .map_err(|e| {
+                E::custom(format!(
+                    "invalid size {text:?} ({e}); write it like \"512KiB\" or \"5MiB\""
+                ))
+            })
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Size, A::Error> {
+        Err(invalid_size("(a list)"))
+    }
+
+    // TOML dates arrive here too, as a one-key map.
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Size, A::Error> {
+        Err(invalid_size("(a table or date)"))
     }
 }
 
@@ -153,6 +190,27 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid size")
         );
+    }
+
+    #[test]
+    fn wrong_sizes_say_how_to_write_one() {
+        for (input, shown) in [
+            ("-1", "-1"),
+            ("1.5", "1.5"),
+            ("true", "true"),
+            ("[1]", "(a list)"),
+            ("{ a = 1 }", "(a table or date)"),
+            ("1979-05-27", "(a table or date)"),
+        ] {
+            let err = parse::<Size>(input).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "invalid size {shown}; write it like \"512KiB\" or \"5MiB\""
+                )),
+                "{input}: {err}"
+            );
+        }
+        assert_eq!(parse::<Size>("0").unwrap(), Size(0));
     }
 
     #[test]

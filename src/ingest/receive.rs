@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -19,9 +20,13 @@ use crate::store::{Inserted, NewDelivery, NewEvent, NewRejected};
 
 pub async fn receive(
     State(state): State<IngestState>,
-    Path(source_name): Path<String>,
+    source_name: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
+    // A name that is not valid text cannot be a configured source.
+    let Ok(Path(source_name)) = source_name else {
+        return ApiError::not_found("unknown_source", "no source has that name").into_response();
+    };
     let remote_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -51,6 +56,7 @@ async fn handle(
         return Err(method_not_allowed(&source));
     }
     check_declared_length(&parts.headers, source.max_body)?;
+    let _reservation = super::budget::reserve(&state, &parts.headers, source.max_body)?;
     let body = read_capped(body, source.max_body, state.read_timeout).await?;
 
     let unverified = Unverified {
@@ -68,7 +74,12 @@ async fn handle(
         Err(rejected) => {
             let reason = rejected.reason.to_string();
             tracing::info!(source = %source.name, %reason, "rejected a request that failed verification");
-            let record = NewRejected::new(rejected.request, id::new(id::REJECTED), reason.clone());
+            let record = NewRejected::new(
+                rejected.request,
+                id::new(id::REJECTED),
+                reason.clone(),
+                state.rejected_body_limit,
+            );
             // The sender hears 401 either way; failing to record it is the operator's
             // problem, reported in the log.
             if let Err(e) = state.store.insert_rejected(record).await {

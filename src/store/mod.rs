@@ -1,6 +1,7 @@
 //! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
+pub mod headers;
 pub mod model;
 pub mod sqlite;
 
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
-    StoredRejected,
+    StoredRejected, StoredRequest,
 };
 
 /// What can go wrong in the store, by what the caller should do about it.
@@ -22,6 +23,10 @@ pub enum StoreError {
     /// The commit failed (lock held elsewhere, disk full, I/O error): nothing was stored.
     #[error("the store could not commit")]
     Commit(#[source] Arc<rusqlite::Error>),
+    /// No answer from the writer within the commit timeout (a stalled disk): the write
+    /// may still land later, but the sender must not be told it did.
+    #[error("no commit within {0:?}")]
+    CommitTimeout(std::time::Duration),
     /// The store has shut down, or its writer stopped.
     #[error("the store is closed")]
     Closed,
@@ -64,8 +69,11 @@ pub trait Store: Send + Sync + 'static {
     /// A page of events, newest first, without bodies.
     async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// A page of rejected requests, newest first.
+    /// A page of rejected requests, newest first, without bodies.
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError>;
+
+    /// One rejected request with its (possibly cut) body.
+    async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -14,8 +14,8 @@ pub struct NewEvent {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    /// Header name (lower case) and value, in the order received.
-    pub headers: Vec<(String, String)>,
+    /// Headers in wire form ([`super::headers`]), exactly as received.
+    pub headers: Vec<u8>,
     pub body: Bytes,
     pub remote_addr: Option<String>,
     pub dedup_key: String,
@@ -46,7 +46,7 @@ impl NewEvent {
         let req = verified.into_inner();
         Self {
             id,
-            headers: header_pairs(&req.headers),
+            headers: super::headers::encode(&req.headers),
             dedup_since_ms: req.received_at_ms.saturating_sub(dedup_window_ms),
             source: req.source,
             received_at_ms: req.received_at_ms,
@@ -70,40 +70,39 @@ pub struct NewRejected {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    pub headers: Vec<(String, String)>,
+    /// Headers in wire form ([`super::headers`]).
+    pub headers: Vec<u8>,
+    /// The body, cut to the configured limit: rejected requests are evidence, not events,
+    /// and must not let an unauthenticated sender fill the disk.
     pub body: Bytes,
+    /// The body's size as received, before any cut.
+    pub body_size: usize,
     pub remote_addr: Option<String>,
     pub reason: String,
 }
 
 impl NewRejected {
-    pub fn new(req: crate::ingest::request::Unverified, id: String, reason: String) -> Self {
+    pub fn new(
+        req: crate::ingest::request::Unverified,
+        id: String,
+        reason: String,
+        body_limit: usize,
+    ) -> Self {
+        let body_size = req.body.len();
         Self {
             id,
-            headers: header_pairs(&req.headers),
+            headers: super::headers::encode(&req.headers),
             source: req.source,
             received_at_ms: req.received_at_ms,
             method: req.method.to_string(),
             path: req.path,
             query: req.query,
-            body: req.body,
+            body: req.body.slice(..body_size.min(body_limit)),
+            body_size,
             remote_addr: req.remote_addr.map(|a| a.to_string()),
             reason,
         }
     }
-}
-
-/// Headers as (name, value) pairs; values that are not UTF-8 are stored lossily.
-fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The outcome of committing a [`NewEvent`].
@@ -125,20 +124,28 @@ impl Inserted {
     }
 }
 
-/// A stored event, as the admin API shows it.
+/// What was received, as stored: the part events and rejected requests share.
 #[derive(Debug, Clone)]
-pub struct StoredEvent {
+pub struct StoredRequest {
     pub id: String,
     pub source: String,
     pub received_at_ms: i64,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    pub headers: Vec<(String, String)>,
-    /// `None` in listings, which leave bodies out.
+    /// Header name and raw value, in the order received.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// `None` in listings, which leave bodies out. A rejected request's body may be cut.
     pub body: Option<Vec<u8>>,
+    /// Size as received.
     pub body_size: i64,
     pub remote_addr: Option<String>,
+}
+
+/// A stored event, as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub request: StoredRequest,
     pub dedup_key: String,
     pub duplicates: i64,
     pub deliveries: Vec<DeliverySummary>,
@@ -154,18 +161,10 @@ pub struct DeliverySummary {
     pub attempts: i64,
 }
 
-/// A stored rejected request.
+/// A stored request that failed verification.
 #[derive(Debug, Clone)]
 pub struct StoredRejected {
-    pub id: String,
-    pub source: String,
-    pub received_at_ms: i64,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub remote_addr: Option<String>,
+    pub request: StoredRequest,
     pub reason: String,
 }
 

@@ -184,11 +184,78 @@ async fn rejected_requests_are_listed_with_their_reason() {
         .await;
     assert_eq!(r.status(), 401);
     let list = server.admin_json("/api/v1/rejected?source=locked").await;
-    let rejected = &list["data"][0];
+    let id = list["data"][0]["id"].as_str().unwrap();
+    assert!(id.starts_with("rej_"));
+    let rejected = server.admin_json(&format!("/api/v1/rejected/{id}")).await;
     assert_eq!(rejected["body"], "payload");
+    assert_eq!(rejected["headers"]["authorization"], "Bearer wrong");
     assert!(!rejected["reason"].as_str().unwrap().is_empty());
-    assert!(rejected["id"].as_str().unwrap().starts_with("rej_"));
     // Never an event.
     let events = server.admin_json("/api/v1/events").await;
     assert_eq!(events["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn rejected_bodies_are_cut_and_shown_one_at_a_time() {
+    let server = TestServer::start(
+        r#"
+        [storage]
+        url = "sqlite://{db}"
+        rejected_body_limit = "16B"
+        [sources.locked]
+        verify = { kind = "bearer", token = "right" }
+        "#,
+    )
+    .await;
+    let body = "0123456789abcdefghijklmnopqrstuvwxyz";
+    assert_eq!(server.post("locked", &[], body).await.status(), 401);
+    let list = server.admin_json("/api/v1/rejected").await;
+    let item = &list["data"][0];
+    assert!(item.get("body").is_none(), "listings leave bodies out");
+    assert_eq!(item["body_size"], body.len());
+    let id = item["id"].as_str().unwrap();
+    let one = server.admin_json(&format!("/api/v1/rejected/{id}")).await;
+    assert_eq!(one["body"], &body[..16]);
+    assert_eq!(one["body_size"], body.len());
+    let r = server
+        .client
+        .get(server.admin_url("/api/v1/rejected/rej_nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn every_error_is_json() {
+    let server =
+        TestServer::start(&format!("[server]\nadmin_token = \"tok\"\n{TWO_SOURCES}")).await;
+    let get = |path: &str| server.client.get(server.admin_url(path)).bearer_auth("tok");
+    for (request, status, code) in [
+        (get("/api/v1/events?limit=1&limit=2"), 400, "invalid_query"),
+        (get("/api/v1/events/%FF"), 400, "invalid_path"),
+        (get("/api/v1/nothing"), 404, "not_found"),
+        (
+            server
+                .client
+                .post(server.admin_url("/api/v1/events"))
+                .bearer_auth("tok"),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], code);
+    }
+    // The scheme name is case-insensitive.
+    let r = server
+        .client
+        .get(server.admin_url("/api/v1/events"))
+        .header("authorization", "bearer tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

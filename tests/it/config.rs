@@ -4,13 +4,28 @@ use std::process::{Command, Output};
 
 use forebay::Config;
 
+/// Runs the binary with only `PATH` and `envs`: a developer's own `FOREBAY_*` variables
+/// (or `FOREBAY_CONFIG`) must not leak in and change what is checked.
 fn forebay(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forebay"));
-    cmd.args(args).env_remove("FOREBAY_CONFIG");
+    cmd.args(args).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
     cmd.output().expect("run forebay")
+}
+
+/// Runs `forebay check` on `toml`, expects exit code 1, and returns what it printed.
+fn check_fails(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forebay.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = forebay(&["check", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    text(&out.stderr)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -19,10 +34,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn check_prints_every_error_with_its_key_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
+    let err = check_fails(
         r#"
         colour = "blue"
         [server]
@@ -31,6 +43,7 @@ fn check_prints_every_error_with_its_key_path() {
         verify = { kind = "stripe" }
         [sources.shop]
         max_bdy = "1MiB"
+        max_body = -1
         [sources.slow]
         dedup_window = "a while"
         [sources.odd]
@@ -42,16 +55,14 @@ fn check_prints_every_error_with_its_key_path() {
         source = "stripe"
         destination = "nowhere"
         "#,
-    )
-    .unwrap();
-    let out = forebay(&["check", "-c", path.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    );
     for expected in [
         "colour: unknown key",
         "server.admin_token: admin_listen 0.0.0.0:8081 is not a loopback address",
         "sources.stripe.verify",
-        "sources.shop.max_bdy",
+        "sources.shop.max_bdy: unknown key; expected one of `verify`,",
+        // A second bad key in the same table is reported too.
+        "sources.shop.max_body: invalid size -1; write it like \"512KiB\" or \"5MiB\"",
         "sources.slow.dedup_window: invalid duration",
         "sources.odd.verify",
         "carrier-pigeon",
@@ -60,7 +71,112 @@ fn check_prints_every_error_with_its_key_path() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
-    assert!(err.contains("configuration has 8 errors"), "{err}");
+    assert!(err.contains("configuration has 9 errors"), "{err}");
+}
+
+#[test]
+fn check_reports_every_bad_key_of_the_server_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.toml");
+    std::fs::write(
+        &path,
+        "[server]\nadmin_lissen = \"127.0.0.1:9000\"\nmax_headers = \"many\"\nread_timeout = 10\n",
+    )
+    .unwrap();
+    let out = forebay(&["check", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for expected in [
+        "configuration has 3 errors",
+        "server.admin_lissen: unknown key; expected one of `ingest_listen`, `admin_listen`,",
+        "server.max_headers: invalid type: string \"many\", expected usize",
+        "server.read_timeout: invalid type: integer `10`, expected a string",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_refuses_values_that_would_fail_at_run_time() {
+    let err = check_fails(
+        r#"
+        [server]
+        ingest_listen = "0.0.0.0:8080"
+        admin_listen = "127.0.0.1:8080"
+        read_timeout = "0s"
+        shutdown_timeout = "0s"
+        [storage]
+        commit_timeout = "0s"
+        [sources.big]
+        max_body = "2GiB"
+        dedup_window = "0s"
+        response = { content_type = "text/plain\nX-Injected: yes" }
+        "#,
+    );
+    for expected in [
+        "configuration has 6 errors",
+        "server.admin_listen: 127.0.0.1:8080 takes the same port as ingest_listen 0.0.0.0:8080",
+        "server.read_timeout: must be more than 0s",
+        "server.shutdown_timeout: must be more than 0s",
+        "storage.commit_timeout: must be more than 0s",
+        "sources.big.response.content_type: \"text/plain\\nX-Injected: yes\" cannot be sent as a Content-Type header",
+        "sources.big.max_body: 2147483648 bytes is more than SQLite can store",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // dedup_window = "0s" means "no dedup" and is not among them.
+    assert!(!err.contains("dedup_window"), "{err}");
+}
+
+#[test]
+fn override_mistakes_are_errors_that_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    std::fs::write(
+        &path,
+        r#"
+        [sources.stripe]
+        verify = { kind = "github", secret = "s" }
+        [destinations.d]
+        kind = "http"
+        url = "http://localhost:3000/"
+        [[routes]]
+        source = "stripe"
+        destination = "d"
+        "#,
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let out = forebay(
+        &["check", "-c", p],
+        &[
+            ("FOREBAY_SOURCES__STRIPPE__MAX_BODY", "1MiB"),
+            ("FOREBAY_ROUTES__0__NAME", "renamed"),
+            ("FOREBAY_DESTINATIONS__D__URL__HOST", "example.com"),
+            ("FOREBAY_SERVER__READ_TIMEOUT", "0s"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for expected in [
+        "configuration has 4 errors",
+        "FOREBAY_SOURCES__STRIPPE__MAX_BODY names source `strippe`, which the file does not define; define [sources.strippe] in the file",
+        "FOREBAY_ROUTES__0__NAME: routes cannot be overridden from the environment",
+        "FOREBAY_DESTINATIONS__D__URL__HOST reaches below destinations.d.url, which is text, not a table",
+        "server.read_timeout: must be more than 0s: 0s would time out every request before its headers arrive; use e.g. \"10s\" (set by FOREBAY_SERVER__READ_TIMEOUT)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+
+    // Digits given for a key that takes text are that text, not a number.
+    let out = forebay(
+        &["check", "-c", p],
+        &[
+            ("FOREBAY_SERVER__ADMIN_LISTEN", "0.0.0.0:9999"),
+            ("FOREBAY_SERVER__ADMIN_TOKEN", "12345"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]

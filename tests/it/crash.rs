@@ -86,7 +86,10 @@ async fn acknowledged_events_survive_sigkill() {
                 failures
             }));
         }
-        reached.notified().await;
+        // Bounded: if every sender failed before the kill point, fail instead of hanging.
+        tokio::time::timeout(std::time::Duration::from_secs(120), reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: {kill_at} acks never arrived"));
         process.child.kill().expect("SIGKILL");
         process.child.wait().unwrap();
         for s in senders {

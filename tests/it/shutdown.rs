@@ -25,7 +25,7 @@ async fn sigterm_finishes_requests_already_read() {
         )
         .await
         .unwrap();
-    let head = read_head(&mut stream).await;
+    let head = within(read_head(&mut stream)).await;
     assert!(head.starts_with("HTTP/1.1 100"), "{head}");
 
     process.signal(libc::SIGTERM);
@@ -40,14 +40,14 @@ async fn sigterm_finishes_requests_already_read() {
     }
 
     stream.write_all(b"hello world").await.unwrap();
-    let head = read_head(&mut stream).await;
+    let head = within(read_head(&mut stream)).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
-    let status = tokio::task::spawn_blocking(move || {
+    let status = within(tokio::task::spawn_blocking(move || {
         let status = process.child.wait().unwrap();
         drop(process);
         status
-    })
+    }))
     .await
     .unwrap();
     assert!(status.success(), "exit status {status}");
@@ -73,4 +73,11 @@ async fn sigterm_finishes_requests_already_read() {
         .await
         .unwrap();
     assert_eq!(event["body"], "hello world");
+}
+
+/// Fails the test instead of hanging when the server does not answer.
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("no answer within 30s")
 }

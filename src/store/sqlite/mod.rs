@@ -28,6 +28,7 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     pub max_batch: usize,
     pub queue_depth: usize,
+    pub commit_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -36,6 +37,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             max_batch: 512,
             queue_depth: 8192,
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -43,6 +45,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writes: mpsc::Sender<Op>,
     queue_depth: usize,
+    commit_timeout: Duration,
     reads: ReadPool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -59,22 +62,7 @@ impl SqliteStore {
             })?;
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(options.busy_timeout)?;
-        // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so a
-        // committed group survives power loss, not just a process crash.
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!(
-                "SQLite refused WAL mode (got {mode}); put the database on a local file system"
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Checkpoints run on their own thread (see `checkpoint`), not inside a commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // Index pages of the dedup key are touched at random; keep them in memory.
-        conn.pragma_update(None, "cache_size", -16 * 1024)?;
+        configure_writer(&conn, options.busy_timeout)?;
         schema::migrate(&mut conn)?;
 
         let checkpointer = checkpoint::Checkpointer::start(path.to_owned(), options.busy_timeout)
@@ -90,6 +78,7 @@ impl SqliteStore {
         Ok(Arc::new(Self {
             writes: tx,
             queue_depth: options.queue_depth,
+            commit_timeout: options.commit_timeout,
             reads: ReadPool::new(path.to_owned(), options.busy_timeout),
             writer: Mutex::new(Some(handle)),
         }))
@@ -102,6 +91,19 @@ impl SqliteStore {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded(self.queue_depth),
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })
+    }
+
+    /// Waits for the writer's answer, but not forever: a stalled disk must turn into
+    /// 503s, not into senders hanging until they time out themselves.
+    async fn answer<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.commit_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::CommitTimeout(self.commit_timeout)),
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -121,13 +123,13 @@ impl Store for SqliteStore {
     async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Event(event, reply))?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.answer(answer).await
     }
 
     async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Rejected(rejected, reply))?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.answer(answer).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -141,6 +143,11 @@ impl Store for SqliteStore {
 
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
         self.read(move |c| read::list_rejected(c, &query)).await
+    }
+
+    async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| read::get_rejected(c, &id)).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -171,6 +178,26 @@ impl Store for SqliteStore {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
+}
+
+/// Settings of the one write connection.
+fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout)?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so a
+    // committed group survives power loss, not just a process crash.
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "SQLite refused WAL mode (got {mode}); put the database on a local file system"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Index pages of the dedup key are touched at random; keep more of them in memory.
+    conn.pragma_update(None, "cache_size", -16 * 1024)?;
+    Ok(())
 }
 
 /// Read-only connections, opened on demand and reused.
@@ -218,13 +245,8 @@ impl ReadPool {
     }
 }
 
-/// Headers as stored: a JSON array of `[name, value]` pairs, order and repeats kept.
-fn json_headers(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn parse_headers(text: &str) -> Result<Vec<(String, String)>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
+fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
 }
 
 #[cfg(test)]

@@ -3,25 +3,35 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::parse_headers;
-use crate::store::{DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected};
+use crate::store::{
+    DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
+};
 
-const EVENT_COLUMNS: &str = "id, source, received_at, method, path, query, headers, \
-     length(body), remote_addr, dedup_key, duplicates";
+/// The request columns both tables share, in [`request_row`]'s order; `{size}` is how the
+/// table knows the body's size as received.
+const REQUEST_COLUMNS: &str =
+    "id, source, received_at, method, path, query, headers, {size}, remote_addr";
+/// Columns after the shared ones start here.
+const EXTRA: usize = 9;
+
+fn event_columns() -> String {
+    format!(
+        "{}, dedup_key, duplicates",
+        REQUEST_COLUMNS.replace("{size}", "length(body)")
+    )
+}
+
+fn rejected_columns() -> String {
+    format!("{}, reason", REQUEST_COLUMNS.replace("{size}", "body_size"))
+}
 
 pub(super) fn get_event(conn: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS}, body FROM events WHERE id = ?1");
-    let event = conn
+    let sql = format!("SELECT {}, body FROM events WHERE id = ?1", event_columns());
+    let row = conn
         .prepare_cached(&sql)?
-        .query_row(params![id], |r| {
-            let (mut e, headers) = event_row(r)?;
-            e.body = Some(r.get(11)?);
-            Ok((e, headers))
-        })
+        .query_row(params![id], |r| event_row(r, Some(EXTRA + 2)))
         .optional()?;
-    let Some(row) = event else {
-        return Ok(None);
-    };
-    complete(conn, row).map(Some)
+    row.map(|row| complete_event(conn, row)).transpose()
 }
 
 pub(super) fn list_events(
@@ -29,15 +39,18 @@ pub(super) fn list_events(
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events
+        "SELECT {} FROM events
          WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR id < ?2)
-         ORDER BY id DESC LIMIT ?3"
+         ORDER BY id DESC LIMIT ?3",
+        event_columns()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![q.source, q.before, q.limit as i64], event_row)?;
+    let rows = stmt.query_map(params![q.source, q.before, q.limit as i64], |r| {
+        event_row(r, None)
+    })?;
     let mut events = Vec::new();
     for row in rows {
-        events.push(complete(conn, row?)?);
+        events.push(complete_event(conn, row?)?);
     }
     Ok(events)
 }
@@ -46,42 +59,43 @@ pub(super) fn list_rejected(
     conn: &Connection,
     q: &EventQuery,
 ) -> Result<Vec<StoredRejected>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, source, received_at, method, path, query, headers, body, remote_addr, reason
-         FROM rejected
+    let sql = format!(
+        "SELECT {} FROM rejected
          WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR id < ?2)
          ORDER BY id DESC LIMIT ?3",
-    )?;
+        rejected_columns()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![q.source, q.before, q.limit as i64], |r| {
-        Ok((
-            StoredRejected {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                received_at_ms: r.get(2)?,
-                method: r.get(3)?,
-                path: r.get(4)?,
-                query: r.get(5)?,
-                headers: Vec::new(),
-                body: r.get(7)?,
-                remote_addr: r.get(8)?,
-                reason: r.get(9)?,
-            },
-            r.get::<_, String>(6)?,
-        ))
+        rejected_row(r, None)
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (mut rej, headers) = row?;
-        rej.headers = parse_headers(&headers)?;
-        out.push(rej);
+        out.push(complete_rejected(row?)?);
     }
     Ok(out)
 }
 
-/// Reads the columns of [`EVENT_COLUMNS`], with the headers still as JSON text: they are
-/// parsed in [`complete`], where a decoding error can be a [`StoreError`].
-fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
-    let event = StoredEvent {
+pub(super) fn get_rejected(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<StoredRejected>, StoreError> {
+    let sql = format!(
+        "SELECT {}, body FROM rejected WHERE id = ?1",
+        rejected_columns()
+    );
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id], |r| rejected_row(r, Some(EXTRA + 1)))
+        .optional()?;
+    row.map(complete_rejected).transpose()
+}
+
+/// Reads [`REQUEST_COLUMNS`] (and the body, when `body_at` names its column). Headers
+/// stay encoded here and are decoded in `complete_*`, where a decoding error can be a
+/// [`StoreError`].
+fn request_row(r: &Row<'_>, body_at: Option<usize>) -> rusqlite::Result<(StoredRequest, Vec<u8>)> {
+    let request = StoredRequest {
         id: r.get(0)?,
         source: r.get(1)?,
         received_at_ms: r.get(2)?,
@@ -89,24 +103,50 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
         path: r.get(4)?,
         query: r.get(5)?,
         headers: Vec::new(),
-        body: None,
+        body: body_at.map(|i| r.get(i)).transpose()?,
         body_size: r.get(7)?,
         remote_addr: r.get(8)?,
-        dedup_key: r.get(9)?,
-        duplicates: r.get(10)?,
-        deliveries: Vec::new(),
     };
-    Ok((event, r.get(6)?))
+    Ok((request, r.get(6)?))
 }
 
-/// Adds parsed headers and the deliveries to a row from [`event_row`].
-fn complete(
+type Encoded<T> = (T, Vec<u8>);
+
+fn event_row(r: &Row<'_>, body_at: Option<usize>) -> rusqlite::Result<Encoded<StoredEvent>> {
+    let (request, headers) = request_row(r, body_at)?;
+    let event = StoredEvent {
+        request,
+        dedup_key: r.get(EXTRA)?,
+        duplicates: r.get(EXTRA + 1)?,
+        deliveries: Vec::new(),
+    };
+    Ok((event, headers))
+}
+
+fn rejected_row(r: &Row<'_>, body_at: Option<usize>) -> rusqlite::Result<Encoded<StoredRejected>> {
+    let (request, headers) = request_row(r, body_at)?;
+    let rejected = StoredRejected {
+        request,
+        reason: r.get(EXTRA)?,
+    };
+    Ok((rejected, headers))
+}
+
+/// Adds decoded headers and the deliveries to a row from [`event_row`].
+fn complete_event(
     conn: &Connection,
-    (mut event, headers): (StoredEvent, String),
+    (mut event, headers): Encoded<StoredEvent>,
 ) -> Result<StoredEvent, StoreError> {
-    event.headers = parse_headers(&headers)?;
-    event.deliveries = deliveries_of(conn, &event.id)?;
+    event.request.headers = parse_headers(&headers)?;
+    event.deliveries = deliveries_of(conn, &event.request.id)?;
     Ok(event)
+}
+
+fn complete_rejected(
+    (mut rejected, headers): Encoded<StoredRejected>,
+) -> Result<StoredRejected, StoreError> {
+    rejected.request.headers = parse_headers(&headers)?;
+    Ok(rejected)
 }
 
 fn deliveries_of(conn: &Connection, event_id: &str) -> Result<Vec<DeliverySummary>, StoreError> {

@@ -17,7 +17,7 @@ const MIGRATIONS: &[&str] = &[
         method       TEXT NOT NULL,
         path         TEXT NOT NULL,
         query        TEXT,
-        headers      TEXT NOT NULL,             -- JSON array of [name, value]
+        headers      BLOB NOT NULL,             -- wire form: name: value CRLF ...
         body         BLOB NOT NULL,             -- raw bytes as received
         remote_addr  TEXT,
         dedup_key    TEXT NOT NULL,
@@ -30,7 +30,7 @@ const MIGRATIONS: &[&str] = &[
         id           TEXT PRIMARY KEY,
         event_id     TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
         received_at  INTEGER NOT NULL,
-        headers      TEXT NOT NULL,
+        headers      BLOB NOT NULL,
         remote_addr  TEXT
     ) STRICT;
     CREATE INDEX duplicates_by_event ON duplicates (event_id);
@@ -58,8 +58,9 @@ const MIGRATIONS: &[&str] = &[
         method       TEXT NOT NULL,
         path         TEXT NOT NULL,
         query        TEXT,
-        headers      TEXT NOT NULL,
-        body         BLOB NOT NULL,
+        headers      BLOB NOT NULL,
+        body         BLOB NOT NULL,             -- cut to storage.rejected_body_limit
+        body_size    INTEGER NOT NULL,          -- as received
         remote_addr  TEXT,
         reason       TEXT NOT NULL
     ) STRICT;

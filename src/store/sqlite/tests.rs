@@ -140,7 +140,7 @@ async fn concurrent_writers_are_all_answered_and_all_stored() {
         .unwrap();
     assert_eq!(listed.len(), 500);
     ids.sort();
-    let mut listed_ids: Vec<String> = listed.into_iter().map(|e| e.id).collect();
+    let mut listed_ids: Vec<String> = listed.into_iter().map(|e| e.request.id).collect();
     listed_ids.sort();
     assert_eq!(ids, listed_ids);
     store.close().await;
@@ -163,7 +163,7 @@ async fn a_failing_write_does_not_spoil_its_group() {
     assert!(matches!(rb, Err(StoreError::Commit(_))), "{rb:?}");
     assert_eq!(rc.unwrap(), Inserted::New { id: c.id.clone() });
     let stored = store.get_event(&a.id).await.unwrap().unwrap();
-    assert_eq!(stored.body.as_deref(), Some(&b"body of a"[..]));
+    assert_eq!(stored.request.body.as_deref(), Some(&b"body of a"[..]));
     assert_eq!(stored.deliveries.len(), 1);
     store.close().await;
 }
@@ -197,6 +197,7 @@ async fn a_full_queue_is_an_overload_not_a_wait() {
         queue_depth: 1,
         max_batch: 1,
         busy_timeout: std::time::Duration::from_millis(100),
+        ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&dir.path().join("t.db"), options).unwrap();
     // Hold the write lock from another connection so the writer stalls on its first group.
@@ -221,4 +222,21 @@ async fn a_full_queue_is_an_overload_not_a_wait() {
     assert!(overloaded > 0, "a queue of one must shed load");
     blocker.execute_batch("ROLLBACK").unwrap();
     store.close().await;
+}
+
+#[test]
+fn the_write_connection_is_durable() {
+    // SIGKILL tests cannot tell a missing fsync from a present one; this pins the settings
+    // that make a commit survive power loss.
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
+    super::configure_writer(&conn, std::time::Duration::from_secs(1)).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    let sync: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(sync, 2, "synchronous must be FULL");
 }

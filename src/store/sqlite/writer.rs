@@ -12,7 +12,6 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
-use super::json_headers;
 use crate::id;
 use crate::store::{Inserted, NewEvent, NewRejected, StoreError};
 
@@ -216,7 +215,7 @@ fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
             id::new(id::DUPLICATE),
             original_id,
             e.received_at_ms,
-            json_headers(&e.headers),
+            e.headers,
             e.remote_addr
         ])?;
         return Ok(Inserted::Duplicate { original_id });
@@ -233,7 +232,7 @@ fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
         e.method,
         e.path,
         e.query,
-        json_headers(&e.headers),
+        e.headers,
         &e.body[..],
         e.remote_addr,
         e.dedup_key
@@ -258,8 +257,8 @@ fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
 fn insert_rejected(conn: &Connection, r: &NewRejected) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO rejected (id, source, received_at, method, path, query, headers, body,
-                               remote_addr, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               body_size, remote_addr, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         r.id,
@@ -268,8 +267,9 @@ fn insert_rejected(conn: &Connection, r: &NewRejected) -> rusqlite::Result<()> {
         r.method,
         r.path,
         r.query,
-        json_headers(&r.headers),
+        r.headers,
         &r.body[..],
+        r.body_size as i64,
         r.remote_addr,
         r.reason
     ])?;

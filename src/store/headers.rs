@@ -1,0 +1,64 @@
+//! Request headers as stored: the HTTP/1 wire form, `name: value\r\n` per header, in the
+//! order received, repeats kept, values byte for byte (not necessarily UTF-8).
+//!
+//! HTTP forbids CR and LF inside names and values, so the encoding needs no escaping and
+//! decodes exactly.
+
+use http::HeaderMap;
+
+/// Encodes `headers` in wire form.
+pub fn encode(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() * 32);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Decodes what [`encode`] wrote into (name, raw value) pairs.
+pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut headers = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = find(rest, b"\r\n").ok_or("a header line does not end in CRLF")?;
+        let line = &rest[..end];
+        rest = &rest[end + 2..];
+        let colon = find(line, b": ").ok_or("a header line has no `: `")?;
+        let name = std::str::from_utf8(&line[..colon]).map_err(|_| "a header name is not text")?;
+        headers.push((name.to_owned(), line[colon + 2..].to_vec()));
+    }
+    Ok(headers)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn round_trips_order_repeats_and_non_utf8_values() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("content-type", HeaderValue::from_static("application/json"));
+        h.append("x-a", HeaderValue::from_static("2: with colon"));
+        h.append(
+            "x-raw",
+            HeaderValue::from_bytes(&[0xff, 0x80, b'z']).unwrap(),
+        );
+        h.append("x-empty", HeaderValue::from_static(""));
+        let decoded = decode(&encode(&h)).unwrap();
+        let expected: Vec<(String, Vec<u8>)> = h
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(decoded, expected);
+        assert!(decode(b"broken").is_err());
+    }
+}
