@@ -26,6 +26,9 @@ use crate::ingest::{self, IngestState};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
 
+/// Time the store always gets at shutdown to commit its last group.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// The two listeners, bound by the caller (tests bind port 0).
 pub struct Listeners {
     pub ingest: TcpListener,
@@ -73,6 +76,7 @@ pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
                     max_batch: storage.max_batch,
                     queue_depth: storage.queue_depth,
                     commit_timeout: storage.commit_timeout.0,
+                    ..SqliteOptions::default()
                 },
             )?;
             Ok(store)
@@ -139,12 +143,15 @@ pub async fn run_with_store(
             "requests still in progress after server.shutdown_timeout; closing the store under them (they will be answered 503)"
         );
     }
-    if tokio::time::timeout_at(deadline, store.close())
+    // The store's last group always gets a moment, even when the connections used the
+    // whole budget: requests still waiting on it are then answered 503, not cut off.
+    let close_by = deadline.max(tokio::time::Instant::now() + STORE_CLOSE_GRACE);
+    if tokio::time::timeout_at(close_by, store.close())
         .await
         .is_err()
     {
         tracing::error!(
-            "the store did not finish its last commit within server.shutdown_timeout; requests not yet answered were not acknowledged"
+            "the store did not finish its last commit in time; requests not yet answered were not acknowledged"
         );
     }
     tracing::info!("stopped");

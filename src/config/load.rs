@@ -95,6 +95,22 @@ fn check(
 
     let routes = resolve_routes(table, &sources, &destinations, overrides, &mut errors);
 
+    if let Some(server) = &server {
+        for (name, source) in &sources {
+            // The in-flight budget is charged as bytes arrive; a body larger than the
+            // whole budget could only pass when nothing else is in flight.
+            if source.max_body > server.max_inflight_bytes {
+                errors.push(
+                    format!("sources.{name}.max_body"),
+                    format!(
+                        "{} bytes is more than server.max_inflight_bytes ({} bytes), the memory all bodies in progress may use; raise max_inflight_bytes or lower max_body",
+                        source.max_body, server.max_inflight_bytes
+                    ),
+                );
+            }
+        }
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -206,6 +222,12 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
                 "{} takes the same port as ingest_listen {}, so one of the two listeners cannot start; give admin_listen a port of its own (e.g. 127.0.0.1:8081)",
                 cfg.admin_listen, cfg.ingest_listen
             ),
+        );
+    }
+    if cfg.max_inflight_bytes.0 < 1024 {
+        errors.push(
+            "server.max_inflight_bytes",
+            "must be at least 1KiB; it bounds the memory of all request bodies in progress",
         );
     }
     if cfg.max_headers == 0 {
@@ -671,7 +693,7 @@ mod tests {
         }
         // The largest allowed body, and a dedup window of 0s ("no dedup"), are fine.
         let config = ok(
-            "[sources.a]\nmax_body = \"900MiB\"\ndedup_window = \"0s\"\nresponse = { content_type = \"application/json; charset=utf-8\" }\n",
+            "[server]\nmax_inflight_bytes = \"1GiB\"\n[sources.a]\nmax_body = \"900MiB\"\ndedup_window = \"0s\"\nresponse = { content_type = \"application/json; charset=utf-8\" }\n",
             &[],
         );
         assert!(config.sources["a"].dedup_window.0.is_zero());

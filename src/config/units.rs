@@ -11,6 +11,9 @@ use serde::{Deserialize, Deserializer, de};
 pub struct Span(pub Duration);
 
 impl Span {
+    /// The longest duration a setting may have.
+    pub const MAX: Span = Span(Duration::from_secs(100 * 365 * 86_400));
+
     pub const fn secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
@@ -23,13 +26,19 @@ impl Span {
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map(Span)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write it like \"500ms\", \"30s\", \"5m\" or \"7d\""
-                ))
-            })
+        let span = humantime::parse_duration(text.trim()).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write it like \"500ms\", \"30s\", \"5m\" or \"7d\""
+            ))
+        })?;
+        // Timers add durations to the current instant; a century is longer than any
+        // setting needs and far from overflowing.
+        if span > Span::MAX.0 {
+            return Err(de::Error::custom(format!(
+                "duration {text:?} is longer than 100 years; give a realistic value"
+            )));
+        }
+        Ok(Span(span))
     }
 }
 
@@ -179,6 +188,8 @@ mod tests {
         assert_eq!(parse::<Span>("\"7d\"").unwrap(), Span::secs(7 * 86400));
         let err = parse::<Span>("\"soon\"").unwrap_err();
         assert!(err.contains("write it like"), "{err}");
+        let err = parse::<Span>("\"9300000000000000000s\"").unwrap_err();
+        assert!(err.contains("longer than 100 years"), "{err}");
     }
 
     #[test]

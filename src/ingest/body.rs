@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::budget::{Budget, Charge};
 use crate::http_error::ApiError;
 
 /// Rejects a declared `Content-Length` over `max` before any body byte is read.
@@ -21,12 +22,37 @@ pub fn check_declared_length(headers: &HeaderMap, max: u64) -> Result<(), ApiErr
     }
 }
 
-/// Reads at most `max` bytes within `deadline`; a longer body is 413, a slower one 408.
-pub async fn read_capped(body: Body, max: u64, deadline: Duration) -> Result<Bytes, ApiError> {
+/// Reads at most `max` bytes within `deadline`, charging `budget` as bytes arrive; a
+/// longer body is 413, a slower one 408, one the budget cannot hold 503.
+pub async fn read_capped(
+    body: Body,
+    max: u64,
+    deadline: Duration,
+    budget: &Budget,
+) -> Result<(Bytes, Charge), ApiError> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(deadline, collect).await {
-        Err(_) => Err(ApiError::new(
+    let mut body = Limited::new(body, limit);
+    let mut charge = Charge::default();
+    let read = async {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue; // trailers carry no body bytes
+            };
+            len += data.len();
+            budget.charge(&mut charge, len).map_err(BodyError::Budget)?;
+            chunks.push(data);
+        }
+        // One chunk (the common case) is returned as is; several are joined once.
+        Ok::<_, BodyError>(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => Bytes::from(chunks.concat()),
+        })
+    };
+    let bytes = match tokio::time::timeout(deadline, read).await {
+        Err(_elapsed) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
@@ -34,12 +60,27 @@ pub async fn read_capped(body: Body, max: u64, deadline: Duration) -> Result<Byt
                 deadline.as_secs_f64()
             ),
         )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(max)),
-        Ok(Err(e)) => Err(ApiError::bad_request(
+        Ok(Err(BodyError::Budget(e))) => Err(e),
+        Ok(Err(BodyError::Read(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large(max))
+        }
+        Ok(Err(BodyError::Read(e))) => Err(ApiError::bad_request(
             "body_unreadable",
             format!("the body could not be read: {e}"),
         )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }?;
+    Ok((bytes, charge))
+}
+
+enum BodyError {
+    Read(Box<dyn std::error::Error + Send + Sync>),
+    Budget(ApiError),
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for BodyError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        BodyError::Read(e)
     }
 }
 

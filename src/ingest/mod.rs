@@ -5,7 +5,7 @@
 //! delivery**: it writes rows and returns.
 
 pub mod body;
-mod budget;
+pub mod budget;
 pub mod dedup;
 mod receive;
 pub mod request;
@@ -19,7 +19,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{any, get};
 use http::StatusCode;
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, Source};
 use crate::http_error::ApiError;
@@ -34,26 +33,21 @@ pub struct IngestState {
     pub read_timeout: Duration,
     /// `Retry-After` seconds on 503.
     pub retry_after_secs: u64,
-    /// Body bytes that may be held in memory at once, in KiB permits.
-    pub inflight: Arc<Semaphore>,
-    /// Total KiB in `inflight`, so one request never asks for more than exists.
-    pub inflight_kib: u32,
+    /// Body bytes that may be held in memory at once.
+    pub budget: budget::Budget,
     /// Most bytes kept of a rejected request's body.
     pub rejected_body_limit: usize,
 }
 
 impl IngestState {
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
-        let inflight_kib = u32::try_from(config.server.max_inflight_bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        let retry_after_secs = config.storage.retry_after.0.as_secs().max(1);
         Self {
             sources: Arc::new(config.sources.clone()),
             store,
             read_timeout: config.server.read_timeout.0,
-            retry_after_secs: config.storage.retry_after.0.as_secs().max(1),
-            inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
-            inflight_kib,
+            retry_after_secs,
+            budget: budget::Budget::new(config.server.max_inflight_bytes, retry_after_secs),
             rejected_body_limit: config.storage.rejected_body_limit,
         }
     }

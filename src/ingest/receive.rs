@@ -2,6 +2,7 @@
 //! dedup key, durable commit, answer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -56,8 +57,8 @@ async fn handle(
         return Err(method_not_allowed(&source));
     }
     check_declared_length(&parts.headers, source.max_body)?;
-    let _reservation = super::budget::reserve(&state, &parts.headers, source.max_body)?;
-    let body = read_capped(body, source.max_body, state.read_timeout).await?;
+    let (body, charge) =
+        read_capped(body, source.max_body, state.read_timeout, &state.budget).await?;
 
     let unverified = Unverified {
         source: source.name.clone(),
@@ -103,12 +104,13 @@ async fn handle(
             destination: r.destination.clone(),
         })
         .collect();
-    let event = NewEvent::new(
+    let event = NewEvent::with_guard(
         verified,
         id::new(id::EVENT),
         dedup_key,
         source.dedup_window.as_millis_i64(),
         deliveries,
+        Some(Arc::new(charge)),
     );
     let inserted = state
         .store

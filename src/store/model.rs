@@ -1,12 +1,16 @@
 //! What the store keeps: new events with their deliveries, rejected requests, and the
 //! read models the admin API serves.
 
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::ingest::verify::Verified;
 
 /// An event ready to commit: only a [`Verified`] request can become one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewEvent {
     pub id: String,
     pub source: String,
@@ -24,6 +28,23 @@ pub struct NewEvent {
     pub dedup_since_ms: i64,
     /// One pending delivery per route, committed in the same transaction.
     pub deliveries: Vec<NewDelivery>,
+    /// Held until the store is done with the body, then dropped: ingest's memory budget
+    /// counts a body until it has left the writer's queue, not just until the sender
+    /// hears back (a sender answered 503 on timeout leaves its body queued).
+    pub body_guard: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for NewEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewEvent")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("received_at_ms", &self.received_at_ms)
+            .field("dedup_key", &self.dedup_key)
+            .field("body_len", &self.body.len())
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A pending delivery of a new event on one route.
@@ -43,6 +64,18 @@ impl NewEvent {
         dedup_window_ms: i64,
         deliveries: Vec<NewDelivery>,
     ) -> Self {
+        Self::with_guard(verified, id, dedup_key, dedup_window_ms, deliveries, None)
+    }
+
+    /// [`NewEvent::new`] with a guard held until the store is done with the body.
+    pub fn with_guard(
+        verified: Verified,
+        id: String,
+        dedup_key: String,
+        dedup_window_ms: i64,
+        deliveries: Vec<NewDelivery>,
+        body_guard: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Self {
         let req = verified.into_inner();
         Self {
             id,
@@ -57,6 +90,7 @@ impl NewEvent {
             remote_addr: req.remote_addr.map(|a| a.to_string()),
             dedup_key,
             deliveries,
+            body_guard,
         }
     }
 }
@@ -97,7 +131,8 @@ impl NewRejected {
             method: req.method.to_string(),
             path: req.path,
             query: req.query,
-            body: req.body.slice(..body_size.min(body_limit)),
+            // A copy, so the cut keeps only the kept bytes alive, not the whole body.
+            body: Bytes::copy_from_slice(&req.body[..body_size.min(body_limit)]),
             body_size,
             remote_addr: req.remote_addr.map(|a| a.to_string()),
             reason,

@@ -29,6 +29,9 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     pub queue_depth: usize,
     pub commit_timeout: Duration,
+    /// WAL length (in frames, one page each) past which the writer checkpoints between
+    /// groups so the WAL rewinds; bounds the WAL file under steady load.
+    pub wal_rewind_frames: usize,
 }
 
 impl Default for SqliteOptions {
@@ -38,6 +41,8 @@ impl Default for SqliteOptions {
             max_batch: 512,
             queue_depth: 8192,
             commit_timeout: Duration::from_secs(10),
+            // 8192 pages of 4 KiB: 32 MiB of WAL.
+            wal_rewind_frames: 8192,
         }
     }
 }
@@ -65,12 +70,14 @@ impl SqliteStore {
         configure_writer(&conn, options.busy_timeout)?;
         schema::migrate(&mut conn)?;
 
-        let checkpointer = checkpoint::Checkpointer::start(path.to_owned(), options.busy_timeout)
-            .map_err(|e| {
-            StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}"))
-        })?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            path.to_owned(),
+            options.busy_timeout,
+            options.wal_rewind_frames,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel(options.queue_depth);
-        let writer = Writer::new(conn, rx, options.max_batch, checkpointer);
+        let writer = Writer::new(conn, rx, options.max_batch, checkpointer)?;
         let handle = std::thread::Builder::new()
             .name("forebay-sqlite-writer".into())
             .spawn(move || writer.run())
@@ -195,6 +202,8 @@ fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), Sto
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Checkpoints run on their own thread (see `checkpoint`), not inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL rewinds, cut a file that grew during a burst back to this size.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     // Index pages of the dedup key are touched at random; keep more of them in memory.
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     Ok(())

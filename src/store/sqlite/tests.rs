@@ -240,3 +240,35 @@ fn the_write_connection_is_durable() {
     assert_eq!(mode, "wal");
     assert_eq!(sync, 2, "synchronous must be FULL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_short_under_steady_load() {
+    // A small rewind limit so that a few megabytes of steady writes must rewind it.
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        wal_rewind_frames: 256,
+        ..SqliteOptions::default()
+    };
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, options).unwrap();
+    let wal = dir.path().join("t.db-wal");
+    let mut largest = 0;
+    // 16 writers keep the queue busy for 4,000 events of ~1 KiB each (≈ 4 MiB of rows,
+    // far more in WAL frames), so groups follow each other without a pause.
+    for round in 0..20 {
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            let mut e = event("s", &format!("r{round}-{i}"), 1, HOUR_MS);
+            e.body = Bytes::from(vec![b'x'; 1024]);
+            tasks.push(tokio::spawn(async move { store.insert_event(e).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    // 256 frames of 4 KiB is 1 MiB; allow a group's worth of slack beyond it.
+    assert!(largest < 3 * 1024 * 1024, "WAL grew to {largest} bytes");
+    store.close().await;
+}

@@ -2,11 +2,14 @@
 //!
 //! Requests queue on a bounded channel. The writer takes the first, drains whatever else
 //! is already waiting (up to `max_batch`), and commits them all in one transaction: one
-//! fsync for the group, so throughput does not depend on the fsync rate. Each request is
-//! applied inside its own savepoint, so one bad request cannot spoil its neighbours.
-//! Replies go out only after `COMMIT` has returned.
+//! fsync for the group, so throughput does not depend on the fsync rate. If one request
+//! fails, the group is rolled back and committed again one request per transaction, so
+//! one bad request cannot spoil its neighbours. Replies go out only after `COMMIT` has
+//! returned.
 
+use std::os::raw::c_int;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -35,16 +38,47 @@ pub(super) struct Writer {
 
 impl Writer {
     pub(super) fn new(
-        conn: Connection,
+        mut conn: Connection,
         rx: mpsc::Receiver<Op>,
         max_batch: usize,
         checkpointer: Checkpointer,
-    ) -> Self {
-        Self {
+    ) -> rusqlite::Result<Self> {
+        let progress = checkpointer.progress();
+        // Registered after `wal_autocheckpoint = 0`, which would replace it.
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: c_int| {
+            progress
+                .frames
+                .store(usize::try_from(frames).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))?;
+        Ok(Self {
             conn,
             rx,
             max_batch,
             checkpointer,
+        })
+    }
+
+    /// Checkpoints from the writer itself once the WAL is long. Between two groups no
+    /// frames are being added, so this checkpoint can finish (the checkpoint thread has
+    /// already copied most frames), and the next transaction then rewinds the WAL to its
+    /// start instead of growing it.
+    fn keep_wal_short(&mut self) {
+        if !self.checkpointer.writer_should_rewind() {
+            return;
+        }
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            }) {
+            Ok((frames, copied)) if copied < frames => tracing::debug!(
+                frames,
+                copied,
+                "WAL not fully checkpointed (a reader holds an old snapshot); it rewinds later"
+            ),
+            Ok(_) => self.checkpointer.rewound(),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint from the writer failed"),
         }
     }
 
@@ -96,10 +130,7 @@ impl Writer {
             }
             Err(GroupError::Write(e)) if size > 1 => {
                 tracing::warn!(error = %e, size, "a write failed; committing the group one by one");
-                for w in batch.drain(..) {
-                    let mut single = vec![w];
-                    self.commit(&mut single);
-                }
+                self.commit_one_by_one(batch);
             }
             Err(GroupError::Write(e) | GroupError::Transaction(e)) => {
                 tracing::error!(error = %e, size, "commit failed; nothing in it was stored");
@@ -110,6 +141,32 @@ impl Writer {
             }
         }
         self.checkpointer.nudge();
+        self.keep_wal_short();
+    }
+
+    /// The fallback after a failed write: each write in its own transaction, so only the
+    /// bad one fails. If the store itself fails (the transaction cannot begin or commit),
+    /// the rest fail at once rather than each waiting out the busy timeout.
+    fn commit_one_by_one(&mut self, batch: &mut Vec<Write>) {
+        let mut writes = batch.drain(..);
+        while let Some(w) = writes.next() {
+            match self.transact(std::slice::from_ref(&w)) {
+                Ok(mut outcomes) => match outcomes.pop() {
+                    Some(outcome) => w.answer(outcome),
+                    None => w.fail(&Arc::new(rusqlite::Error::QueryReturnedNoRows)),
+                },
+                Err(GroupError::Write(e)) => {
+                    tracing::warn!(error = %e, "a write failed on its own; answering 503");
+                    w.fail(&Arc::new(e));
+                }
+                Err(GroupError::Transaction(e)) => {
+                    tracing::error!(error = %e, "commit failed; nothing left in the group was stored");
+                    let e = Arc::new(e);
+                    w.fail(&e);
+                    writes.by_ref().for_each(|rest| rest.fail(&e));
+                }
+            }
+        }
     }
 
     /// Applies `batch` in one transaction. A failed write rolls the whole group back.
