@@ -1,6 +1,7 @@
 //! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
+pub mod delivery;
 pub mod headers;
 pub mod model;
 pub mod sqlite;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use delivery::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery};
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
     StoredRejected, StoredRequest,
@@ -74,6 +76,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// One rejected request with its (possibly cut) body.
     async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError>;
+
+    /// Claims due deliveries (pending or retrying whose time has come, or in flight with
+    /// an expired lease) for `claim.lease_ms`, oldest due first.
+    async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt and moves its delivery to the attempt's next state. A delivery
+    /// no longer in flight (its lease expired and it was claimed again) keeps its state;
+    /// the attempt is recorded all the same.
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+
+    /// When the next delivery falls due (or a lease expires), if any is waiting.
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -7,6 +7,8 @@
 mod checkpoint;
 mod read;
 mod schema;
+mod write_deliveries;
+mod write_events;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    EventQuery, Inserted, NewEvent, NewRejected, Store, StoreError, StoredEvent, StoredRejected,
+    AttemptRecord, Claim, ClaimedDelivery, EventQuery, Inserted, NewEvent, NewRejected, Store,
+    StoreError, StoredEvent, StoredRejected,
 };
 use writer::{Op, Write, Writer};
 
@@ -157,6 +160,32 @@ impl Store for SqliteStore {
         self.read(move |c| read::get_rejected(c, &id)).await
     }
 
+    async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Claim(claim, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Attempt(attempt, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT min(at) FROM (
+                     SELECT min(next_attempt_at) AS at FROM deliveries
+                     WHERE state IN ('pending', 'retrying')
+                     UNION ALL
+                     SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight')",
+            )?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))?)
+        })
+        .await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         if self.writes.is_closed() {
             return Err(StoreError::Closed);
@@ -258,5 +287,7 @@ fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
 }
 
+#[cfg(test)]
+mod delivery_tests;
 #[cfg(test)]
 mod tests;

@@ -66,6 +66,25 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX rejected_by_source ON rejected (source, id);
     "#,
+    // 2: attempts, and indexes for claiming due deliveries and expired leases.
+    r#"
+    CREATE TABLE attempts (
+        id                TEXT PRIMARY KEY,
+        delivery_id       TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        number            INTEGER NOT NULL,       -- 1 for the first attempt
+        started_at        INTEGER NOT NULL,       -- ms
+        duration_ms       INTEGER NOT NULL,
+        status            INTEGER,                -- response status, when one came
+        error             TEXT,
+        response_headers  BLOB NOT NULL,
+        response_body     BLOB NOT NULL           -- capped at 4 KiB
+    ) STRICT;
+    CREATE INDEX attempts_by_delivery ON attempts (delivery_id, number);
+    CREATE INDEX deliveries_claimable ON deliveries (next_attempt_at)
+        WHERE state IN ('pending', 'retrying');
+    CREATE INDEX deliveries_leased ON deliveries (lease_until)
+        WHERE state = 'in_flight';
+    "#,
 ];
 
 /// The schema version this binary writes.

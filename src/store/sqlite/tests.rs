@@ -14,7 +14,7 @@ use crate::store::{EventQuery, Inserted, NewDelivery, NewEvent, Store, StoreErro
 
 const HOUR_MS: i64 = 3_600_000;
 
-fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEvent {
+pub(super) fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEvent {
     let request = Unverified {
         source: source.to_owned(),
         method: Method::POST,
@@ -39,7 +39,7 @@ fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEve
     )
 }
 
-fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+pub(super) fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
     SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).expect("open")
 }
 

@@ -11,12 +11,15 @@ use std::os::raw::c_int;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
-use crate::id;
-use crate::store::{Inserted, NewEvent, NewRejected, StoreError};
+use super::write_deliveries;
+use super::write_events::{insert_event, insert_rejected};
+use crate::store::{
+    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, StoreError,
+};
 
 /// Work for the writer.
 #[allow(
@@ -196,12 +199,19 @@ enum GroupError {
 pub(super) enum Write {
     Event(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>),
     Rejected(NewRejected, oneshot::Sender<Result<(), StoreError>>),
+    Claim(
+        Claim,
+        oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>,
+    ),
+    Attempt(AttemptRecord, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
 enum Outcome {
     Event(Inserted),
     Rejected,
+    Claimed(Vec<ClaimedDelivery>),
+    Recorded,
 }
 
 impl Write {
@@ -210,8 +220,12 @@ impl Write {
             (Write::Event(_, reply), Outcome::Event(inserted)) => {
                 let _ = reply.send(Ok(inserted));
             }
-            (Write::Rejected(_, reply), Outcome::Rejected) => {
+            (Write::Rejected(_, reply), Outcome::Rejected)
+            | (Write::Attempt(_, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
+            }
+            (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
+                let _ = reply.send(Ok(claimed));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -224,7 +238,10 @@ impl Write {
             Write::Event(_, reply) => {
                 let _ = reply.send(Err(StoreError::Commit(e.clone())));
             }
-            Write::Rejected(_, reply) => {
+            Write::Rejected(_, reply) | Write::Attempt(_, reply) => {
+                let _ = reply.send(Err(StoreError::Commit(e.clone())));
+            }
+            Write::Claim(_, reply) => {
                 let _ = reply.send(Err(StoreError::Commit(e.clone())));
             }
         }
@@ -236,99 +253,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
     match w {
         Write::Event(event, _) => insert_event(conn, event).map(Outcome::Event),
         Write::Rejected(rej, _) => insert_rejected(conn, rej).map(|()| Outcome::Rejected),
-    }
-}
-
-fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
-    // The latest event with this key decides: an earlier one is either outside the
-    // window too, or this latest one would have been its duplicate. There is at most one
-    // row per key and window, so the latest is picked here: with `ORDER BY … LIMIT 1`
-    // SQLite (built with STAT4) re-prepared the statement on every execution, which cost
-    // a tenth of the writer's time.
-    let mut latest: Option<(String, i64)> = None;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, received_at FROM events WHERE source = ?1 AND dedup_key = ?2",
-    )?;
-    let mut rows = stmt.query(params![e.source, e.dedup_key])?;
-    while let Some(row) = rows.next()? {
-        let received_at: i64 = row.get(1)?;
-        if latest.as_ref().is_none_or(|(_, at)| received_at > *at) {
-            latest = Some((row.get(0)?, received_at));
+        Write::Claim(claim, _) => write_deliveries::claim(conn, claim).map(Outcome::Claimed),
+        Write::Attempt(attempt, _) => {
+            write_deliveries::record_attempt(conn, attempt).map(|()| Outcome::Recorded)
         }
     }
-    drop(rows);
-    drop(stmt);
-    let original = latest
-        .filter(|(_, received_at)| *received_at >= e.dedup_since_ms)
-        .map(|(id, _)| id);
-    if let Some(original_id) = original {
-        conn.prepare_cached("UPDATE events SET duplicates = duplicates + 1 WHERE id = ?1")?
-            .execute(params![original_id])?;
-        conn.prepare_cached(
-            "INSERT INTO duplicates (id, event_id, received_at, headers, remote_addr)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            id::new(id::DUPLICATE),
-            original_id,
-            e.received_at_ms,
-            e.headers,
-            e.remote_addr
-        ])?;
-        return Ok(Inserted::Duplicate { original_id });
-    }
-    conn.prepare_cached(
-        "INSERT INTO events (id, source, received_at, method, path, query, headers, body,
-                             remote_addr, dedup_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        e.id,
-        e.source,
-        e.received_at_ms,
-        e.method,
-        e.path,
-        e.query,
-        e.headers,
-        &e.body[..],
-        e.remote_addr,
-        e.dedup_key
-    ])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
-                                 created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
-    )?;
-    for d in &e.deliveries {
-        insert.execute(params![
-            d.id,
-            e.id,
-            d.route,
-            d.destination,
-            e.received_at_ms
-        ])?;
-    }
-    Ok(Inserted::New { id: e.id.clone() })
-}
-
-fn insert_rejected(conn: &Connection, r: &NewRejected) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO rejected (id, source, received_at, method, path, query, headers, body,
-                               body_size, remote_addr, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        r.id,
-        r.source,
-        r.received_at_ms,
-        r.method,
-        r.path,
-        r.query,
-        r.headers,
-        &r.body[..],
-        r.body_size as i64,
-        r.remote_addr,
-        r.reason
-    ])?;
-    Ok(())
 }

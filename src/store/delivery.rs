@@ -1,0 +1,70 @@
+//! What the delivery engine asks of the store: claim due deliveries under a lease, and
+//! record each attempt with the delivery's next state.
+
+/// Which deliveries to claim, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    /// The engine's clock, ms since the Unix epoch (a test may pass its own).
+    pub now_ms: i64,
+    /// How long the claim holds; past it the delivery is claimable again (the worker is
+    /// presumed dead).
+    pub lease_ms: i64,
+    /// Most deliveries to claim at once.
+    pub limit: usize,
+}
+
+/// A claimed delivery with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: String,
+    pub event_id: String,
+    pub route: String,
+    pub destination: String,
+    /// The number of the attempt about to be made (1 for the first).
+    pub attempt: i64,
+    pub source: String,
+    pub received_at_ms: i64,
+    /// The event's headers, name and raw value.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// One attempt's result, and where the delivery goes next.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub delivery_id: String,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    /// The response status, when a response came.
+    pub status: Option<u16>,
+    /// What went wrong, when it did (timeout, connection refused, non-2xx…).
+    pub error: Option<String>,
+    /// Response headers in wire form, and the body capped at [`RESPONSE_CAPTURE`].
+    pub response_headers: Vec<u8>,
+    pub response_body: Vec<u8>,
+    pub then: AfterAttempt,
+}
+
+/// Most response body bytes kept per attempt.
+pub const RESPONSE_CAPTURE: usize = 4096;
+
+/// A delivery's state after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Delivered,
+    /// Try again at this instant (ms since the Unix epoch).
+    RetryAt(i64),
+    /// Attempts exhausted, or a status the destination gives up on.
+    Dead,
+}
+
+impl AfterAttempt {
+    pub(crate) fn state(self) -> &'static str {
+        match self {
+            AfterAttempt::Delivered => "delivered",
+            AfterAttempt::RetryAt(_) => "retrying",
+            AfterAttempt::Dead => "dead",
+        }
+    }
+}
