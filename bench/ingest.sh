@@ -2,7 +2,8 @@
 # Ingest benchmark: wrk on loopback, 1 KiB JSON, 64 connections, against a bare hyper
 # server (reads the body, answers 200, stores nothing) and against `forebay serve` with
 # full durability (SQLite WAL, synchronous=FULL, group commit, one delivery per event),
-# in the same run. Prints a Markdown table for BENCHMARKS.md.
+# in the same run. forebay runs with --role ingest, so the figures are ingest's alone
+# (the route's destination does not exist). Prints a Markdown table for BENCHMARKS.md.
 #
 # Usage: bench/ingest.sh [DURATION]    (default 20s; needs wrk: apt-get install wrk)
 set -euo pipefail
@@ -65,7 +66,7 @@ url = "http://127.0.0.1:9/"
 source = "bench"
 destination = "sink"
 TOML
-FOREBAY_LOG=error target/release/forebay serve -c "$work/forebay.toml" > "$work/forebay.log" 2>&1 &
+FOREBAY_LOG=error target/release/forebay serve --role ingest -c "$work/forebay.toml" > "$work/forebay.log" 2>&1 &
 pids+=($!)
 wait_port "$ingest_addr"
 run_wrk forebay /in/bench "$ingest_addr"

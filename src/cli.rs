@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, STARTER};
+use crate::config::{Config, Role, STARTER};
 use crate::server::{self, Listeners};
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,9 @@ pub enum Command {
         /// Log lines as text for people, or JSON for log collectors.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// Accept webhooks, deliver them, or both.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
     },
     /// Validate a configuration file and print every problem with its key path.
     Check {
@@ -64,7 +67,11 @@ pub enum LogFormat {
 /// Runs the parsed command line.
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve { config, log_format } => serve(&config.config, log_format).await,
+        Command::Serve {
+            config,
+            log_format,
+            role,
+        } => serve(&config.config, log_format, role).await,
         Command::Check { config } => check(&config.config),
         Command::Init { path, force } => init(&path, force),
     }
@@ -114,12 +121,13 @@ fn init(path: &Path, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+async fn serve(path: &Path, log_format: LogFormat, role: Role) -> ExitCode {
     init_logging(log_format);
-    let config = match load(path) {
+    let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    config.role = role;
     let listeners = match Listeners::bind(&config.server).await {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -144,8 +152,10 @@ async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
     if let (Some(ingest), Some(admin)) = (ingest, admin) {
         println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
     }
-    server::run_with_store(config, store, listeners, shutdown).await;
-    ExitCode::SUCCESS
+    match server::run_with_store(config, store, listeners, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(error: &dyn std::error::Error) -> ExitCode {

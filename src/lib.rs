@@ -7,6 +7,7 @@
 //! - [`ingest`]: the public listener: `/in/{source}`, verification ([`ingest::verify`]),
 //!   dedup keys, capped body reads.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation (group commit).
+//! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`cli`]: the `forebay` command line.
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod http_error;
 pub mod id;
 pub mod ingest;

@@ -17,11 +17,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Backend, Config, Server, Storage};
+use crate::config::{Backend, Config, Role, Server, Storage};
+use crate::deliver::{self, Worker};
 use crate::ingest::{self, IngestState};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
@@ -63,6 +64,8 @@ pub enum ServeError {
     },
     #[error("cannot open the store")]
     Store(#[from] StoreError),
+    #[error("cannot set up a destination: {0}")]
+    Destination(String),
 }
 
 /// Opens the store named by `[storage]`.
@@ -91,8 +94,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let store = open_store(&config.storage)?;
-    run_with_store(config, store, listeners, shutdown).await;
-    Ok(())
+    run_with_store(config, store, listeners, shutdown).await
 }
 
 /// Runs forebay on an open store until `shutdown` resolves, then closes the store.
@@ -101,11 +103,29 @@ pub async fn run_with_store(
     store: Arc<dyn Store>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
-) {
+) -> Result<(), ServeError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let ingest = ingest::router(IngestState::new(&config, store.clone()));
+    let destinations = deliver::destinations(&config).map_err(ServeError::Destination)?;
+    let wake = Arc::new(Notify::new());
+    let (worker_stop, worker_stopped) = watch::channel(false);
+    let worker = (config.role != Role::Ingest).then(|| {
+        tokio::spawn(
+            Worker {
+                lease: lease_for(&destinations),
+                store: store.clone(),
+                destinations,
+                wake: wake.clone(),
+                slots: SEND_SLOTS,
+            }
+            .run(worker_stopped, config.server.shutdown_timeout.0),
+        )
+    });
+    let ingest = match config.role {
+        Role::Deliver => ingest::deliver_only_router(store.clone()),
+        Role::Ingest | Role::All => ingest::router(IngestState::new(&config, store.clone(), wake)),
+    };
     let admin = admin::router(AdminState {
         store: store.clone(),
         token: config.server.admin_token.clone(),
@@ -143,6 +163,11 @@ pub async fn run_with_store(
             "requests still in progress after server.shutdown_timeout; closing the store under them (they will be answered 503)"
         );
     }
+    // Sends in flight finish (or are left to their lease) before the store closes.
+    let _ = worker_stop.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     // The store's last group always gets a moment, even when the connections used the
     // whole budget: requests still waiting on it are then answered 503, not cut off.
     let close_by = deadline.max(tokio::time::Instant::now() + STORE_CLOSE_GRACE);
@@ -155,6 +180,22 @@ pub async fn run_with_store(
         );
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Most deliveries sent at once by one process.
+const SEND_SLOTS: usize = 256;
+
+/// A claim must outlast the slowest attempt, or a slow send would be claimed twice.
+fn lease_for(
+    destinations: &std::collections::BTreeMap<String, Arc<deliver::Destination>>,
+) -> Duration {
+    let slowest = destinations
+        .values()
+        .map(|d| d.timeout())
+        .max()
+        .unwrap_or_default();
+    (slowest + Duration::from_secs(30)).max(Duration::from_secs(60))
 }
 
 fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {

@@ -135,6 +135,7 @@ fn check(
         destinations,
         routes,
         warnings,
+        role: super::Role::default(),
     })
 }
 

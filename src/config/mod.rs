@@ -39,6 +39,20 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Non-fatal remarks worth printing at start (e.g. a source without verification).
     pub warnings: Vec<String>,
+    /// What this process does; set from `forebay serve --role`, not from the file.
+    pub role: Role,
+}
+
+/// What a `forebay serve` process does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Accept webhooks only; other processes deliver them.
+    Ingest,
+    /// Deliver only: `/in/*` answers 503 so a load balancer sends senders elsewhere.
+    Deliver,
+    /// Both.
+    #[default]
+    All,
 }
 
 /// `[server]` with its secret resolved.

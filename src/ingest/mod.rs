@@ -19,6 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{any, get};
 use http::StatusCode;
+use tokio::sync::Notify;
 
 use crate::config::{Config, Source};
 use crate::http_error::ApiError;
@@ -37,10 +38,12 @@ pub struct IngestState {
     pub budget: budget::Budget,
     /// Most bytes kept of a rejected request's body.
     pub rejected_body_limit: usize,
+    /// Wakes the delivery worker after new deliveries are committed.
+    pub wake: Arc<Notify>,
 }
 
 impl IngestState {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: &Config, store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
         let retry_after_secs = config.storage.retry_after.0.as_secs().max(1);
         Self {
             sources: Arc::new(config.sources.clone()),
@@ -49,6 +52,7 @@ impl IngestState {
             retry_after_secs,
             budget: budget::Budget::new(config.server.max_inflight_bytes, retry_after_secs),
             rejected_body_limit: config.storage.rejected_body_limit,
+            wake,
         }
     }
 }
@@ -65,9 +69,38 @@ pub fn router(state: IngestState) -> Router {
         .with_state(state)
 }
 
+/// The router of a `--role deliver` process: health and readiness, and a 503 on `/in/*`
+/// so that a load balancer sends senders to an ingest process.
+pub fn deliver_only_router(store: Arc<dyn Store>) -> Router {
+    let ready_store = store.clone();
+    Router::new()
+        .route(
+            "/in/{source}",
+            any(|| async {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_an_ingest_process",
+                    "this forebay process only delivers (--role deliver); send webhooks to an ingest process",
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = ready_store.clone();
+                async move { ready(store.as_ref()).await }
+            }),
+        )
+}
+
 /// Ready when the store answers and its schema is current.
 pub async fn readyz(State(state): State<IngestState>) -> Result<&'static str, ApiError> {
-    state.store.ready().await.map_err(|e| {
+    ready(state.store.as_ref()).await
+}
+
+async fn ready(store: &dyn Store) -> Result<&'static str, ApiError> {
+    store.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -95,7 +95,7 @@ async fn handle(
     };
 
     let dedup_key = source.dedup.key_for(&source.verifier, verified.request());
-    let deliveries = source
+    let deliveries: Vec<NewDelivery> = source
         .routes
         .iter()
         .map(|r| NewDelivery {
@@ -117,8 +117,12 @@ async fn handle(
         .insert_event(event)
         .await
         .map_err(|e| ApiError::unavailable(&e, state.retry_after_secs))?;
-    if let Inserted::Duplicate { original_id } = &inserted {
-        tracing::debug!(source = %source.name, original = %original_id, "duplicate");
+    match &inserted {
+        Inserted::New { .. } if !source.routes.is_empty() => state.wake.notify_one(),
+        Inserted::New { .. } => {}
+        Inserted::Duplicate { original_id } => {
+            tracing::debug!(source = %source.name, original = %original_id, "duplicate")
+        }
     }
     Ok(success(&source, inserted.event_id()))
 }

@@ -23,17 +23,12 @@ destination = "sink"
 "#;
 
 async fn post_id(server: &TestServer, source: &str, body: &str) -> String {
-    let r = server.post(source, &[], body.to_owned()).await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    server.post_for_id(source, &[], body.to_owned()).await
 }
 
 #[tokio::test]
 async fn event_has_its_fields_and_one_pending_delivery_per_route() {
-    let server = TestServer::start(TWO_SOURCES).await;
+    let server = TestServer::start_ingest_only(TWO_SOURCES).await;
     let id = post_id(&server, "a", r#"{"n":1}"#).await;
     let e = server.admin_json(&format!("/api/v1/events/{id}")).await;
     for key in [

@@ -41,7 +41,7 @@ async fn acknowledged_events_survive_sigkill() {
         dir.path(),
         "[sources.load]\n[destinations.d]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n[[routes]]\nsource = \"load\"\ndestination = \"d\"\n",
     );
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::support::client();
     let acked: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
     let mut errors_after_kill = 0usize;
 

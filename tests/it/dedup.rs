@@ -1,7 +1,5 @@
 //! Dedup at the door: repeats are answered with the original id and create no delivery.
 
-use serde_json::Value;
-
 use crate::support::TestServer;
 
 const ROUTED: &str = r#"
@@ -10,13 +8,7 @@ kind = "http"
 url = "http://127.0.0.1:9/hook"
 "#;
 
-async fn id_of(r: reqwest::Response) -> String {
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::support::server::event_id as id_of;
 
 #[tokio::test]
 async fn same_body_is_a_duplicate_of_the_first() {

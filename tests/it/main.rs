@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod crash;
 mod dedup;
+mod deliver;
 mod ingest;
 mod shutdown;
 mod support;

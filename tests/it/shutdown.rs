@@ -54,7 +54,7 @@ async fn sigterm_finishes_requests_already_read() {
 
     // The event is there after a restart.
     let process = spawn_serve(&config);
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::support::client();
     let list: Value = client
         .get(format!("http://{}/api/v1/events", process.admin))
         .send()

@@ -215,13 +215,20 @@ enum Outcome {
 }
 
 impl Write {
+    /// Sends the outcome. The write's payload (the body, and the ingest memory it holds)
+    /// is released first, so a sender that hears back can count on that memory being
+    /// free again.
     fn answer(self, outcome: Outcome) {
         match (self, outcome) {
-            (Write::Event(_, reply), Outcome::Event(inserted)) => {
+            (Write::Event(event, reply), Outcome::Event(inserted)) => {
+                drop(event);
                 let _ = reply.send(Ok(inserted));
             }
-            (Write::Rejected(_, reply), Outcome::Rejected)
-            | (Write::Attempt(_, reply), Outcome::Recorded) => {
+            (Write::Rejected(rejected, reply), Outcome::Rejected) => {
+                drop(rejected);
+                let _ = reply.send(Ok(()));
+            }
+            (Write::Attempt(_, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
             }
             (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
@@ -234,15 +241,21 @@ impl Write {
     }
 
     fn fail(self, e: &Arc<rusqlite::Error>) {
+        let error = || StoreError::Commit(e.clone());
         match self {
-            Write::Event(_, reply) => {
-                let _ = reply.send(Err(StoreError::Commit(e.clone())));
+            Write::Event(event, reply) => {
+                drop(event);
+                let _ = reply.send(Err(error()));
             }
-            Write::Rejected(_, reply) | Write::Attempt(_, reply) => {
-                let _ = reply.send(Err(StoreError::Commit(e.clone())));
+            Write::Rejected(rejected, reply) => {
+                drop(rejected);
+                let _ = reply.send(Err(error()));
+            }
+            Write::Attempt(_, reply) => {
+                let _ = reply.send(Err(error()));
             }
             Write::Claim(_, reply) => {
-                let _ = reply.send(Err(StoreError::Commit(e.clone())));
+                let _ = reply.send(Err(error()));
             }
         }
     }

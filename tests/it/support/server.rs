@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use forebay::config::Role;
 use forebay::{Config, Listeners};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -22,18 +23,32 @@ pub struct TestServer {
 impl TestServer {
     /// A server with `extra` TOML (sources, routes, `[server]` keys…) in a fresh directory.
     pub async fn start(extra: &str) -> Self {
+        Self::start_as(extra, Role::All).await
+    }
+
+    /// A server that only ingests (`--role ingest`): deliveries stay pending.
+    pub async fn start_ingest_only(extra: &str) -> Self {
+        Self::start_as(extra, Role::Ingest).await
+    }
+
+    async fn start_as(extra: &str, role: Role) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = Self::start_in(dir.path(), extra).await;
+        let mut server = Self::start_in_as(dir.path(), extra, role).await;
         server._dir = Some(dir);
         server
     }
 
     /// A server whose database lives in `dir` (to restart on the same data).
     pub async fn start_in(dir: &Path, extra: &str) -> Self {
+        Self::start_in_as(dir, extra, Role::All).await
+    }
+
+    async fn start_in_as(dir: &Path, extra: &str, role: Role) -> Self {
         let db_path = dir.join("forebay.db");
         let text = config_text(&db_path, extra);
-        let config = Config::parse(&text, std::iter::empty::<(&str, &str)>())
+        let mut config = Config::parse(&text, std::iter::empty::<(&str, &str)>())
             .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
+        config.role = role;
         let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (ingest_addr, admin_addr) = (ingest.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -44,15 +59,13 @@ impl TestServer {
             forebay::server::run_with_store(config, store, Listeners { ingest, admin }, async {
                 let _ = stopped.await;
             })
-            .await;
+            .await
+            .expect("server runs");
         });
         Self {
             ingest: ingest_addr,
             admin: admin_addr,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
+            client: crate::support::client(),
             db_path,
             stop: Some(stop),
             task: Some(task),
@@ -82,6 +95,16 @@ impl TestServer {
         req.body(body).send().await.expect("request sent")
     }
 
+    /// POSTs like [`TestServer::post`], asserts 200, and returns the event id.
+    pub async fn post_for_id(
+        &self,
+        source: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> String {
+        event_id(self.post(source, headers, body).await).await
+    }
+
     /// GET on the admin API, as JSON, asserting 200.
     pub async fn admin_json(&self, path: &str) -> Value {
         let r = self
@@ -94,6 +117,20 @@ impl TestServer {
         let body: Value = r.json().await.expect("admin JSON");
         assert_eq!(status, 200, "GET {path}: {body}");
         body
+    }
+
+    /// Waits until the event's deliveries are all in `state` (the attempt is recorded
+    /// just after the receiver answers; there is no signal for it, so this asks, bounded).
+    pub async fn wait_for_deliveries(&self, event_id: &str, state: &str) -> Value {
+        for _ in 0..500 {
+            let event = self.admin_json(&format!("/api/v1/events/{event_id}")).await;
+            let deliveries = event["deliveries"].as_array().cloned().unwrap_or_default();
+            if !deliveries.is_empty() && deliveries.iter().all(|d| d["state"] == state) {
+                return event;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("deliveries of {event_id} never all became {state}");
     }
 
     /// Stops the server the way SIGTERM does, and waits for it to finish.
@@ -124,4 +161,13 @@ fn config_text(db_path: &Path, extra: &str) -> String {
     };
     let extra = extra.replace("{db}", &db_path.display().to_string());
     format!("{storage}{extra}")
+}
+
+/// The event id of a 200 answer from `/in/{source}`.
+pub async fn event_id(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("an id in the answer")
+        .to_owned()
 }

@@ -1,0 +1,161 @@
+//! The delivery engine end to end: a real forebay, a real recording receiver.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::support::TestServer;
+use crate::support::receiver::Receiver;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn config(url: &str, retry: &str) -> String {
+    format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{url}"
+        timeout = "5s"
+        headers = {{ x-team = "billing" }}
+        sign = {{ secret = "{SECRET}" }}
+        retry = {retry}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        "#
+    )
+}
+
+async fn post(server: &TestServer, body: &str) -> String {
+    let r = server
+        .post(
+            "shop",
+            &[("content-type", "application/json")],
+            body.to_owned(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn delivers_the_original_body_with_stable_signed_headers() {
+    let mut receiver = Receiver::start(&[]).await;
+    let server = TestServer::start(&config(&receiver.url, r#"{ schedule = ["1s"] }"#)).await;
+    let body = r#"{"type":"order.paid","n":1}"#;
+    let id = post(&server, body).await;
+
+    let got = receiver.next().await;
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.uri.path(), "/hook");
+    assert_eq!(&got.body[..], body.as_bytes());
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(got.header("webhook-id"), id);
+    assert_eq!(got.header("idempotency-key"), id);
+    assert_eq!(got.header("forebay-source"), "shop");
+    assert_eq!(got.header("forebay-attempt"), "1");
+    assert_eq!(got.header("x-team"), "billing");
+
+    // The signature is Standard Webhooks: HMAC-SHA256 of "{id}.{timestamp}.{body}".
+    let key = B64.decode(SECRET.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{}.{body}", got.header("webhook-timestamp")).as_bytes());
+    let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+    assert_eq!(got.header("webhook-signature"), expected);
+
+    let event = server.wait_for_deliveries(&id, "delivered").await;
+    assert_eq!(event["deliveries"][0]["attempts"], 1);
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_the_same_id_until_success() {
+    let mut receiver = Receiver::start(&[500, 503]).await;
+    let server = TestServer::start(&config(
+        &receiver.url,
+        r#"{ schedule = ["50ms", "50ms", "50ms"] }"#,
+    ))
+    .await;
+    let id = post(&server, r#"{"n":2}"#).await;
+    for attempt in 1..=3 {
+        let got = receiver.next().await;
+        assert_eq!(got.header("webhook-id"), id, "the id never changes");
+        assert_eq!(got.header("forebay-attempt"), attempt.to_string());
+    }
+    let event = server.wait_for_deliveries(&id, "delivered").await;
+    assert_eq!(event["deliveries"][0]["attempts"], 3);
+}
+
+#[tokio::test]
+async fn give_up_statuses_and_exhausted_schedules_end_dead() {
+    let mut receiver = Receiver::start(&[410, 500, 500]).await;
+    let server = TestServer::start(&config(
+        &receiver.url,
+        r#"{ schedule = ["20ms"], give_up_on = [410] }"#,
+    ))
+    .await;
+    let gone = post(&server, r#"{"n":"gone"}"#).await;
+    receiver.next().await;
+    let event = server.wait_for_deliveries(&gone, "dead").await;
+    assert_eq!(event["deliveries"][0]["attempts"], 1, "410 is not retried");
+
+    let failing = post(&server, r#"{"n":"failing"}"#).await;
+    receiver.next().await;
+    receiver.next().await;
+    let event = server.wait_for_deliveries(&failing, "dead").await;
+    assert_eq!(
+        event["deliveries"][0]["attempts"], 2,
+        "one try and one retry"
+    );
+}
+
+#[tokio::test]
+async fn exec_destinations_get_the_payload_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display();
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.save]
+        kind = "exec"
+        command = "/bin/sh"
+        args = ["-c", "cat > {out}/$FOREBAY_EVENT_ID.body && echo $FOREBAY_SOURCE $FOREBAY_ATTEMPT > {out}/$FOREBAY_EVENT_ID.env"]
+        [[routes]]
+        source = "shop"
+        destination = "save"
+        "#
+    ))
+    .await;
+    let id = post(&server, r#"{"saved":true}"#).await;
+    server.wait_for_deliveries(&id, "delivered").await;
+    let saved = std::fs::read_to_string(dir.path().join(format!("{id}.body"))).unwrap();
+    assert_eq!(saved, r#"{"saved":true}"#);
+    let env = std::fs::read_to_string(dir.path().join(format!("{id}.env"))).unwrap();
+    assert_eq!(env.trim(), "shop 1");
+}
+
+#[tokio::test]
+async fn a_failing_command_is_dead_when_it_has_no_retries() {
+    let server = TestServer::start(
+        r#"
+        [sources.shop]
+        [destinations.broken]
+        kind = "exec"
+        command = "/bin/sh"
+        args = ["-c", "echo nope >&2; exit 3"]
+        retry = { schedule = [] }
+        [[routes]]
+        source = "shop"
+        destination = "broken"
+        "#,
+    )
+    .await;
+    let id = post(&server, "{}").await;
+    let event = server.wait_for_deliveries(&id, "dead").await;
+    assert_eq!(event["deliveries"][0]["attempts"], 1);
+}
