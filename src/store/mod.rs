@@ -38,6 +38,11 @@ pub enum StoreError {
     /// Stored data that does not decode (a bug or a damaged file).
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// Another process has the embedded database open.
+    #[error(
+        "{0} is in use by another forebay process; the embedded store has one owner (stop the other, or give this one its own storage.url)"
+    )]
+    InUse(std::path::PathBuf),
     /// The database file is newer than this binary.
     #[error(
         "the database schema is version {found}, newer than this forebay knows ({known}); upgrade forebay"

@@ -51,6 +51,8 @@ impl Default for SqliteOptions {
 }
 
 pub struct SqliteStore {
+    /// The lock on `<db>.lock` that makes this process the file's only user.
+    owner: Mutex<Option<std::fs::File>>,
     writes: mpsc::Sender<Op>,
     queue_depth: usize,
     commit_timeout: Duration,
@@ -69,9 +71,11 @@ impl SqliteStore {
                 ))
             })?;
         }
+        let owner = claim_ownership(path)?;
         let mut conn = Connection::open(path)?;
         configure_writer(&conn, options.busy_timeout)?;
         schema::migrate(&mut conn)?;
+        release_orphaned_leases(&conn)?;
 
         let checkpointer = checkpoint::Checkpointer::start(
             path.to_owned(),
@@ -86,6 +90,7 @@ impl SqliteStore {
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         Ok(Arc::new(Self {
+            owner: Mutex::new(Some(owner)),
             writes: tx,
             queue_depth: options.queue_depth,
             commit_timeout: options.commit_timeout,
@@ -213,7 +218,58 @@ impl Store for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // The file is free for the next process (or a restart in this one).
+        if let Ok(mut owner) = self.owner.lock() {
+            owner.take();
+        }
     }
+}
+
+/// Takes an exclusive lock on `<db>.lock`: the embedded store has one owner. A second
+/// process on the same file would break the single-writer design (and the release of
+/// orphaned leases below), so it is refused with a message. The lock dies with the
+/// process, so a crash never leaves it behind.
+fn claim_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Corrupt(format!(
+                "cannot open {}: {e}",
+                Path::new(&lock_path).display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Corrupt(format!(
+            "cannot lock {}: {e}",
+            Path::new(&lock_path).display()
+        ))),
+    }
+}
+
+/// Deliveries left `in_flight` by a previous run are orphans (this process owns the file),
+/// so they are due again now instead of when their leases would have ended.
+fn release_orphaned_leases(conn: &Connection) -> Result<(), StoreError> {
+    let released = conn.execute(
+        "UPDATE deliveries
+         SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+             lease_until = NULL
+         WHERE state = 'in_flight'",
+        [],
+    )?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "deliveries in flight when the last run stopped are due again"
+        );
+    }
+    Ok(())
 }
 
 /// Settings of the one write connection.

@@ -272,3 +272,39 @@ async fn the_wal_stays_short_under_steady_load() {
     assert!(largest < 3 * 1024 * 1024, "WAL grew to {largest} bytes");
     store.close().await;
 }
+
+#[tokio::test]
+async fn one_process_owns_the_file_and_inherits_orphaned_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    match SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()) {
+        Err(e @ StoreError::InUse(_)) => assert!(e.to_string().contains("another forebay process")),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("two owners of one file"),
+    }
+    // A delivery is claimed (leased for an hour) when the process stops.
+    store
+        .insert_event(event("s", "k", 1_000, HOUR_MS))
+        .await
+        .unwrap();
+    let claim = crate::store::Claim {
+        now_ms: 1_000,
+        lease_ms: HOUR_MS,
+        limit: 10,
+    };
+    assert_eq!(store.claim_deliveries(claim).await.unwrap().len(), 1);
+    store.close().await;
+
+    // The next owner sends it again at once, not an hour later.
+    let store = open(&dir);
+    let claimed = store
+        .claim_deliveries(crate::store::Claim {
+            now_ms: 2_000,
+            ..claim
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempt, 1);
+    store.close().await;
+}
