@@ -6,12 +6,14 @@
 //! - [`http`], [`exec`]: the destination kinds. [`sign`]: Standard Webhooks signatures.
 //! - [`retry`]: when to try again, and when to give up.
 //!
-//! Still to come (issue 3): per-destination concurrency and rate limits, the circuit
-//! breaker, pause/resume, filters and transforms, per-key ordering, the admin API for
+//! - [`limits`]: per-destination `max_concurrency` and `rate_limit`.
+//!
+//! Still to come (issue 3): the circuit breaker, pause/resume, filters and transforms, per-key ordering, the admin API for
 //! deliveries.
 
 pub mod exec;
 pub mod http;
+pub mod limits;
 mod outcome;
 pub mod retry;
 pub mod sign;
@@ -34,6 +36,7 @@ pub struct Destination {
     pub name: String,
     target: Target,
     pub retry: RetryPolicy,
+    pub limits: limits::Limits,
 }
 
 #[derive(Debug)]
@@ -64,7 +67,7 @@ impl Destination {
 pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>>, String> {
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.destinations {
-        let (target, retry) = match cfg {
+        let (target, retry, limits) = match cfg {
             DestinationConfig::Http(h) => {
                 let signer = match &h.sign {
                     None => None,
@@ -81,11 +84,16 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
                 };
                 let target = http::HttpTarget::new(h, signer)
                     .map_err(|e| format!("destinations.{name}: {e}"))?;
-                (Target::Http(target), RetryPolicy::from_config(&h.retry))
+                (
+                    Target::Http(target),
+                    RetryPolicy::from_config(&h.retry),
+                    limits::Limits::new(h.max_concurrency, h.rate_limit),
+                )
             }
             DestinationConfig::Exec(e) => (
                 Target::Exec(exec::ExecTarget::new(e)),
                 RetryPolicy::from_config(&e.retry),
+                limits::Limits::new(e.max_concurrency, e.rate_limit),
             ),
         };
         out.insert(
@@ -94,6 +102,7 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
                 name: name.clone(),
                 target,
                 retry,
+                limits,
             }),
         );
     }

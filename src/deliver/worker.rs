@@ -1,9 +1,13 @@
 //! The delivery loop.
 //!
-//! It claims as many due deliveries as it has free send slots, sends each on its own task,
-//! and records the attempt with the next state from the destination's retry policy. With
-//! nothing due it sleeps until ingest commits new work or the next retry falls due, so an
-//! idle worker costs no CPU and the backlog lives in the store, not in memory.
+//! Each round visits every destination (starting one further each time, for fairness),
+//! asks its [`super::limits::Limits`] how many sends may start, claims that many due
+//! deliveries of that destination, sends each on its own task, and records the attempt
+//! with the next state from the destination's retry policy. A slow or limited destination
+//! only fills its own slots; the others are claimed in the same round. With nothing to
+//! start the loop sleeps until ingest commits, a send finishes, the next retry falls due
+//! or the rate allows another start, so an idle worker costs no CPU and the backlog lives
+//! in the store, not in memory.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Store};
 const MAX_IDLE: Duration = Duration::from_secs(60);
 /// Wait after the store fails, before trying again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
+/// Most deliveries claimed for one destination in one round.
+const CLAIM_BATCH: usize = 64;
 
 pub struct Worker {
     pub store: Arc<dyn Store>,
@@ -36,13 +42,14 @@ impl Worker {
     /// Runs until `stop` turns true, then waits (up to `drain`) for sends in flight.
     pub async fn run(self, mut stop: watch::Receiver<bool>, drain: Duration) {
         let slots = Arc::new(Semaphore::new(self.slots.max(1)));
+        let names: Vec<String> = self.destinations.keys().cloned().collect();
         let this = Arc::new(self);
+        let mut round = 0usize;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let free = slots.available_permits();
-            if free == 0 {
+            if slots.available_permits() == 0 {
                 // Every slot is busy: wait for one to come back (or for the stop).
                 tokio::select! {
                     permit = slots.clone().acquire_owned() => drop(permit),
@@ -50,40 +57,77 @@ impl Worker {
                 }
                 continue;
             }
-            let claim = Claim {
-                now_ms: now_ms(),
-                lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
-                limit: free,
+            // Each round starts at the next destination, so none is always served last.
+            round = round.wrapping_add(1);
+            let mut claimed_any = false;
+            let mut rate_wait: Option<Duration> = None;
+            let start = round % names.len().max(1);
+            for name in names.iter().cycle().skip(start).take(names.len()) {
+                let Some(dest) = this.destinations.get(name) else {
+                    continue;
+                };
+                let want = slots.available_permits().min(CLAIM_BATCH);
+                let admission = dest.limits.admit(want);
+                if let Some(wait) = admission.retry_in {
+                    rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
+                }
+                if admission.count == 0 {
+                    continue;
+                }
+                let claim = Claim {
+                    destination: name.clone(),
+                    now_ms: now_ms(),
+                    lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
+                    limit: admission.count,
+                };
+                match this.store.claim_deliveries(claim).await {
+                    Ok(claimed) => {
+                        for d in claimed {
+                            // Both were counted free just before the claim; only this
+                            // loop takes them, so neither can be missing.
+                            let (Ok(global), Some(local)) =
+                                (slots.clone().try_acquire_owned(), dest.limits.slot())
+                            else {
+                                break;
+                            };
+                            claimed_any = true;
+                            let this = this.clone();
+                            tokio::spawn(async move {
+                                this.deliver(d).await;
+                                drop((global, local));
+                                // A slot came free: the loop may claim again.
+                                this.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
+                        rate_wait = Some(STORE_BACKOFF);
+                    }
+                }
+            }
+            if claimed_any {
+                continue;
+            }
+            // Nothing could start: sleep until new work is committed, a send finishes, the
+            // next delivery falls due, or the rate allows another start.
+            let due_in = match this.store.next_due_ms(&names).await {
+                Ok(Some(due)) => {
+                    // Due now yet not claimed means its destination is at a limit: a
+                    // finishing send or the rate will wake the loop, not the due time.
+                    u64::try_from(due - now_ms())
+                        .ok()
+                        .filter(|ms| *ms > 0)
+                        .map(Duration::from_millis)
+                }
+                Ok(None) | Err(_) => None,
             };
-            match this.store.claim_deliveries(claim).await {
-                Ok(claimed) if !claimed.is_empty() => {
-                    for d in claimed {
-                        let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            break; // cannot happen: we claimed no more than were free
-                        };
-                        let this = this.clone();
-                        tokio::spawn(async move {
-                            this.deliver(d).await;
-                            drop(permit);
-                        });
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
-                    tokio::select! {
-                        _ = tokio::time::sleep(STORE_BACKOFF) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
-                }
-            }
-            let nap = match this.store.next_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)),
-                Ok(None) | Err(_) => MAX_IDLE,
-            }
-            .min(MAX_IDLE);
+            let nap = [due_in, rate_wait]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(MAX_IDLE)
+                .min(MAX_IDLE);
             tokio::select! {
                 _ = this.wake.notified() => {}
                 _ = tokio::time::sleep(nap) => {}
@@ -91,15 +135,14 @@ impl Worker {
             }
         }
         // Sends in flight finish (each is bounded by its destination's timeout) or are
-        // abandoned at the bound; an abandoned one is claimed again when its lease ends.
+        // abandoned at the bound; an abandoned one is due again when its lease ends, or
+        // at once when the next process opens the store.
         let all = u32::try_from(this.slots.max(1)).unwrap_or(u32::MAX);
         if tokio::time::timeout(drain, slots.acquire_many(all))
             .await
             .is_err()
         {
-            tracing::warn!(
-                "deliveries still in flight at shutdown; they will be retried after their lease"
-            );
+            tracing::warn!("deliveries still in flight at shutdown; they will be sent again");
         }
     }
 
@@ -107,41 +150,20 @@ impl Worker {
     async fn deliver(&self, d: ClaimedDelivery) {
         let started_at_ms = now_ms();
         let started = std::time::Instant::now();
-        let (sent, then) = match self.destinations.get(&d.destination) {
-            Some(dest) => {
-                let sent = dest.send(&d, started_at_ms / 1000).await;
-                let then = if sent.ok {
-                    AfterAttempt::Delivered
-                } else {
-                    let attempt = u32::try_from(d.attempt).unwrap_or(u32::MAX);
-                    let failure = Failure {
-                        status: sent.status,
-                        retry_after: sent.retry_after,
-                    };
-                    dest.retry.after_failure(
-                        attempt,
-                        failure,
-                        now_ms(),
-                        rand::random_range(-1.0..=1.0),
-                    )
-                };
-                (sent, then)
-            }
-            None => {
-                // The route or destination left the configuration: keep the delivery
-                // (nothing acknowledged is thrown away) and look again in an hour.
-                let sent = super::Sent {
-                    error: Some(format!(
-                        "destination {:?} is not in the configuration",
-                        d.destination
-                    )),
-                    ..super::Sent::default()
-                };
-                (
-                    sent,
-                    AfterAttempt::RetryAt(now_ms().saturating_add(3_600_000)),
-                )
-            }
+        let Some(dest) = self.destinations.get(&d.destination) else {
+            return; // only configured destinations are claimed
+        };
+        let sent = dest.send(&d, started_at_ms / 1000).await;
+        let then = if sent.ok {
+            AfterAttempt::Delivered
+        } else {
+            let attempt = u32::try_from(d.attempt).unwrap_or(u32::MAX);
+            let failure = Failure {
+                status: sent.status,
+                retry_after: sent.retry_after,
+            };
+            dest.retry
+                .after_failure(attempt, failure, now_ms(), rand::random_range(-1.0..=1.0))
         };
         if let Some(error) = &sent.error {
             tracing::info!(delivery = %d.id, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");

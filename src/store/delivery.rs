@@ -2,8 +2,10 @@
 //! record each attempt with the delivery's next state.
 
 /// Which deliveries to claim, and for how long.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Claim {
+    /// Claims are per destination, so each destination's limits decide how many.
+    pub destination: String,
     /// The engine's clock, ms since the Unix epoch (a test may pass its own).
     pub now_ms: i64,
     /// How long the claim holds; past it the delivery is claimable again (the worker is

@@ -82,8 +82,8 @@ pub trait Store: Send + Sync + 'static {
     /// One rejected request with its (possibly cut) body.
     async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError>;
 
-    /// Claims due deliveries (pending or retrying whose time has come, or in flight with
-    /// an expired lease) for `claim.lease_ms`, oldest due first.
+    /// Claims due deliveries to one destination (pending or retrying whose time has
+    /// come, or in flight with an expired lease) for `claim.lease_ms`, oldest due first.
     async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Records an attempt and moves its delivery to the attempt's next state. A delivery
@@ -91,8 +91,8 @@ pub trait Store: Send + Sync + 'static {
     /// the attempt is recorded all the same.
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
 
-    /// When the next delivery falls due (or a lease expires), if any is waiting.
-    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    /// When the next delivery to one of `destinations` falls due (or a lease expires).
+    async fn next_due_ms(&self, destinations: &[String]) -> Result<Option<i64>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -159,3 +159,96 @@ async fn a_failing_command_is_dead_when_it_has_no_retries() {
     let event = server.wait_for_deliveries(&id, "dead").await;
     assert_eq!(event["deliveries"][0]["attempts"], 1);
 }
+
+fn limited(url: &str, limits: &str) -> String {
+    format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{url}"
+        {limits}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        "#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_never_passes_max_concurrency() {
+    // Each answer takes 100 ms, so ten deliveries overlap unless the limit holds them.
+    let mut receiver = Receiver::start_slow(&[], std::time::Duration::from_millis(100)).await;
+    let server = TestServer::start(&limited(&receiver.url, "max_concurrency = 2")).await;
+    for n in 0..10 {
+        post(&server, &format!("{{\"n\":{n}}}")).await;
+    }
+    for _ in 0..10 {
+        receiver.next().await;
+    }
+    assert_eq!(receiver.peak_in_flight(), 2, "two at a time, and no more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_never_passes_rate_limit() {
+    let mut receiver = Receiver::start(&[]).await;
+    let server = TestServer::start(&limited(&receiver.url, "rate_limit = \"20/s\"")).await;
+    for n in 0..11 {
+        post(&server, &format!("{{\"n\":{n}}}")).await;
+    }
+    let mut arrivals = Vec::new();
+    for _ in 0..11 {
+        arrivals.push(receiver.next().await.at);
+    }
+    // 20 per second is one start per 50 ms: the 11 arrivals span at least 10 periods
+    // (less a little for network jitter between start and arrival).
+    let span = arrivals[10] - arrivals[0];
+    assert!(
+        span >= std::time::Duration::from_millis(450),
+        "11 sends in {span:?}"
+    );
+    for pair in arrivals.windows(2) {
+        assert!(pair[1] >= pair[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_destination_does_not_delay_another() {
+    // "slow" answers after 2 s and may only have one request in flight; "fast" answers
+    // at once. Fast deliveries must not queue behind slow ones.
+    let mut slow = Receiver::start_slow(&[], std::time::Duration::from_secs(2)).await;
+    let mut fast = Receiver::start(&[]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.slow]
+        kind = "http"
+        url = "{}"
+        max_concurrency = 1
+        [destinations.fast]
+        kind = "http"
+        url = "{}"
+        [[routes]]
+        source = "shop"
+        destination = "slow"
+        [[routes]]
+        source = "shop"
+        destination = "fast"
+        "#,
+        slow.url, fast.url
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    for n in 0..5 {
+        post(&server, &format!("{{\"n\":{n}}}")).await;
+    }
+    for _ in 0..5 {
+        fast.next().await;
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "fast deliveries waited {:?}",
+        started.elapsed()
+    );
+    slow.next().await;
+}

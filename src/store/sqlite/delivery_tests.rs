@@ -8,10 +8,15 @@ const LEASE: i64 = 60_000;
 
 fn claim(now_ms: i64) -> Claim {
     Claim {
+        destination: "d".to_owned(),
         now_ms,
         lease_ms: LEASE,
         limit: 10,
     }
+}
+
+fn dests() -> Vec<String> {
+    vec!["d".to_owned()]
 }
 
 fn attempt(delivery_id: &str, at: i64, status: Option<u16>, then: AfterAttempt) -> AttemptRecord {
@@ -37,7 +42,7 @@ async fn claims_carry_the_event_and_hold_until_the_lease_ends() {
     else {
         panic!("new")
     };
-    assert_eq!(store.next_due_ms().await.unwrap(), Some(t0));
+    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0));
 
     // Not due before it was received.
     assert!(
@@ -63,7 +68,7 @@ async fn claims_carry_the_event_and_hold_until_the_lease_ends() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.next_due_ms().await.unwrap(), Some(t0 + LEASE));
+    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0 + LEASE));
     // The worker died: after the lease it is claimed again, as the same attempt.
     let again = store.claim_deliveries(claim(t0 + LEASE)).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -96,7 +101,7 @@ async fn attempts_move_deliveries_to_retrying_delivered_or_dead() {
         .record_attempt(attempt(&b, t0, Some(410), AfterAttempt::Dead))
         .await
         .unwrap();
-    assert_eq!(store.next_due_ms().await.unwrap(), Some(t0 + 5_000));
+    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0 + 5_000));
     assert!(
         store
             .claim_deliveries(claim(t0 + 4_999))
@@ -112,7 +117,7 @@ async fn attempts_move_deliveries_to_retrying_delivered_or_dead() {
         .record_attempt(attempt(&a, t0 + 5_000, Some(200), AfterAttempt::Delivered))
         .await
         .unwrap();
-    assert_eq!(store.next_due_ms().await.unwrap(), None);
+    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), None);
     assert!(
         store
             .claim_deliveries(claim(i64::MAX / 2))
@@ -196,5 +201,23 @@ async fn claims_respect_the_limit_and_due_order() {
     }
     let expected: Vec<i64> = (0..25).map(|i| 4_000_000 + i).collect();
     assert_eq!(seen, expected, "oldest due first, each once");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claims_and_due_times_are_per_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.insert_event(event("s", "k", 7_000, 1)).await.unwrap();
+    let other = Claim {
+        destination: "elsewhere".to_owned(),
+        ..claim(8_000)
+    };
+    assert!(store.claim_deliveries(other).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_due_ms(&["elsewhere".to_owned()]).await.unwrap(),
+        None
+    );
+    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(7_000));
     store.close().await;
 }

@@ -177,16 +177,30 @@ impl Store for SqliteStore {
         self.answer(answer).await
     }
 
-    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT min(at) FROM (
-                     SELECT min(next_attempt_at) AS at FROM deliveries
-                     WHERE state IN ('pending', 'retrying')
-                     UNION ALL
-                     SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight')",
-            )?
-            .query_row([], |r| r.get::<_, Option<i64>>(0))?)
+    async fn next_due_ms(&self, destinations: &[String]) -> Result<Option<i64>, StoreError> {
+        let destinations = destinations.to_vec();
+        self.read(move |c| {
+            // One index seek per destination: its earliest due delivery, and its
+            // earliest-ending lease.
+            let mut due = c.prepare_cached(
+                "SELECT min(next_attempt_at) FROM deliveries
+                 WHERE destination = ?1 AND state IN ('pending', 'retrying')",
+            )?;
+            let mut leases = c.prepare_cached(
+                "SELECT min(lease_until) FROM deliveries
+                 WHERE state = 'in_flight' AND destination = ?1",
+            )?;
+            let mut earliest: Option<i64> = None;
+            for d in &destinations {
+                for stmt in [&mut due, &mut leases] {
+                    let at: Option<i64> = stmt.query_row([d], |r| r.get(0))?;
+                    earliest = match (earliest, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+            Ok(earliest)
         })
         .await
     }

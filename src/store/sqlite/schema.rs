@@ -49,7 +49,6 @@ const MIGRATIONS: &[&str] = &[
         last_error       TEXT
     ) STRICT;
     CREATE INDEX deliveries_by_event ON deliveries (event_id);
-    CREATE INDEX deliveries_due ON deliveries (destination, state, next_attempt_at);
 
     CREATE TABLE rejected (
         id           TEXT PRIMARY KEY,
@@ -80,7 +79,7 @@ const MIGRATIONS: &[&str] = &[
         response_body     BLOB NOT NULL           -- capped at 4 KiB
     ) STRICT;
     CREATE INDEX attempts_by_delivery ON attempts (delivery_id, number);
-    CREATE INDEX deliveries_claimable ON deliveries (next_attempt_at)
+    CREATE INDEX deliveries_claimable ON deliveries (destination, next_attempt_at)
         WHERE state IN ('pending', 'retrying');
     CREATE INDEX deliveries_leased ON deliveries (lease_until)
         WHERE state = 'in_flight';

@@ -288,11 +288,15 @@ async fn one_process_owns_the_file_and_inherits_orphaned_leases() {
         .await
         .unwrap();
     let claim = crate::store::Claim {
+        destination: "d".to_owned(),
         now_ms: 1_000,
         lease_ms: HOUR_MS,
         limit: 10,
     };
-    assert_eq!(store.claim_deliveries(claim).await.unwrap().len(), 1);
+    assert_eq!(
+        store.claim_deliveries(claim.clone()).await.unwrap().len(),
+        1
+    );
     store.close().await;
 
     // The next owner sends it again at once, not an hour later.

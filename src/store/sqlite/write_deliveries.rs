@@ -14,10 +14,10 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
     let mut claimed = Vec::new();
     for candidates in [
         "SELECT id FROM deliveries
-         WHERE state = 'in_flight' AND lease_until <= ?2
+         WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
          ORDER BY lease_until LIMIT ?3",
         "SELECT id FROM deliveries
-         WHERE state IN ('pending', 'retrying') AND next_attempt_at <= ?2
+         WHERE destination = ?4 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
          ORDER BY next_attempt_at LIMIT ?3",
     ] {
         let left = claim.limit.saturating_sub(claimed.len());
@@ -30,15 +30,18 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
              RETURNING id, event_id, route, destination, attempts"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![lease_until, claim.now_ms, left as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
+        let rows = stmt.query_map(
+            params![lease_until, claim.now_ms, left as i64, claim.destination],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )?;
         for row in rows {
             let (id, event_id, route, destination, attempts) = row?;
             claimed.push(with_event(
