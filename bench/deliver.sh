@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Delivery benchmark: a backlog of N events (default 100,000) is ingested with
+# `--role ingest`, then one `--role deliver` process sends them to the bare baseline
+# server (which answers 200 at once); prints deliveries per second and the resident
+# memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
+#
+# Usage: bench/deliver.sh [EVENTS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+events=${1:-100000}
+receiver_addr=127.0.0.1:18093
+ingest_addr=127.0.0.1:18094
+admin_addr=127.0.0.1:18095
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+command -v sqlite3 >/dev/null || { echo "sqlite3 is missing: apt-get install sqlite3" >&2; exit 1; }
+cargo build --release --quiet --bin forebay --example bare-server
+
+work=bench/results/deliver
+rm -rf "$work" && mkdir -p "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (echo >/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+count() { sqlite3 "$work/forebay.db" "select count(*) from deliveries where state = '$1'"; }
+
+cat > "$work/forebay.toml" <<TOML
+[server]
+ingest_listen = "$ingest_addr"
+admin_listen = "$admin_addr"
+[storage]
+url = "sqlite://$work/forebay.db"
+[sources.bench]
+[destinations.sink]
+kind = "http"
+url = "http://$receiver_addr/hook"
+max_concurrency = 64
+[[routes]]
+source = "bench"
+destination = "sink"
+TOML
+
+# 1. The backlog: ingest only, until at least $events events are stored.
+FOREBAY_LOG=error target/release/forebay serve --role ingest -c "$work/forebay.toml" > "$work/ingest.log" 2>&1 &
+pids+=($!)
+wait_port "$ingest_addr"
+while [ "$(count pending)" -lt "$events" ]; do
+  BENCH_PATH=/in/bench wrk -t2 -c64 -d5s -s bench/post.lua "http://$ingest_addr" > /dev/null
+done
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+backlog=$(count pending)
+
+# 2. Deliver it all to the bare server.
+target/release/examples/bare-server "$receiver_addr" > "$work/receiver.log" 2>&1 &
+pids+=($!)
+wait_port "$receiver_addr"
+start=$(date +%s.%N)
+FOREBAY_LOG=error target/release/forebay serve --role deliver -c "$work/forebay.toml" > "$work/deliver.log" 2>&1 &
+deliver_pid=$!
+pids+=($deliver_pid)
+peak_rss=0
+while :; do
+  rss=$(awk '/VmRSS/ { print $2 }' "/proc/$deliver_pid/status")
+  [ "$rss" -gt "$peak_rss" ] && peak_rss=$rss
+  left=$(sqlite3 "$work/forebay.db" "select count(*) from deliveries where state != 'delivered'")
+  [ "$left" -eq 0 ] && break
+  sleep 0.5
+done
+end=$(date +%s.%N)
+seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+rate=$(awk -v n="$backlog" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+echo
+echo "backlog $backlog events, delivered in ${seconds}s: $rate deliveries/s; peak RSS of the delivering process $((peak_rss / 1024)) MiB"
