@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod http_error;

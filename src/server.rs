@@ -124,11 +124,14 @@ pub async fn run_with_store(
     });
     let ingest = match config.role {
         Role::Deliver => ingest::deliver_only_router(store.clone()),
-        Role::Ingest | Role::All => ingest::router(IngestState::new(&config, store.clone(), wake)),
+        Role::Ingest | Role::All => {
+            ingest::router(IngestState::new(&config, store.clone(), wake.clone()))
+        }
     };
     let admin = admin::router(AdminState {
         store: store.clone(),
         token: config.server.admin_token.clone(),
+        wake: wake.clone(),
     });
 
     let builder = connection_builder(&config.server);

@@ -8,12 +8,10 @@ use serde::Deserialize;
 
 use super::AdminState;
 use super::json::{EventJson, Page, RejectedJson};
+use super::paging::page_params;
 use crate::http_error::ApiError;
 use crate::id;
 use crate::store::EventQuery;
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
 
 #[derive(Deserialize)]
 pub struct ListParams {
@@ -24,30 +22,7 @@ pub struct ListParams {
 
 impl ListParams {
     fn query(self, cursor_prefix: &str) -> Result<EventQuery, ApiError> {
-        let limit = match self.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "invalid_limit",
-                        format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"),
-                    ));
-                }
-            },
-        };
-        let before = match self.cursor.filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) if id::is_valid(cursor_prefix, &c) => Some(c),
-            Some(c) => {
-                return Err(ApiError::bad_request(
-                    "invalid_cursor",
-                    format!(
-                        "cursor {c:?} is not one this API gave out; pass the previous page's next_cursor"
-                    ),
-                ));
-            }
-        };
+        let (limit, before) = page_params(self.limit.as_deref(), self.cursor, cursor_prefix)?;
         Ok(EventQuery {
             source: self.source.filter(|s| !s.is_empty()),
             limit,
@@ -58,25 +33,21 @@ impl ListParams {
 
 /// Turns axum's plain-text query rejection into the API's JSON error.
 fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, ApiError> {
-    query.map(|Query(p)| p).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_query",
-            format!(
-                "{}; the parameters are source, limit and cursor, each at most once",
-                e.body_text()
-            ),
-        )
-    })
+    super::paging::query_params(query, "source, limit and cursor")
 }
 
 /// The `{id}` of the path, or a JSON 400 when it is not valid text.
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(id)| id)
         .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 /// A page, with the cursor for the next one when this one is full.
-fn page<T, J: From<T>>(items: Vec<T>, limit: usize, id_of: impl Fn(&T) -> &str) -> Page<J> {
+pub(super) fn page<T, J: From<T>>(
+    items: Vec<T>,
+    limit: usize,
+    id_of: impl Fn(&T) -> &str,
+) -> Page<J> {
     let next_cursor = (items.len() == limit)
         .then(|| items.last().map(|item| id_of(item).to_owned()))
         .flatten();
@@ -87,7 +58,7 @@ fn page<T, J: From<T>>(items: Vec<T>, limit: usize, id_of: impl Fn(&T) -> &str) 
 }
 
 /// Checks an id's shape before asking the store, and turns "none" into a 404.
-async fn find<T, F>(
+pub(super) async fn find<T, F>(
     prefix: &str,
     id: &str,
     not_found: impl Fn() -> ApiError,

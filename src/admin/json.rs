@@ -4,7 +4,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::store::{DeliverySummary, StoredEvent, StoredRejected, StoredRequest};
+use crate::store::{DeliverySummary, StoredDelivery, StoredEvent, StoredRejected, StoredRequest};
 
 #[derive(Serialize)]
 pub struct Page<T> {
@@ -145,4 +145,66 @@ fn header_object(headers: &[(String, Vec<u8>)]) -> Map<String, Value> {
 pub fn rfc3339(ms: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// A delivery; `attempt_log` is filled when one delivery is shown.
+#[derive(Serialize)]
+pub struct DeliveryDetailJson {
+    pub id: String,
+    pub event_id: String,
+    pub route: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempt_log: Vec<AttemptJson>,
+}
+
+#[derive(Serialize)]
+pub struct AttemptJson {
+    pub id: String,
+    pub number: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub response_headers: Map<String, Value>,
+    /// The response body (or command output), cut at 4 KiB.
+    #[serde(flatten)]
+    pub response_body: BodyJson,
+}
+
+impl From<StoredDelivery> for DeliveryDetailJson {
+    fn from(d: StoredDelivery) -> Self {
+        Self {
+            next_attempt_at: rfc3339(d.next_attempt_at_ms),
+            created_at: rfc3339(d.created_at_ms),
+            updated_at: rfc3339(d.updated_at_ms),
+            attempt_log: d
+                .attempt_log
+                .into_iter()
+                .map(|a| AttemptJson {
+                    started_at: rfc3339(a.started_at_ms),
+                    response_headers: header_object(&a.response_headers),
+                    response_body: body_json(a.response_body),
+                    id: a.id,
+                    number: a.number,
+                    duration_ms: a.duration_ms,
+                    status: a.status,
+                    error: a.error,
+                })
+                .collect(),
+            id: d.id,
+            event_id: d.event_id,
+            route: d.route,
+            destination: d.destination,
+            state: d.state,
+            attempts: d.attempts,
+            last_error: d.last_error,
+        }
+    }
 }

@@ -3,8 +3,10 @@
 //! With `server.admin_token` set every request needs `Authorization: Bearer TOKEN`;
 //! without it the listener must be on loopback (configuration refuses anything else).
 
+mod deliveries;
 mod events;
 mod json;
+mod paging;
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{StatusCode, header};
 use subtle::ConstantTimeEq;
 
@@ -24,6 +26,8 @@ use crate::store::Store;
 pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub token: Option<Secret>,
+    /// Wakes the delivery worker when a retry is asked for.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -32,6 +36,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/rejected", get(events::list_rejected))
         .route("/api/v1/rejected/{id}", get(events::show_rejected))
+        .route("/api/v1/deliveries", get(deliveries::list))
+        .route("/api/v1/deliveries/{id}", get(deliveries::show))
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .fallback(|| async {
             ApiError::not_found(
                 "not_found",

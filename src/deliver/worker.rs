@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::Destination;
 use super::retry::Failure;
+use crate::clock::now_ms;
 use crate::id;
 use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Store};
 
@@ -188,11 +189,4 @@ impl Worker {
             self.wake.notify_one();
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -14,6 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use super::IngestState;
 use super::body::{check_declared_length, read_capped};
 use super::request::Unverified;
+use crate::clock::now_ms;
 use crate::config::Source;
 use crate::http_error::ApiError;
 use crate::id;
@@ -164,11 +164,4 @@ fn success(source: &Source, event_id: &str) -> Response {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

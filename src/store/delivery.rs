@@ -70,3 +70,55 @@ impl AfterAttempt {
         }
     }
 }
+
+/// Which page of deliveries to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub state: Option<String>,
+    pub route: Option<String>,
+    pub destination: Option<String>,
+    pub limit: usize,
+    /// Only ids strictly older than this one.
+    pub before: Option<String>,
+}
+
+/// A delivery as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct StoredDelivery {
+    pub id: String,
+    pub event_id: String,
+    pub route: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub last_error: Option<String>,
+    /// Filled when one delivery is shown; empty in listings.
+    pub attempt_log: Vec<StoredAttempt>,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone)]
+pub struct StoredAttempt {
+    pub id: String,
+    pub number: i64,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub response_body: Vec<u8>,
+}
+
+/// What asking to retry a delivery came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryNow {
+    /// Due now (it was retrying, dead or delivered).
+    Scheduled,
+    /// It is being sent right now; nothing to do.
+    InFlight,
+    /// No such delivery.
+    NotFound,
+}

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use delivery::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery};
+pub use delivery::{
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, RetryNow, StoredAttempt,
+    StoredDelivery,
+};
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
     StoredRejected, StoredRequest,
@@ -93,6 +96,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the next delivery to one of `destinations` falls due (or a lease expires).
     async fn next_due_ms(&self, destinations: &[String]) -> Result<Option<i64>, StoreError>;
+
+    /// A page of deliveries, newest first, without attempts.
+    async fn list_deliveries(
+        &self,
+        query: DeliveryQuery,
+    ) -> Result<Vec<StoredDelivery>, StoreError>;
+
+    /// One delivery with all its attempts.
+    async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError>;
+
+    /// Makes a delivery due at `now_ms` (any state but in flight), keeping its attempts.
+    async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -252,3 +252,86 @@ async fn a_slow_destination_does_not_delay_another() {
     );
     slow.next().await;
 }
+
+#[tokio::test]
+async fn dead_deliveries_are_listed_shown_with_attempts_and_retried() {
+    let mut receiver = Receiver::start(&[410]).await;
+    let server = TestServer::start(&config(
+        &receiver.url,
+        r#"{ schedule = ["20ms"], give_up_on = [410] }"#,
+    ))
+    .await;
+    let event_id = post(&server, r#"{"n":"dlq"}"#).await;
+    receiver.next().await;
+    let event = server.wait_for_deliveries(&event_id, "dead").await;
+    let delivery_id = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+
+    let dead = server.admin_json("/api/v1/deliveries?state=dead").await;
+    let ids: Vec<&str> = dead["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [delivery_id.as_str()]);
+
+    let shown = server
+        .admin_json(&format!("/api/v1/deliveries/{delivery_id}"))
+        .await;
+    assert_eq!(shown["event_id"], event_id);
+    assert_eq!(shown["destination"], "hook");
+    assert_eq!(shown["last_error"], "HTTP 410 Gone");
+    let attempt = &shown["attempt_log"][0];
+    assert_eq!(attempt["number"], 1);
+    assert_eq!(attempt["status"], 410);
+    assert_eq!(attempt["body"], "answered 410 Gone");
+    assert!(attempt["response_headers"]["content-type"].is_string());
+
+    // Retry from the dead-letter queue: sent again at once, and delivered this time.
+    let r = server
+        .client
+        .post(server.admin_url(&format!("/api/v1/deliveries/{delivery_id}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let again = receiver.next().await;
+    assert_eq!(again.header("webhook-id"), event_id);
+    assert_eq!(again.header("forebay-attempt"), "2");
+    let event = server.wait_for_deliveries(&event_id, "delivered").await;
+    assert_eq!(event["deliveries"][0]["attempts"], 2);
+}
+
+#[tokio::test]
+async fn delivery_api_errors_are_json() {
+    let server = TestServer::start("[sources.shop]\n").await;
+    for (path, status, code) in [
+        ("/api/v1/deliveries?state=lost", 400, "invalid_state"),
+        ("/api/v1/deliveries?cursor=evt_x", 400, "invalid_cursor"),
+        (
+            "/api/v1/deliveries/dlv_0192f3c4a1b27000800000000000abcd",
+            404,
+            "delivery_not_found",
+        ),
+    ] {
+        let r = server
+            .client
+            .get(server.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            code,
+            "{path}"
+        );
+    }
+    let r = server
+        .client
+        .post(server.admin_url("/api/v1/deliveries/dlv_nope/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

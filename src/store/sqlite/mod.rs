@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod read;
+mod read_deliveries;
 mod schema;
 mod write_deliveries;
 mod write_events;
@@ -20,8 +21,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, EventQuery, Inserted, NewEvent, NewRejected, Store,
-    StoreError, StoredEvent, StoredRejected,
+    AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, EventQuery, Inserted, NewEvent,
+    NewRejected, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
 };
 use writer::{Op, Write, Writer};
 
@@ -203,6 +204,24 @@ impl Store for SqliteStore {
             Ok(earliest)
         })
         .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        query: DeliveryQuery,
+    ) -> Result<Vec<StoredDelivery>, StoreError> {
+        self.read(move |c| read_deliveries::list(c, &query)).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| read_deliveries::get(c, &id)).await
+    }
+
+    async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Retry(id.to_owned(), now_ms, reply))?;
+        self.answer(answer).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -2,10 +2,10 @@
 //! recording attempts. They run inside the writer's group transaction, so a claim is
 //! atomic with respect to every other write (one writer, no double claims).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parse_headers;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery};
+use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, RetryNow};
 
 /// Claims expired leases first (their workers died; they are the oldest work), then
 /// deliveries whose time has come, oldest due first.
@@ -131,4 +131,26 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::
         a.error
     ])?;
     Ok(())
+}
+
+/// Makes a delivery due now, unless it is being sent.
+pub(super) fn retry_now(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::Result<RetryNow> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM deliveries WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    match state.as_deref() {
+        None => Ok(RetryNow::NotFound),
+        Some("in_flight") => Ok(RetryNow::InFlight),
+        Some(_) => {
+            conn.prepare_cached(
+                "UPDATE deliveries
+                 SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                     next_attempt_at = ?2, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now_ms])?;
+            Ok(RetryNow::Scheduled)
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::checkpoint::Checkpointer;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, StoreError,
+    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -204,6 +204,7 @@ pub(super) enum Write {
         oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>,
     ),
     Attempt(AttemptRecord, oneshot::Sender<Result<(), StoreError>>),
+    Retry(String, i64, oneshot::Sender<Result<RetryNow, StoreError>>),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -212,6 +213,7 @@ enum Outcome {
     Rejected,
     Claimed(Vec<ClaimedDelivery>),
     Recorded,
+    Retried(RetryNow),
 }
 
 impl Write {
@@ -233,6 +235,9 @@ impl Write {
             }
             (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
                 let _ = reply.send(Ok(claimed));
+            }
+            (Write::Retry(_, _, reply), Outcome::Retried(result)) => {
+                let _ = reply.send(Ok(result));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -257,6 +262,9 @@ impl Write {
             Write::Claim(_, reply) => {
                 let _ = reply.send(Err(error()));
             }
+            Write::Retry(_, _, reply) => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -269,6 +277,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
         Write::Claim(claim, _) => write_deliveries::claim(conn, claim).map(Outcome::Claimed),
         Write::Attempt(attempt, _) => {
             write_deliveries::record_attempt(conn, attempt).map(|()| Outcome::Recorded)
+        }
+        Write::Retry(id, now_ms, _) => {
+            write_deliveries::retry_now(conn, id, *now_ms).map(Outcome::Retried)
         }
     }
 }
