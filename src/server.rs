@@ -108,6 +108,7 @@ pub async fn run_with_store(
         tracing::warn!("{warning}");
     }
     let destinations = deliver::destinations(&config).map_err(ServeError::Destination)?;
+    let pauses = Arc::new(deliver::pause::Pauses::new(store.paused().await?));
     let wake = Arc::new(Notify::new());
     let (worker_stop, worker_stopped) = watch::channel(false);
     let worker = (config.role != Role::Ingest).then(|| {
@@ -118,6 +119,7 @@ pub async fn run_with_store(
                 destinations,
                 wake: wake.clone(),
                 slots: SEND_SLOTS,
+                pauses: pauses.clone(),
             }
             .run(worker_stopped, config.server.shutdown_timeout.0),
         )
@@ -132,6 +134,9 @@ pub async fn run_with_store(
         store: store.clone(),
         token: config.server.admin_token.clone(),
         wake: wake.clone(),
+        pauses,
+        routes: Arc::new(config.routes.clone()),
+        destinations: Arc::new(config.destinations.clone()),
     });
 
     let builder = connection_builder(&config.server);

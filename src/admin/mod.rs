@@ -5,6 +5,7 @@
 
 mod deliveries;
 mod events;
+mod flow;
 mod json;
 mod paging;
 
@@ -26,8 +27,11 @@ use crate::store::Store;
 pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub token: Option<Secret>,
-    /// Wakes the delivery worker when a retry is asked for.
+    /// Wakes the delivery worker when a retry or a resume is asked for.
     pub wake: Arc<tokio::sync::Notify>,
+    pub pauses: Arc<crate::deliver::pause::Pauses>,
+    pub routes: Arc<Vec<crate::config::Route>>,
+    pub destinations: Arc<std::collections::BTreeMap<String, crate::config::DestinationConfig>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -39,6 +43,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/deliveries", get(deliveries::list))
         .route("/api/v1/deliveries/{id}", get(deliveries::show))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/api/v1/routes", get(flow::routes))
+        .route("/api/v1/routes/{name}/{action}", post(flow::pause_route))
+        .route("/api/v1/destinations", get(flow::destinations))
+        .route(
+            "/api/v1/destinations/{name}/{action}",
+            post(flow::pause_destination),
+        )
         .fallback(|| async {
             ApiError::not_found(
                 "not_found",

@@ -8,13 +8,16 @@
 //!
 //! - [`limits`]: per-destination `max_concurrency` and `rate_limit`.
 //!
-//! Still to come (issue 3): the circuit breaker, pause/resume, filters and transforms, per-key ordering, the admin API for
+//! - [`pause`]: paused routes and destinations.
+//!
+//! Still to come (issue 3): the circuit breaker, filters and transforms, per-key ordering, the admin API for
 //! deliveries.
 
 pub mod exec;
 pub mod http;
 pub mod limits;
 mod outcome;
+pub mod pause;
 pub mod retry;
 pub mod sign;
 pub mod worker;

@@ -19,7 +19,7 @@ use super::Destination;
 use super::retry::Failure;
 use crate::clock::now_ms;
 use crate::id;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Store};
+use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Pausable, Store};
 
 /// Longest nap with nothing due, so a clock jump cannot strand work for long.
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -37,6 +37,8 @@ pub struct Worker {
     pub slots: usize,
     /// How long a claim holds before another claim may take the delivery.
     pub lease: Duration,
+    /// Paused routes and destinations.
+    pub pauses: Arc<super::pause::Pauses>,
 }
 
 impl Worker {
@@ -67,6 +69,9 @@ impl Worker {
                 let Some(dest) = this.destinations.get(name) else {
                     continue;
                 };
+                if this.pauses.is_paused(Pausable::Destination, name) {
+                    continue;
+                }
                 let want = slots.available_permits().min(CLAIM_BATCH);
                 let admission = dest.limits.admit(want);
                 if let Some(wait) = admission.retry_in {
@@ -77,6 +82,7 @@ impl Worker {
                 }
                 let claim = Claim {
                     destination: name.clone(),
+                    skip_routes: this.pauses.routes(),
                     now_ms: now_ms(),
                     lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
                     limit: admission.count,

@@ -6,6 +6,8 @@
 pub struct Claim {
     /// Claims are per destination, so each destination's limits decide how many.
     pub destination: String,
+    /// Routes whose deliveries stay where they are (paused).
+    pub skip_routes: Vec<String>,
     /// The engine's clock, ms since the Unix epoch (a test may pass its own).
     pub now_ms: i64,
     /// How long the claim holds; past it the delivery is claimable again (the worker is
@@ -121,4 +123,20 @@ pub enum RetryNow {
     InFlight,
     /// No such delivery.
     NotFound,
+}
+
+/// What can be paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pausable {
+    Route,
+    Destination,
+}
+
+impl Pausable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pausable::Route => "route",
+            Pausable::Destination => "destination",
+        }
+    }
 }

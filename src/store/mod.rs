@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, RetryNow, StoredAttempt,
-    StoredDelivery,
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, Pausable, RetryNow,
+    StoredAttempt, StoredDelivery,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
@@ -108,6 +108,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes a delivery due at `now_ms` (any state but in flight), keeping its attempts.
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError>;
+
+    /// Pauses (or resumes) a route or destination; kept across restarts.
+    async fn set_paused(
+        &self,
+        kind: Pausable,
+        name: &str,
+        paused: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Every paused route and destination.
+    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -335,3 +335,76 @@ async fn delivery_api_errors_are_json() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn paused_destinations_and_routes_wait_until_resumed() {
+    let mut held = Receiver::start(&[]).await;
+    let mut other = Receiver::start(&[]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.held]
+        kind = "http"
+        url = "{}"
+        [destinations.other]
+        kind = "http"
+        url = "{}"
+        [[routes]]
+        source = "shop"
+        destination = "held"
+        [[routes]]
+        source = "shop"
+        destination = "other"
+        "#,
+        held.url, other.url
+    ))
+    .await;
+    let admin_post = |path: &str| server.client.post(server.admin_url(path)).send();
+
+    for (pause, resume) in [
+        (
+            "/api/v1/destinations/held/pause",
+            "/api/v1/destinations/held/resume",
+        ),
+        (
+            "/api/v1/routes/shop-held/pause",
+            "/api/v1/routes/shop-held/resume",
+        ),
+    ] {
+        let r = admin_post(pause).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["paused"], true);
+        let id = post(&server, &format!("{{\"paused\":\"{pause}\"}}")).await;
+        // The other route delivering proves the worker has been through this event...
+        assert_eq!(other.next().await.header("webhook-id"), id);
+        // ...and left the paused one in the store.
+        let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+        let held_state = event["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "held")
+            .unwrap()["state"]
+            .clone();
+        assert_eq!(held_state, "pending", "{pause}");
+
+        let r = admin_post(resume).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(held.next().await.header("webhook-id"), id, "{resume}");
+    }
+
+    let listed = server.admin_json("/api/v1/destinations").await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["paused"] == false)
+    );
+    let r = admin_post("/api/v1/destinations/nowhere/pause")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = admin_post("/api/v1/routes/shop-held/stop").await.unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -2,13 +2,14 @@
 
 use super::tests::{event, open};
 use crate::id;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, Inserted, Store};
+use crate::store::{AfterAttempt, AttemptRecord, Claim, Inserted, Pausable, Store};
 
 const LEASE: i64 = 60_000;
 
 fn claim(now_ms: i64) -> Claim {
     Claim {
         destination: "d".to_owned(),
+        skip_routes: Vec::new(),
         now_ms,
         lease_ms: LEASE,
         limit: 10,
@@ -219,5 +220,40 @@ async fn claims_and_due_times_are_per_destination() {
         None
     );
     assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(7_000));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn paused_routes_are_skipped_and_pauses_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.insert_event(event("s", "k", 9_000, 1)).await.unwrap();
+    let skipping = Claim {
+        skip_routes: vec!["r".to_owned()],
+        ..claim(9_000)
+    };
+    assert!(store.claim_deliveries(skipping).await.unwrap().is_empty());
+    assert_eq!(store.claim_deliveries(claim(9_000)).await.unwrap().len(), 1);
+
+    store
+        .set_paused(Pausable::Route, "r", true, 1)
+        .await
+        .unwrap();
+    store
+        .set_paused(Pausable::Destination, "d", true, 1)
+        .await
+        .unwrap();
+    store
+        .set_paused(Pausable::Destination, "d", true, 2)
+        .await
+        .unwrap(); // twice is once
+    store
+        .set_paused(Pausable::Destination, "d", false, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.paused().await.unwrap(),
+        [(Pausable::Route, "r".to_owned())]
+    );
     store.close().await;
 }

@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, EventQuery, Inserted, NewEvent,
-    NewRejected, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
+    NewRejected, Pausable, RetryNow, Store, StoreError, StoredDelivery, StoredEvent,
+    StoredRejected,
 };
 use writer::{Op, Write, Writer};
 
@@ -222,6 +223,38 @@ impl Store for SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Retry(id.to_owned(), now_ms, reply))?;
         self.answer(answer).await
+    }
+
+    async fn set_paused(
+        &self,
+        kind: Pausable,
+        name: &str,
+        paused: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Pause(kind, name.to_owned(), paused, now_ms, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT kind, name FROM paused ORDER BY kind, name")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (kind, name) = row?;
+                let kind = match kind.as_str() {
+                    "route" => Pausable::Route,
+                    "destination" => Pausable::Destination,
+                    other => return Err(StoreError::Corrupt(format!("paused kind {other:?}"))),
+                };
+                out.push((kind, name));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -84,6 +84,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_leased ON deliveries (lease_until)
         WHERE state = 'in_flight';
     "#,
+    // 3: paused routes and destinations (kept across restarts).
+    r#"
+    CREATE TABLE paused (
+        kind       TEXT NOT NULL,                 -- route or destination
+        name       TEXT NOT NULL,
+        paused_at  INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -289,6 +289,7 @@ async fn one_process_owns_the_file_and_inherits_orphaned_leases() {
         .unwrap();
     let claim = crate::store::Claim {
         destination: "d".to_owned(),
+        skip_routes: Vec::new(),
         now_ms: 1_000,
         lease_ms: HOUR_MS,
         limit: 10,

@@ -5,19 +5,22 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parse_headers;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, RetryNow};
+use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Pausable, RetryNow};
 
 /// Claims expired leases first (their workers died; they are the oldest work), then
 /// deliveries whose time has come, oldest due first.
 pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
+    let skip_routes = serde_json::to_string(&claim.skip_routes).unwrap_or_else(|_| "[]".into());
     let mut claimed = Vec::new();
     for candidates in [
         "SELECT id FROM deliveries
          WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
+           AND route NOT IN (SELECT value FROM json_each(?5))
          ORDER BY lease_until LIMIT ?3",
         "SELECT id FROM deliveries
          WHERE destination = ?4 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
+           AND route NOT IN (SELECT value FROM json_each(?5))
          ORDER BY next_attempt_at LIMIT ?3",
     ] {
         let left = claim.limit.saturating_sub(claimed.len());
@@ -31,7 +34,13 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
-            params![lease_until, claim.now_ms, left as i64, claim.destination],
+            params![
+                lease_until,
+                claim.now_ms,
+                left as i64,
+                claim.destination,
+                skip_routes
+            ],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -153,4 +162,24 @@ pub(super) fn retry_now(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::R
             Ok(RetryNow::Scheduled)
         }
     }
+}
+
+pub(super) fn set_paused(
+    conn: &Connection,
+    kind: Pausable,
+    name: &str,
+    paused: bool,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    if paused {
+        conn.prepare_cached(
+            "INSERT INTO paused (kind, name, paused_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (kind, name) DO NOTHING",
+        )?
+        .execute(params![kind.as_str(), name, now_ms])?;
+    } else {
+        conn.prepare_cached("DELETE FROM paused WHERE kind = ?1 AND name = ?2")?
+            .execute(params![kind.as_str(), name])?;
+    }
+    Ok(())
 }

@@ -18,7 +18,8 @@ use super::checkpoint::Checkpointer;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, RetryNow, StoreError,
+    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, Pausable, RetryNow,
+    StoreError,
 };
 
 /// Work for the writer.
@@ -205,6 +206,13 @@ pub(super) enum Write {
     ),
     Attempt(AttemptRecord, oneshot::Sender<Result<(), StoreError>>),
     Retry(String, i64, oneshot::Sender<Result<RetryNow, StoreError>>),
+    Pause(
+        Pausable,
+        String,
+        bool,
+        i64,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -230,7 +238,8 @@ impl Write {
                 drop(rejected);
                 let _ = reply.send(Ok(()));
             }
-            (Write::Attempt(_, reply), Outcome::Recorded) => {
+            (Write::Attempt(_, reply), Outcome::Recorded)
+            | (Write::Pause(_, _, _, _, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
             }
             (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
@@ -256,7 +265,7 @@ impl Write {
                 drop(rejected);
                 let _ = reply.send(Err(error()));
             }
-            Write::Attempt(_, reply) => {
+            Write::Attempt(_, reply) | Write::Pause(_, _, _, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
             Write::Claim(_, reply) => {
@@ -280,6 +289,10 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
         }
         Write::Retry(id, now_ms, _) => {
             write_deliveries::retry_now(conn, id, *now_ms).map(Outcome::Retried)
+        }
+        Write::Pause(kind, name, paused, now_ms, _) => {
+            write_deliveries::set_paused(conn, *kind, name, *paused, *now_ms)
+                .map(|()| Outcome::Recorded)
         }
     }
 }
