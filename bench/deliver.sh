@@ -19,17 +19,7 @@ cargo build --release --quiet --bin forebay --example bare-server
 
 work=bench/results/deliver
 rm -rf "$work" && mkdir -p "$work"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (echo >/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
+source bench/lib.sh
 count() { sqlite3 "$work/forebay.db" "select count(*) from deliveries where state = '$1'"; }
 
 cat > "$work/forebay.toml" <<TOML

@@ -21,17 +21,7 @@ cargo build --release --quiet --bin forebay --example bare-server
 
 work=bench/results/ingest
 rm -rf "$work" && mkdir -p "$work"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (echo >/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
+source bench/lib.sh
 
 run_wrk() { # name path addr
   BENCH_PATH=$2 wrk -t$threads -c$connections -d"$duration" --latency -s bench/post.lua "http://$3" > "$work/$1.txt"
