@@ -109,6 +109,7 @@ pub async fn run_with_store(
     }
     let destinations = deliver::destinations(&config).map_err(ServeError::Destination)?;
     let pauses = Arc::new(deliver::pause::Pauses::new(store.paused().await?));
+    let senders = Arc::new(destinations.clone());
     let wake = Arc::new(Notify::new());
     let (worker_stop, worker_stopped) = watch::channel(false);
     let worker = (config.role != Role::Ingest).then(|| {
@@ -137,6 +138,7 @@ pub async fn run_with_store(
         pauses,
         routes: Arc::new(config.routes.clone()),
         destinations: Arc::new(config.destinations.clone()),
+        senders,
     });
 
     let builder = connection_builder(&config.server);

@@ -24,6 +24,8 @@ pub struct DestinationJson {
     name: String,
     kind: &'static str,
     paused: bool,
+    /// `closed`, `open` (deliveries wait without spending attempts) or `probing`.
+    breaker: &'static str,
 }
 
 pub async fn routes(State(state): State<AdminState>) -> Json<Vec<RouteJson>> {
@@ -48,6 +50,10 @@ pub async fn destinations(State(state): State<AdminState>) -> Json<Vec<Destinati
             .iter()
             .map(|(name, cfg)| DestinationJson {
                 paused: state.pauses.is_paused(Pausable::Destination, name),
+                breaker: state
+                    .senders
+                    .get(name)
+                    .map_or("closed", |d| d.breaker.status().as_str()),
                 name: name.clone(),
                 kind: match cfg {
                     DestinationConfig::Http(_) => "http",

@@ -32,6 +32,8 @@ pub struct AdminState {
     pub pauses: Arc<crate::deliver::pause::Pauses>,
     pub routes: Arc<Vec<crate::config::Route>>,
     pub destinations: Arc<std::collections::BTreeMap<String, crate::config::DestinationConfig>>,
+    /// The running destinations, for their breaker state.
+    pub senders: Arc<std::collections::BTreeMap<String, Arc<crate::deliver::Destination>>>,
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -10,9 +10,12 @@
 //!
 //! - [`pause`]: paused routes and destinations.
 //!
-//! Still to come (issue 3): the circuit breaker, filters and transforms, per-key ordering, the admin API for
+//! - [`breaker`]: the circuit breaker.
+//!
+//! Still to come (issue 3): filters and transforms, per-key ordering, the admin API for
 //! deliveries.
 
+pub mod breaker;
 pub mod exec;
 pub mod http;
 pub mod limits;
@@ -40,6 +43,7 @@ pub struct Destination {
     target: Target,
     pub retry: RetryPolicy,
     pub limits: limits::Limits,
+    pub breaker: breaker::Breaker,
 }
 
 #[derive(Debug)]
@@ -70,6 +74,11 @@ impl Destination {
 pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>>, String> {
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.destinations {
+        let breaker_cfg = match cfg {
+            DestinationConfig::Http(h) => &h.breaker,
+            DestinationConfig::Exec(e) => &e.breaker,
+        };
+        let breaker = breaker::Breaker::new(breaker_cfg.failures, breaker_cfg.cooldown.0);
         let (target, retry, limits) = match cfg {
             DestinationConfig::Http(h) => {
                 let signer = match &h.sign {
@@ -106,6 +115,7 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
                 target,
                 retry,
                 limits,
+                breaker,
             }),
         );
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::Destination;
+use super::breaker::Gate;
 use super::retry::Failure;
 use crate::clock::now_ms;
 use crate::id;
@@ -72,7 +73,23 @@ impl Worker {
                 if this.pauses.is_paused(Pausable::Destination, name) {
                     continue;
                 }
-                let want = slots.available_permits().min(CLAIM_BATCH);
+                // An open breaker lets nothing through (no attempts are spent), then one
+                // probe; the loop wakes when the cooldown ends or the probe reports.
+                let mut want = slots.available_permits().min(CLAIM_BATCH);
+                let probing = match dest.breaker.gate(std::time::Instant::now()) {
+                    Gate::Open => false,
+                    Gate::Probe => {
+                        want = want.min(1);
+                        true
+                    }
+                    Gate::Wait(until) => {
+                        if let Some(until) = until {
+                            let wait = until.saturating_duration_since(std::time::Instant::now());
+                            rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
+                        }
+                        continue;
+                    }
+                };
                 let admission = dest.limits.admit(want);
                 if let Some(wait) = admission.retry_in {
                     rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
@@ -87,7 +104,11 @@ impl Worker {
                     lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
                     limit: admission.count,
                 };
-                match this.store.claim_deliveries(claim).await {
+                let claimed = this.store.claim_deliveries(claim).await;
+                if probing && !matches!(&claimed, Ok(c) if !c.is_empty()) {
+                    dest.breaker.probe_unused(std::time::Instant::now());
+                }
+                match claimed {
                     Ok(claimed) => {
                         for d in claimed {
                             // Both were counted free just before the claim; only this
@@ -161,6 +182,7 @@ impl Worker {
             return; // only configured destinations are claimed
         };
         let sent = dest.send(&d, started_at_ms / 1000).await;
+        dest.breaker.record(&sent, std::time::Instant::now());
         let then = if sent.ok {
             AfterAttempt::Delivered
         } else {

@@ -408,3 +408,63 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
     let r = admin_post("/api/v1/routes/shop-held/stop").await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn an_open_breaker_spends_no_attempts_until_its_probe() {
+    // Three failures open the breaker for 400 ms; retries are due every 10 ms, so without
+    // the breaker the fourth attempt would come at once.
+    let mut receiver = Receiver::start(&[503, 503, 503, 503]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{}"
+        breaker = {{ failures = 3, cooldown = "400ms" }}
+        retry = {{ schedule = ["10ms", "10ms", "10ms", "10ms", "10ms", "10ms"] }}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        "#,
+        receiver.url
+    ))
+    .await;
+    let id = post(&server, r#"{"breaker":1}"#).await;
+    let mut arrivals = Vec::new();
+    for _ in 0..3 {
+        arrivals.push(receiver.next().await.at);
+    }
+    // The third failure is recorded just after the receiver saw it: ask until it shows.
+    let mut shown = String::new();
+    for _ in 0..100 {
+        let destinations = server.admin_json("/api/v1/destinations").await;
+        shown = destinations[0]["breaker"].as_str().unwrap().to_owned();
+        if shown != "closed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(shown == "open" || shown == "probing", "breaker {shown}");
+    // The probe (fourth attempt) waits out the cooldown; it fails, so the breaker opens
+    // for twice as long before the fifth, which succeeds and closes it.
+    arrivals.push(receiver.next().await.at);
+    arrivals.push(receiver.next().await.at);
+    let gap = |a: usize| arrivals[a] - arrivals[a - 1];
+    assert!(
+        gap(3) >= std::time::Duration::from_millis(380),
+        "probe after {:?}",
+        gap(3)
+    );
+    assert!(
+        gap(4) >= std::time::Duration::from_millis(780),
+        "second probe after {:?}",
+        gap(4)
+    );
+    let event = server.wait_for_deliveries(&id, "delivered").await;
+    assert_eq!(
+        event["deliveries"][0]["attempts"], 5,
+        "waiting spent no attempts"
+    );
+    let destinations = server.admin_json("/api/v1/destinations").await;
+    assert_eq!(destinations[0]["breaker"], "closed");
+}
