@@ -148,6 +148,8 @@ pub async fn run_with_store(
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests already read");
         let _ = stop_tx.send(true);
+        // The worker stops claiming at once; its sends in flight drain meanwhile.
+        let _ = worker_stop.send(true);
     };
     tokio::join!(
         accept_loop(
@@ -173,8 +175,7 @@ pub async fn run_with_store(
             "requests still in progress after server.shutdown_timeout; closing the store under them (they will be answered 503)"
         );
     }
-    // Sends in flight finish (or are left to their lease) before the store closes.
-    let _ = worker_stop.send(true);
+    // Sends in flight finish (or are left for the next start) before the store closes.
     if let Some(worker) = worker {
         let _ = worker.await;
     }

@@ -101,6 +101,13 @@ pub async fn retry(
                 "the delivery is being sent right now; look again when the attempt ends",
             ));
         }
+        RetryNow::Finished => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "delivery_finished",
+                "the delivery was delivered (or filtered); there is nothing to retry",
+            ));
+        }
         RetryNow::Scheduled => state.wake.notify_one(),
     }
     let delivery = find(

@@ -95,6 +95,9 @@ impl Worker {
                     rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
                 }
                 if admission.count == 0 {
+                    if probing {
+                        dest.breaker.probe_unused(std::time::Instant::now());
+                    }
                     continue;
                 }
                 let claim = Claim {
@@ -139,15 +142,17 @@ impl Worker {
             }
             // Nothing could start: sleep until new work is committed, a send finishes, the
             // next delivery falls due, or the rate allows another start.
-            let due_in = match this.store.next_due_ms(&names).await {
-                Ok(Some(due)) => {
-                    // Due now yet not claimed means its destination is at a limit: a
-                    // finishing send or the rate will wake the loop, not the due time.
-                    u64::try_from(due - now_ms())
-                        .ok()
-                        .filter(|ms| *ms > 0)
-                        .map(Duration::from_millis)
-                }
+            // Deliveries due now but not claimed are held by a limit, a pause or a breaker:
+            // a finishing send, a resume, the rate or the cooldown wakes the loop for them.
+            // So only due times still ahead count, for destinations not paused.
+            let active: Vec<String> = names
+                .iter()
+                .filter(|n| !this.pauses.is_paused(Pausable::Destination, n))
+                .cloned()
+                .collect();
+            let now = now_ms();
+            let due_in = match this.store.next_due_ms(&active, now).await {
+                Ok(Some(due)) => u64::try_from(due - now).ok().map(Duration::from_millis),
                 Ok(None) | Err(_) => None,
             };
             let nap = [due_in, rate_wait]
@@ -200,6 +205,7 @@ impl Worker {
         let record = AttemptRecord {
             id: id::new(id::ATTEMPT),
             delivery_id: d.id.clone(),
+            lease_until_ms: d.lease_until_ms,
             started_at_ms,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             status: sent.status,

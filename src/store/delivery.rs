@@ -26,6 +26,8 @@ pub struct ClaimedDelivery {
     pub destination: String,
     /// The number of the attempt about to be made (1 for the first).
     pub attempt: i64,
+    /// The claim's lease end: it identifies this claim when the attempt is recorded.
+    pub lease_until_ms: i64,
     pub source: String,
     pub received_at_ms: i64,
     /// The event's headers, name and raw value.
@@ -38,6 +40,8 @@ pub struct ClaimedDelivery {
 pub struct AttemptRecord {
     pub id: String,
     pub delivery_id: String,
+    /// The lease of the claim that made this attempt ([`ClaimedDelivery::lease_until_ms`]).
+    pub lease_until_ms: i64,
     pub started_at_ms: i64,
     pub duration_ms: i64,
     /// The response status, when a response came.
@@ -117,10 +121,12 @@ pub struct StoredAttempt {
 /// What asking to retry a delivery came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryNow {
-    /// Due now (it was retrying, dead or delivered).
+    /// Due now (it was pending, retrying or dead).
     Scheduled,
     /// It is being sent right now; nothing to do.
     InFlight,
+    /// It was delivered (or filtered): there is nothing to retry.
+    Finished,
     /// No such delivery.
     NotFound,
 }

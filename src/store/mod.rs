@@ -89,13 +89,19 @@ pub trait Store: Send + Sync + 'static {
     /// come, or in flight with an expired lease) for `claim.lease_ms`, oldest due first.
     async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Records an attempt and moves its delivery to the attempt's next state. A delivery
-    /// no longer in flight (its lease expired and it was claimed again) keeps its state;
-    /// the attempt is recorded all the same.
+    /// Records an attempt and moves its delivery to the attempt's next state, if the claim
+    /// that made it still holds (same lease): a late report from an expired claim is
+    /// recorded but does not overrule the newer claim. Waits for room in the writer's
+    /// queue rather than failing: the send has happened, its record must not be lost.
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
 
-    /// When the next delivery to one of `destinations` falls due (or a lease expires).
-    async fn next_due_ms(&self, destinations: &[String]) -> Result<Option<i64>, StoreError>;
+    /// When, after `after_ms`, the next delivery to one of `destinations` falls due (or a
+    /// lease ends).
+    async fn next_due_ms(
+        &self,
+        destinations: &[String],
+        after_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
 
     /// A page of deliveries, newest first, without attempts.
     async fn list_deliveries(
@@ -106,7 +112,7 @@ pub trait Store: Send + Sync + 'static {
     /// One delivery with all its attempts.
     async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError>;
 
-    /// Makes a delivery due at `now_ms` (any state but in flight), keeping its attempts.
+    /// Makes a pending, retrying or dead delivery due at `now_ms`, keeping its attempts.
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError>;
 
     /// Pauses (or resumes) a route or destination; kept across restarts.

@@ -300,6 +300,18 @@ async fn dead_deliveries_are_listed_shown_with_attempts_and_retried() {
     assert_eq!(again.header("forebay-attempt"), "2");
     let event = server.wait_for_deliveries(&event_id, "delivered").await;
     assert_eq!(event["deliveries"][0]["attempts"], 2);
+    // Nothing to retry once delivered.
+    let r = server
+        .client
+        .post(server.admin_url(&format!("/api/v1/deliveries/{delivery_id}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "delivery_finished"
+    );
 }
 
 #[tokio::test]

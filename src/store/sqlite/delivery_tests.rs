@@ -2,7 +2,9 @@
 
 use super::tests::{event, open};
 use crate::id;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, Inserted, Pausable, Store};
+use crate::store::{
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Inserted, Pausable, Store,
+};
 
 const LEASE: i64 = 60_000;
 
@@ -20,10 +22,11 @@ fn dests() -> Vec<String> {
     vec!["d".to_owned()]
 }
 
-fn attempt(delivery_id: &str, at: i64, status: Option<u16>, then: AfterAttempt) -> AttemptRecord {
+fn attempt(d: &ClaimedDelivery, at: i64, status: Option<u16>, then: AfterAttempt) -> AttemptRecord {
     AttemptRecord {
         id: id::new(id::ATTEMPT),
-        delivery_id: delivery_id.to_owned(),
+        delivery_id: d.id.clone(),
+        lease_until_ms: d.lease_until_ms,
         started_at_ms: at,
         duration_ms: 12,
         status,
@@ -43,7 +46,7 @@ async fn claims_carry_the_event_and_hold_until_the_lease_ends() {
     else {
         panic!("new")
     };
-    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0));
+    assert_eq!(store.next_due_ms(&dests(), t0 - 1).await.unwrap(), Some(t0));
 
     // Not due before it was received.
     assert!(
@@ -69,7 +72,10 @@ async fn claims_carry_the_event_and_hold_until_the_lease_ends() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0 + LEASE));
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + LEASE)
+    );
     // The worker died: after the lease it is claimed again, as the same attempt.
     let again = store.claim_deliveries(claim(t0 + LEASE)).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -86,23 +92,21 @@ async fn attempts_move_deliveries_to_retrying_delivered_or_dead() {
         store.insert_event(event("s", key, t0, 1)).await.unwrap();
     }
     let claimed = store.claim_deliveries(claim(t0)).await.unwrap();
-    let (a, b) = (claimed[0].id.clone(), claimed[1].id.clone());
+    let (a, b) = (&claimed[0], &claimed[1]);
 
     // a fails and retries in 5 s; b gives up.
     store
-        .record_attempt(attempt(
-            &a,
-            t0,
-            Some(503),
-            AfterAttempt::RetryAt(t0 + 5_000),
-        ))
+        .record_attempt(attempt(a, t0, Some(503), AfterAttempt::RetryAt(t0 + 5_000)))
         .await
         .unwrap();
     store
-        .record_attempt(attempt(&b, t0, Some(410), AfterAttempt::Dead))
+        .record_attempt(attempt(b, t0, Some(410), AfterAttempt::Dead))
         .await
         .unwrap();
-    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(t0 + 5_000));
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + 5_000)
+    );
     assert!(
         store
             .claim_deliveries(claim(t0 + 4_999))
@@ -112,13 +116,18 @@ async fn attempts_move_deliveries_to_retrying_delivered_or_dead() {
     );
     let retry = store.claim_deliveries(claim(t0 + 5_000)).await.unwrap();
     assert_eq!(retry.len(), 1, "the dead one is never claimed again");
-    assert_eq!((retry[0].id.as_str(), retry[0].attempt), (a.as_str(), 2));
+    assert_eq!((retry[0].id.as_str(), retry[0].attempt), (a.id.as_str(), 2));
 
     store
-        .record_attempt(attempt(&a, t0 + 5_000, Some(200), AfterAttempt::Delivered))
+        .record_attempt(attempt(
+            &retry[0],
+            t0 + 5_000,
+            Some(200),
+            AfterAttempt::Delivered,
+        ))
         .await
         .unwrap();
-    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), None);
+    assert_eq!(store.next_due_ms(&dests(), 0).await.unwrap(), None);
     assert!(
         store
             .claim_deliveries(claim(i64::MAX / 2))
@@ -154,18 +163,25 @@ async fn a_late_attempt_does_not_undo_a_newer_claim() {
     // The lease expires and another claim takes it over…
     let second = store.claim_deliveries(claim(t0 + LEASE)).await.unwrap();
     assert_eq!(first[0].id, second[0].id);
-    // …the second attempt succeeds, then the first (slow) one reports a failure.
-    let id = &first[0].id;
-    store
-        .record_attempt(attempt(id, t0 + LEASE, Some(200), AfterAttempt::Delivered))
-        .await
-        .unwrap();
+    // …the first (slow) attempt reports a failure while the second is under way: it is
+    // recorded, but the delivery stays with the second claim, whose success then counts.
     store
         .record_attempt(attempt(
-            id,
+            &first[0],
             t0,
             Some(500),
             AfterAttempt::RetryAt(t0 + LEASE + 1),
+        ))
+        .await
+        .unwrap();
+    let event = store.get_event(&first[0].event_id).await.unwrap().unwrap();
+    assert_eq!(event.deliveries[0].state, "in_flight");
+    store
+        .record_attempt(attempt(
+            &second[0],
+            t0 + LEASE,
+            Some(200),
+            AfterAttempt::Delivered,
         ))
         .await
         .unwrap();
@@ -216,10 +232,13 @@ async fn claims_and_due_times_are_per_destination() {
     };
     assert!(store.claim_deliveries(other).await.unwrap().is_empty());
     assert_eq!(
-        store.next_due_ms(&["elsewhere".to_owned()]).await.unwrap(),
+        store
+            .next_due_ms(&["elsewhere".to_owned()], 0)
+            .await
+            .unwrap(),
         None
     );
-    assert_eq!(store.next_due_ms(&dests()).await.unwrap(), Some(7_000));
+    assert_eq!(store.next_due_ms(&dests(), 0).await.unwrap(), Some(7_000));
     store.close().await;
 }
 

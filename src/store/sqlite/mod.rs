@@ -175,27 +175,38 @@ impl Store for SqliteStore {
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::Attempt(attempt, reply))?;
+        // Waits for room: a full queue sheds ingest (the sender retries), but an attempt
+        // already made must be recorded, or the delivery would be sent again.
+        self.writes
+            .send(Op::Write(Write::Attempt(attempt, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         self.answer(answer).await
     }
 
-    async fn next_due_ms(&self, destinations: &[String]) -> Result<Option<i64>, StoreError> {
+    async fn next_due_ms(
+        &self,
+        destinations: &[String],
+        after_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let destinations = destinations.to_vec();
         self.read(move |c| {
             // One index seek per destination: its earliest due delivery, and its
             // earliest-ending lease.
             let mut due = c.prepare_cached(
                 "SELECT min(next_attempt_at) FROM deliveries
-                 WHERE destination = ?1 AND state IN ('pending', 'retrying')",
+                 WHERE destination = ?1 AND state IN ('pending', 'retrying')
+                   AND next_attempt_at > ?2",
             )?;
             let mut leases = c.prepare_cached(
                 "SELECT min(lease_until) FROM deliveries
-                 WHERE state = 'in_flight' AND destination = ?1",
+                 WHERE state = 'in_flight' AND destination = ?1 AND lease_until > ?2",
             )?;
             let mut earliest: Option<i64> = None;
             for d in &destinations {
                 for stmt in [&mut due, &mut leases] {
-                    let at: Option<i64> = stmt.query_row([d], |r| r.get(0))?;
+                    let at: Option<i64> =
+                        stmt.query_row(rusqlite::params![d, after_ms], |r| r.get(0))?;
                     earliest = match (earliest, at) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),

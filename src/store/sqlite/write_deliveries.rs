@@ -60,6 +60,7 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                 route,
                 destination,
                 attempts + 1,
+                lease_until,
             )?);
         }
     }
@@ -73,6 +74,7 @@ fn with_event(
     route: String,
     destination: String,
     attempt: i64,
+    lease_until: i64,
 ) -> rusqlite::Result<ClaimedDelivery> {
     let (source, received_at_ms, headers, body): (String, i64, Vec<u8>, Vec<u8>) = conn
         .prepare_cached("SELECT source, received_at, headers, body FROM events WHERE id = ?1")?
@@ -92,6 +94,7 @@ fn with_event(
         route,
         destination,
         attempt,
+        lease_until_ms: lease_until,
         source,
         received_at_ms,
         headers,
@@ -123,21 +126,22 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::
         AfterAttempt::RetryAt(at) => Some(at),
         AfterAttempt::Delivered | AfterAttempt::Dead => None,
     };
-    // Only a delivery still in flight moves on: if its lease expired and it was claimed
-    // again, the newer claim owns its state.
+    // Only the claim that made the attempt moves the delivery on: if its lease expired
+    // and the delivery was claimed again, the newer claim (another lease) owns its state.
     conn.prepare_cached(
         "UPDATE deliveries
          SET attempts = attempts + 1, state = ?2, lease_until = NULL,
              next_attempt_at = coalesce(?3, next_attempt_at),
              updated_at = ?4, last_error = ?5
-         WHERE id = ?1 AND state = 'in_flight'",
+         WHERE id = ?1 AND state = 'in_flight' AND lease_until = ?6",
     )?
     .execute(params![
         a.delivery_id,
         a.then.state(),
         next_attempt_at,
         a.started_at_ms.saturating_add(a.duration_ms),
-        a.error
+        a.error,
+        a.lease_until_ms
     ])?;
     Ok(())
 }
@@ -151,6 +155,7 @@ pub(super) fn retry_now(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::R
     match state.as_deref() {
         None => Ok(RetryNow::NotFound),
         Some("in_flight") => Ok(RetryNow::InFlight),
+        Some("delivered" | "filtered") => Ok(RetryNow::Finished),
         Some(_) => {
             conn.prepare_cached(
                 "UPDATE deliveries
