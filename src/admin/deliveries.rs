@@ -1,5 +1,7 @@
 //! `GET /api/v1/deliveries`, `GET /api/v1/deliveries/{id}` (with its attempts),
-//! `POST /api/v1/deliveries/{id}/retry`.
+//! `POST /api/v1/deliveries/{id}/retry`, and the dead-letter queue: `GET /api/v1/dlq`,
+//! `POST /api/v1/dlq/retry`, `POST /api/v1/dlq/discard` (all matching `route` and
+//! `destination`), `POST /api/v1/deliveries/{id}/discard` (one).
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -13,15 +15,16 @@ use super::json::{DeliveryDetailJson, Page};
 use super::paging::{page_params, query_params};
 use crate::http_error::ApiError;
 use crate::id;
-use crate::store::{DeliveryQuery, RetryNow};
+use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow};
 
-const STATES: [&str; 6] = [
+const STATES: [&str; 7] = [
     "pending",
     "in_flight",
     "retrying",
     "delivered",
     "dead",
     "filtered",
+    "discarded",
 ];
 
 #[derive(Deserialize)]
@@ -125,4 +128,114 @@ fn not_found(id: &str) -> ApiError {
         "delivery_not_found",
         format!("no delivery {id:?}; list them with GET /api/v1/deliveries"),
     )
+}
+
+#[derive(Deserialize)]
+pub struct DeadParams {
+    route: Option<String>,
+    destination: Option<String>,
+}
+
+/// `GET /api/v1/dlq`: the dead deliveries, as `GET /api/v1/deliveries?state=dead`.
+pub async fn dead(
+    state: State<AdminState>,
+    query: Result<Query<DeliveryParams>, QueryRejection>,
+) -> Result<Json<Page<DeliveryDetailJson>>, ApiError> {
+    let mut p = query_params(query, "route, destination, limit and cursor")?;
+    p.state = Some("dead".to_owned());
+    list(state, Ok(Query(p))).await
+}
+
+/// `POST /api/v1/dlq/retry`: every dead delivery matching the filter is due again now.
+pub async fn retry_dead(
+    State(state): State<AdminState>,
+    query: Result<Query<DeadParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = query_params(query, "route and destination")?;
+    let n = act(
+        &state,
+        filter(p.route, p.destination, None),
+        DeadAction::Retry,
+    )
+    .await?;
+    if n > 0 {
+        state.wake.notify_one();
+    }
+    Ok(Json(serde_json::json!({ "retried": n })))
+}
+
+/// `POST /api/v1/dlq/discard`: every dead delivery matching the filter is set aside.
+pub async fn discard_dead(
+    State(state): State<AdminState>,
+    query: Result<Query<DeadParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = query_params(query, "route and destination")?;
+    let n = act(
+        &state,
+        filter(p.route, p.destination, None),
+        DeadAction::Discard,
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "discarded": n })))
+}
+
+/// `POST /api/v1/deliveries/{id}/discard`: one dead delivery is set aside.
+pub async fn discard(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<DeliveryDetailJson>, ApiError> {
+    let delivery_id = path_id(path)?;
+    let delivery = find(
+        id::DELIVERY,
+        &delivery_id,
+        || not_found(&delivery_id),
+        state.store.get_delivery(&delivery_id),
+    )
+    .await?;
+    if delivery.state != "dead" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_not_dead",
+            format!(
+                "only dead deliveries are discarded; this one is {}",
+                delivery.state
+            ),
+        ));
+    }
+    act(
+        &state,
+        filter(None, None, Some(delivery_id.clone())),
+        DeadAction::Discard,
+    )
+    .await?;
+    let delivery = find(
+        id::DELIVERY,
+        &delivery_id,
+        || not_found(&delivery_id),
+        state.store.get_delivery(&delivery_id),
+    )
+    .await?;
+    Ok(Json(delivery.into()))
+}
+
+fn filter(route: Option<String>, destination: Option<String>, id: Option<String>) -> DeadFilter {
+    DeadFilter {
+        route: route.filter(|s| !s.is_empty()),
+        destination: destination.filter(|s| !s.is_empty()),
+        id,
+    }
+}
+
+async fn act(
+    state: &AdminState,
+    filter: DeadFilter,
+    action: DeadAction,
+) -> Result<usize, ApiError> {
+    let n = state
+        .store
+        .act_on_dead(filter, action.clone(), crate::clock::now_ms())
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    tracing::info!(?action, n, "dead-letter queue");
+    Ok(n)
 }

@@ -125,7 +125,7 @@ pub enum RetryNow {
     Scheduled,
     /// It is being sent right now; nothing to do.
     InFlight,
-    /// It was delivered (or filtered): there is nothing to retry.
+    /// It was delivered, filtered or discarded: there is nothing to retry.
     Finished,
     /// No such delivery.
     NotFound,
@@ -145,4 +145,22 @@ impl Pausable {
             Pausable::Destination => "destination",
         }
     }
+}
+
+/// Which dead deliveries a bulk action applies to (all, when both are `None`).
+#[derive(Debug, Clone, Default)]
+pub struct DeadFilter {
+    pub route: Option<String>,
+    pub destination: Option<String>,
+    /// One delivery.
+    pub id: Option<String>,
+}
+
+/// A bulk action on the dead-letter queue.
+#[derive(Debug, Clone)]
+pub enum DeadAction {
+    /// Due again now, attempts kept.
+    Retry,
+    /// Set aside for good: state `discarded`, kept for the record.
+    Discard,
 }

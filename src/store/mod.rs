@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, Pausable, RetryNow,
-    StoredAttempt, StoredDelivery,
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery,
+    Pausable, RetryNow, StoredAttempt, StoredDelivery,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
@@ -114,6 +114,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes a pending, retrying or dead delivery due at `now_ms`, keeping its attempts.
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError>;
+
+    /// Retries or discards every dead delivery matching `filter`; returns how many.
+    async fn act_on_dead(
+        &self,
+        filter: DeadFilter,
+        action: DeadAction,
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
 
     /// Pauses (or resumes) a route or destination; kept across restarts.
     async fn set_paused(

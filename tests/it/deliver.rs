@@ -480,3 +480,93 @@ async fn an_open_breaker_spends_no_attempts_until_its_probe() {
     let destinations = server.admin_json("/api/v1/destinations").await;
     assert_eq!(destinations[0]["breaker"], "closed");
 }
+
+#[tokio::test]
+async fn the_dead_letter_queue_is_retried_or_discarded_by_filter() {
+    let mut a = Receiver::start(&[410, 410]).await;
+    let mut b = Receiver::start(&[410]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.a]
+        kind = "http"
+        url = "{}"
+        retry = {{ give_up_on = [410] }}
+        [destinations.b]
+        kind = "http"
+        url = "{}"
+        retry = {{ give_up_on = [410] }}
+        [[routes]]
+        source = "shop"
+        destination = "a"
+        [[routes]]
+        source = "shop"
+        destination = "b"
+        "#,
+        a.url, b.url
+    ))
+    .await;
+    let first = post(&server, r#"{"dlq":1}"#).await;
+    let second = server
+        .post_for_id("shop", &[], r#"{"dlq":2}"#.to_owned())
+        .await;
+    for _ in 0..2 {
+        a.next().await;
+    }
+    b.next().await;
+    // Both of a's deliveries and the first of b's are dead (b answers 200 after that).
+    b.next().await;
+    server.wait_for_deliveries(&first, "dead").await;
+    let dead = server.admin_json("/api/v1/dlq").await;
+    assert_eq!(dead["data"].as_array().unwrap().len(), 3);
+
+    // Retry only destination a: both its deliveries are sent again and succeed.
+    let r = server
+        .client
+        .post(server.admin_url("/api/v1/dlq/retry?destination=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["retried"], 2);
+    a.next().await;
+    a.next().await;
+    let event = server.admin_json(&format!("/api/v1/events/{second}")).await;
+    let b_state = |e: &Value| {
+        e["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "b")
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_ne!(b_state(&event), "dead", "b's second delivery went through");
+
+    // Discard what is left (b's first delivery), one by id.
+    let left = server.admin_json("/api/v1/dlq?destination=b").await;
+    let id = left["data"][0]["id"].as_str().unwrap().to_owned();
+    let r = server
+        .client
+        .post(server.admin_url(&format!("/api/v1/deliveries/{id}/discard")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "discarded");
+    let r = server
+        .client
+        .post(server.admin_url(&format!("/api/v1/deliveries/{id}/discard")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "only dead deliveries are discarded");
+    let r = server
+        .client
+        .post(server.admin_url("/api/v1/dlq/discard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["discarded"], 0);
+    let dead = server.admin_json("/api/v1/dlq").await;
+    assert_eq!(dead["data"].as_array().unwrap().len(), 0);
+}

@@ -21,9 +21,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, DeliveryQuery, EventQuery, Inserted, NewEvent,
-    NewRejected, Pausable, RetryNow, Store, StoreError, StoredDelivery, StoredEvent,
-    StoredRejected,
+    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery, EventQuery,
+    Inserted, NewEvent, NewRejected, Pausable, RetryNow, Store, StoreError, StoredDelivery,
+    StoredEvent, StoredRejected,
 };
 use writer::{Op, Write, Writer};
 
@@ -233,6 +233,17 @@ impl Store for SqliteStore {
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Retry(id.to_owned(), now_ms, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn act_on_dead(
+        &self,
+        filter: DeadFilter,
+        action: DeadAction,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Dead(filter, action, now_ms, reply))?;
         self.answer(answer).await
     }
 

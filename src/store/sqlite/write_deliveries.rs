@@ -5,7 +5,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parse_headers;
-use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Pausable, RetryNow};
+use crate::store::{
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Pausable, RetryNow,
+};
 
 /// Claims expired leases first (their workers died; they are the oldest work), then
 /// deliveries whose time has come, oldest due first.
@@ -155,7 +157,7 @@ pub(super) fn retry_now(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::R
     match state.as_deref() {
         None => Ok(RetryNow::NotFound),
         Some("in_flight") => Ok(RetryNow::InFlight),
-        Some("delivered" | "filtered") => Ok(RetryNow::Finished),
+        Some("delivered" | "filtered" | "discarded") => Ok(RetryNow::Finished),
         Some(_) => {
             conn.prepare_cached(
                 "UPDATE deliveries
@@ -187,4 +189,23 @@ pub(super) fn set_paused(
             .execute(params![kind.as_str(), name])?;
     }
     Ok(())
+}
+
+pub(super) fn act_on_dead(
+    conn: &Connection,
+    filter: &DeadFilter,
+    action: &DeadAction,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    let set = match action {
+        DeadAction::Retry => "state = 'retrying', next_attempt_at = ?1",
+        DeadAction::Discard => "state = 'discarded'",
+    };
+    let sql = format!(
+        "UPDATE deliveries SET {set}, updated_at = ?1
+         WHERE state = 'dead' AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR destination = ?3)
+           AND (?4 IS NULL OR id = ?4)"
+    );
+    conn.prepare_cached(&sql)?
+        .execute(params![now_ms, filter.route, filter.destination, filter.id])
 }

@@ -18,8 +18,8 @@ use super::checkpoint::Checkpointer;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, Inserted, NewEvent, NewRejected, Pausable, RetryNow,
-    StoreError,
+    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
+    Pausable, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -213,6 +213,12 @@ pub(super) enum Write {
         i64,
         oneshot::Sender<Result<(), StoreError>>,
     ),
+    Dead(
+        DeadFilter,
+        DeadAction,
+        i64,
+        oneshot::Sender<Result<usize, StoreError>>,
+    ),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -222,6 +228,7 @@ enum Outcome {
     Claimed(Vec<ClaimedDelivery>),
     Recorded,
     Retried(RetryNow),
+    Changed(usize),
 }
 
 impl Write {
@@ -247,6 +254,9 @@ impl Write {
             }
             (Write::Retry(_, _, reply), Outcome::Retried(result)) => {
                 let _ = reply.send(Ok(result));
+            }
+            (Write::Dead(_, _, _, reply), Outcome::Changed(n)) => {
+                let _ = reply.send(Ok(n));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -274,6 +284,9 @@ impl Write {
             Write::Retry(_, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
+            Write::Dead(_, _, _, reply) => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -289,6 +302,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
         }
         Write::Retry(id, now_ms, _) => {
             write_deliveries::retry_now(conn, id, *now_ms).map(Outcome::Retried)
+        }
+        Write::Dead(filter, action, now_ms, _) => {
+            write_deliveries::act_on_dead(conn, filter, action, *now_ms).map(Outcome::Changed)
         }
         Write::Pause(kind, name, paused, now_ms, _) => {
             write_deliveries::set_paused(conn, *kind, name, *paused, *now_ms)
