@@ -437,3 +437,19 @@ async fn invalid_source_names_are_json_404() {
         "unknown_source"
     );
 }
+
+#[tokio::test]
+async fn a_deliver_only_process_turns_senders_away() {
+    let server = TestServer::start_as(DEMO, forebay::config::Role::Deliver).await;
+    let r = server.post("demo", &[], "x").await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_an_ingest_process");
+    let r = server
+        .client
+        .get(server.ingest_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

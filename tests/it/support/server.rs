@@ -31,7 +31,7 @@ impl TestServer {
         Self::start_as(extra, Role::Ingest).await
     }
 
-    async fn start_as(extra: &str, role: Role) -> Self {
+    pub async fn start_as(extra: &str, role: Role) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Self::start_in_as(dir.path(), extra, role).await;
         server._dir = Some(dir);
