@@ -178,6 +178,10 @@ pub struct HttpDestination {
     /// Follow redirects (off by default: a redirect usually means a wrong URL).
     #[serde(default)]
     pub follow_redirects: bool,
+    /// Pass the sender's original headers on (`X-GitHub-Event`, `X-Shopify-Topic`, …), except
+    /// transport headers and the sender's credentials (`Authorization`, `Cookie`).
+    #[serde(default = "default_true")]
+    pub forward_headers: bool,
 }
 
 /// `kind = "exec"`.
@@ -268,6 +272,10 @@ pub struct RouteConfig {
     pub transform: Option<String>,
     /// jq expression: deliveries with the same key go one at a time, in receive order.
     pub ordering_key: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_post() -> String {

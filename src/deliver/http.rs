@@ -20,6 +20,7 @@ pub struct HttpTarget {
     headers: HeaderMap,
     timeout: Duration,
     signer: Option<Signer>,
+    forward_headers: bool,
 }
 
 impl HttpTarget {
@@ -55,6 +56,7 @@ impl HttpTarget {
             headers,
             timeout: cfg.timeout.0,
             signer,
+            forward_headers: cfg.forward_headers,
         })
     }
 
@@ -64,29 +66,49 @@ impl HttpTarget {
 
     /// Sends `d` once; `now_secs` is the `webhook-timestamp`.
     pub async fn send(&self, d: &ClaimedDelivery, now_secs: i64) -> Sent {
-        let mut request = self
+        // Layers, each overriding the one before: the sender's headers, the destination's
+        // configured headers, then forebay's own.
+        let mut headers = HeaderMap::new();
+        for (name, value) in &d.headers {
+            let forward = name == "content-type" || (self.forward_headers && forwardable(name));
+            if forward
+                && let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::from_bytes(value),
+                )
+            {
+                headers.append(name, value);
+            }
+        }
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // A sender's own Standard Webhooks signature covers its message id, not the event
+        // id sent here: it could never verify, so only forebay's (if any) goes out.
+        headers.remove("webhook-signature");
+        // The event id is the idempotency key: the same on every retry and replay.
+        let ours = [
+            ("webhook-id", d.event_id.clone()),
+            ("webhook-timestamp", now_secs.to_string()),
+            ("idempotency-key", d.event_id.clone()),
+            ("forebay-source", d.source.clone()),
+            ("forebay-attempt", d.attempt.to_string()),
+        ];
+        for (name, value) in ours {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        if let Some(signer) = &self.signer
+            && let Ok(value) = HeaderValue::try_from(signer.sign(&d.event_id, now_secs, &d.body))
+        {
+            headers.insert(HeaderName::from_static("webhook-signature"), value);
+        }
+        let request = self
             .client
             .request(self.method.clone(), &self.url)
             .timeout(self.timeout)
-            .headers(self.headers.clone());
-        if let Some((_, content_type)) = d.headers.iter().find(|(n, _)| n == "content-type")
-            && let Ok(value) = HeaderValue::from_bytes(content_type)
-        {
-            request = request.header(header::CONTENT_TYPE, value);
-        }
-        // The event id is the idempotency key: the same on every retry and replay.
-        request = request
-            .header("webhook-id", &d.event_id)
-            .header("webhook-timestamp", now_secs.to_string())
-            .header("idempotency-key", &d.event_id)
-            .header("forebay-source", &d.source)
-            .header("forebay-attempt", d.attempt.to_string());
-        if let Some(signer) = &self.signer {
-            request = request.header(
-                "webhook-signature",
-                signer.sign(&d.event_id, now_secs, &d.body),
-            );
-        }
+            .headers(headers);
         match request.body(d.body.clone()).send().await {
             Ok(response) => read_response(response).await,
             Err(e) => Sent {
@@ -95,6 +117,27 @@ impl HttpTarget {
             },
         }
     }
+}
+
+/// Headers of the original request worth passing to the handler: not the transport's
+/// (the outbound request has its own), not the sender's credentials for forebay.
+fn forwardable(name: &str) -> bool {
+    !matches!(
+        name,
+        "host"
+            | "content-length"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "authorization"
+            | "cookie"
+    )
 }
 
 async fn read_response(mut response: reqwest::Response) -> Sent {

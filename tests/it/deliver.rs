@@ -49,7 +49,19 @@ async fn delivers_the_original_body_with_stable_signed_headers() {
     let mut receiver = Receiver::start(&[]).await;
     let server = TestServer::start(&config(&receiver.url, r#"{ schedule = ["1s"] }"#)).await;
     let body = r#"{"type":"order.paid","n":1}"#;
-    let id = post(&server, body).await;
+    let id = server
+        .post_for_id(
+            "shop",
+            &[
+                ("content-type", "application/json"),
+                ("x-github-event", "push"),
+                ("authorization", "Bearer for-forebay-only"),
+                ("webhook-id", "msg_from_the_sender"),
+                ("x-team", "sender's value"),
+            ],
+            body.to_owned(),
+        )
+        .await;
 
     let got = receiver.next().await;
     assert_eq!(got.method, "POST");
@@ -60,7 +72,12 @@ async fn delivers_the_original_body_with_stable_signed_headers() {
     assert_eq!(got.header("idempotency-key"), id);
     assert_eq!(got.header("forebay-source"), "shop");
     assert_eq!(got.header("forebay-attempt"), "1");
-    assert_eq!(got.header("x-team"), "billing");
+    assert_eq!(got.header("x-team"), "billing", "configured headers win");
+    // The sender's headers are passed on, but not its credentials for forebay, and
+    // forebay's own headers replace the sender's of the same name.
+    assert_eq!(got.header("x-github-event"), "push");
+    assert!(got.headers.get("authorization").is_none());
+    assert_eq!(got.headers.get_all("webhook-id").iter().count(), 1);
 
     // The signature is Standard Webhooks: HMAC-SHA256 of "{id}.{timestamp}.{body}".
     let key = B64.decode(SECRET.trim_start_matches("whsec_")).unwrap();
