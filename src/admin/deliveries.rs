@@ -15,7 +15,7 @@ use super::json::{DeliveryDetailJson, Page};
 use super::paging::{page_params, query_params};
 use crate::http_error::ApiError;
 use crate::id;
-use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow};
+use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow, StoredDelivery};
 
 const STATES: [&str; 7] = [
     "pending",
@@ -70,13 +70,7 @@ pub async fn show(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeliveryDetailJson>, ApiError> {
     let delivery_id = path_id(path)?;
-    let delivery = find(
-        id::DELIVERY,
-        &delivery_id,
-        || not_found(&delivery_id),
-        state.store.get_delivery(&delivery_id),
-    )
-    .await?;
+    let delivery = load(&state, &delivery_id).await?;
     Ok(Json(delivery.into()))
 }
 
@@ -113,14 +107,19 @@ pub async fn retry(
         }
         RetryNow::Scheduled => state.wake.notify_one(),
     }
-    let delivery = find(
-        id::DELIVERY,
-        &delivery_id,
-        || not_found(&delivery_id),
-        state.store.get_delivery(&delivery_id),
-    )
-    .await?;
+    let delivery = load(&state, &delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
+}
+
+/// One delivery with its attempts, or a 404.
+async fn load(state: &AdminState, delivery_id: &str) -> Result<StoredDelivery, ApiError> {
+    find(
+        id::DELIVERY,
+        delivery_id,
+        || not_found(delivery_id),
+        state.store.get_delivery(delivery_id),
+    )
+    .await
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -185,13 +184,7 @@ pub async fn discard(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeliveryDetailJson>, ApiError> {
     let delivery_id = path_id(path)?;
-    let delivery = find(
-        id::DELIVERY,
-        &delivery_id,
-        || not_found(&delivery_id),
-        state.store.get_delivery(&delivery_id),
-    )
-    .await?;
+    let delivery = load(&state, &delivery_id).await?;
     if delivery.state != "dead" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -208,13 +201,7 @@ pub async fn discard(
         DeadAction::Discard,
     )
     .await?;
-    let delivery = find(
-        id::DELIVERY,
-        &delivery_id,
-        || not_found(&delivery_id),
-        state.store.get_delivery(&delivery_id),
-    )
-    .await?;
+    let delivery = load(&state, &delivery_id).await?;
     Ok(Json(delivery.into()))
 }
 

@@ -306,11 +306,8 @@ async fn dead_deliveries_are_listed_shown_with_attempts_and_retried() {
 
     // Retry from the dead-letter queue: sent again at once, and delivered this time.
     let r = server
-        .client
-        .post(server.admin_url(&format!("/api/v1/deliveries/{delivery_id}/retry")))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(&format!("/api/v1/deliveries/{delivery_id}/retry"))
+        .await;
     assert_eq!(r.status(), 202);
     let again = receiver.next().await;
     assert_eq!(again.header("webhook-id"), event_id);
@@ -319,11 +316,8 @@ async fn dead_deliveries_are_listed_shown_with_attempts_and_retried() {
     assert_eq!(event["deliveries"][0]["attempts"], 2);
     // Nothing to retry once delivered.
     let r = server
-        .client
-        .post(server.admin_url(&format!("/api/v1/deliveries/{delivery_id}/retry")))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(&format!("/api/v1/deliveries/{delivery_id}/retry"))
+        .await;
     assert_eq!(r.status(), 409);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
@@ -356,12 +350,7 @@ async fn delivery_api_errors_are_json() {
             "{path}"
         );
     }
-    let r = server
-        .client
-        .post(server.admin_url("/api/v1/deliveries/dlv_nope/retry"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.admin_post("/api/v1/deliveries/dlv_nope/retry").await;
     assert_eq!(r.status(), 404);
 }
 
@@ -388,7 +377,6 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
         held.url, other.url
     ))
     .await;
-    let admin_post = |path: &str| server.client.post(server.admin_url(path)).send();
 
     for (pause, resume) in [
         (
@@ -400,7 +388,7 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
             "/api/v1/routes/shop-held/resume",
         ),
     ] {
-        let r = admin_post(pause).await.unwrap();
+        let r = server.admin_post(pause).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap()["paused"], true);
         let id = post(&server, &format!("{{\"paused\":\"{pause}\"}}")).await;
@@ -417,7 +405,7 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
             .clone();
         assert_eq!(held_state, "pending", "{pause}");
 
-        let r = admin_post(resume).await.unwrap();
+        let r = server.admin_post(resume).await;
         assert_eq!(r.status(), 200);
         assert_eq!(held.next().await.header("webhook-id"), id, "{resume}");
     }
@@ -430,11 +418,11 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
             .iter()
             .all(|d| d["paused"] == false)
     );
-    let r = admin_post("/api/v1/destinations/nowhere/pause")
-        .await
-        .unwrap();
+    let r = server
+        .admin_post("/api/v1/destinations/nowhere/pause")
+        .await;
     assert_eq!(r.status(), 404);
-    let r = admin_post("/api/v1/routes/shop-held/stop").await.unwrap();
+    let r = server.admin_post("/api/v1/routes/shop-held/stop").await;
     assert_eq!(r.status(), 404);
 }
 
@@ -538,12 +526,7 @@ async fn the_dead_letter_queue_is_retried_or_discarded_by_filter() {
     assert_eq!(dead["data"].as_array().unwrap().len(), 3);
 
     // Retry only destination a: both its deliveries are sent again and succeed.
-    let r = server
-        .client
-        .post(server.admin_url("/api/v1/dlq/retry?destination=a"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.admin_post("/api/v1/dlq/retry?destination=a").await;
     assert_eq!(r.json::<Value>().await.unwrap()["retried"], 2);
     a.next().await;
     a.next().await;
@@ -563,26 +546,15 @@ async fn the_dead_letter_queue_is_retried_or_discarded_by_filter() {
     let left = server.admin_json("/api/v1/dlq?destination=b").await;
     let id = left["data"][0]["id"].as_str().unwrap().to_owned();
     let r = server
-        .client
-        .post(server.admin_url(&format!("/api/v1/deliveries/{id}/discard")))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(&format!("/api/v1/deliveries/{id}/discard"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "discarded");
     let r = server
-        .client
-        .post(server.admin_url(&format!("/api/v1/deliveries/{id}/discard")))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(&format!("/api/v1/deliveries/{id}/discard"))
+        .await;
     assert_eq!(r.status(), 409, "only dead deliveries are discarded");
-    let r = server
-        .client
-        .post(server.admin_url("/api/v1/dlq/discard"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.admin_post("/api/v1/dlq/discard").await;
     assert_eq!(r.json::<Value>().await.unwrap()["discarded"], 0);
     let dead = server.admin_json("/api/v1/dlq").await;
     assert_eq!(dead["data"].as_array().unwrap().len(), 0);

@@ -105,6 +105,15 @@ impl TestServer {
         event_id(self.post(source, headers, body).await).await
     }
 
+    /// POST (no body) on the admin API.
+    pub async fn admin_post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin request")
+    }
+
     /// GET on the admin API, as JSON, asserting 200.
     pub async fn admin_json(&self, path: &str) -> Value {
         let r = self
