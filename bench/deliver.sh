@@ -3,12 +3,20 @@
 # `--role ingest`, then one `--role deliver` process sends them to the bare baseline
 # server (which answers 200 at once); prints deliveries per second and the resident
 # memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
+# With `transform`, the route has a jq transform, so every delivery is first prepared in
+# the jq sandbox processes.
 #
-# Usage: bench/deliver.sh [EVENTS]
+# Usage: bench/deliver.sh [EVENTS] [plain|transform]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 events=${1:-100000}
+mode=${2:-plain}
+case "$mode" in
+  plain) route_extra="" ;;
+  transform) route_extra="transform = '{id: .id, body: .body, seen: .received_at}'" ;;
+  *) echo "mode must be plain or transform, not $mode" >&2; exit 2 ;;
+esac
 receiver_addr=127.0.0.1:18093
 ingest_addr=127.0.0.1:18094
 admin_addr=127.0.0.1:18095
@@ -36,6 +44,7 @@ max_concurrency = 64
 [[routes]]
 source = "bench"
 destination = "sink"
+$route_extra
 TOML
 
 # 1. The backlog: ingest only, until at least $events events are stored.
@@ -68,4 +77,4 @@ end=$(date +%s.%N)
 seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 rate=$(awk -v n="$backlog" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 echo
-echo "backlog $backlog events, delivered in ${seconds}s: $rate deliveries/s; peak RSS of the delivering process $((peak_rss / 1024)) MiB"
+echo "mode $mode: backlog $backlog events, delivered in ${seconds}s: $rate deliveries/s; peak RSS of the delivering process $((peak_rss / 1024)) MiB"

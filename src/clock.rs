@@ -1,6 +1,11 @@
-//! Wall-clock time as stored: milliseconds since the Unix epoch.
+//! Time as stored (milliseconds since the Unix epoch), and the [`Clock`] the delivery
+//! engine reads it from.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
@@ -8,4 +13,76 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// The delivery engine's time: when a delivery is due, when an attempt started, how long
+/// to wait for the next due retry. Production uses [`SystemClock`]; tests drive a
+/// [`ManualClock`] to walk a two-day retry schedule in milliseconds.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Resolves once this clock reads `at_ms` or later. (An instant, not a duration: a
+    /// duration would count from whenever the sleep starts, and the clock may have moved
+    /// since the caller read it.)
+    fn sleep_until(&self, at_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let wait = u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0);
+        Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
+    }
+}
+
+/// A clock that moves only when told to; sleepers wake when it passes their time.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: watch::Sender<i64>,
+}
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Self {
+        Self {
+            now: watch::Sender::new(start_ms),
+        }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.now.send_modify(|now| *now = now.saturating_add(by));
+    }
+
+    /// Moves the clock to `ms`, if that is later than now.
+    pub fn advance_to(&self, ms: i64) {
+        self.now.send_modify(|now| *now = (*now).max(ms));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as the clock; if it is gone, nothing will move.
+            let _ = now.wait_for(|now| *now >= at_ms).await;
+        })
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation (group commit).
 //! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
+//! - [`jq`]: jq expressions, compiled with jaq and evaluated in sandbox processes.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`cli`]: the `forebay` command line.
 
@@ -20,6 +21,8 @@ pub mod deliver;
 pub mod http_error;
 pub mod id;
 pub mod ingest;
+pub mod jq;
+pub mod routing;
 pub mod server;
 pub mod store;
 

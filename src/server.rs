@@ -21,9 +21,12 @@ use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::ingest::{self, IngestState};
+use crate::routing::Programs;
+use crate::routing::prepare::Preparer;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
 
@@ -104,6 +107,18 @@ pub async fn run_with_store(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    run_with_clock(config, store, listeners, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run_with_store`] with the delivery engine on `clock` (tests walk retry schedules
+/// on a [`crate::clock::ManualClock`]).
+pub async fn run_with_clock(
+    config: Config,
+    store: Arc<dyn Store>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServeError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -111,7 +126,10 @@ pub async fn run_with_store(
     let pauses = Arc::new(deliver::pause::Pauses::new(store.paused().await?));
     let senders = Arc::new(destinations.clone());
     let wake = Arc::new(Notify::new());
+    let prepare_wake = Arc::new(Notify::new());
+    let programs = Programs::new(&config);
     let (worker_stop, worker_stopped) = watch::channel(false);
+    let preparer_stopped = worker_stopped.clone();
     let worker = (config.role != Role::Ingest).then(|| {
         tokio::spawn(
             Worker {
@@ -121,15 +139,33 @@ pub async fn run_with_store(
                 wake: wake.clone(),
                 slots: SEND_SLOTS,
                 pauses: pauses.clone(),
+                clock,
             }
             .run(worker_stopped, config.server.shutdown_timeout.0),
         )
     });
+    let preparer = (config.role != Role::Ingest
+        && config.routes.iter().any(|r| r.needs_preparing()))
+    .then(|| {
+        tokio::spawn(
+            Preparer {
+                store: store.clone(),
+                programs: programs.clone(),
+                wake: prepare_wake.clone(),
+                deliver: wake.clone(),
+            }
+            .run(preparer_stopped),
+        )
+    });
     let ingest = match config.role {
         Role::Deliver => ingest::deliver_only_router(store.clone()),
-        Role::Ingest | Role::All => {
-            ingest::router(IngestState::new(&config, store.clone(), wake.clone()))
-        }
+        Role::Ingest | Role::All => ingest::router(IngestState::new(
+            &config,
+            store.clone(),
+            wake.clone(),
+            prepare_wake.clone(),
+            programs.clone(),
+        )),
     };
     let admin = admin::router(AdminState {
         store: store.clone(),
@@ -178,6 +214,9 @@ pub async fn run_with_store(
     // Sends in flight finish (or are left for the next start) before the store closes.
     if let Some(worker) = worker {
         let _ = worker.await;
+    }
+    if let Some(preparer) = preparer {
+        let _ = preparer.await;
     }
     // The store's last group always gets a moment, even when the connections used the
     // whole budget: requests still waiting on it are then answered 503, not cut off.

@@ -68,8 +68,8 @@ pub struct RejectedJson {
 impl From<StoredRequest> for RequestJson {
     fn from(r: StoredRequest) -> Self {
         Self {
-            received_at: rfc3339(r.received_at_ms),
-            headers: header_object(&r.headers),
+            received_at: crate::clock::rfc3339(r.received_at_ms),
+            headers: crate::store::headers::to_json(&r.headers),
             body: r.body.map(body_json),
             id: r.id,
             source: r.source,
@@ -121,32 +121,6 @@ fn body_json(bytes: Vec<u8>) -> BodyJson {
     }
 }
 
-/// Headers as an object (names are lower case); repeated headers are joined with `, `
-/// as HTTP allows. Values that are not UTF-8 (rare, and kept exactly in the store) are
-/// shown with replacement characters.
-fn header_object(headers: &[(String, Vec<u8>)]) -> Map<String, Value> {
-    let mut map = Map::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value);
-        match map.get_mut(name) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            _ => {
-                map.insert(name.clone(), Value::String(value.into_owned()));
-            }
-        }
-    }
-    map
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
 /// A delivery; `attempt_log` is filled when one delivery is shown.
 #[derive(Serialize)]
 pub struct DeliveryDetailJson {
@@ -154,12 +128,22 @@ pub struct DeliveryDetailJson {
     pub event_id: String,
     pub route: String,
     pub destination: String,
+    /// The `webhook-id` sent: the event id, with `.n` for the n-th part of a split.
+    pub webhook_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     pub state: String,
     pub attempts: i64,
     pub next_attempt_at: String,
     pub created_at: String,
     pub updated_at: String,
     pub last_error: Option<String>,
+    /// The body a transform made (shown with one delivery); absent when the event's
+    /// raw body is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<BodyJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempt_log: Vec<AttemptJson>,
 }
@@ -181,15 +165,15 @@ pub struct AttemptJson {
 impl From<StoredDelivery> for DeliveryDetailJson {
     fn from(d: StoredDelivery) -> Self {
         Self {
-            next_attempt_at: rfc3339(d.next_attempt_at_ms),
-            created_at: rfc3339(d.created_at_ms),
-            updated_at: rfc3339(d.updated_at_ms),
+            next_attempt_at: crate::clock::rfc3339(d.next_attempt_at_ms),
+            created_at: crate::clock::rfc3339(d.created_at_ms),
+            updated_at: crate::clock::rfc3339(d.updated_at_ms),
             attempt_log: d
                 .attempt_log
                 .into_iter()
                 .map(|a| AttemptJson {
-                    started_at: rfc3339(a.started_at_ms),
-                    response_headers: header_object(&a.response_headers),
+                    started_at: crate::clock::rfc3339(a.started_at_ms),
+                    response_headers: crate::store::headers::to_json(&a.response_headers),
                     response_body: body_json(a.response_body),
                     id: a.id,
                     number: a.number,
@@ -198,6 +182,13 @@ impl From<StoredDelivery> for DeliveryDetailJson {
                     error: a.error,
                 })
                 .collect(),
+            webhook_id: match d.part {
+                Some(n) => format!("{}.{n}", d.event_id),
+                None => d.event_id.clone(),
+            },
+            part: d.part,
+            ordering_key: d.ordering_key,
+            payload: d.payload.map(body_json),
             id: d.id,
             event_id: d.event_id,
             route: d.route,

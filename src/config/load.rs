@@ -20,6 +20,7 @@ use super::model::{DestinationConfig, RouteConfig, ServerConfig, SourceConfig, S
 use super::units::{Size, Span};
 use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
 use crate::ingest::dedup::DedupRule;
+use crate::jq::Expr;
 
 const TOP_LEVEL: [&str; 5] = ["server", "storage", "sources", "destinations", "routes"];
 
@@ -534,11 +535,28 @@ fn resolve_routes(
                 format!("route name {name:?} is used twice; give each route a distinct `name`"),
             );
         }
+        let mut compile = |key: &str, text: &Option<String>| {
+            let text = text.as_deref()?;
+            Expr::compile(text)
+                .map_err(|e| {
+                    errors.push(
+                        format!("{path}.{key}"),
+                        format!("the {key} of route {name:?} does not compile: {e}"),
+                    );
+                })
+                .ok()
+        };
+        let filter = compile("filter", &cfg.filter);
+        let transform = compile("transform", &cfg.transform);
+        let ordering_key = compile("ordering_key", &cfg.ordering_key);
         routes.push(Route {
             name,
             source: cfg.source.clone(),
             destination: cfg.destination.clone(),
             config: cfg,
+            filter,
+            transform,
+            ordering_key,
         });
     }
     routes

@@ -25,6 +25,7 @@ pub use units::{Rate, Size, Span};
 
 use crate::ingest::dedup::DedupRule;
 use crate::ingest::verify::Verifier;
+use crate::jq::Expr;
 
 /// The commented starter configuration that `forebay init` writes.
 pub const STARTER: &str = include_str!("../../forebay.toml");
@@ -107,6 +108,17 @@ pub struct Route {
     pub source: String,
     pub destination: String,
     pub config: RouteConfig,
+    /// The compiled `filter`, `transform` and `ordering_key`.
+    pub filter: Option<Expr>,
+    pub transform: Option<Expr>,
+    pub ordering_key: Option<Expr>,
+}
+
+impl Route {
+    /// True when the route has expressions to run before its deliveries can be sent.
+    pub fn needs_preparing(&self) -> bool {
+        self.filter.is_some() || self.transform.is_some() || self.ordering_key.is_some()
+    }
 }
 
 impl Config {

@@ -33,15 +33,11 @@ impl ExecTarget {
     }
 
     pub async fn send(&self, d: &ClaimedDelivery) -> Sent {
-        let content_type = d
-            .headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        let content_type = d.content_type().unwrap_or_default();
         let spawned = Command::new(&self.command)
             .args(&self.args)
             .env("FOREBAY_EVENT_ID", &d.event_id)
+            .env("FOREBAY_WEBHOOK_ID", d.webhook_id())
             .env("FOREBAY_DELIVERY_ID", &d.id)
             .env("FOREBAY_SOURCE", &d.source)
             .env("FOREBAY_ROUTE", &d.route)
@@ -64,7 +60,7 @@ impl ExecTarget {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let body = d.body.clone();
+        let body = d.outgoing_body().to_vec();
         let run = async move {
             // A command that does not read its stdin must not block the run.
             let feed = async move {

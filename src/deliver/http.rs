@@ -70,7 +70,11 @@ impl HttpTarget {
         // configured headers, then forebay's own.
         let mut headers = HeaderMap::new();
         for (name, value) in &d.headers {
-            let forward = name == "content-type" || (self.forward_headers && forwardable(name));
+            let forward = if name == "content-type" {
+                d.payload.is_none()
+            } else {
+                self.forward_headers && forwardable(name)
+            };
             if forward
                 && let (Ok(name), Ok(value)) = (
                     HeaderName::try_from(name.as_str()),
@@ -80,17 +84,25 @@ impl HttpTarget {
                 headers.append(name, value);
             }
         }
+        if d.payload.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
         }
         // A sender's own Standard Webhooks signature covers its message id, not the event
         // id sent here: it could never verify, so only forebay's (if any) goes out.
         headers.remove("webhook-signature");
-        // The event id is the idempotency key: the same on every retry and replay.
+        // The event id (with `.n` for a split's parts) is the idempotency key: the same on
+        // every retry and replay.
+        let webhook_id = d.webhook_id();
         let ours = [
-            ("webhook-id", d.event_id.clone()),
+            ("webhook-id", webhook_id.clone()),
             ("webhook-timestamp", now_secs.to_string()),
-            ("idempotency-key", d.event_id.clone()),
+            ("idempotency-key", webhook_id.clone()),
             ("forebay-source", d.source.clone()),
             ("forebay-attempt", d.attempt.to_string()),
         ];
@@ -100,7 +112,8 @@ impl HttpTarget {
             }
         }
         if let Some(signer) = &self.signer
-            && let Ok(value) = HeaderValue::try_from(signer.sign(&d.event_id, now_secs, &d.body))
+            && let Ok(value) =
+                HeaderValue::try_from(signer.sign(&webhook_id, now_secs, d.outgoing_body()))
         {
             headers.insert(HeaderName::from_static("webhook-signature"), value);
         }
@@ -109,7 +122,7 @@ impl HttpTarget {
             .request(self.method.clone(), &self.url)
             .timeout(self.timeout)
             .headers(headers);
-        match request.body(d.body.clone()).send().await {
+        match request.body(d.outgoing_body().to_vec()).send().await {
             Ok(response) => read_response(response).await,
             Err(e) => Sent {
                 error: Some(describe(&e)),

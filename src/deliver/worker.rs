@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::Destination;
 use super::breaker::Gate;
 use super::retry::Failure;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::id;
 use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Pausable, Store};
 
@@ -40,6 +40,8 @@ pub struct Worker {
     pub lease: Duration,
     /// Paused routes and destinations.
     pub pauses: Arc<super::pause::Pauses>,
+    /// When deliveries are due and attempts start.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Worker {
@@ -63,6 +65,10 @@ impl Worker {
             }
             // Each round starts at the next destination, so none is always served last.
             round = round.wrapping_add(1);
+            // One instant for the whole round: the claims and the next due time must agree
+            // on it, or a delivery falling due between the two would be neither claimed
+            // (not yet due) nor waited for (no longer ahead).
+            let now = this.clock.now_ms();
             let mut claimed_any = false;
             let mut rate_wait: Option<Duration> = None;
             let start = round % names.len().max(1);
@@ -103,7 +109,7 @@ impl Worker {
                 let claim = Claim {
                     destination: name.clone(),
                     skip_routes: this.pauses.routes(),
-                    now_ms: now_ms(),
+                    now_ms: now,
                     lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
                     limit: admission.count,
                 };
@@ -150,20 +156,18 @@ impl Worker {
                 .filter(|n| !this.pauses.is_paused(Pausable::Destination, n))
                 .cloned()
                 .collect();
-            let now = now_ms();
-            let due_in = match this.store.next_due_ms(&active, now).await {
-                Ok(Some(due)) => u64::try_from(due - now).ok().map(Duration::from_millis),
-                Ok(None) | Err(_) => None,
+            let max_idle_ms = i64::try_from(MAX_IDLE.as_millis()).unwrap_or(i64::MAX);
+            let due = match this.store.next_due_ms(&active, now).await {
+                Ok(Some(due)) => due.min(now.saturating_add(max_idle_ms)),
+                Ok(None) | Err(_) => now.saturating_add(max_idle_ms),
             };
-            let nap = [due_in, rate_wait]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(MAX_IDLE)
-                .min(MAX_IDLE);
+            // Due times are on the engine's clock; rate limits and breaker cooldowns on
+            // the process's own.
+            let limit_nap = rate_wait.unwrap_or(MAX_IDLE).min(MAX_IDLE);
             tokio::select! {
                 _ = this.wake.notified() => {}
-                _ = tokio::time::sleep(nap) => {}
+                _ = this.clock.sleep_until(due) => {}
+                _ = tokio::time::sleep(limit_nap) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -181,7 +185,7 @@ impl Worker {
 
     /// Sends one claimed delivery and records the attempt.
     async fn deliver(&self, d: ClaimedDelivery) {
-        let started_at_ms = now_ms();
+        let started_at_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
         let Some(dest) = self.destinations.get(&d.destination) else {
             return; // only configured destinations are claimed
@@ -196,8 +200,12 @@ impl Worker {
                 status: sent.status,
                 retry_after: sent.retry_after,
             };
-            dest.retry
-                .after_failure(attempt, failure, now_ms(), rand::random_range(-1.0..=1.0))
+            dest.retry.after_failure(
+                attempt,
+                failure,
+                self.clock.now_ms(),
+                rand::random_range(-1.0..=1.0),
+            )
         };
         if let Some(error) = &sent.error {
             tracing::info!(delivery = %d.id, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");

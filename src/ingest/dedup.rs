@@ -6,9 +6,10 @@ use sha2::{Digest, Sha256};
 
 use super::request::Unverified;
 use super::verify::Verifier;
+use crate::jq::Expr;
 
 /// How a source picks the dedup key of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum DedupRule {
     /// The provider's id when the verifier knows one, else the body hash.
     Auto,
@@ -16,6 +17,9 @@ pub enum DedupRule {
     Header(HeaderName),
     /// `json:/pointer`: a string or number at a JSON pointer in the body.
     JsonPointer(String),
+    /// `jq:EXPR`: the first output of a jq expression over the event (SPEC section 7's
+    /// input object); evaluated in the sandbox before [`DedupRule::key_for`].
+    Jq(Expr),
 }
 
 impl DedupRule {
@@ -36,22 +40,29 @@ impl DedupRule {
             }
             return Ok(DedupRule::JsonPointer(pointer.to_owned()));
         }
-        if text.starts_with("jq:") {
-            return Err(
-                "`jq:` dedup keys need the transform engine, which this version does not have yet; use `header:NAME` or `json:/pointer`"
-                    .to_owned(),
-            );
+        if let Some(expr) = text.strip_prefix("jq:") {
+            return Expr::compile(expr)
+                .map(DedupRule::Jq)
+                .map_err(|e| format!("the jq expression does not compile: {e}"));
         }
         Err(format!(
-            "unknown dedup key {text:?}; write `header:NAME` or `json:/json/pointer`"
+            "unknown dedup key {text:?}; write `header:NAME`, `json:/json/pointer` or `jq:EXPR`"
         ))
     }
 
     /// The dedup key of `req`. A configured rule that finds nothing falls back to the
     /// provider's id and then to the body hash, so every event still gets a key.
-    pub fn key_for(&self, verifier: &Verifier, req: &Unverified) -> String {
+    /// `evaluated` is what a `jq:` rule's expression gave (run by the caller, in the
+    /// sandbox).
+    pub fn key_for(
+        &self,
+        verifier: &Verifier,
+        req: &Unverified,
+        evaluated: Option<String>,
+    ) -> String {
         let configured = match self {
             DedupRule::Auto => None,
+            DedupRule::Jq(_) => evaluated,
             DedupRule::Header(name) => req
                 .headers
                 .get(name)
@@ -86,13 +97,22 @@ mod tests {
 
     #[test]
     fn parses_rules_and_explains_mistakes() {
-        assert_eq!(
+        assert!(matches!(
             DedupRule::parse("header:X-Request-Id").unwrap(),
-            DedupRule::Header(HeaderName::from_static("x-request-id"))
-        );
-        assert_eq!(
+            DedupRule::Header(h) if h == "x-request-id"
+        ));
+        assert!(matches!(
             DedupRule::parse("json:/data/id").unwrap(),
-            DedupRule::JsonPointer("/data/id".into())
+            DedupRule::JsonPointer(p) if p == "/data/id"
+        ));
+        assert!(matches!(
+            DedupRule::parse("jq:.body.meta.id").unwrap(),
+            DedupRule::Jq(e) if e.text() == ".body.meta.id"
+        ));
+        assert!(
+            DedupRule::parse("jq:.body.[")
+                .unwrap_err()
+                .starts_with("the jq expression does not compile: ")
         );
         assert!(
             DedupRule::parse("json:data")

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, Source};
 use crate::http_error::ApiError;
+use crate::routing::Programs;
 use crate::store::Store;
 
 /// What the ingest handlers share.
@@ -40,10 +41,20 @@ pub struct IngestState {
     pub rejected_body_limit: usize,
     /// Wakes the delivery worker after new deliveries are committed.
     pub wake: Arc<Notify>,
+    /// Wakes the preparer after deliveries with expressions to run are committed.
+    pub prepare_wake: Arc<Notify>,
+    /// Runs `jq:` dedup keys.
+    pub programs: Arc<Programs>,
 }
 
 impl IngestState {
-    pub fn new(config: &Config, store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+        prepare_wake: Arc<Notify>,
+        programs: Arc<Programs>,
+    ) -> Self {
         let retry_after_secs = config.storage.retry_after.0.as_secs().max(1);
         Self {
             sources: Arc::new(config.sources.clone()),
@@ -53,6 +64,8 @@ impl IngestState {
             budget: budget::Budget::new(config.server.max_inflight_bytes, retry_after_secs),
             rejected_body_limit: config.storage.rejected_body_limit,
             wake,
+            prepare_wake,
+            programs,
         }
     }
 }

@@ -12,12 +12,13 @@ use http::{HeaderValue, StatusCode, header};
 
 use super::IngestState;
 use super::body::{check_declared_length, read_capped};
+use super::dedup::DedupRule;
 use super::request::Unverified;
 use crate::clock::now_ms;
 use crate::config::Source;
 use crate::http_error::ApiError;
 use crate::id;
-use crate::store::{Inserted, NewDelivery, NewEvent, NewRejected};
+use crate::store::{EventInput, Inserted, NewDelivery, NewEvent, NewRejected};
 
 pub async fn receive(
     State(state): State<IngestState>,
@@ -94,7 +95,17 @@ async fn handle(
         }
     };
 
-    let dedup_key = source.dedup.key_for(&source.verifier, verified.request());
+    let event_id = id::new(id::EVENT);
+    let evaluated = match &source.dedup {
+        DedupRule::Jq(_) => {
+            let input = event_input(&event_id, verified.request());
+            state.programs.dedup_key(&source.name, &input).await
+        }
+        _ => None,
+    };
+    let dedup_key = source
+        .dedup
+        .key_for(&source.verifier, verified.request(), evaluated);
     let deliveries: Vec<NewDelivery> = source
         .routes
         .iter()
@@ -102,11 +113,12 @@ async fn handle(
             id: id::new(id::DELIVERY),
             route: r.name.clone(),
             destination: r.destination.clone(),
+            needs_preparing: r.needs_preparing(),
         })
         .collect();
     let event = NewEvent::with_guard(
         verified,
-        id::new(id::EVENT),
+        event_id,
         dedup_key,
         source.dedup_window.as_millis_i64(),
         deliveries,
@@ -118,8 +130,14 @@ async fn handle(
         .await
         .map_err(|e| ApiError::unavailable(&e, state.retry_after_secs))?;
     match &inserted {
-        Inserted::New { .. } if !source.routes.is_empty() => state.wake.notify_one(),
-        Inserted::New { .. } => {}
+        Inserted::New { .. } => {
+            if source.routes.iter().any(|r| r.needs_preparing()) {
+                state.prepare_wake.notify_one();
+            }
+            if source.routes.iter().any(|r| !r.needs_preparing()) {
+                state.wake.notify_one();
+            }
+        }
         Inserted::Duplicate { original_id } => {
             tracing::debug!(source = %source.name, original = %original_id, "duplicate")
         }
@@ -164,4 +182,22 @@ fn success(source: &Source, event_id: &str) -> Response {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
+}
+
+/// What a `jq:` dedup key sees of a request (the event it is about to become).
+fn event_input(event_id: &str, req: &Unverified) -> EventInput {
+    EventInput {
+        id: event_id.to_owned(),
+        source: req.source.clone(),
+        received_at_ms: req.received_at_ms,
+        method: req.method.to_string(),
+        path: req.path.clone(),
+        query: req.query.clone(),
+        headers: req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: req.body.to_vec(),
+    }
 }

@@ -33,6 +33,84 @@ pub struct ClaimedDelivery {
     /// The event's headers, name and raw value.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The body a transform made for this delivery; `None` sends the event's raw body.
+    pub payload: Option<Vec<u8>>,
+    /// For the n-th output of a transform that split the event: n (from 1).
+    pub part: Option<i64>,
+}
+
+impl ClaimedDelivery {
+    /// The `webhook-id` (and `Idempotency-Key`) of this delivery: the event id, with
+    /// `.n` for the n-th part of a split so siblings never look like duplicates.
+    pub fn webhook_id(&self) -> String {
+        match self.part {
+            Some(n) => format!("{}.{n}", self.event_id),
+            None => self.event_id.clone(),
+        }
+    }
+
+    /// The body to send: the transform's output, or the event's raw body.
+    pub fn outgoing_body(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The content type of [`Self::outgoing_body`]: JSON for a transform's output, else
+    /// the sender's own.
+    pub fn content_type(&self) -> Option<String> {
+        if self.payload.is_some() {
+            return Some("application/json".to_owned());
+        }
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A delivery whose route's filter, transform or ordering key has yet to run, with the
+/// event they run on.
+#[derive(Debug, Clone)]
+pub struct Unprepared {
+    pub id: String,
+    pub route: String,
+    pub event: EventInput,
+}
+
+/// What filters, transforms and ordering keys see of an event.
+#[derive(Debug, Clone)]
+pub struct EventInput {
+    pub id: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Name and raw value, as received.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// The result of running a route's filter, transform and ordering key on one delivery.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub delivery_id: String,
+    /// Deliveries of the route with the same key go one at a time, in receive order.
+    pub ordering_key: Option<String>,
+    pub outcome: Preparation,
+}
+
+/// Where a prepared delivery goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preparation {
+    /// Send the event's raw body (no transform).
+    Raw,
+    /// Send these bodies: one keeps the delivery as it is; several split it into parts
+    /// 1..n, each a delivery of its own.
+    Bodies(Vec<Vec<u8>>),
+    /// The filter said no, or the transform had no output: state `filtered`.
+    Filtered,
+    /// The expression failed or ran past its limits: state `dead`, with this error.
+    Failed(String),
 }
 
 /// One attempt's result, and where the delivery goes next.
@@ -101,6 +179,11 @@ pub struct StoredDelivery {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub last_error: Option<String>,
+    /// For the n-th output of a split transform: n.
+    pub part: Option<i64>,
+    pub ordering_key: Option<String>,
+    /// The body a transform made; filled when one delivery is shown.
+    pub payload: Option<Vec<u8>>,
     /// Filled when one delivery is shown; empty in listings.
     pub attempt_log: Vec<StoredAttempt>,
 }

@@ -36,6 +36,27 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(headers)
 }
 
+/// Headers as an object (names are lower case); repeated headers are joined with `, `
+/// as HTTP allows. Values that are not UTF-8 (rare, and kept exactly in the store) are
+/// shown with replacement characters.
+pub fn to_json(headers: &[(String, Vec<u8>)]) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value);
+        match map.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                map.insert(name.clone(), Value::String(value.into_owned()));
+            }
+        }
+    }
+    map
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }

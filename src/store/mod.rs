@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 pub use delivery::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery,
-    Pausable, RetryNow, StoredAttempt, StoredDelivery,
+    EventInput, Pausable, Preparation, Prepared, RetryNow, StoredAttempt, StoredDelivery,
+    Unprepared,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
@@ -94,6 +95,15 @@ pub trait Store: Send + Sync + 'static {
     /// recorded but does not overrule the newer claim. Waits for room in the writer's
     /// queue rather than failing: the send has happened, its record must not be lost.
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+
+    /// The oldest deliveries (in receive order) whose route's filter, transform or
+    /// ordering key has yet to run, with their events.
+    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError>;
+
+    /// Writes what preparing a batch came to, all in one transaction: a split adds the
+    /// parts after the first as new deliveries. Deliveries no longer waiting (discarded
+    /// meanwhile) are left alone.
+    async fn prepare(&self, batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError>;
 
     /// When, after `after_ms`, the next delivery to one of `destinations` falls due (or a
     /// lease ends).

@@ -53,6 +53,9 @@ pub struct NewDelivery {
     pub id: String,
     pub route: String,
     pub destination: String,
+    /// The route has a filter, transform or ordering key: the delivery waits until the
+    /// engine has run them.
+    pub needs_preparing: bool,
 }
 
 impl NewEvent {

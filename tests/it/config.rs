@@ -1,22 +1,8 @@
 //! Configuration as users meet it: `forebay check`, `forebay init`, overrides, secrets.
 
-use std::process::{Command, Output};
-
 use forebay::Config;
 
-/// Runs the binary with only `PATH` and `envs`: a developer's own `FOREBAY_*` variables
-/// (or `FOREBAY_CONFIG`) must not leak in and change what is checked.
-fn forebay(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forebay"));
-    cmd.args(args).env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run forebay")
-}
+use crate::support::binary::run_forebay as forebay;
 
 /// Runs `forebay check` on `toml`, expects exit code 1, and returns what it printed.
 fn check_fails(toml: &str) -> String {

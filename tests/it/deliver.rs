@@ -79,15 +79,27 @@ async fn delivers_the_original_body_with_stable_signed_headers() {
     assert!(got.headers.get("authorization").is_none());
     assert_eq!(got.headers.get_all("webhook-id").iter().count(), 1);
 
-    // The signature is Standard Webhooks: HMAC-SHA256 of "{id}.{timestamp}.{body}".
-    let key = B64.decode(SECRET.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{}.{body}", got.header("webhook-timestamp")).as_bytes());
-    let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
-    assert_eq!(got.header("webhook-signature"), expected);
+    assert_signed(&got, SECRET);
 
     let event = server.wait_for_deliveries(&id, "delivered").await;
     assert_eq!(event["deliveries"][0]["attempts"], 1);
+}
+
+/// The signature is Standard Webhooks: HMAC-SHA256 of "{webhook-id}.{timestamp}.{body}".
+pub fn assert_signed(got: &crate::support::receiver::Recorded, secret: &str) {
+    let key = B64.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.",
+            got.header("webhook-id"),
+            got.header("webhook-timestamp")
+        )
+        .as_bytes(),
+    );
+    mac.update(&got.body);
+    let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+    assert_eq!(got.header("webhook-signature"), expected);
 }
 
 #[tokio::test]

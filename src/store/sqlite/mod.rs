@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery, EventQuery,
-    Inserted, NewEvent, NewRejected, Pausable, RetryNow, Store, StoreError, StoredDelivery,
-    StoredEvent, StoredRejected,
+    Inserted, NewEvent, NewRejected, Pausable, Prepared, RetryNow, Store, StoreError,
+    StoredDelivery, StoredEvent, StoredRejected, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -179,6 +179,21 @@ impl Store for SqliteStore {
         // already made must be recorded, or the delivery would be sent again.
         self.writes
             .send(Op::Write(Write::Attempt(attempt, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.answer(answer).await
+    }
+
+    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+        self.read(move |c| read_deliveries::unprepared(c, limit))
+            .await
+    }
+
+    async fn prepare(&self, batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        // Like an attempt, the expressions have run: wait for room rather than fail.
+        self.writes
+            .send(Op::Write(Write::Prepare(batch, now_ms, reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         self.answer(answer).await
@@ -433,5 +448,7 @@ fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
 
 #[cfg(test)]
 mod delivery_tests;
+#[cfg(test)]
+mod prepare_tests;
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,12 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::parse_headers;
-use crate::store::{DeliveryQuery, StoreError, StoredAttempt, StoredDelivery};
+use crate::store::{
+    DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
+};
 
 const COLUMNS: &str = "id, event_id, route, destination, state, attempts, next_attempt_at, \
-     created_at, updated_at, last_error";
+     created_at, updated_at, last_error, part, ordering_key";
 
 pub(super) fn list(
     conn: &Connection,
@@ -35,6 +37,9 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredDelivery>,
     else {
         return Ok(None);
     };
+    delivery.payload = conn
+        .prepare_cached("SELECT payload FROM deliveries WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(
         "SELECT id, number, started_at, duration_ms, status, error, response_headers,
                 response_body
@@ -75,6 +80,46 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<StoredDelivery> {
         created_at_ms: r.get(7)?,
         updated_at_ms: r.get(8)?,
         last_error: r.get(9)?,
+        part: r.get(10)?,
+        ordering_key: r.get(11)?,
+        payload: None,
         attempt_log: Vec::new(),
     })
+}
+
+/// The oldest unprepared deliveries, in receive order (rowid), with their events.
+pub(super) fn unprepared(conn: &Connection, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.route, e.id, e.source, e.received_at, e.method, e.path, e.query,
+                e.headers, e.body
+         FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+         WHERE d.prepared = 0 AND d.state = 'pending'
+         ORDER BY d.rowid LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit as i64], |r| {
+        Ok((
+            Unprepared {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                event: EventInput {
+                    id: r.get(2)?,
+                    source: r.get(3)?,
+                    received_at_ms: r.get(4)?,
+                    method: r.get(5)?,
+                    path: r.get(6)?,
+                    query: r.get(7)?,
+                    headers: Vec::new(),
+                    body: r.get(9)?,
+                },
+            },
+            r.get::<_, Vec<u8>>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut u, headers) = row?;
+        u.event.headers = parse_headers(&headers)?;
+        out.push(u);
+    }
+    Ok(out)
 }

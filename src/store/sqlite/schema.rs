@@ -93,6 +93,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, name)
     ) STRICT;
     "#,
+    // 4: filters, transforms and ordering keys. A delivery of a route with any of them
+    // waits `prepared = 0` until the engine has run them; a split transform's outputs
+    // become parts 1..n (each its own delivery, `part` set) with their bodies in
+    // `payload`; `seq` keeps receive order across the parts of one event.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN prepared INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE deliveries ADD COLUMN part INTEGER;
+    ALTER TABLE deliveries ADD COLUMN payload BLOB;
+    ALTER TABLE deliveries ADD COLUMN ordering_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN seq INTEGER;
+    CREATE INDEX deliveries_unprepared ON deliveries (prepared) WHERE prepared = 0 AND state = 'pending';
+    CREATE INDEX deliveries_by_key ON deliveries (route, ordering_key, seq)
+        WHERE ordering_key IS NOT NULL AND state IN ('pending', 'in_flight', 'retrying');
+    "#,
 ];
 
 /// The schema version this binary writes.

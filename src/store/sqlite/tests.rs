@@ -35,6 +35,7 @@ pub(super) fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64
             id: id::new(id::DELIVERY),
             route: "r".into(),
             destination: "d".into(),
+            needs_preparing: false,
         }],
     )
 }

@@ -5,12 +5,17 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parse_headers;
+use crate::id;
 use crate::store::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Pausable, RetryNow,
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Pausable,
+    Preparation, Prepared, RetryNow,
 };
 
 /// Claims expired leases first (their workers died; they are the oldest work), then
-/// deliveries whose time has come, oldest due first.
+/// deliveries whose time has come, oldest due first. A delivery with an ordering key
+/// waits while an earlier one of its route and key is unfinished (pending, in flight or
+/// retrying), so each key has one delivery in flight, in receive order; `dead`, like
+/// `delivered`, lets the key move on.
 pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
     let skip_routes = serde_json::to_string(&claim.skip_routes).unwrap_or_else(|_| "[]".into());
@@ -22,7 +27,14 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
          ORDER BY lease_until LIMIT ?3",
         "SELECT id FROM deliveries
          WHERE destination = ?4 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
+           AND prepared = 1
            AND route NOT IN (SELECT value FROM json_each(?5))
+           AND (ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM deliveries AS e
+                WHERE e.route = deliveries.route AND e.ordering_key = deliveries.ordering_key
+                  AND e.state IN ('pending', 'in_flight', 'retrying')
+                  AND (e.seq < deliveries.seq
+                       OR (e.seq = deliveries.seq AND e.part < deliveries.part))))
          ORDER BY next_attempt_at LIMIT ?3",
     ] {
         let left = claim.limit.saturating_sub(claimed.len());
@@ -32,7 +44,7 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
         let sql = format!(
             "UPDATE deliveries SET state = 'in_flight', lease_until = ?1, updated_at = ?2
              WHERE id IN ({candidates})
-             RETURNING id, event_id, route, destination, attempts"
+             RETURNING id, event_id, route, destination, attempts, payload, part"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -50,20 +62,42 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
                 ))
             },
         )?;
-        for row in rows {
-            let (id, event_id, route, destination, attempts) = row?;
-            claimed.push(with_event(
+        let rows: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
+        for (id, event_id, route, destination, attempts, payload, part) in rows {
+            match with_event(
                 conn,
-                id,
+                id.clone(),
                 event_id,
                 route,
                 destination,
                 attempts + 1,
                 lease_until,
-            )?);
+            ) {
+                Ok(mut d) => {
+                    d.payload = payload;
+                    d.part = part;
+                    claimed.push(d);
+                }
+                // A damaged event must not fail every claim of its destination: its
+                // delivery goes dead with the reason, and the others go on.
+                Err(e) => {
+                    conn.prepare_cached(
+                        "UPDATE deliveries SET state = 'dead', lease_until = NULL,
+                                last_error = ?2, updated_at = ?3
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        format!("the event cannot be read: {e}"),
+                        claim.now_ms
+                    ])?;
+                }
+            }
         }
     }
     Ok(claimed)
@@ -101,7 +135,87 @@ fn with_event(
         received_at_ms,
         headers,
         body,
+        payload: None,
+        part: None,
     })
+}
+
+/// Writes what the filters, transforms and ordering keys made of a batch of deliveries.
+/// `seq` is the delivery's own rowid (receive order: rowids grow with each commit), and
+/// the parts of a split share their parent's, ordered by part number.
+pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rusqlite::Result<()> {
+    for p in batch {
+        let (state, payload, part, error) = match &p.outcome {
+            Preparation::Raw => ("pending", None, None, None),
+            Preparation::Bodies(bodies) if bodies.len() == 1 => {
+                ("pending", Some(&bodies[0][..]), None, None)
+            }
+            Preparation::Bodies(bodies) if bodies.len() > 1 => {
+                ("pending", Some(&bodies[0][..]), Some(1), None)
+            }
+            Preparation::Filtered => ("filtered", None, None, None),
+            Preparation::Bodies(_) => ("filtered", None, None, None), // no output
+            Preparation::Failed(error) => ("dead", None, None, Some(error.as_str())),
+        };
+        // A failed preparation stays unprepared, so a retry from the dead-letter queue
+        // runs the (perhaps corrected) expressions again.
+        let prepared = !matches!(p.outcome, Preparation::Failed(_));
+        let parent = conn
+            .prepare_cached(
+                "UPDATE deliveries
+                 SET prepared = ?2, state = ?3, payload = ?4, part = ?5, ordering_key = ?6,
+                     seq = rowid, last_error = ?7, updated_at = ?8
+                 WHERE id = ?1 AND prepared = 0 AND state = 'pending'
+                 RETURNING event_id, route, destination, seq",
+            )?
+            .query_row(
+                params![
+                    p.delivery_id,
+                    prepared,
+                    state,
+                    payload,
+                    part,
+                    p.ordering_key,
+                    error,
+                    now_ms
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        // Gone or changed meanwhile (discarded, say): nothing to split.
+        let (Some((event_id, route, destination, seq)), Preparation::Bodies(bodies)) =
+            (parent, &p.outcome)
+        else {
+            continue;
+        };
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
+                                     created_at, updated_at, prepared, part, payload,
+                                     ordering_key, seq)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, 1, ?6, ?7, ?8, ?9)",
+        )?;
+        for (i, body) in bodies.iter().enumerate().skip(1) {
+            insert.execute(params![
+                id::new(id::DELIVERY),
+                event_id,
+                route,
+                destination,
+                now_ms,
+                i as i64 + 1,
+                &body[..],
+                p.ordering_key,
+                seq
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::Result<()> {
@@ -198,7 +312,10 @@ pub(super) fn act_on_dead(
     now_ms: i64,
 ) -> rusqlite::Result<usize> {
     let set = match action {
-        DeadAction::Retry => "state = 'retrying', next_attempt_at = ?1",
+        // Never tried (it died being prepared): pending again, so it is prepared anew.
+        DeadAction::Retry => {
+            "state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, next_attempt_at = ?1"
+        }
         DeadAction::Discard => "state = 'discarded'",
     };
     let sql = format!(

@@ -63,8 +63,8 @@ pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<
     ])?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
-                                 created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+                                 created_at, updated_at, prepared)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)",
     )?;
     for d in &e.deliveries {
         insert.execute(params![
@@ -72,7 +72,8 @@ pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<
             e.id,
             d.route,
             d.destination,
-            e.received_at_ms
+            e.received_at_ms,
+            !d.needs_preparing
         ])?;
     }
     Ok(Inserted::New { id: e.id.clone() })

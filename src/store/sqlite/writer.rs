@@ -19,7 +19,7 @@ use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
-    Pausable, RetryNow, StoreError,
+    Pausable, Prepared, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -219,6 +219,7 @@ pub(super) enum Write {
         i64,
         oneshot::Sender<Result<usize, StoreError>>,
     ),
+    Prepare(Vec<Prepared>, i64, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -246,7 +247,8 @@ impl Write {
                 let _ = reply.send(Ok(()));
             }
             (Write::Attempt(_, reply), Outcome::Recorded)
-            | (Write::Pause(_, _, _, _, reply), Outcome::Recorded) => {
+            | (Write::Pause(_, _, _, _, reply), Outcome::Recorded)
+            | (Write::Prepare(_, _, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
             }
             (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
@@ -275,7 +277,9 @@ impl Write {
                 drop(rejected);
                 let _ = reply.send(Err(error()));
             }
-            Write::Attempt(_, reply) | Write::Pause(_, _, _, _, reply) => {
+            Write::Attempt(_, reply)
+            | Write::Pause(_, _, _, _, reply)
+            | Write::Prepare(_, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
             Write::Claim(_, reply) => {
@@ -309,6 +313,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
         Write::Pause(kind, name, paused, now_ms, _) => {
             write_deliveries::set_paused(conn, *kind, name, *paused, *now_ms)
                 .map(|()| Outcome::Recorded)
+        }
+        Write::Prepare(prepared, now_ms, _) => {
+            write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
         }
     }
 }

@@ -68,3 +68,17 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the binary with only `PATH` and `envs`: a developer's own `FOREBAY_*` variables
+/// (or `FOREBAY_CONFIG`) must not leak in and change what is checked.
+pub fn run_forebay(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forebay"));
+    cmd.args(args).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run forebay")
+}

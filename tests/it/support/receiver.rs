@@ -32,9 +32,20 @@ impl Recorded {
     }
 }
 
+/// Decides a request's status from its body (for tests where arrival order is not fixed).
+pub type Rule = Arc<dyn Fn(&Bytes) -> u16 + Send + Sync>;
+
 #[derive(Clone)]
 struct Shared {
     script: Arc<Mutex<VecDeque<u16>>>,
+    rule: Option<Rule>,
+    /// Sent as `Retry-After` with every 429 and 503.
+    retry_after: Option<&'static str>,
+    /// Requests in progress per value of this top-level field of a JSON body, and the
+    /// most at once of any value.
+    group_by: Option<&'static str>,
+    groups: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    group_peak: Arc<AtomicUsize>,
     seen: mpsc::UnboundedSender<Recorded>,
     /// How long each answer takes.
     delay: Duration,
@@ -46,6 +57,7 @@ pub struct Receiver {
     pub url: String,
     seen: mpsc::UnboundedReceiver<Recorded>,
     peak: Arc<AtomicUsize>,
+    group_peak: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -56,10 +68,37 @@ impl Receiver {
 
     /// Like [`Receiver::start`], but each answer takes `delay` (to measure concurrency).
     pub async fn start_slow(script: &[u16], delay: Duration) -> Self {
+        Self::launch(script, delay, None, None, None).await
+    }
+
+    /// Like [`Receiver::start`], with `Retry-After: {retry_after}` on 429s and 503s.
+    pub async fn start_with_retry_after(script: &[u16], retry_after: &'static str) -> Self {
+        Self::launch(script, Duration::ZERO, None, None, Some(retry_after)).await
+    }
+
+    /// A receiver whose answers come from `rule`, each taking `delay`, that counts the
+    /// requests in progress per value of the JSON body's field `group_by`.
+    pub async fn start_with_rule(rule: Rule, delay: Duration, group_by: &'static str) -> Self {
+        Self::launch(&[], delay, Some(rule), Some(group_by), None).await
+    }
+
+    async fn launch(
+        script: &[u16],
+        delay: Duration,
+        rule: Option<Rule>,
+        group_by: Option<&'static str>,
+        retry_after: Option<&'static str>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let peak = Arc::new(AtomicUsize::new(0));
+        let group_peak = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            rule,
+            retry_after,
+            group_by,
+            groups: Arc::default(),
+            group_peak: group_peak.clone(),
             seen: tx,
             delay,
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -77,7 +116,13 @@ impl Receiver {
             url,
             seen: rx,
             peak,
+            group_peak,
         }
+    }
+
+    /// The most requests in progress at once with one value of the `group_by` field.
+    pub fn peak_in_flight_per_group(&self) -> usize {
+        self.group_peak.load(Ordering::SeqCst)
     }
 
     /// The most requests that were in progress at once.
@@ -104,16 +149,35 @@ async fn record(
     let at = Instant::now();
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.peak.fetch_max(now, Ordering::SeqCst);
+    let group = shared.group_by.map(|name| {
+        let key = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get(name).map(|k| k.to_string()))
+            .unwrap_or_default();
+        let mut groups = shared.groups.lock().unwrap();
+        let n = groups.entry(key.clone()).or_default();
+        *n += 1;
+        shared.group_peak.fetch_max(*n, Ordering::SeqCst);
+        key
+    });
     if !shared.delay.is_zero() {
         tokio::time::sleep(shared.delay).await;
     }
+    if let Some(key) = group
+        && let Some(n) = shared.groups.lock().unwrap().get_mut(&key)
+    {
+        *n -= 1;
+    }
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let status = shared
-        .script
-        .lock()
-        .ok()
-        .and_then(|mut s| s.pop_front())
-        .unwrap_or(200);
+    let status = match &shared.rule {
+        Some(rule) => rule(&body),
+        None => shared
+            .script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or(200),
+    };
     let _ = shared.seen.send(Recorded {
         at,
         method,
@@ -122,5 +186,13 @@ async fn record(
         body,
     });
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    (status, format!("answered {status}")).into_response()
+    let mut response = (status, format!("answered {status}")).into_response();
+    if let Some(after) = shared.retry_after
+        && matches!(status.as_u16(), 429 | 503)
+    {
+        response
+            .headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static(after));
+    }
+    response
 }

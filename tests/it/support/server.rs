@@ -1,7 +1,9 @@
 //! An in-process forebay on port 0 with its own SQLite file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use forebay::clock::{Clock, SystemClock};
 use forebay::config::Role;
 use forebay::{Config, Listeners};
 use serde_json::Value;
@@ -32,18 +34,29 @@ impl TestServer {
     }
 
     pub async fn start_as(extra: &str, role: Role) -> Self {
+        Self::start_fresh(extra, role, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose delivery engine runs on `clock`.
+    pub async fn start_with_clock(extra: &str, clock: Arc<dyn Clock>) -> Self {
+        Self::start_fresh(extra, Role::All, clock).await
+    }
+
+    async fn start_fresh(extra: &str, role: Role, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = Self::start_in_as(dir.path(), extra, role).await;
+        let mut server = Self::start_in_as(dir.path(), extra, role, clock).await;
         server._dir = Some(dir);
         server
     }
 
     /// A server whose database lives in `dir` (to restart on the same data).
     pub async fn start_in(dir: &Path, extra: &str) -> Self {
-        Self::start_in_as(dir, extra, Role::All).await
+        Self::start_in_as(dir, extra, Role::All, Arc::new(SystemClock)).await
     }
 
-    async fn start_in_as(dir: &Path, extra: &str, role: Role) -> Self {
+    async fn start_in_as(dir: &Path, extra: &str, role: Role, clock: Arc<dyn Clock>) -> Self {
+        // Expressions run in sandbox processes of the real binary, not of this harness.
+        forebay::jq::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
         let db_path = dir.join("forebay.db");
         let text = config_text(&db_path, extra);
         let mut config = Config::parse(&text, std::iter::empty::<(&str, &str)>())
@@ -56,9 +69,16 @@ impl TestServer {
         let store = forebay::server::open_store(&config.storage).expect("store opens");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            forebay::server::run_with_store(config, store, Listeners { ingest, admin }, async {
+            let stopped = async {
                 let _ = stopped.await;
-            })
+            };
+            forebay::server::run_with_clock(
+                config,
+                store,
+                Listeners { ingest, admin },
+                stopped,
+                clock,
+            )
             .await
             .expect("server runs");
         });

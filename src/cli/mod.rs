@@ -1,7 +1,9 @@
-//! The `forebay` command line: `serve`, `check`, `init`.
+//! The `forebay` command line: `serve`, `check`, `init`, `test-route`.
 //!
 //! Exit codes: 0 success; 1 the configuration is invalid; 2 wrong usage (from clap);
 //! 3 the server failed at run time (a port in use, a store that cannot open).
+
+mod test_route;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +42,14 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run a route's filter, transform and ordering key on a stored event or a file,
+    /// and print what would be delivered.
+    TestRoute {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: test_route::TestRouteArgs,
+    },
     /// Write a commented starter configuration.
     Init {
         /// Where to write it.
@@ -66,6 +76,9 @@ pub enum LogFormat {
 
 /// Runs the parsed command line.
 pub async fn main(cli: Cli) -> ExitCode {
+    // One TLS provider for every HTTP client of the process (destinations, the CLI's
+    // calls to a server); a second install is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve {
             config,
@@ -74,6 +87,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => serve(&config.config, log_format, role).await,
         Command::Check { config } => check(&config.config),
         Command::Init { path, force } => init(&path, force),
+        Command::TestRoute { config, args } => match load(&config.config) {
+            Ok(loaded) => test_route::run(&config.config, &loaded, args).await,
+            Err(code) => code,
+        },
     }
 }
 
