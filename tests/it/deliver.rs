@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::support::TestServer;
-use crate::support::receiver::Receiver;
+use crate::support::receiver::{HANG, Receiver};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -187,6 +187,94 @@ async fn a_failing_command_is_dead_when_it_has_no_retries() {
     let id = post(&server, "{}").await;
     let event = server.wait_for_deliveries(&id, "dead").await;
     assert_eq!(event["deliveries"][0]["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_command_that_overruns_its_timeout_is_killed() {
+    let server = TestServer::start(
+        r#"
+        [sources.shop]
+        [destinations.slow]
+        kind = "exec"
+        command = "/bin/sleep"
+        args = ["30"]
+        timeout = "300ms"
+        retry = { schedule = [] }
+        [[routes]]
+        source = "shop"
+        destination = "slow"
+        "#,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let id = post(&server, "{}").await;
+    let event = server.wait_for_deliveries(&id, "dead").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let d = event["deliveries"][0]["id"].as_str().unwrap();
+    let shown = server.admin_json(&format!("/api/v1/deliveries/{d}")).await;
+    let error = shown["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("killed after the 0.3s timeout"), "{error}");
+}
+
+#[tokio::test]
+async fn a_destination_that_hangs_past_its_timeout_is_retried() {
+    let mut receiver = Receiver::start(&[HANG]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{}"
+        timeout = "300ms"
+        retry = {{ schedule = ["50ms"] }}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        "#,
+        receiver.url
+    ))
+    .await;
+    let id = post(&server, "{}").await;
+    receiver.next().await;
+    receiver.next().await;
+    let event = server.wait_for_deliveries(&id, "delivered").await;
+    let d = event["deliveries"][0]["id"].as_str().unwrap();
+    let shown = server.admin_json(&format!("/api/v1/deliveries/{d}")).await;
+    let first = &shown["attempt_log"][0];
+    assert_eq!(first["status"], Value::Null);
+    assert!(
+        first["error"].as_str().unwrap().contains("timed out"),
+        "{first}"
+    );
+    assert_eq!(shown["attempt_log"][1]["status"], 200);
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_an_attempt_that_failed() {
+    let url = crate::support::receiver::reset_listener().await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{url}"
+        retry = {{ schedule = ["20ms"] }}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        "#
+    ))
+    .await;
+    let id = post(&server, "{}").await;
+    let event = server.wait_for_deliveries(&id, "dead").await;
+    let d = event["deliveries"][0]["id"].as_str().unwrap();
+    let shown = server.admin_json(&format!("/api/v1/deliveries/{d}")).await;
+    let log = shown["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "one try and one retry");
+    for attempt in log {
+        assert_eq!(attempt["status"], Value::Null);
+        assert!(attempt["error"].as_str().is_some(), "{attempt}");
+    }
 }
 
 fn limited(url: &str, limits: &str) -> String {

@@ -1,5 +1,7 @@
 //! A recording HTTP receiver: answers each request with the next scripted status (200
 //! once the script is used up) and hands every request to the test, in arrival order.
+//! The scripted status [`HANG`] answers nothing for a minute (past any test timeout).
+//! [`reset_listener`] is a port that resets every connection.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +33,9 @@ impl Recorded {
             .unwrap_or_default()
     }
 }
+
+/// In a script: hang instead of answering.
+pub const HANG: u16 = 0;
 
 /// Decides a request's status from its body (for tests where arrival order is not fixed).
 pub type Rule = Arc<dyn Fn(&Bytes) -> u16 + Send + Sync>;
@@ -185,6 +190,9 @@ async fn record(
         headers,
         body,
     });
+    if status == HANG {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = (status, format!("answered {status}")).into_response();
     if let Some(after) = shared.retry_after
@@ -195,4 +203,24 @@ async fn record(
             .insert("retry-after", http::HeaderValue::from_static(after));
     }
     response
+}
+
+/// A URL whose server accepts each connection, reads the request, and resets the
+/// connection (RST) without answering.
+pub async fn reset_listener() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            // Linger 0: closing sends RST instead of FIN.
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    url
 }
