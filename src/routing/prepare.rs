@@ -34,8 +34,7 @@ pub struct Preparer {
 }
 
 impl Preparer {
-    /// Prepares until `stop` turns true; a batch under way is finished (each expression
-    /// is bounded by its deadline) or, if the store has closed, left for the next start.
+    /// Prepares until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             if *stop.borrow() {
@@ -66,7 +65,12 @@ impl Preparer {
                 let programs = self.programs.clone();
                 running.spawn(async move { programs.prepare(&u.route, u.id, &u.event).await });
             }
-            let prepared = running.join_all().await;
+            // At shutdown a batch under way is dropped (its sandbox processes are killed):
+            // nothing of it was written, so the next start prepares it again.
+            let prepared = tokio::select! {
+                prepared = running.join_all() => prepared,
+                _ = stop.changed() => break,
+            };
             match self.store.prepare(prepared, now_ms()).await {
                 Ok(()) => self.deliver.notify_one(),
                 Err(e) => {
