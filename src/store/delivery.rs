@@ -247,3 +247,19 @@ pub enum DeadAction {
     /// Set aside for good: state `discarded`, kept for the record.
     Discard,
 }
+
+/// The number of deliveries of one route and destination in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCount {
+    pub route: String,
+    pub destination: String,
+    pub state: String,
+    pub count: u64,
+}
+
+impl DeliveryCount {
+    /// True for the states still to be sent: `pending`, `in_flight`, `retrying`.
+    pub fn is_backlog(&self) -> bool {
+        matches!(self.state.as_str(), "pending" | "in_flight" | "retrying")
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery,
+    AfterAttempt, DeliveryCount, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery,
     EventInput, Pausable, Preparation, Prepared, RetryNow, StoredAttempt, StoredDelivery,
     Unprepared,
 };
@@ -144,6 +144,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every paused route and destination.
     async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError>;
+
+    /// How many deliveries are in each state, per route and destination (finished
+    /// states included), for backlogs, the dead-letter size and metrics.
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery, EventQuery,
+    AttemptRecord, DeliveryCount, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery, EventQuery,
     Inserted, NewEvent, NewRejected, Pausable, Prepared, RetryNow, Store, StoreError,
     StoredDelivery, StoredEvent, StoredRejected, Unprepared,
 };
@@ -182,6 +182,10 @@ impl Store for SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         self.answer(answer).await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        self.read(read_deliveries::counts).await
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {

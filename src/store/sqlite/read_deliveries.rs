@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::parse_headers;
 use crate::store::{
-    DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
+    DeliveryCount, DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
 };
 
 const COLUMNS: &str = "id, event_id, route, destination, state, attempts, next_attempt_at, \
@@ -122,4 +122,22 @@ pub(super) fn unprepared(conn: &Connection, limit: usize) -> Result<Vec<Unprepar
         out.push(u);
     }
     Ok(out)
+}
+
+/// Deliveries per route, destination and state. A full scan of `deliveries` (grouped in
+/// one pass); cheap next to a scrape interval, and exact.
+pub(super) fn counts(conn: &Connection) -> Result<Vec<DeliveryCount>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT route, destination, state, count(*) FROM deliveries
+         GROUP BY route, destination, state ORDER BY route, destination, state",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DeliveryCount {
+            route: r.get(0)?,
+            destination: r.get(1)?,
+            state: r.get(2)?,
+            count: r.get::<_, i64>(3)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
