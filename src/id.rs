@@ -10,10 +10,18 @@ pub const DELIVERY: &str = "dlv";
 pub const ATTEMPT: &str = "att";
 pub const DUPLICATE: &str = "dup";
 pub const REJECTED: &str = "rej";
+pub const REPLAY: &str = "rpl";
 
 /// A new id with the given prefix.
 pub fn new(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::now_v7().simple())
+}
+
+/// The smallest id of `prefix` made at `ms` (ms since the Unix epoch): every id made at
+/// or after that instant sorts at or after it.
+pub fn at_time(prefix: &str, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{prefix}_{ms:012x}{:020}", 0)
 }
 
 /// True when `id` looks like an id of the given prefix (checked before touching the store).
@@ -35,5 +43,8 @@ mod tests {
         assert!(a < b, "{a} then {b}");
         assert!(!is_valid(EVENT, "evt_nothex"));
         assert!(!is_valid(DELIVERY, &a));
+        let now = crate::clock::now_ms();
+        assert!(at_time(EVENT, now - 1) <= a && a < at_time(EVENT, now + 1000));
+        assert!(is_valid(EVENT, &at_time(EVENT, now)));
     }
 }

@@ -10,6 +10,9 @@
 //! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
 //! - [`jq`]: jq expressions, compiled with jaq and evaluated in sandbox processes.
+//! - [`routing`]: routes' filters, transforms and ordering keys at work (the preparer).
+//! - [`replay`]: replay jobs, sending stored events again.
+//! - [`metrics`]: Prometheus metrics, scraped at `/metrics` on the admin listener.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`cli`]: the `forebay` command line.
 
@@ -22,6 +25,8 @@ pub mod http_error;
 pub mod id;
 pub mod ingest;
 pub mod jq;
+pub mod metrics;
+pub mod replay;
 pub mod routing;
 pub mod server;
 pub mod store;

@@ -25,6 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::ingest::{self, IngestState};
+use crate::replay::Replayer;
 use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -119,6 +120,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send,
     clock: Arc<dyn Clock>,
 ) -> Result<(), ServeError> {
+    // Process-wide and idempotent; before serving, so no count is lost.
+    crate::metrics::install();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -167,19 +170,24 @@ pub async fn run_with_clock(
             programs.clone(),
         )),
     };
+    let replayer = Replayer::new(&config, store.clone(), wake.clone(), prepare_wake.clone());
+    replayer.resume().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
     let admin = admin::router(AdminState {
+        stopping: stop_rx.clone(),
+        replayer,
         store: store.clone(),
         token: config.server.admin_token.clone(),
         wake: wake.clone(),
         pauses,
         routes: Arc::new(config.routes.clone()),
+        sources: Arc::new(config.sources.clone()),
         destinations: Arc::new(config.destinations.clone()),
         senders,
     });
 
     let builder = connection_builder(&config.server);
     let graceful = GracefulShutdown::new();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopper = async {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests already read");

@@ -17,7 +17,7 @@ use crate::http_error::ApiError;
 use crate::id;
 use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow, StoredDelivery};
 
-const STATES: [&str; 7] = [
+pub(super) const STATES: [&str; 7] = [
     "pending",
     "in_flight",
     "retrying",

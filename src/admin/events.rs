@@ -1,4 +1,4 @@
-//! `GET /api/v1/events`, `GET /api/v1/events/{id}`, `GET /api/v1/rejected`,
+//! `GET /api/v1/events` (search), `GET /api/v1/events/{id}`, `GET /api/v1/rejected`,
 //! `GET /api/v1/rejected/{id}`.
 
 use axum::Json;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::AdminState;
 use super::json::{EventJson, Page, RejectedJson};
 use super::paging::page_params;
+use super::search::Filter;
 use crate::http_error::ApiError;
 use crate::id;
 use crate::store::EventQuery;
@@ -20,20 +21,43 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-impl ListParams {
-    fn query(self, cursor_prefix: &str) -> Result<EventQuery, ApiError> {
-        let (limit, before) = page_params(self.limit.as_deref(), self.cursor, cursor_prefix)?;
-        Ok(EventQuery {
-            source: self.source.filter(|s| !s.is_empty()),
-            limit,
-            before,
-        })
+/// `GET /api/v1/events`: the filters of [`Filter`], plus order, bodies and paging.
+#[derive(Deserialize)]
+pub struct SearchParams {
+    #[serde(flatten)]
+    filter: Filter,
+    order: Option<String>,
+    include_body: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+const SEARCH_PARAMS: &str =
+    "source, since, until, status, dedup_key, q, order, include_body, limit and cursor";
+
+/// `order`: `desc` (newest first, the default) or `asc`.
+pub(super) fn oldest_first(order: Option<&str>, default_oldest: bool) -> Result<bool, ApiError> {
+    match order {
+        None | Some("") => Ok(default_oldest),
+        Some("asc") => Ok(true),
+        Some("desc") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_order",
+            format!("order must be asc or desc, got {other:?}"),
+        )),
     }
 }
 
-/// Turns axum's plain-text query rejection into the API's JSON error.
-fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, ApiError> {
-    super::paging::query_params(query, "source, limit and cursor")
+/// `include_body`: `true` or `false` (the default).
+fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be true or false, got {other:?}"),
+        )),
+    }
 }
 
 /// The `{id}` of the path, or a JSON 400 when it is not valid text.
@@ -78,16 +102,21 @@ where
 
 pub async fn list(
     State(state): State<AdminState>,
-    query: Result<Query<ListParams>, QueryRejection>,
+    query: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Json<Page<EventJson>>, ApiError> {
-    let query = params(query)?.query(id::EVENT)?;
-    let limit = query.limit;
-    let events = state
-        .store
-        .list_events(query)
-        .await
-        .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Json(page(events, limit, |e| &e.request.id)))
+    let p = super::paging::query_params(query, SEARCH_PARAMS)?;
+    let (limit, cursor) = page_params(p.limit.as_deref(), p.cursor, id::EVENT)?;
+    let oldest = oldest_first(p.order.as_deref(), false)?;
+    let with_bodies = flag("include_body", p.include_body.as_deref())?;
+    let found = p
+        .filter
+        .compile()?
+        .page(state.store.as_ref(), oldest, with_bodies, limit, cursor)
+        .await?;
+    Ok(Json(Page {
+        data: found.events.into_iter().map(EventJson::from).collect(),
+        next_cursor: found.next_cursor,
+    }))
 }
 
 pub async fn show(
@@ -115,8 +144,14 @@ pub async fn list_rejected(
     State(state): State<AdminState>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<RejectedJson>>, ApiError> {
-    let query = params(query)?.query(id::REJECTED)?;
-    let limit = query.limit;
+    let p = super::paging::query_params(query, "source, limit and cursor")?;
+    let (limit, cursor) = page_params(p.limit.as_deref(), p.cursor, id::REJECTED)?;
+    let query = EventQuery {
+        source: p.source.filter(|s| !s.is_empty()),
+        limit,
+        cursor,
+        ..EventQuery::default()
+    };
     let rejected = state
         .store
         .list_rejected(query)

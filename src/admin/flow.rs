@@ -1,5 +1,6 @@
-//! Routes and destinations: `GET /api/v1/routes`, `GET /api/v1/destinations` (with their
-//! paused state), and `POST …/{name}/pause` and `…/{name}/resume`.
+//! Sources, routes and destinations: `GET /api/v1/sources`, `GET /api/v1/routes`,
+//! `GET /api/v1/destinations` (with live state: paused, breaker, backlog, dead), and
+//! `POST …/{name}/pause` and `…/{name}/resume`.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -7,6 +8,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 
 use super::AdminState;
+use super::json::Page;
 use crate::config::DestinationConfig;
 use crate::http_error::ApiError;
 use crate::store::Pausable;
@@ -16,7 +18,14 @@ pub struct RouteJson {
     name: String,
     source: String,
     destination: String,
+    filter: Option<String>,
+    transform: Option<String>,
+    ordering_key: Option<String>,
     paused: bool,
+    /// Deliveries still to send: pending, in flight or retrying.
+    backlog: u64,
+    /// Dead deliveries (the route's share of the dead-letter queue).
+    dead: u64,
 }
 
 #[derive(Serialize)]
@@ -26,29 +35,86 @@ pub struct DestinationJson {
     paused: bool,
     /// `closed`, `open` (deliveries wait without spending attempts) or `probing`.
     breaker: &'static str,
+    backlog: u64,
+    dead: u64,
 }
 
-pub async fn routes(State(state): State<AdminState>) -> Json<Vec<RouteJson>> {
-    Json(
-        state
-            .routes
-            .iter()
-            .map(|r| RouteJson {
+#[derive(Serialize)]
+pub struct SourceJson {
+    name: String,
+    verify: &'static str,
+    methods: Vec<String>,
+    max_body: u64,
+    /// Seconds.
+    dedup_window: u64,
+    routes: Vec<String>,
+}
+
+/// Deliveries per route, destination and state.
+async fn counts(state: &AdminState) -> Result<Vec<crate::store::DeliveryCount>, ApiError> {
+    state
+        .store
+        .delivery_counts()
+        .await
+        .map_err(|e| ApiError::from_store(&e))
+}
+
+/// Backlog and dead counts, summed over the counts `matches` selects.
+fn sum(
+    counts: &[crate::store::DeliveryCount],
+    matches: impl Fn(&crate::store::DeliveryCount) -> bool,
+) -> (u64, u64) {
+    counts
+        .iter()
+        .filter(|c| matches(c))
+        .fold((0, 0), |(b, d), c| {
+            if c.is_backlog() {
+                (b + c.count, d)
+            } else if c.state == "dead" {
+                (b, d + c.count)
+            } else {
+                (b, d)
+            }
+        })
+}
+
+pub async fn routes(State(state): State<AdminState>) -> Result<Json<Page<RouteJson>>, ApiError> {
+    let counts = counts(&state).await?;
+    let data = state
+        .routes
+        .iter()
+        .map(|r| {
+            let (backlog, dead) = sum(&counts, |c| c.route == r.name);
+            let text = |e: &Option<crate::jq::Expr>| e.as_ref().map(|e| e.text().to_owned());
+            RouteJson {
                 paused: state.pauses.is_paused(Pausable::Route, &r.name),
                 name: r.name.clone(),
                 source: r.source.clone(),
                 destination: r.destination.clone(),
-            })
-            .collect(),
-    )
+                filter: text(&r.filter),
+                transform: text(&r.transform),
+                ordering_key: text(&r.ordering_key),
+                backlog,
+                dead,
+            }
+        })
+        .collect();
+    Ok(Json(Page {
+        data,
+        next_cursor: None,
+    }))
 }
 
-pub async fn destinations(State(state): State<AdminState>) -> Json<Vec<DestinationJson>> {
-    Json(
-        state
-            .destinations
-            .iter()
-            .map(|(name, cfg)| DestinationJson {
+pub async fn destinations(
+    State(state): State<AdminState>,
+) -> Result<Json<Page<DestinationJson>>, ApiError> {
+    let counts = counts(&state).await?;
+    let data = state
+        .destinations
+        .iter()
+        .map(|(name, cfg)| {
+            let (backlog, dead) = sum(&counts, |c| &c.destination == name);
+            DestinationJson {
                 paused: state.pauses.is_paused(Pausable::Destination, name),
                 breaker: state
                     .senders
@@ -59,9 +125,34 @@ pub async fn destinations(State(state): State<AdminState>) -> Json<Vec<Destinati
                     DestinationConfig::Http(_) => "http",
                     DestinationConfig::Exec(_) => "exec",
                 },
-            })
-            .collect(),
-    )
+                backlog,
+                dead,
+            }
+        })
+        .collect();
+    Ok(Json(Page {
+        data,
+        next_cursor: None,
+    }))
+}
+
+pub async fn sources(State(state): State<AdminState>) -> Json<Page<SourceJson>> {
+    let data = state
+        .sources
+        .values()
+        .map(|s| SourceJson {
+            name: s.name.clone(),
+            verify: s.verifier.kind_name(),
+            methods: s.methods.iter().map(|m| m.to_string()).collect(),
+            max_body: s.max_body,
+            dedup_window: s.dedup_window.0.as_secs(),
+            routes: s.routes.iter().map(|r| r.name.clone()).collect(),
+        })
+        .collect();
+    Json(Page {
+        data,
+        next_cursor: None,
+    })
 }
 
 pub async fn pause_route(

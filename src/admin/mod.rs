@@ -1,13 +1,18 @@
-//! The private admin listener: `/api/v1/…` (JSON), bearer-token protected.
+//! The private admin listener: `/api/v1/…` (JSON, described by `docs/openapi.yaml`) and
+//! `/metrics`, bearer-token protected.
 //!
 //! With `server.admin_token` set every request needs `Authorization: Bearer TOKEN`;
 //! without it the listener must be on loopback (configuration refuses anything else).
 
 mod deliveries;
 mod events;
+mod export;
 mod flow;
 mod json;
 mod paging;
+mod replays;
+pub(crate) mod search;
+mod stream;
 
 use std::sync::Arc;
 
@@ -31,6 +36,11 @@ pub struct AdminState {
     pub wake: Arc<tokio::sync::Notify>,
     pub pauses: Arc<crate::deliver::pause::Pauses>,
     pub routes: Arc<Vec<crate::config::Route>>,
+    /// Turns true when the server shuts down: open event streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Runs replay jobs.
+    pub replayer: Arc<crate::replay::Replayer>,
+    pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::config::Source>>>,
     pub destinations: Arc<std::collections::BTreeMap<String, crate::config::DestinationConfig>>,
     /// The running destinations, for their breaker state.
     pub senders: Arc<std::collections::BTreeMap<String, Arc<crate::deliver::Destination>>>,
@@ -40,6 +50,11 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{id}", get(events::show))
+        .route("/api/v1/export", get(export::export))
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/replays", get(replays::list).post(replays::create))
+        .route("/api/v1/replays/{id}", get(replays::show))
+        .route("/api/v1/replays/{id}/cancel", post(replays::cancel))
         .route("/api/v1/rejected", get(events::list_rejected))
         .route("/api/v1/rejected/{id}", get(events::show_rejected))
         .route("/api/v1/deliveries", get(deliveries::list))
@@ -49,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/dlq", get(deliveries::dead))
         .route("/api/v1/dlq/retry", post(deliveries::retry_dead))
         .route("/api/v1/dlq/discard", post(deliveries::discard_dead))
+        .route("/api/v1/sources", get(flow::sources))
         .route("/api/v1/routes", get(flow::routes))
         .route("/api/v1/routes/{name}/{action}", post(flow::pause_route))
         .route("/api/v1/destinations", get(flow::destinations))
@@ -56,6 +72,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/destinations/{name}/{action}",
             post(flow::pause_destination),
         )
+        .route("/metrics", get(crate::metrics::render))
         .fallback(|| async {
             ApiError::not_found(
                 "not_found",

@@ -2,7 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 the configuration is invalid; 2 wrong usage (from clap);
 //! 3 the server failed at run time (a port in use, a store that cannot open).
+//! The admin API's client commands (`events`, `deliveries`, `dlq`, `export`, `replay`,
+//! `listen`) live in `client/`, with their exit codes.
 
+mod client;
+mod send;
 mod test_route;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +54,14 @@ pub enum Command {
         #[command(flatten)]
         args: test_route::TestRouteArgs,
     },
+    /// Post a file to a source, signed the way its sender would sign it, to test
+    /// verification end to end.
+    Send {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: send::SendArgs,
+    },
     /// Write a commented starter configuration.
     Init {
         /// Where to write it.
@@ -59,6 +71,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +101,11 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => serve(&config.config, log_format, role).await,
         Command::Check { config } => check(&config.config),
         Command::Init { path, force } => init(&path, force),
+        Command::Client(command) => client::run(command).await,
+        Command::Send { config, args } => match load(&config.config) {
+            Ok(loaded) => send::run(&config.config, &loaded, args).await,
+            Err(code) => code,
+        },
         Command::TestRoute { config, args } => match load(&config.config) {
             Ok(loaded) => test_route::run(&config.config, &loaded, args).await,
             Err(code) => code,
@@ -211,8 +230,11 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOREBAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never escape codes in a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),

@@ -38,6 +38,7 @@ impl ExecTarget {
             .args(&self.args)
             .env("FOREBAY_EVENT_ID", &d.event_id)
             .env("FOREBAY_WEBHOOK_ID", d.webhook_id())
+            .env("FOREBAY_REPLAY", d.replay_id.as_deref().unwrap_or(""))
             .env("FOREBAY_DELIVERY_ID", &d.id)
             .env("FOREBAY_SOURCE", &d.source)
             .env("FOREBAY_ROUTE", &d.route)

@@ -106,7 +106,8 @@ impl HttpTarget {
             ("forebay-source", d.source.clone()),
             ("forebay-attempt", d.attempt.to_string()),
         ];
-        for (name, value) in ours {
+        let replay = d.replay_id.iter().map(|id| ("forebay-replay", id.clone()));
+        for (name, value) in ours.into_iter().chain(replay) {
             if let Ok(value) = HeaderValue::try_from(value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
@@ -125,7 +126,7 @@ impl HttpTarget {
         match request.body(d.outgoing_body().to_vec()).send().await {
             Ok(response) => read_response(response).await,
             Err(e) => Sent {
-                error: Some(describe(&e)),
+                error: Some(describe(e)),
                 ..Sent::default()
             },
         }
@@ -178,8 +179,9 @@ async fn read_response(mut response: reqwest::Response) -> Sent {
     sent
 }
 
-/// A short, stable description of a transport error.
-fn describe(e: &reqwest::Error) -> String {
+/// A short, stable description of a transport error. The URL is left out: it may hold
+/// credentials (`https://user:pass@…`, `?token=…`), and this text is logged and stored.
+fn describe(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -189,8 +191,9 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
+    let e = e.without_url();
     let mut text = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(&format!(": {s}"));
         source = s.source();

@@ -138,7 +138,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
+                        tracing::warn!(destination = %name, error = %e, "cannot claim deliveries; trying again shortly");
                         rate_wait = Some(STORE_BACKOFF);
                     }
                 }
@@ -191,6 +191,7 @@ impl Worker {
             return; // only configured destinations are claimed
         };
         let sent = dest.send(&d, started_at_ms / 1000).await;
+        crate::metrics::attempt_finished(&d.destination, started.elapsed());
         dest.breaker.record(&sent, std::time::Instant::now());
         let then = if sent.ok {
             AfterAttempt::Delivered
@@ -208,7 +209,7 @@ impl Worker {
             )
         };
         if let Some(error) = &sent.error {
-            tracing::info!(delivery = %d.id, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");
+            tracing::info!(delivery = %d.id, event = %d.event_id, route = %d.route, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");
         }
         let record = AttemptRecord {
             id: id::new(id::ATTEMPT),
@@ -224,8 +225,12 @@ impl Worker {
         };
         if let Err(e) = self.store.record_attempt(record).await {
             // The lease still holds the delivery; it is sent again when the lease ends.
-            tracing::error!(error = %e, delivery = %d.id, "cannot record an attempt");
-        } else if matches!(then, AfterAttempt::RetryAt(_)) {
+            tracing::error!(error = %e, delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt");
+            return;
+        }
+        crate::metrics::delivery_outcome(&d.destination, then);
+        tracing::debug!(delivery = %d.id, event = %d.event_id, route = %d.route, destination = %d.destination, attempt = d.attempt, outcome = then.state(), "attempt recorded");
+        if matches!(then, AfterAttempt::RetryAt(_)) {
             // The loop may be asleep until a lease that this attempt just ended; a retry
             // due sooner must not wait for it.
             self.wake.notify_one();

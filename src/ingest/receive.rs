@@ -25,18 +25,29 @@ pub async fn receive(
     source_name: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     // A name that is not valid text cannot be a configured source.
     let Ok(Path(source_name)) = source_name else {
-        return ApiError::not_found("unknown_source", "no source has that name").into_response();
+        let response =
+            ApiError::not_found("unknown_source", "no source has that name").into_response();
+        crate::metrics::ingest_answered(None, response.status(), arrived.elapsed());
+        return response;
     };
+    // Only configured names become label values: a sender cannot add series.
+    let known = state
+        .sources
+        .contains_key(&source_name)
+        .then(|| source_name.clone());
     let remote_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    match handle(state, source_name, remote_addr, request).await {
+    let response = match handle(state, source_name, remote_addr, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    crate::metrics::ingest_answered(known.as_deref(), response.status(), arrived.elapsed());
+    response
 }
 
 async fn handle(
@@ -75,17 +86,18 @@ async fn handle(
         Ok(v) => v,
         Err(rejected) => {
             let reason = rejected.reason.to_string();
-            tracing::info!(source = %source.name, %reason, "rejected a request that failed verification");
+            let rejected_id = id::new(id::REJECTED);
+            tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "rejected a request that failed verification");
             let record = NewRejected::new(
                 rejected.request,
-                id::new(id::REJECTED),
+                rejected_id.clone(),
                 reason.clone(),
                 state.rejected_body_limit,
             );
             // The sender hears 401 either way; failing to record it is the operator's
             // problem, reported in the log.
             if let Err(e) = state.store.insert_rejected(record).await {
-                tracing::warn!(error = %e, "could not record a rejected request");
+                tracing::warn!(source = %source.name, rejected = %rejected_id, error = %e, "could not record a rejected request");
             }
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -131,6 +143,7 @@ async fn handle(
         .map_err(|e| ApiError::unavailable(&e, state.retry_after_secs))?;
     match &inserted {
         Inserted::New { .. } => {
+            tracing::debug!(source = %source.name, event = %inserted.event_id(), "stored");
             if source.routes.iter().any(|r| r.needs_preparing()) {
                 state.prepare_wake.notify_one();
             }
@@ -139,6 +152,7 @@ async fn handle(
             }
         }
         Inserted::Duplicate { original_id } => {
+            crate::metrics::dedup_hit(&source.name);
             tracing::debug!(source = %source.name, original = %original_id, "duplicate")
         }
     }

@@ -5,6 +5,9 @@
 //! - `query` and form bodies are objects of decoded parameters; a name given more than
 //!   once maps to the array of its values, in order.
 //! - `headers` is an object with lower-case names; repeated headers are joined with `, `.
+//!   The sender's credentials for forebay (`Authorization`, `Proxy-Authorization`,
+//!   `Cookie`) are left out: expressions have no use for them, and their errors are
+//!   logged and shown.
 //! - `body` is the parsed JSON when the content type is JSON (`application/json` or
 //!   `…+json`) and the body parses, an object for `application/x-www-form-urlencoded`,
 //!   else the body as a string (bytes that are not UTF-8 become U+FFFD).
@@ -12,6 +15,9 @@
 use serde_json::{Map, Value};
 
 use crate::store::EventInput;
+
+/// Headers that never reach an expression.
+const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
 /// The input object for `event`.
 pub fn to_value(event: &EventInput) -> Value {
@@ -34,9 +40,15 @@ pub fn to_value(event: &EventInput) -> Value {
         "query".into(),
         Value::Object(form_object(event.query.as_deref().unwrap_or("").as_bytes())),
     );
+    let headers: Vec<(String, Vec<u8>)> = event
+        .headers
+        .iter()
+        .filter(|(name, _)| !CREDENTIALS.contains(&name.as_str()))
+        .cloned()
+        .collect();
     object.insert(
         "headers".into(),
-        Value::Object(crate::store::headers::to_json(&event.headers)),
+        Value::Object(crate::store::headers::to_json(&headers)),
     );
     object.insert("body".into(), body_value(&content_type, &event.body));
     Value::Object(object)
@@ -92,6 +104,8 @@ mod tests {
                 ("content-type".into(), content_type.as_bytes().to_vec()),
                 ("x-tag".into(), b"a".to_vec()),
                 ("x-tag".into(), b"b".to_vec()),
+                ("authorization".into(), b"Bearer s3cr3t".to_vec()),
+                ("cookie".into(), b"session=s3cr3t".to_vec()),
             ],
             body: body.to_vec(),
         }

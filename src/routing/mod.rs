@@ -86,7 +86,14 @@ impl Programs {
         match self.sandbox.run(program, input::to_value(event)).await {
             Ok(outputs) => outputs.into_iter().next().and_then(key_text),
             Err(e) => {
-                tracing::warn!(source, error = %e, "the jq dedup key failed; using the default key");
+                // Not the message: jq quotes the values it failed on, which come from
+                // the request. `forebay test-route` shows it.
+                tracing::warn!(
+                    source,
+                    event = %event.id,
+                    error = kind(&e),
+                    "the jq dedup key failed; using the default key"
+                );
                 None
             }
         }
@@ -163,5 +170,16 @@ fn key_text(value: Value) -> Option<String> {
         Value::Null => None,
         Value::String(s) => Some(s),
         other => Some(other.to_string()),
+    }
+}
+
+/// What went wrong, without the expression's own message (which quotes request data).
+pub fn kind(e: &EvalError) -> &'static str {
+    match e {
+        EvalError::Failed(_) => "the expression raised an error",
+        EvalError::Timeout(_) => "the expression ran past its time limit",
+        EvalError::TooManyOutputs(_) => "the expression produced too many outputs",
+        EvalError::Crashed(_) => "the expression crashed the evaluator",
+        EvalError::Unavailable(_) => "the jq evaluator could not start",
     }
 }

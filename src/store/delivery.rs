@@ -37,6 +37,8 @@ pub struct ClaimedDelivery {
     pub payload: Option<Vec<u8>>,
     /// For the n-th output of a transform that split the event: n (from 1).
     pub part: Option<i64>,
+    /// The replay job that queued this delivery (sent as `Forebay-Replay`).
+    pub replay_id: Option<String>,
 }
 
 impl ClaimedDelivery {

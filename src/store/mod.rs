@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod headers;
 pub mod model;
+pub mod replay;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -11,14 +12,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, DeliveryCount, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery,
-    EventInput, Pausable, Preparation, Prepared, RetryNow, StoredAttempt, StoredDelivery,
-    Unprepared,
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount,
+    DeliveryQuery, EventInput, Pausable, Preparation, Prepared, RetryNow, StoredAttempt,
+    StoredDelivery, Unprepared,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
     StoredRejected, StoredRequest,
 };
+pub use replay::{NewReplay, ReplayDelivery, ReplayStep, ReplayWrite, StoredReplay};
 
 /// What can go wrong in the store, by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of events, newest first, without bodies.
     async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Where event `id` stands in commit order (later commits stand higher), if stored.
+    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError>;
+
+    /// The position of the last committed event (0 when there is none).
+    async fn last_event_position(&self) -> Result<i64, StoreError>;
+
+    /// Up to `limit` events committed after `position`, in commit order, with bodies and
+    /// their positions. Commit order, not id order: an event whose id was made earlier
+    /// but whose commit came later still comes after, so a follower never skips it.
+    async fn events_after_position(
+        &self,
+        position: i64,
+        source: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
 
     /// A page of rejected requests, newest first, without bodies.
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError>;
@@ -148,6 +166,22 @@ pub trait Store: Send + Sync + 'static {
     /// How many deliveries are in each state, per route and destination (finished
     /// states included), for backlogs, the dead-letter size and metrics.
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
+
+    /// Creates, advances or cancels a replay job. Returns whether the job is still
+    /// running afterwards (`false` when it was cancelled meanwhile or has finished), or
+    /// `None` when there is no such job.
+    async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError>;
+
+    /// One replay job, with its deliveries per state.
+    async fn get_replay(&self, id: &str) -> Result<Option<StoredReplay>, StoreError>;
+
+    /// Replay jobs, newest first (without delivery counts); `running_only` for the ones
+    /// to resume at start.
+    async fn list_replays(
+        &self,
+        running_only: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredReplay>, StoreError>;
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

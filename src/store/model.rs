@@ -189,6 +189,24 @@ pub struct StoredEvent {
     pub deliveries: Vec<DeliverySummary>,
 }
 
+impl StoredEvent {
+    /// What filters, transforms and search predicates see of this event (an empty body
+    /// when it was listed without bodies).
+    pub fn to_input(&self) -> super::EventInput {
+        let r = &self.request;
+        super::EventInput {
+            id: r.id.clone(),
+            source: r.source.clone(),
+            received_at_ms: r.received_at_ms,
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.clone(),
+            body: r.body.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// One delivery of an event, without its attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliverySummary {
@@ -206,11 +224,23 @@ pub struct StoredRejected {
     pub reason: String,
 }
 
-/// Which page of events to list, newest first.
+/// Which page of events (or rejected requests, which use `source`, `limit` and
+/// `cursor` only) to list.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub source: Option<String>,
+    /// Received at or after this instant (ms since the Unix epoch).
+    pub since_ms: Option<i64>,
+    /// Received before this instant.
+    pub until_ms: Option<i64>,
+    /// Events with at least one delivery in this state.
+    pub status: Option<String>,
+    pub dedup_key: Option<String>,
+    /// Oldest first (else newest first).
+    pub oldest_first: bool,
+    /// Include bodies (listings leave them out otherwise).
+    pub with_bodies: bool,
     pub limit: usize,
-    /// Only ids strictly older than this one (the previous page's last id).
-    pub before: Option<String>,
+    /// The previous page's last id: only ids past it in the listing's order.
+    pub cursor: Option<String>,
 }

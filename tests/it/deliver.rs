@@ -512,7 +512,7 @@ async fn paused_destinations_and_routes_wait_until_resumed() {
 
     let listed = server.admin_json("/api/v1/destinations").await;
     assert!(
-        listed
+        listed["data"]
             .as_array()
             .unwrap()
             .iter()
@@ -555,7 +555,10 @@ async fn an_open_breaker_spends_no_attempts_until_its_probe() {
     let mut shown = String::new();
     for _ in 0..100 {
         let destinations = server.admin_json("/api/v1/destinations").await;
-        shown = destinations[0]["breaker"].as_str().unwrap().to_owned();
+        shown = destinations["data"][0]["breaker"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         if shown != "closed" {
             break;
         }
@@ -583,7 +586,7 @@ async fn an_open_breaker_spends_no_attempts_until_its_probe() {
         "waiting spent no attempts"
     );
     let destinations = server.admin_json("/api/v1/destinations").await;
-    assert_eq!(destinations[0]["breaker"], "closed");
+    assert_eq!(destinations["data"][0]["breaker"], "closed");
 }
 
 #[tokio::test]

@@ -2,14 +2,20 @@
 //! real binary where a process must die), real SQLite files, a real HTTP client.
 
 mod admin;
+mod cli;
 mod config;
 mod crash;
 mod dedup;
 mod deliver;
 mod ingest;
 mod jq;
+mod logs;
+mod metrics;
+mod openapi;
 mod retry_clock;
 mod routing;
+mod search;
+mod send;
 mod shutdown;
 mod support;
 mod verify;

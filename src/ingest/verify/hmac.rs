@@ -44,7 +44,7 @@ pub enum TemplateError {
 
 /// One piece of the signed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+pub(super) enum Part {
     Literal(String),
     Body,
     Timestamp,
@@ -179,7 +179,12 @@ fn check_header_name(field: &'static str, name: &str) -> Result<(), BuildError> 
         })
 }
 
-fn parse_template(template: &str, has_timestamp: bool) -> Result<Vec<Part>, TemplateError> {
+/// Parses a `signed` template: `{body}`, `{timestamp}` (only with a timestamp header),
+/// `{header:Name}`, and `{{`/`}}` for literal braces. Signers share it (`sign_as`).
+pub(super) fn parse_template(
+    template: &str,
+    has_timestamp: bool,
+) -> Result<Vec<Part>, TemplateError> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = template;

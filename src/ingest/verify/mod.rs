@@ -18,6 +18,7 @@ mod github;
 mod hmac;
 mod mac;
 mod rejection;
+pub mod sign_as;
 mod standard_webhooks;
 mod stripe;
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod checkpoint;
 mod read;
 mod read_deliveries;
+mod replays;
 mod schema;
 mod write_deliveries;
 mod write_events;
@@ -21,9 +22,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, DeliveryCount, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryQuery, EventQuery,
-    Inserted, NewEvent, NewRejected, Pausable, Prepared, RetryNow, Store, StoreError,
-    StoredDelivery, StoredEvent, StoredRejected, Unprepared,
+    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, ReplayWrite, RetryNow, Store,
+    StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -158,6 +159,25 @@ impl Store for SqliteStore {
         self.read(move |c| read::list_events(c, &query)).await
     }
 
+    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| read::event_position(c, &id)).await
+    }
+
+    async fn last_event_position(&self) -> Result<i64, StoreError> {
+        self.read(read::last_event_position).await
+    }
+
+    async fn events_after_position(
+        &self,
+        position: i64,
+        source: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        self.read(move |c| read::events_after_position(c, position, source.as_deref(), limit))
+            .await
+    }
+
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
         self.read(move |c| read::list_rejected(c, &query)).await
     }
@@ -182,6 +202,30 @@ impl Store for SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         self.answer(answer).await
+    }
+
+    async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        // A replay step waits for room like an attempt does: it is work already done.
+        self.writes
+            .send(Op::Write(Write::Replay(write, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.answer(answer).await
+    }
+
+    async fn get_replay(&self, id: &str) -> Result<Option<StoredReplay>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| replays::get(c, &id)).await
+    }
+
+    async fn list_replays(
+        &self,
+        running_only: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredReplay>, StoreError> {
+        self.read(move |c| replays::list(c, running_only, limit))
+            .await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::parse_headers;
+use crate::id;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
 };
@@ -38,19 +39,90 @@ pub(super) fn list_events(
     conn: &Connection,
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    let (order, past) = if q.oldest_first {
+        ("ASC", ">")
+    } else {
+        ("DESC", "<")
+    };
+    let body = if q.with_bodies { ", body" } else { "" };
+    // Ids start with their creation time (UUIDv7), so a time range also bounds the ids:
+    // that lets the primary key do the work. A minute of slack covers the moment between
+    // stamping `received_at` and making the id; `received_at` itself decides.
+    const SLACK_MS: i64 = 60_000;
+    let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
+    let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
     let sql = format!(
-        "SELECT {} FROM events
-         WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR id < ?2)
-         ORDER BY id DESC LIMIT ?3",
+        "SELECT {}{body} FROM events
+         WHERE (?1 IS NULL OR source = ?1)
+           AND (?2 IS NULL OR received_at >= ?2) AND (?3 IS NULL OR received_at < ?3)
+           AND (?4 IS NULL OR id >= ?4) AND (?5 IS NULL OR id < ?5)
+           AND (?6 IS NULL OR dedup_key = ?6)
+           AND (?7 IS NULL OR EXISTS (SELECT 1 FROM deliveries AS d
+                                      WHERE d.event_id = events.id AND d.state = ?7))
+           AND (?8 IS NULL OR id {past} ?8)
+         ORDER BY id {order} LIMIT ?9",
         event_columns()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![q.source, q.before, q.limit as i64], |r| {
-        event_row(r, None)
-    })?;
+    let body_at = q.with_bodies.then_some(EXTRA + 2);
+    let rows = stmt.query_map(
+        params![
+            q.source,
+            q.since_ms,
+            q.until_ms,
+            id_from,
+            id_to,
+            q.dedup_key,
+            q.status,
+            q.cursor,
+            q.limit as i64
+        ],
+        |r| event_row(r, body_at),
+    )?;
     let mut events = Vec::new();
     for row in rows {
         events.push(complete_event(conn, row?)?);
+    }
+    Ok(events)
+}
+
+// Commit order is the rowid: the one writer gives each new row the largest rowid so far.
+// (Events are only ever deleted oldest first, and forebay never runs VACUUM, which could
+// renumber them.)
+
+pub(super) fn event_position(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT rowid FROM events WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn last_event_position(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(rowid), 0) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub(super) fn events_after_position(
+    conn: &Connection,
+    position: i64,
+    source: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+    let sql = format!(
+        "SELECT {}, body, rowid FROM events
+         WHERE rowid > ?1 AND (?2 IS NULL OR source = ?2)
+         ORDER BY rowid LIMIT ?3",
+        event_columns()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![position, source, limit as i64], |r| {
+        Ok((r.get::<_, i64>(EXTRA + 3)?, event_row(r, Some(EXTRA + 2))?))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (position, row) = row?;
+        events.push((position, complete_event(conn, row)?));
     }
     Ok(events)
 }
@@ -66,7 +138,7 @@ pub(super) fn list_rejected(
         rejected_columns()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![q.source, q.before, q.limit as i64], |r| {
+    let rows = stmt.query_map(params![q.source, q.cursor, q.limit as i64], |r| {
         rejected_row(r, None)
     })?;
     let mut out = Vec::new();

@@ -107,6 +107,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_by_key ON deliveries (route, ordering_key, seq)
         WHERE ordering_key IS NOT NULL AND state IN ('pending', 'in_flight', 'retrying');
     "#,
+    // 5: replay jobs, and the deliveries they queue.
+    r#"
+    CREATE TABLE replays (
+        id           TEXT PRIMARY KEY,
+        state        TEXT NOT NULL,               -- running, done, cancelled, failed
+        filter       TEXT NOT NULL,               -- the search filter, JSON
+        destination  TEXT,                        -- one destination instead of the routes
+        rate         TEXT,                        -- events queued per period, e.g. 50/s
+        cursor       TEXT,                        -- the last event looked at
+        scanned      INTEGER NOT NULL DEFAULT 0,
+        matched      INTEGER NOT NULL DEFAULT 0,
+        queued       INTEGER NOT NULL DEFAULT 0,  -- deliveries queued
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        finished_at  INTEGER,
+        error        TEXT
+    ) STRICT;
+    ALTER TABLE deliveries ADD COLUMN replay_id TEXT;
+    CREATE INDEX deliveries_by_replay ON deliveries (replay_id, state) WHERE replay_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -135,7 +135,7 @@ async fn concurrent_writers_are_all_answered_and_all_stored() {
         .list_events(EventQuery {
             source: Some("s".into()),
             limit: 500,
-            before: None,
+            ..Default::default()
         })
         .await
         .unwrap();

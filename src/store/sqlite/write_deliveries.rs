@@ -44,7 +44,7 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
         let sql = format!(
             "UPDATE deliveries SET state = 'in_flight', lease_until = ?1, updated_at = ?2
              WHERE id IN ({candidates})
-             RETURNING id, event_id, route, destination, attempts, payload, part"
+             RETURNING id, event_id, route, destination, attempts, payload, part, replay_id"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -64,11 +64,12 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<Vec<u8>>>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             },
         )?;
         let rows: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
-        for (id, event_id, route, destination, attempts, payload, part) in rows {
+        for (id, event_id, route, destination, attempts, payload, part, replay_id) in rows {
             match with_event(
                 conn,
                 id.clone(),
@@ -81,6 +82,7 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                 Ok(mut d) => {
                     d.payload = payload;
                     d.part = part;
+                    d.replay_id = replay_id;
                     claimed.push(d);
                 }
                 // A damaged event must not fail every claim of its destination: its
@@ -137,6 +139,7 @@ fn with_event(
         body,
         payload: None,
         part: None,
+        replay_id: None,
     })
 }
 

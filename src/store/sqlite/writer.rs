@@ -19,7 +19,7 @@ use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
-    Pausable, Prepared, RetryNow, StoreError,
+    Pausable, Prepared, ReplayWrite, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -128,6 +128,8 @@ impl Writer {
         match self.transact(batch) {
             Ok(outcomes) => {
                 tracing::trace!(size, "group commit");
+                // Counted before the answers, so whoever hears back sees it counted.
+                crate::metrics::commit_batch(size);
                 for (w, outcome) in batch.drain(..).zip(outcomes) {
                     w.answer(outcome);
                 }
@@ -220,6 +222,10 @@ pub(super) enum Write {
         oneshot::Sender<Result<usize, StoreError>>,
     ),
     Prepare(Vec<Prepared>, i64, oneshot::Sender<Result<(), StoreError>>),
+    Replay(
+        ReplayWrite,
+        oneshot::Sender<Result<Option<bool>, StoreError>>,
+    ),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -230,6 +236,7 @@ enum Outcome {
     Recorded,
     Retried(RetryNow),
     Changed(usize),
+    Replayed(Option<bool>),
 }
 
 impl Write {
@@ -259,6 +266,9 @@ impl Write {
             }
             (Write::Dead(_, _, _, reply), Outcome::Changed(n)) => {
                 let _ = reply.send(Ok(n));
+            }
+            (Write::Replay(_, reply), Outcome::Replayed(running)) => {
+                let _ = reply.send(Ok(running));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -291,6 +301,9 @@ impl Write {
             Write::Dead(_, _, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
+            Write::Replay(_, reply) => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -314,6 +327,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
             write_deliveries::set_paused(conn, *kind, name, *paused, *now_ms)
                 .map(|()| Outcome::Recorded)
         }
+        Write::Replay(write, _) => super::replays::write(conn, write).map(Outcome::Replayed),
         Write::Prepare(prepared, now_ms, _) => {
             write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
         }

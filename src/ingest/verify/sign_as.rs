@@ -1,0 +1,452 @@
+//! Signing a payload the way a source's sender would, so that `forebay send` and tests
+//! can exercise verification end to end.
+//!
+//! [`Signer::new`] takes a source's [`VerifyConfig`] (the one the server builds its
+//! verifier from, checked the same way, so a configuration the server refuses is refused
+//! here with the same message) and resolves the first secret of each list: during a
+//! rotation that is the new one, and the server still accepts it. [`Signer::sign`] is
+//! then a pure function of a [`Message`] (body, timestamp, id, the caller's own headers)
+//! to the headers to set.
+//!
+//! Adding a kind: one arm in [`Signer::new`] and, unless it is HMAC-shaped, one in
+//! [`Signer::sign`]. A kind that is a preset over the generic `hmac` verifier needs no
+//! signing code: `Signer::from_hmac` takes the very `hmac::Settings` the verifier is
+//! built from and honours every one of them (header, algorithm, encoding, prefix,
+//! timestamp header, signed template with `{header:Name}`).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::config::{
+    BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, VerifyConfig, resolve_secrets,
+};
+use super::hmac::{self, Part};
+use super::mac::{self, BASE64_LENIENT};
+use crate::config::secret::{Secret, SecretRef};
+
+const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
+const GITHUB_SIGNATURE_256: HeaderName = HeaderName::from_static("x-hub-signature-256");
+const GITHUB_SIGNATURE_SHA1: HeaderName = HeaderName::from_static("x-hub-signature");
+const GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+const GITHUB_EVENT: HeaderName = HeaderName::from_static("x-github-event");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// What a sender signs, besides its secret.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The body, byte for byte as it will be sent.
+    pub body: &'a [u8],
+    /// The signing time in Unix seconds, sent by the schemes that sign one. The server
+    /// checks it against its own clock and the source's `tolerance`.
+    pub timestamp: u64,
+    /// The message's id, for the schemes that send one (GitHub `X-GitHub-Delivery`,
+    /// Standard Webhooks `webhook-id`) and for `{header:Name}` values of an `hmac`
+    /// template that `headers` does not hold.
+    pub id: &'a str,
+    /// Headers the caller sends anyway. Where a scheme reads a header it does not
+    /// compute (an id, an event name, a `{header:Name}` value), the caller's value wins
+    /// and is what gets signed; signatures and timestamps are always computed.
+    pub headers: &'a HeaderMap,
+}
+
+/// Why a message cannot be signed so that the server would accept it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// A header the scheme sends or signs would not arrive intact. Never shows the
+    /// value: it may be a credential.
+    #[error("cannot send header {name}: {problem}")]
+    Header { name: String, problem: &'static str },
+    /// HMAC takes keys of any length, so this is not expected; it is an error rather
+    /// than a panic because the key comes from the configuration.
+    #[error("cannot compute the HMAC with the configured secret")]
+    Mac,
+}
+
+/// Signs messages for one source, as its sender would. Built from the source's
+/// [`VerifyConfig`]; never prints its secrets.
+#[derive(Clone)]
+pub struct Signer {
+    scheme: Scheme,
+}
+
+#[derive(Clone)]
+enum Scheme {
+    None,
+    Stripe {
+        secret: Secret,
+    },
+    Github {
+        secret: Secret,
+    },
+    /// The decoded key, not the `whsec_…` text.
+    StandardWebhooks {
+        key: Secret,
+    },
+    Hmac(HmacSigner),
+    /// `username:password`, ready to encode.
+    Basic {
+        pair: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("kind", &self.kind_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer for a source with this `verify` section. Resolves the secrets (`env:`,
+    /// `file:`) as loading the configuration does.
+    pub fn new(config: &VerifyConfig) -> Result<Self, BuildError> {
+        config.build()?;
+        let scheme = match config {
+            VerifyConfig::None => Scheme::None,
+            VerifyConfig::Stripe { secret, .. } => Scheme::Stripe {
+                secret: first_secret("secret", secret)?,
+            },
+            VerifyConfig::Github { secret } => Scheme::Github {
+                secret: first_secret("secret", secret)?,
+            },
+            VerifyConfig::StandardWebhooks { secret, .. } => Scheme::StandardWebhooks {
+                key: standard_webhooks_key(secret)?,
+            },
+            VerifyConfig::Hmac {
+                secret,
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                timestamp_header,
+                signed,
+                tolerance,
+            } => {
+                return Self::from_hmac(&hmac::Settings {
+                    secret,
+                    header,
+                    algorithm: *algorithm,
+                    encoding: *encoding,
+                    prefix: prefix.as_deref(),
+                    timestamp_header: timestamp_header.as_deref(),
+                    signed: signed.as_deref(),
+                    tolerance: *tolerance,
+                });
+            }
+            VerifyConfig::Basic { username, password } => {
+                let password = first_secret("password", password)?;
+                let mut pair = username.as_bytes().to_vec();
+                pair.push(b':');
+                pair.extend_from_slice(password.expose());
+                Scheme::Basic {
+                    pair: Secret::from_bytes(pair),
+                }
+            }
+            VerifyConfig::Bearer { token } => Scheme::Bearer {
+                token: first_secret("token", token)?,
+            },
+        };
+        Ok(Self { scheme })
+    }
+
+    /// A signer for the generic `hmac` scheme, or any preset expressed as its settings:
+    /// pass the same `hmac::Settings` the verifier is built from.
+    pub(super) fn from_hmac(settings: &hmac::Settings<'_>) -> Result<Self, BuildError> {
+        Ok(Self {
+            scheme: Scheme::Hmac(HmacSigner::build(settings)?),
+        })
+    }
+
+    /// The `kind` this signer signs for, as written in the TOML.
+    pub fn kind_name(&self) -> &'static str {
+        match self.scheme {
+            Scheme::None => "none",
+            Scheme::Stripe { .. } => "stripe",
+            Scheme::Github { .. } => "github",
+            Scheme::StandardWebhooks { .. } => "standard-webhooks",
+            Scheme::Hmac(_) => "hmac",
+            Scheme::Basic { .. } => "basic",
+            Scheme::Bearer { .. } => "bearer",
+        }
+    }
+
+    /// The headers to set on top of `message.headers` (one value per name: insert each,
+    /// replacing the caller's) so that the source's verifier accepts `message.body`.
+    pub fn sign(&self, message: &Message<'_>) -> Result<HeaderMap, SignError> {
+        let mut out = HeaderMap::new();
+        let timestamp = message.timestamp.to_string();
+        match &self.scheme {
+            Scheme::None => {}
+            Scheme::Stripe { secret } => {
+                // Stripe keys the HMAC with the secret as shown, `whsec_` included.
+                let sig = mac_of(
+                    HmacAlgorithm::Sha256,
+                    secret,
+                    &[timestamp.as_bytes(), b".", message.body],
+                )?;
+                let value = format!("t={timestamp},v1={}", hex::encode(sig));
+                out.insert(STRIPE_SIGNATURE, text_value(&STRIPE_SIGNATURE, &value)?);
+            }
+            Scheme::Github { secret } => {
+                let sha256 = mac_of(HmacAlgorithm::Sha256, secret, &[message.body])?;
+                let value = format!("sha256={}", hex::encode(sha256));
+                out.insert(
+                    GITHUB_SIGNATURE_256,
+                    text_value(&GITHUB_SIGNATURE_256, &value)?,
+                );
+                // GitHub sends the legacy SHA-1 header beside it whenever a secret is
+                // set; forebay ignores it, a handler behind it might not.
+                let sha1 = mac_of(HmacAlgorithm::Sha1, secret, &[message.body])?;
+                let value = format!("sha1={}", hex::encode(sha1));
+                out.insert(
+                    GITHUB_SIGNATURE_SHA1,
+                    text_value(&GITHUB_SIGNATURE_SHA1, &value)?,
+                );
+                default_header(&mut out, message, GITHUB_DELIVERY, message.id)?;
+                default_header(&mut out, message, GITHUB_EVENT, "ping")?;
+            }
+            Scheme::StandardWebhooks { key } => {
+                let id = match message.headers.get(&WEBHOOK_ID) {
+                    Some(given) => visible_text(&WEBHOOK_ID, given)?.to_owned(),
+                    None => {
+                        out.insert(WEBHOOK_ID, text_value(&WEBHOOK_ID, message.id)?);
+                        message.id.to_owned()
+                    }
+                };
+                if id.is_empty() {
+                    return Err(header_error(&WEBHOOK_ID, "the id is empty"));
+                }
+                if id.contains('.') {
+                    return Err(header_error(
+                        &WEBHOOK_ID,
+                        "the id contains `.`, which Standard Webhooks forbids; choose one without it",
+                    ));
+                }
+                let sig = mac_of(
+                    HmacAlgorithm::Sha256,
+                    key,
+                    &[
+                        id.as_bytes(),
+                        b".",
+                        timestamp.as_bytes(),
+                        b".",
+                        message.body,
+                    ],
+                )?;
+                out.insert(
+                    WEBHOOK_TIMESTAMP,
+                    text_value(&WEBHOOK_TIMESTAMP, &timestamp)?,
+                );
+                let value = format!("v1,{}", STANDARD.encode(sig));
+                out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
+            }
+            Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
+            Scheme::Basic { pair } => {
+                let value = format!("Basic {}", STANDARD.encode(pair.expose()));
+                let mut value = text_value(&header::AUTHORIZATION, &value)?;
+                value.set_sensitive(true);
+                out.insert(header::AUTHORIZATION, value);
+            }
+            Scheme::Bearer { token } => {
+                let mut value = b"Bearer ".to_vec();
+                value.extend_from_slice(token.expose());
+                let mut value = HeaderValue::from_bytes(&value)
+                    .ok()
+                    .filter(|v| v.to_str().is_ok())
+                    .ok_or_else(|| {
+                        header_error(&header::AUTHORIZATION, "the token is not visible ASCII")
+                    })?;
+                value.set_sensitive(true);
+                out.insert(header::AUTHORIZATION, value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The generic `hmac` scheme, with its settings checked and its template parsed.
+#[derive(Clone)]
+struct HmacSigner {
+    key: Secret,
+    header: HeaderName,
+    algorithm: HmacAlgorithm,
+    encoding: SignatureEncoding,
+    /// Empty when none is configured.
+    prefix: String,
+    timestamp_header: Option<HeaderName>,
+    template: Vec<Part>,
+}
+
+impl HmacSigner {
+    fn build(s: &hmac::Settings<'_>) -> Result<Self, BuildError> {
+        // The verifier's own checks (header names, template, tolerance, secrets): what
+        // it would refuse is refused here, with its message.
+        hmac::GenericHmac::build(hmac::Settings {
+            secret: s.secret,
+            header: s.header,
+            algorithm: s.algorithm,
+            encoding: s.encoding,
+            prefix: s.prefix,
+            timestamp_header: s.timestamp_header,
+            signed: s.signed,
+            tolerance: s.tolerance,
+        })?;
+        let header = header_name("header", s.header)?;
+        let timestamp_header = s
+            .timestamp_header
+            .map(|name| header_name("timestamp_header", name))
+            .transpose()?;
+        let default = if timestamp_header.is_some() {
+            "{timestamp}.{body}"
+        } else {
+            "{body}"
+        };
+        Ok(Self {
+            key: first_secret("secret", s.secret)?,
+            header,
+            algorithm: s.algorithm,
+            encoding: s.encoding,
+            prefix: s.prefix.unwrap_or_default().to_owned(),
+            timestamp_header,
+            template: hmac::parse_template(
+                s.signed.unwrap_or(default),
+                s.timestamp_header.is_some(),
+            )?,
+        })
+    }
+
+    fn sign(
+        &self,
+        message: &Message<'_>,
+        timestamp: &str,
+        out: &mut HeaderMap,
+    ) -> Result<(), SignError> {
+        let mut signed = Vec::with_capacity(message.body.len() + 64);
+        for piece in &self.template {
+            match piece {
+                Part::Literal(text) => signed.extend_from_slice(text.as_bytes()),
+                Part::Body => signed.extend_from_slice(message.body),
+                Part::Timestamp => signed.extend_from_slice(timestamp.as_bytes()),
+                Part::Header(name) => {
+                    // The parser checked the name.
+                    let name =
+                        HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
+                            name: name.clone(),
+                            problem: "is not a valid header name",
+                        })?;
+                    let name = &name;
+                    let value = match message.headers.get(name) {
+                        Some(given) => visible_text(name, given)?.to_owned(),
+                        None => {
+                            out.insert(name.clone(), text_value(name, message.id)?);
+                            message.id.to_owned()
+                        }
+                    };
+                    signed.extend_from_slice(value.as_bytes());
+                }
+            }
+        }
+        let sig = mac_of(self.algorithm, &self.key, &[&signed])?;
+        let encoded = match self.encoding {
+            SignatureEncoding::Hex => hex::encode(sig),
+            SignatureEncoding::Base64 => STANDARD.encode(sig),
+        };
+        let value = format!("{}{encoded}", self.prefix);
+        let value = HeaderValue::from_str(&value)
+            .ok()
+            .filter(|v| v.to_str().is_ok())
+            .ok_or_else(|| {
+                header_error(&self.header, "the configured prefix is not visible ASCII")
+            })?;
+        out.insert(self.header.clone(), value);
+        if let Some(name) = &self.timestamp_header {
+            out.insert(name.clone(), text_value(name, timestamp)?);
+        }
+        Ok(())
+    }
+}
+
+/// The first secret of a list: the one a sender signs with during a rotation.
+fn first_secret(field: &'static str, refs: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
+    resolve_secrets(field, refs)?
+        .into_iter()
+        .next()
+        .map(|(_, secret)| secret)
+        .ok_or(BuildError::NoSecrets { field })
+}
+
+/// The key bytes of a `whsec_<base64>` secret (the prefix may be absent), decoded as
+/// the Standard Webhooks verifier decodes them.
+fn standard_webhooks_key(refs: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
+    let (at, secret) = resolve_secrets("secret", refs)?
+        .into_iter()
+        .next()
+        .ok_or(BuildError::NoSecrets { field: "secret" })?;
+    let text = secret.expose();
+    let encoded = text.strip_prefix(b"whsec_").unwrap_or(text);
+    let key = BASE64_LENIENT
+        .decode(encoded)
+        .map_err(|source| BuildError::SecretNotBase64 { at, source })?;
+    if key.is_empty() {
+        return Err(BuildError::SecretDecodesEmpty { at });
+    }
+    Ok(Secret::from_bytes(key))
+}
+
+fn header_name(field: &'static str, name: &str) -> Result<HeaderName, BuildError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError::HeaderName {
+        field,
+        name: name.to_owned(),
+    })
+}
+
+fn mac_of(algorithm: HmacAlgorithm, key: &Secret, parts: &[&[u8]]) -> Result<Vec<u8>, SignError> {
+    mac::hmac(algorithm, key.expose(), parts).ok_or(SignError::Mac)
+}
+
+/// Sets `name` to `value` unless the caller sends it already.
+fn default_header(
+    out: &mut HeaderMap,
+    message: &Message<'_>,
+    name: HeaderName,
+    value: &str,
+) -> Result<(), SignError> {
+    if !message.headers.contains_key(&name) {
+        let value = text_value(&name, value)?;
+        out.insert(name, value);
+    }
+    Ok(())
+}
+
+/// A header value that verifiers can read back as text: visible ASCII only.
+fn text_value(name: &HeaderName, text: &str) -> Result<HeaderValue, SignError> {
+    HeaderValue::from_str(text)
+        .ok()
+        .filter(|v| v.to_str().is_ok())
+        .ok_or_else(|| header_error(name, "the value is not visible ASCII"))
+}
+
+fn visible_text<'v>(name: &HeaderName, value: &'v HeaderValue) -> Result<&'v str, SignError> {
+    value
+        .to_str()
+        .map_err(|_| header_error(name, "the value is not visible ASCII"))
+}
+
+fn header_error(name: &HeaderName, problem: &'static str) -> SignError {
+    SignError::Header {
+        name: name.as_str().to_owned(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests;
