@@ -209,23 +209,12 @@ async fn fetch_event(
         (None, Some(secret)) => Some(String::from_utf8_lossy(secret.expose()).into_owned()),
         (None, None) => None,
     };
-    let url = format!("{server}/api/v1/events/{id}");
-    let mut request = reqwest::Client::new().get(&url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| {
-        format!(
-            "cannot reach the admin API at {server}: {e}; is forebay running there? (set --server)"
-        )
-    })?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {}", text.trim()));
-    }
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?;
-    event_from_json(&v).ok_or_else(|| format!("{url}: the answer is not an event"))
+    let api = super::client::api::Api::new(server, token).map_err(|e| e.to_string())?;
+    let v = api
+        .get(&format!("/api/v1/events/{id}"), &Vec::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    event_from_json(&v).ok_or_else(|| format!("the answer for {id} is not an event"))
 }
 
 /// The event as the admin API shows it (headers are joined per name there).

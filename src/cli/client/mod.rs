@@ -26,11 +26,11 @@
 //! | 4 | the server refused the request (4xx): no such id, missing or wrong token, a filter it rejects, a retry of a delivery in flight |
 //! | 5 | the command ran but not everything was delivered: `replay` (a job failed, cancelled, or with dead or retrying deliveries; `--from` with an answer other than 2xx), `listen` (a handler kept failing) |
 
-mod api;
+pub(super) mod api;
 mod connection;
 mod deliveries;
 mod dlq;
-mod error;
+pub(super) mod error;
 mod events;
 mod export;
 mod filters;
