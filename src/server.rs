@@ -22,14 +22,15 @@ use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, Role, Server, Storage};
+use crate::config::{Backend, Config, DestinationConfig, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::ingest::{self, IngestState};
 use crate::replay::Replayer;
 use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
+use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Store, StoreError};
+use crate::store::{Cluster, ClusterLimit, Store, StoreError};
 
 /// Time the store always gets at shutdown to commit its last group.
 const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -72,9 +73,28 @@ pub enum ServeError {
     Destination(String),
 }
 
-/// Opens the store named by `[storage]`.
-pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store named by `[storage]` (connecting and migrating, for PostgreSQL).
+pub async fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
     match &storage.backend {
+        Backend::Postgres {
+            url,
+            schema,
+            pool_size,
+        } => {
+            let store = PostgresStore::open(
+                url,
+                PostgresOptions {
+                    schema: schema.clone(),
+                    pool_size: *pool_size,
+                    connect_timeout: storage.busy_timeout.0,
+                    max_batch: storage.max_batch,
+                    queue_depth: storage.queue_depth,
+                    commit_timeout: storage.commit_timeout.0,
+                },
+            )
+            .await?;
+            Ok(store)
+        }
         Backend::Sqlite { path } => {
             let store = SqliteStore::open(
                 path,
@@ -97,7 +117,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config.storage)?;
+    let store = open_store(&config.storage).await?;
     run_with_store(config, store, listeners, shutdown).await
 }
 
@@ -131,6 +151,11 @@ pub async fn run_with_clock(
     let wake = Arc::new(Notify::new());
     let prepare_wake = Arc::new(Notify::new());
     let programs = Programs::new(&config);
+    // With several processes on one store, the store holds the limits for all of them
+    // and wakes this engine on their commits.
+    if config.role != Role::Ingest {
+        store.join_cluster(cluster_of(&config, &wake, &prepare_wake));
+    }
     let (worker_stop, worker_stopped) = watch::channel(false);
     let preparer_stopped = worker_stopped.clone();
     let worker = (config.role != Role::Ingest).then(|| {
@@ -245,6 +270,35 @@ pub async fn run_with_clock(
 const SEND_SLOTS: usize = 256;
 
 /// A claim must outlast the slowest attempt, or a slow send would be claimed twice.
+/// What the store needs to hold each destination's limits across processes.
+fn cluster_of(config: &Config, wake: &Arc<Notify>, prepare_wake: &Arc<Notify>) -> Cluster {
+    let limits = config
+        .destinations
+        .iter()
+        .map(|(name, d)| {
+            let (max_in_flight, rate) = match d {
+                DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
+                DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
+            };
+            ClusterLimit {
+                destination: name.clone(),
+                max_in_flight,
+                rate: rate.map(|r| {
+                    (
+                        r.count,
+                        i64::try_from(r.per.as_millis()).unwrap_or(i64::MAX),
+                    )
+                }),
+            }
+        })
+        .collect();
+    Cluster {
+        limits,
+        wake: Some(wake.clone()),
+        prepare_wake: Some(prepare_wake.clone()),
+    }
+}
+
 fn lease_for(
     destinations: &std::collections::BTreeMap<String, Arc<deliver::Destination>>,
 ) -> Duration {

@@ -179,7 +179,7 @@ async fn serve(path: &Path, log_format: LogFormat, role: Role) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let store = match server::open_store(&config.storage) {
+    let store = match server::open_store(&config.storage).await {
         Ok(s) => s,
         Err(e) => return fail(&server::ServeError::Store(e)),
     };

@@ -302,21 +302,55 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
             path: PathBuf::from(rest),
         })
     } else if cfg.url.starts_with("postgres://") || cfg.url.starts_with("postgresql://") {
-        errors.push(
-            "storage.url",
-            "the PostgreSQL store is not part of this version yet; use \"sqlite://PATH\"",
-        );
-        None
+        match cfg.url.parse::<tokio_postgres::Config>() {
+            Ok(pg) if pg.get_dbname().is_none() => {
+                errors.push(
+                    "storage.url",
+                    "the PostgreSQL URL names no database; use \"postgres://USER@HOST:5432/DATABASE\"",
+                );
+                None
+            }
+            Ok(_) => Some(Backend::Postgres {
+                url: cfg.url.clone(),
+                schema: cfg.schema.clone(),
+                pool_size: cfg.pool_size,
+            }),
+            Err(e) => {
+                errors.push(
+                    "storage.url",
+                    format!(
+                        "not a valid PostgreSQL URL ({e}); use \"postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE\""
+                    ),
+                );
+                None
+            }
+        }
     } else {
         errors.push(
             "storage.url",
             format!(
-                "unsupported store URL {:?}; use \"sqlite://./forebay-data/forebay.db\"",
+                "unsupported store URL {:?}; use \"sqlite://./forebay-data/forebay.db\" or \"postgres://USER@HOST:5432/DATABASE\"",
                 cfg.url
             ),
         );
         None
     };
+    if let Some(schema) = &cfg.schema
+        && !crate::store::postgres::valid_schema_name(schema)
+    {
+        errors.push(
+            "storage.schema",
+            format!(
+                "{schema:?} is not a plain schema name; use lower-case letters, digits and _ (starting with a letter or _), at most 63"
+            ),
+        );
+    }
+    if cfg.pool_size < 2 {
+        errors.push(
+            "storage.pool_size",
+            "must be at least 2 (the group-commit writer holds one connection)",
+        );
+    }
     if cfg.max_batch == 0 {
         errors.push("storage.max_batch", "must be at least 1");
     }

@@ -84,7 +84,18 @@ pub struct Storage {
 /// Which store to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// A PostgreSQL database shared by any number of forebay processes.
+    Postgres {
+        /// As written in `storage.url` (validated at load).
+        url: String,
+        /// `storage.schema`.
+        schema: Option<String>,
+        /// `storage.pool_size`.
+        pool_size: usize,
+    },
 }
 
 /// One source, ready to serve.

@@ -54,9 +54,18 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `sqlite://PATH` (relative to the working directory, or `sqlite:///abs/path`).
+    /// `sqlite://PATH` (relative to the working directory, or `sqlite:///abs/path`), or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for a store shared by any number
+    /// of forebay processes.
     pub url: String,
-    /// How long a commit waits for a lock held by another process before answering 503.
+    /// PostgreSQL only: the schema forebay's tables live in (created if missing);
+    /// unset means the connection's default search_path (usually `public`).
+    pub schema: Option<String>,
+    /// PostgreSQL only: most connections this process opens (the group-commit writer
+    /// uses one, claims and reads the rest).
+    pub pool_size: usize,
+    /// How long a commit waits for a lock held by another process before answering 503;
+    /// for PostgreSQL, how long to wait for a connection (opening one, or a free one).
     pub busy_timeout: Span,
     /// Most requests committed in one transaction (group commit).
     pub max_batch: usize,
@@ -75,6 +84,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://./forebay-data/forebay.db".to_owned(),
+            schema: None,
+            pool_size: 16,
             busy_timeout: Span::secs(5),
             max_batch: 512,
             queue_depth: 8192,

@@ -106,6 +106,16 @@ async fn handle(
             ));
         }
     };
+    // A provider handshake (Slack's `url_verification`) is answered, not stored.
+    if let Some(answer) = source.verifier.answer(&verified) {
+        tracing::info!(source = %source.name, "answered a provider handshake");
+        let mut response = (StatusCode::OK, Body::from(answer.body)).into_response();
+        let content_type = HeaderValue::from_static(answer.content_type);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        return Ok(response);
+    }
 
     let event_id = id::new(id::EVENT);
     let evaluated = match &source.dedup {

@@ -265,3 +265,27 @@ impl DeliveryCount {
         matches!(self.state.as_str(), "pending" | "in_flight" | "retrying")
     }
 }
+
+/// What a store shared by several processes needs from the delivery engine so that its
+/// limits hold across all of them ([`super::Store::join_cluster`]).
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    /// Each destination's limits, to hold for all processes together.
+    pub limits: Vec<ClusterLimit>,
+    /// Woken when another process commits work for the delivery engine (new events,
+    /// prepared deliveries, a finished attempt that frees a slot, a retry), or when a
+    /// rate limit allows the next start.
+    pub wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Woken when another process commits deliveries waiting to be prepared.
+    pub prepare_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+/// One destination's limits across the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLimit {
+    pub destination: String,
+    /// Most deliveries in flight (live leases) at once.
+    pub max_in_flight: Option<u32>,
+    /// Most starts per period: (count, period in ms), spread evenly.
+    pub rate: Option<(u32, i64)>,
+}

@@ -1,9 +1,12 @@
 //! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod delivery;
 pub mod headers;
 pub mod model;
+pub mod postgres;
 pub mod replay;
 pub mod sqlite;
 
@@ -12,15 +15,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount,
-    DeliveryQuery, EventInput, Pausable, Preparation, Prepared, RetryNow, StoredAttempt,
-    StoredDelivery, Unprepared,
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Cluster, ClusterLimit, DeadAction,
+    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, Pausable, Preparation, Prepared,
+    RetryNow, StoredAttempt, StoredDelivery, Unprepared,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
     StoredRejected, StoredRequest,
 };
 pub use replay::{NewReplay, ReplayDelivery, ReplayStep, ReplayWrite, StoredReplay};
+
+/// A backend's own error (rusqlite's or tokio-postgres's), kept whole for the cause chain.
+pub type DbError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What can go wrong in the store, by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +35,9 @@ pub enum StoreError {
     #[error("the store is overloaded: {0} requests are waiting for a commit")]
     Overloaded(usize),
     /// The commit failed (lock held elsewhere, disk full, I/O error): nothing was stored.
+    /// Shared by every write of a failed group, hence the `Arc`.
     #[error("the store could not commit")]
-    Commit(#[source] Arc<rusqlite::Error>),
+    Commit(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// No answer from the writer within the commit timeout (a stalled disk): the write
     /// may still land later, but the sender must not be told it did.
     #[error("no commit within {0:?}")]
@@ -38,9 +45,9 @@ pub enum StoreError {
     /// The store has shut down, or its writer stopped.
     #[error("the store is closed")]
     Closed,
-    /// Any other database error.
+    /// Any other database error (the database may be unreachable: retry later).
     #[error("database error")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] DbError),
     /// Stored data that does not decode (a bug or a damaged file).
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
@@ -54,6 +61,24 @@ pub enum StoreError {
         "the database schema is version {found}, newer than this forebay knows ({known}); upgrade forebay"
     )]
     SchemaTooNew { found: i64, known: i64 },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(Box::new(e))
+    }
 }
 
 impl StoreError {
@@ -182,6 +207,12 @@ pub trait Store: Send + Sync + 'static {
         running_only: bool,
         limit: usize,
     ) -> Result<Vec<StoredReplay>, StoreError>;
+
+    /// Joins the cluster of processes sharing this store: the store holds each
+    /// destination's limits across all of them, and wakes the engine when another
+    /// process commits work for it. A store with one owner process (SQLite) has nothing
+    /// to do: the engine's own limits and wake-ups suffice.
+    fn join_cluster(&self, _cluster: Cluster) {}
 
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;

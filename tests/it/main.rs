@@ -12,6 +12,8 @@ mod jq;
 mod logs;
 mod metrics;
 mod openapi;
+mod postgres;
+mod presets;
 mod retry_clock;
 mod routing;
 mod search;

@@ -10,12 +10,23 @@ use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::hmac::TemplateError;
+use super::presets::{self, Preset};
 use super::{Verifier, basic, bearer, github, hmac, standard_webhooks, stripe};
 use crate::config::secret::{Secret, SecretError, SecretRef};
 
 /// How a source checks that a request comes from its sender.
+///
+/// Deserialized by hand (below): `kind` picks either one of these variants, read as an
+/// internally tagged enum would be, or a provider from the preset table
+/// ([`presets::PRESETS`]), read as [`PresetConfig`]. The `remote = "Self"` attribute
+/// makes the derived code an inherent `VerifyConfig::deserialize` for the built-in kinds.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    remote = "Self",
+    tag = "kind",
+    rename_all = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum VerifyConfig {
     /// Accept every request unchecked. Only for senders on a trusted network.
     #[default]
@@ -91,6 +102,117 @@ pub enum VerifyConfig {
         /// The expected token, or a list of them while rotating.
         token: OneOrMany<SecretRef>,
     },
+    /// A named provider (`shopify`, `slack`, `paddle`, ...): see `presets.rs`.
+    #[serde(skip)]
+    Preset(PresetConfig),
+}
+
+/// The `kind`s with a variant of their own, as written in the TOML.
+const BUILT_IN: [&str; 7] = [
+    "none",
+    "stripe",
+    "github",
+    "standard-webhooks",
+    "hmac",
+    "basic",
+    "bearer",
+];
+
+/// A provider preset's settings: which provider, its secret(s) and, where the provider
+/// signs a timestamp, the tolerance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetConfig {
+    pub preset: &'static Preset,
+    /// The provider's signing secret, or a list of them while rotating.
+    pub secret: OneOrMany<SecretRef>,
+    /// How far the signed timestamp may be from the receive time; `None`: the preset's
+    /// default. Only accepted for presets that sign a timestamp.
+    pub tolerance: Option<Duration>,
+    /// The source's URL as the sender posts to it (Square and Twilio sign it), without
+    /// a query string. Required by, and only accepted for, presets that sign the URL.
+    pub public_url: Option<String>,
+}
+
+/// Every valid `kind`: the built-in ones, then the presets. Listed in full when a
+/// `kind` is unknown.
+fn all_kinds() -> &'static [&'static str] {
+    static ALL: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        BUILT_IN
+            .iter()
+            .copied()
+            .chain(presets::PRESETS.iter().map(|p| p.name))
+            .collect()
+    });
+    &ALL
+}
+
+impl<'de> Deserialize<'de> for VerifyConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Buffered as a TOML table (the configuration's own format) so that `kind` can
+        // be read before choosing how to read the rest. Errors keep serde's wording
+        // ("missing field", "unknown field ..., expected ..."), which the loader turns
+        // into key paths.
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.get("kind") {
+            None => return Err(de::Error::missing_field("kind")),
+            Some(toml::Value::String(kind)) => kind.clone(),
+            Some(_) => {
+                return Err(de::Error::custom(
+                    "`kind` must be a string, e.g. \"github\"",
+                ));
+            }
+        };
+        let relay = |e: toml::de::Error| <D::Error as de::Error>::custom(e.message().trim_end());
+        if BUILT_IN.contains(&kind.as_str()) {
+            return VerifyConfig::deserialize(toml::Value::Table(table)).map_err(relay);
+        }
+        let Some(preset) = presets::find(&kind) else {
+            return Err(de::Error::unknown_variant(&kind, all_kinds()));
+        };
+        table.remove("kind");
+        let table = toml::Value::Table(table);
+        let (secret, tolerance, public_url) = if preset.needs_public_url() {
+            let signed_url = UrlPreset::deserialize(table).map_err(relay)?;
+            (signed_url.secret, None, Some(signed_url.public_url))
+        } else if preset.signs_timestamp() {
+            let timed = TimedPreset::deserialize(table).map_err(relay)?;
+            (timed.secret, timed.tolerance, None)
+        } else {
+            let untimed = UntimedPreset::deserialize(table).map_err(relay)?;
+            (untimed.secret, None, None)
+        };
+        Ok(VerifyConfig::Preset(PresetConfig {
+            preset,
+            secret,
+            tolerance,
+            public_url,
+        }))
+    }
+}
+
+/// The keys of a preset that signs a timestamp.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimedPreset {
+    secret: OneOrMany<SecretRef>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    tolerance: Option<Duration>,
+}
+
+/// The keys of a preset that signs the URL it posts to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlPreset {
+    secret: OneOrMany<SecretRef>,
+    /// e.g. `"https://hooks.example.com/in/square"`, exactly as entered at the sender.
+    public_url: String,
+}
+
+/// The keys of a preset that signs no timestamp: no `tolerance`, which would do nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UntimedPreset {
+    secret: OneOrMany<SecretRef>,
 }
 
 /// The hash used by the generic `hmac` kind.
@@ -166,6 +288,10 @@ fn default_tolerance() -> Duration {
     Duration::from_secs(5 * 60)
 }
 
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(text.trim()).map_err(|e| {
@@ -224,6 +350,8 @@ pub enum BuildError {
     HeaderName { field: &'static str, name: String },
     #[error("`signed`: {0}")]
     Template(#[from] TemplateError),
+    #[error("`public_url` {problem}")]
+    PublicUrl { problem: &'static str },
     #[error(
         "`username` contains `:`, which Basic authentication uses to end the user name; choose a user name without it"
     )]
@@ -285,19 +413,20 @@ impl VerifyConfig {
                 signed,
                 tolerance,
             } => Verifier::Hmac(hmac::GenericHmac::build(hmac::Settings {
-                secret,
-                header,
                 algorithm: *algorithm,
                 encoding: *encoding,
                 prefix: prefix.as_deref(),
                 timestamp_header: timestamp_header.as_deref(),
                 signed: signed.as_deref(),
                 tolerance: *tolerance,
+                ..hmac::Settings::plain(secret, header)
             })?),
             VerifyConfig::Basic { username, password } => {
                 Verifier::Basic(basic::Basic::build(username, password)?)
             }
             VerifyConfig::Bearer { token } => Verifier::Bearer(bearer::Bearer::build(token)?),
+            // Each scheme checks the tolerance and secrets as it does for its own kind.
+            VerifyConfig::Preset(p) => Verifier::Preset(p.preset.build(p)?),
         })
     }
 }

@@ -4,6 +4,12 @@
 //!
 //! The `signed` template is parsed once at build time into [`Part`]s, so a typo in it is
 //! a configuration error, not a rejection of every request.
+//!
+//! Most presets (`presets.rs`) are this verifier with fixed settings. A few of their
+//! senders need what the `hmac` kind does not offer in the TOML (yet): a header holding
+//! a list of signatures (`v1=...,v2=...`), a signed timestamp inside the JSON body
+//! (Linear), and a secret to decode before use (WooCommerce); those are the
+//! [`Settings`] fields after `tolerance`.
 
 use std::time::Duration;
 
@@ -49,9 +55,12 @@ pub(super) enum Part {
     Body,
     Timestamp,
     Header(String),
+    /// The URL the sender posted to (presets with `public_url` only).
+    Url,
 }
 
-/// The `hmac` settings, borrowed from [`super::VerifyConfig::Hmac`].
+/// The `hmac` settings, borrowed from [`super::VerifyConfig::Hmac`] or a preset.
+#[derive(Clone, Copy)]
 pub(super) struct Settings<'c> {
     pub secret: &'c OneOrMany<SecretRef>,
     pub header: &'c str,
@@ -61,6 +70,109 @@ pub(super) struct Settings<'c> {
     pub timestamp_header: Option<&'c str>,
     pub signed: Option<&'c str>,
     pub tolerance: Duration,
+    /// The header holds a list of signatures split by this character (CircleCI's
+    /// `v1=...,v2=...`): every entry starting with `prefix` is tried, others are skipped.
+    pub list_separator: Option<char>,
+    /// A JSON pointer to a signing time in Unix milliseconds inside the (signed) body,
+    /// checked against `tolerance` (Linear's `/webhookTimestamp`).
+    pub body_timestamp_ms: Option<&'c str>,
+    pub key: KeyDecoding,
+    /// The source's URL as the sender sees it (Square signs it): `{url}` in the
+    /// template, followed by the request's query string when it has one.
+    pub public_url: Option<&'c str>,
+}
+
+impl<'c> Settings<'c> {
+    /// The settings of a plain `hmac` section: no preset-only extras.
+    pub(super) fn plain(secret: &'c OneOrMany<SecretRef>, header: &'c str) -> Self {
+        Self {
+            secret,
+            header,
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: None,
+            timestamp_header: None,
+            signed: None,
+            tolerance: Duration::from_secs(300),
+            list_separator: None,
+            body_timestamp_ms: None,
+            key: KeyDecoding::Raw,
+            public_url: None,
+        }
+    }
+}
+
+/// How the configured secret becomes the HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyDecoding {
+    /// The secret's bytes, as they are.
+    Raw,
+    /// WordPress's `wp_specialchars_decode($secret, ENT_QUOTES)`, which WooCommerce
+    /// applies to the stored secret before signing: `&amp;` in a secret copied from its
+    /// database or API stands for `&`.
+    WordPressEntities,
+}
+
+impl KeyDecoding {
+    pub(super) fn apply(self, secret: Secret) -> Secret {
+        match self {
+            KeyDecoding::Raw => secret,
+            KeyDecoding::WordPressEntities => {
+                Secret::from_bytes(wp_specialchars_decode(secret.expose()))
+            }
+        }
+    }
+}
+
+/// `wp_specialchars_decode($text, ENT_QUOTES)` (WordPress `wp-includes/formatting.php`):
+/// the named entities `&amp; &lt; &gt; &quot;` and the numeric forms of `& < > " '`
+/// (decimal with any leading zeros, or hex with `x` or `X`), in one left-to-right pass,
+/// so `&amp;lt;` becomes `&lt;`, not `<`. Nothing else is decoded.
+pub(super) fn wp_specialchars_decode(text: &[u8]) -> Vec<u8> {
+    const NAMED: [(&[u8], u8); 4] = [
+        (b"amp;", b'&'),
+        (b"lt;", b'<'),
+        (b"gt;", b'>'),
+        (b"quot;", b'"'),
+    ];
+    const DECIMAL: [(&[u8], u8); 5] = [
+        (b"39;", b'\''),
+        (b"34;", b'"'),
+        (b"60;", b'<'),
+        (b"62;", b'>'),
+        (b"38;", b'&'),
+    ];
+    const HEX: [(&[u8], u8); 3] = [(b"27;", b'\''), (b"22;", b'"'), (b"26;", b'&')];
+    let entity = |rest: &[u8]| -> Option<(u8, usize)> {
+        if let Some((name, ch)) = NAMED.iter().find(|(name, _)| rest.starts_with(name)) {
+            return Some((*ch, name.len()));
+        }
+        let digits = rest.strip_prefix(b"#")?;
+        let (table, after_x): (&[(&[u8], u8)], &[u8]) = match digits.first() {
+            Some(b'x' | b'X') => (&HEX, &digits[1..]),
+            _ => (&DECIMAL, digits),
+        };
+        let zeros = after_x.iter().take_while(|b| **b == b'0').count();
+        let tail = &after_x[zeros..];
+        table
+            .iter()
+            .find(|(code, _)| tail.starts_with(code))
+            .map(|(code, ch)| (*ch, rest.len() - tail.len() + code.len()))
+    };
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'&'
+            && let Some((ch, used)) = entity(&text[i + 1..])
+        {
+            out.push(ch);
+            i += 1 + used;
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +185,9 @@ pub struct GenericHmac {
     timestamp_header: Option<String>,
     template: Vec<Part>,
     tolerance: Duration,
+    list_separator: Option<char>,
+    body_timestamp_ms: Option<String>,
+    public_url: Option<String>,
 }
 
 impl GenericHmac {
@@ -82,16 +197,23 @@ impl GenericHmac {
             check_header_name("timestamp_header", name)?;
             check_tolerance_setting(s.tolerance)?;
         }
+        if s.body_timestamp_ms.is_some() {
+            check_tolerance_setting(s.tolerance)?;
+        }
         let has_timestamp = s.timestamp_header.is_some();
         let default = if has_timestamp {
             "{timestamp}.{body}"
         } else {
             "{body}"
         };
-        let template = parse_template(s.signed.unwrap_or(default), has_timestamp)?;
+        let template = parse_template_with(
+            s.signed.unwrap_or(default),
+            has_timestamp,
+            s.public_url.is_some(),
+        )?;
         let secrets = resolve_secrets("secret", s.secret)?
             .into_iter()
-            .map(|(_, secret)| secret)
+            .map(|(_, secret)| s.key.apply(secret))
             .collect();
         Ok(Self {
             secrets,
@@ -102,11 +224,14 @@ impl GenericHmac {
             timestamp_header: s.timestamp_header.map(str::to_owned),
             template,
             tolerance: s.tolerance,
+            list_separator: s.list_separator,
+            body_timestamp_ms: s.body_timestamp_ms.map(str::to_owned),
+            public_url: s.public_url.map(str::to_owned),
         })
     }
 
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
-        let sig = self.signature(req)?;
+        let candidates = self.signatures(req)?;
         let timestamp = match &self.timestamp_header {
             Some(name) => {
                 let text = required_header(req, name)?;
@@ -117,6 +242,10 @@ impl GenericHmac {
             }
             None => None,
         };
+        let url = self.public_url.as_ref().map(|base| match &req.query {
+            Some(query) => format!("{base}?{query}"),
+            None => base.clone(),
+        });
         let mut parts: Vec<&[u8]> = Vec::with_capacity(self.template.len());
         for part in &self.template {
             parts.push(match part {
@@ -127,6 +256,8 @@ impl GenericHmac {
                     .map(|(text, _)| text.as_bytes())
                     .unwrap_or_default(),
                 Part::Header(name) => required_header(req, name)?.as_bytes(),
+                // Build guarantees `{url}` only appears with a public URL.
+                Part::Url => url.as_deref().unwrap_or_default().as_bytes(),
             });
         }
         let expected: Vec<Vec<u8>> = self
@@ -134,28 +265,52 @@ impl GenericHmac {
             .iter()
             .filter_map(|s| hmac(self.algorithm, s.expose(), &parts))
             .collect();
-        if !matches_any(&expected, &sig) {
+        // No early exit: every candidate is compared, as `matches_any` does per secret.
+        let matched = candidates
+            .iter()
+            .fold(false, |found, sig| matches_any(&expected, sig) | found);
+        if !matched {
             return Err(Rejection::NoSignatureMatched);
         }
-        match timestamp {
-            Some((_, secs)) => check_tolerance(req.received_at_secs(), secs, self.tolerance),
-            None => Ok(()),
+        if let Some(secs) = timestamp.map(|(_, secs)| secs) {
+            check_tolerance(req.received_at_secs(), secs, self.tolerance)?;
         }
+        if let Some(pointer) = &self.body_timestamp_ms {
+            let ms = body_millis(&req.body, pointer)?;
+            check_tolerance(req.received_at_secs(), ms.div_euclid(1000), self.tolerance)?;
+        }
+        Ok(())
     }
 
-    /// The decoded signature from the configured header.
-    fn signature(&self, req: &Unverified) -> Result<Vec<u8>, Rejection> {
+    /// The decoded signature(s) from the configured header: one, or with a list
+    /// separator every entry carrying the prefix (entries that do not decode are
+    /// skipped, as another may be valid).
+    fn signatures(&self, req: &Unverified) -> Result<Vec<Vec<u8>>, Rejection> {
         let name = self.header.as_str();
-        let mut value = required_header(req, name)?.trim();
-        if let Some(prefix) = &self.prefix {
-            value = value
-                .get(..prefix.len())
-                .filter(|head| head.eq_ignore_ascii_case(prefix))
-                .and_then(|_| value.get(prefix.len()..))
-                .ok_or_else(|| {
-                    Rejection::malformed(name, "does not start with the configured prefix")
-                })?;
+        let value = required_header(req, name)?.trim();
+        let Some(separator) = self.list_separator else {
+            let sig = strip_prefix(value, self.prefix.as_deref()).ok_or_else(|| {
+                Rejection::malformed(name, "does not start with the configured prefix")
+            })?;
+            return self.decode(name, sig).map(|sig| vec![sig]);
+        };
+        let entries: Vec<&str> = value
+            .split(separator)
+            .filter_map(|entry| strip_prefix(entry.trim(), self.prefix.as_deref()))
+            .collect();
+        if entries.is_empty() {
+            return Err(Rejection::malformed(
+                name,
+                "has no entry with the expected prefix",
+            ));
         }
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| self.decode(name, entry).ok())
+            .collect())
+    }
+
+    fn decode(&self, name: &str, value: &str) -> Result<Vec<u8>, Rejection> {
         let decoded = match self.encoding {
             SignatureEncoding::Hex => hex::decode(value)
                 .map_err(|_| Rejection::malformed(name, "signature is not valid hex")),
@@ -170,6 +325,35 @@ impl GenericHmac {
     }
 }
 
+/// `value` without `prefix` (matched regardless of case); `None` when it lacks it.
+/// Never panics, whatever the text (see the property test in `presets/tests.rs`).
+pub(super) fn strip_prefix<'v>(value: &'v str, prefix: Option<&str>) -> Option<&'v str> {
+    let Some(prefix) = prefix else {
+        return Some(value);
+    };
+    value
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .and_then(|_| value.get(prefix.len()..))
+}
+
+/// A Unix time in milliseconds at `pointer` in a JSON body (a number, or digits in a
+/// string).
+fn body_millis(body: &[u8], pointer: &str) -> Result<i64, Rejection> {
+    let field = pointer.trim_start_matches('/');
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| Rejection::body_field(field, "the body is not JSON"))?;
+    let found = value
+        .pointer(pointer)
+        .ok_or_else(|| Rejection::body_field(field, "is missing"))?;
+    let millis = match found {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => parse_unix_secs(s),
+        _ => None,
+    };
+    millis.ok_or_else(|| Rejection::body_field(field, "is not a whole number of milliseconds"))
+}
+
 fn check_header_name(field: &'static str, name: &str) -> Result<(), BuildError> {
     HeaderName::from_bytes(name.as_bytes())
         .map(drop)
@@ -180,10 +364,22 @@ fn check_header_name(field: &'static str, name: &str) -> Result<(), BuildError> 
 }
 
 /// Parses a `signed` template: `{body}`, `{timestamp}` (only with a timestamp header),
-/// `{header:Name}`, and `{{`/`}}` for literal braces. Signers share it (`sign_as`).
+/// `{header:Name}`, and `{{`/`}}` for literal braces.
+#[cfg(test)]
 pub(super) fn parse_template(
     template: &str,
     has_timestamp: bool,
+) -> Result<Vec<Part>, TemplateError> {
+    parse_template_with(template, has_timestamp, false)
+}
+
+/// Parses a `signed` template: `{body}`, `{timestamp}` (only with a timestamp header),
+/// `{header:Name}`, `{url}` (only with a public URL, which only presets set), and
+/// `{{`/`}}` for literal braces. Signers share it (`sign_as`).
+pub(super) fn parse_template_with(
+    template: &str,
+    has_timestamp: bool,
+    has_url: bool,
 ) -> Result<Vec<Part>, TemplateError> {
     let mut parts = Vec::new();
     let mut literal = String::new();
@@ -206,7 +402,7 @@ pub(super) fn parse_template(
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
-            parts.push(placeholder(&after[..end], has_timestamp)?);
+            parts.push(placeholder(&after[..end], has_timestamp, has_url)?);
             end + 2
         };
         rest = &rest[i + consumed..];
@@ -225,9 +421,10 @@ pub(super) fn parse_template(
     Ok(parts)
 }
 
-fn placeholder(name: &str, has_timestamp: bool) -> Result<Part, TemplateError> {
+fn placeholder(name: &str, has_timestamp: bool, has_url: bool) -> Result<Part, TemplateError> {
     match name {
         "body" => Ok(Part::Body),
+        "url" if has_url => Ok(Part::Url),
         "timestamp" if has_timestamp => Ok(Part::Timestamp),
         "timestamp" => Err(TemplateError::TimestampWithoutHeader),
         _ => match name.strip_prefix("header:") {

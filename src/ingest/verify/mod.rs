@@ -5,6 +5,8 @@
 //! time into a [`Verifier`], a closed enum with one small struct per scheme, each in its
 //! own file (`stripe.rs`, `github.rs`, `standard_webhooks.rs`, `hmac.rs`, `basic.rs`,
 //! `bearer.rs`). Shared HMAC, constant-time and header helpers live in `mac.rs`.
+//! Named providers that are one of those schemes with fixed settings (`shopify`,
+//! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`.
 //!
 //! Rules every scheme follows: the signature is checked over the raw body bytes; all
 //! secret comparisons are constant-time; several secrets may be active at once
@@ -17,16 +19,20 @@ mod config;
 mod github;
 mod hmac;
 mod mac;
+pub mod presets;
 mod rejection;
 pub mod sign_as;
 mod standard_webhooks;
 mod stripe;
 #[cfg(test)]
 mod test_support;
+mod twilio;
 
 use std::fmt;
 
-pub use config::{BuildError, FieldAt, HmacAlgorithm, OneOrMany, SignatureEncoding, VerifyConfig};
+pub use config::{
+    BuildError, FieldAt, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding, VerifyConfig,
+};
 pub use hmac::TemplateError;
 pub use rejection::{Rejection, Skew};
 
@@ -68,6 +74,14 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
+/// What to answer a verified request that is a provider's handshake (Slack's
+/// `url_verification`) rather than an event: `200` with this body, nothing stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
 /// A source's verifier, built from [`VerifyConfig`] with its secrets resolved.
 #[derive(Debug, Clone, Default)]
 pub enum Verifier {
@@ -80,6 +94,8 @@ pub enum Verifier {
     Hmac(hmac::GenericHmac),
     Basic(basic::Basic),
     Bearer(bearer::Bearer),
+    /// A named provider from the preset table (`shopify`, `slack`, ...).
+    Preset(presets::PresetVerifier),
 }
 
 impl Verifier {
@@ -97,6 +113,7 @@ impl Verifier {
             Verifier::Hmac(v) => v.check(&req),
             Verifier::Basic(v) => v.check(&req),
             Verifier::Bearer(v) => v.check(&req),
+            Verifier::Preset(v) => v.check(&req),
         };
         match outcome {
             Ok(()) => Ok(Verified::new(req)),
@@ -114,6 +131,7 @@ impl Verifier {
             Verifier::Stripe(_) => stripe::event_id(req),
             Verifier::Github(_) => github::delivery_id(req),
             Verifier::StandardWebhooks(_) => standard_webhooks::message_id(req),
+            Verifier::Preset(v) => v.provider_id(req),
             Verifier::None | Verifier::Hmac(_) | Verifier::Basic(_) | Verifier::Bearer(_) => None,
         }
     }
@@ -128,6 +146,16 @@ impl Verifier {
             Verifier::Hmac(_) => "hmac",
             Verifier::Basic(_) => "basic",
             Verifier::Bearer(_) => "bearer",
+            Verifier::Preset(v) => v.name(),
+        }
+    }
+
+    /// The immediate answer to a verified provider handshake, which is then not stored
+    /// as an event; `None` for an ordinary event.
+    pub fn answer(&self, verified: &Verified) -> Option<Answer> {
+        match self {
+            Verifier::Preset(v) => v.answer(verified),
+            _ => None,
         }
     }
 

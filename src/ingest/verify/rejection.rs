@@ -23,6 +23,12 @@ pub enum Rejection {
     /// A header is present but cannot be read as the scheme defines it.
     #[error("malformed header {name}: {problem}")]
     MalformedHeader { name: String, problem: &'static str },
+    /// A field of the (signed) body that the scheme needs is absent or unreadable.
+    #[error("body field {field}: {problem}")]
+    BodyField {
+        field: String,
+        problem: &'static str,
+    },
     /// The signed timestamp is further from the receive time than the tolerance allows.
     #[error("timestamp is {off_by_secs}s in the {skew}, outside the {tolerance_secs}s tolerance")]
     TimestampOutsideTolerance {
@@ -44,6 +50,7 @@ impl Rejection {
         match self {
             Rejection::MissingHeader { .. } => "missing_header",
             Rejection::MalformedHeader { .. } => "malformed_header",
+            Rejection::BodyField { .. } => "malformed_body",
             Rejection::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
             Rejection::NoSignatureMatched => "no_signature_matched",
             Rejection::BadCredentials => "bad_credentials",
@@ -53,6 +60,13 @@ impl Rejection {
     pub(super) fn missing(name: &str) -> Self {
         Rejection::MissingHeader {
             name: name.to_owned(),
+        }
+    }
+
+    pub(super) fn body_field(field: &str, problem: &'static str) -> Self {
+        Rejection::BodyField {
+            field: field.to_owned(),
+            problem,
         }
     }
 

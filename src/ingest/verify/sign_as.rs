@@ -9,10 +9,12 @@
 //! to the headers to set.
 //!
 //! Adding a kind: one arm in [`Signer::new`] and, unless it is HMAC-shaped, one in
-//! [`Signer::sign`]. A kind that is a preset over the generic `hmac` verifier needs no
-//! signing code: `Signer::from_hmac` takes the very `hmac::Settings` the verifier is
-//! built from and honours every one of them (header, algorithm, encoding, prefix,
-//! timestamp header, signed template with `{header:Name}`).
+//! [`Signer::sign`]. Presets (`presets.rs`) need no signing code: an HMAC-shaped one is
+//! signed by `Signer::from_hmac` from the very `hmac::Settings` its verifier is built
+//! from (header, algorithm, encoding, prefix, timestamp header, signed template with
+//! `{header:Name}`, key decoding), the others by the Stripe-layout or Standard Webhooks
+//! signer. A preset that reads a timestamp from the body (Linear) cannot have it set
+//! here: the body must already carry a current one.
 
 use std::fmt;
 
@@ -25,9 +27,10 @@ use super::config::{
 };
 use super::hmac::{self, Part};
 use super::mac::{self, BASE64_LENIENT};
+use super::presets::Scheme as PresetScheme;
+use super::stripe::{Format, STRIPE};
 use crate::config::secret::{Secret, SecretRef};
 
-const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
 const GITHUB_SIGNATURE_256: HeaderName = HeaderName::from_static("x-hub-signature-256");
 const GITHUB_SIGNATURE_SHA1: HeaderName = HeaderName::from_static("x-hub-signature");
 const GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
@@ -72,13 +75,17 @@ pub enum SignError {
 #[derive(Clone)]
 pub struct Signer {
     scheme: Scheme,
+    /// The `kind` as written in the TOML.
+    kind: &'static str,
 }
 
 #[derive(Clone)]
 enum Scheme {
     None,
-    Stripe {
+    /// Stripe's `t=...,v1=...` layout, or another sender's variant of it.
+    Timestamped {
         secret: Secret,
+        format: &'static Format,
     },
     Github {
         secret: Secret,
@@ -88,6 +95,11 @@ enum Scheme {
         key: Secret,
     },
     Hmac(HmacSigner),
+    /// Signed as a form POST to `public_url` (no query string).
+    Twilio {
+        secret: Secret,
+        public_url: String,
+    },
     /// `username:password`, ready to encode.
     Basic {
         pair: Secret,
@@ -112,8 +124,9 @@ impl Signer {
         config.build()?;
         let scheme = match config {
             VerifyConfig::None => Scheme::None,
-            VerifyConfig::Stripe { secret, .. } => Scheme::Stripe {
+            VerifyConfig::Stripe { secret, .. } => Scheme::Timestamped {
                 secret: first_secret("secret", secret)?,
+                format: &STRIPE,
             },
             VerifyConfig::Github { secret } => Scheme::Github {
                 secret: first_secret("secret", secret)?,
@@ -132,14 +145,13 @@ impl Signer {
                 tolerance,
             } => {
                 return Self::from_hmac(&hmac::Settings {
-                    secret,
-                    header,
                     algorithm: *algorithm,
                     encoding: *encoding,
                     prefix: prefix.as_deref(),
                     timestamp_header: timestamp_header.as_deref(),
                     signed: signed.as_deref(),
                     tolerance: *tolerance,
+                    ..hmac::Settings::plain(secret, header)
                 });
             }
             VerifyConfig::Basic { username, password } => {
@@ -154,8 +166,45 @@ impl Signer {
             VerifyConfig::Bearer { token } => Scheme::Bearer {
                 token: first_secret("token", token)?,
             },
+            VerifyConfig::Preset(p) => {
+                let kind = p.preset.name;
+                let scheme = match &p.preset.scheme {
+                    PresetScheme::Hmac(shape) => {
+                        let tolerance = p.preset.tolerance_or_default(p.tolerance);
+                        let public_url =
+                            super::presets::checked_public_url(p.public_url.as_deref())?;
+                        let settings = shape.settings(&p.secret, tolerance, public_url);
+                        return Ok(Self {
+                            kind,
+                            ..Self::from_hmac(&settings)?
+                        });
+                    }
+                    PresetScheme::Timestamped(format) => Scheme::Timestamped {
+                        secret: first_secret("secret", &p.secret)?,
+                        format,
+                    },
+                    PresetScheme::StandardWebhooks => Scheme::StandardWebhooks {
+                        key: standard_webhooks_key(&p.secret)?,
+                    },
+                    PresetScheme::Twilio => Scheme::Twilio {
+                        secret: first_secret("secret", &p.secret)?,
+                        public_url: p.public_url.clone().unwrap_or_default(),
+                    },
+                };
+                return Ok(Self { scheme, kind });
+            }
         };
-        Ok(Self { scheme })
+        let kind = match scheme {
+            Scheme::None => "none",
+            Scheme::Timestamped { .. } => "stripe",
+            Scheme::Github { .. } => "github",
+            Scheme::StandardWebhooks { .. } => "standard-webhooks",
+            Scheme::Hmac(_) => "hmac",
+            Scheme::Twilio { .. } => "twilio",
+            Scheme::Basic { .. } => "basic",
+            Scheme::Bearer { .. } => "bearer",
+        };
+        Ok(Self { scheme, kind })
     }
 
     /// A signer for the generic `hmac` scheme, or any preset expressed as its settings:
@@ -163,20 +212,13 @@ impl Signer {
     pub(super) fn from_hmac(settings: &hmac::Settings<'_>) -> Result<Self, BuildError> {
         Ok(Self {
             scheme: Scheme::Hmac(HmacSigner::build(settings)?),
+            kind: "hmac",
         })
     }
 
     /// The `kind` this signer signs for, as written in the TOML.
     pub fn kind_name(&self) -> &'static str {
-        match self.scheme {
-            Scheme::None => "none",
-            Scheme::Stripe { .. } => "stripe",
-            Scheme::Github { .. } => "github",
-            Scheme::StandardWebhooks { .. } => "standard-webhooks",
-            Scheme::Hmac(_) => "hmac",
-            Scheme::Basic { .. } => "basic",
-            Scheme::Bearer { .. } => "bearer",
-        }
+        self.kind
     }
 
     /// The headers to set on top of `message.headers` (one value per name: insert each,
@@ -186,15 +228,29 @@ impl Signer {
         let timestamp = message.timestamp.to_string();
         match &self.scheme {
             Scheme::None => {}
-            Scheme::Stripe { secret } => {
+            Scheme::Timestamped { secret, format } => {
                 // Stripe keys the HMAC with the secret as shown, `whsec_` included.
                 let sig = mac_of(
                     HmacAlgorithm::Sha256,
                     secret,
-                    &[timestamp.as_bytes(), b".", message.body],
+                    &[timestamp.as_bytes(), format.joiner.as_bytes(), message.body],
                 )?;
-                let value = format!("t={timestamp},v1={}", hex::encode(sig));
-                out.insert(STRIPE_SIGNATURE, text_value(&STRIPE_SIGNATURE, &value)?);
+                let value = format!(
+                    "{}={timestamp}{}{}={}",
+                    format.timestamp_key,
+                    format.separator,
+                    format.signature_key,
+                    hex::encode(sig)
+                );
+                // The formats are constants with valid names; an error, not a panic.
+                let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
+                    SignError::Header {
+                        name: format.header.to_owned(),
+                        problem: "is not a valid header name",
+                    }
+                })?;
+                let value = text_value(&name, &value)?;
+                out.insert(name, value);
             }
             Scheme::Github { secret } => {
                 let sha256 = mac_of(HmacAlgorithm::Sha256, secret, &[message.body])?;
@@ -250,6 +306,13 @@ impl Signer {
                 out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
             }
             Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
+            Scheme::Twilio { secret, public_url } => {
+                let sig = super::twilio::sign(secret.expose(), public_url, message.body)
+                    .ok_or(SignError::Mac)?;
+                let name = HeaderName::from_static("x-twilio-signature");
+                let value = text_value(&name, &STANDARD.encode(sig))?;
+                out.insert(name, value);
+            }
             Scheme::Basic { pair } => {
                 let value = format!("Basic {}", STANDARD.encode(pair.expose()));
                 let mut value = text_value(&header::AUTHORIZATION, &value)?;
@@ -284,22 +347,15 @@ struct HmacSigner {
     prefix: String,
     timestamp_header: Option<HeaderName>,
     template: Vec<Part>,
+    /// Empty unless the scheme signs its URL; sent to without a query string.
+    public_url: String,
 }
 
 impl HmacSigner {
     fn build(s: &hmac::Settings<'_>) -> Result<Self, BuildError> {
         // The verifier's own checks (header names, template, tolerance, secrets): what
         // it would refuse is refused here, with its message.
-        hmac::GenericHmac::build(hmac::Settings {
-            secret: s.secret,
-            header: s.header,
-            algorithm: s.algorithm,
-            encoding: s.encoding,
-            prefix: s.prefix,
-            timestamp_header: s.timestamp_header,
-            signed: s.signed,
-            tolerance: s.tolerance,
-        })?;
+        hmac::GenericHmac::build(*s)?;
         let header = header_name("header", s.header)?;
         let timestamp_header = s
             .timestamp_header
@@ -311,16 +367,18 @@ impl HmacSigner {
             "{body}"
         };
         Ok(Self {
-            key: first_secret("secret", s.secret)?,
+            key: s.key.apply(first_secret("secret", s.secret)?),
             header,
             algorithm: s.algorithm,
             encoding: s.encoding,
             prefix: s.prefix.unwrap_or_default().to_owned(),
             timestamp_header,
-            template: hmac::parse_template(
+            template: hmac::parse_template_with(
                 s.signed.unwrap_or(default),
                 s.timestamp_header.is_some(),
+                s.public_url.is_some(),
             )?,
+            public_url: s.public_url.unwrap_or_default().to_owned(),
         })
     }
 
@@ -336,6 +394,7 @@ impl HmacSigner {
                 Part::Literal(text) => signed.extend_from_slice(text.as_bytes()),
                 Part::Body => signed.extend_from_slice(message.body),
                 Part::Timestamp => signed.extend_from_slice(timestamp.as_bytes()),
+                Part::Url => signed.extend_from_slice(self.public_url.as_bytes()),
                 Part::Header(name) => {
                     // The parser checked the name.
                     let name =

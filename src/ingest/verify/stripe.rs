@@ -5,6 +5,11 @@
 //! (`whsec_...`, prefix included), over `{t}.{raw body}`. Several `v1` entries appear
 //! while Stripe rolls a secret; any one matching passes. `v0` is a test-mode-only legacy
 //! scheme and is ignored, as are unknown keys (Stripe's SDKs do the same).
+//!
+//! The same layout, a header of `key=value` pairs holding a timestamp and one or more
+//! signatures of `{timestamp}<joiner>{body}`, is used by Calendly and Mux (Stripe's own
+//! keys under another header name) and by Paddle (`ts=...;h1=...`, `{ts}:{body}`), so
+//! the parser takes a [`Format`] and those presets reuse this verifier.
 
 use std::time::Duration;
 
@@ -16,24 +21,80 @@ use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
 use crate::ingest::request::Unverified;
 
-const HEADER: &str = "Stripe-Signature";
+/// One sender's layout of the signature header. The messages are spelled out (rather
+/// than formatted) because a rejection's problem text is static.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Format {
+    pub header: &'static str,
+    /// Between the `key=value` pairs.
+    pub separator: char,
+    pub timestamp_key: &'static str,
+    pub signature_key: &'static str,
+    /// Between the timestamp and the body in the signed text.
+    pub joiner: &'static str,
+    pub no_timestamp: &'static str,
+    pub no_signature: &'static str,
+    pub bad_timestamp: &'static str,
+    pub two_timestamps: &'static str,
+}
+
+/// `Stripe-Signature: t=...,v1=...`, signing `{t}.{body}`.
+pub(super) const STRIPE: Format = stripe_like("Stripe-Signature");
+
+/// Stripe's layout under another header name (Calendly, Mux).
+pub(super) const fn stripe_like(header: &'static str) -> Format {
+    Format {
+        header,
+        separator: ',',
+        timestamp_key: "t",
+        signature_key: "v1",
+        joiner: ".",
+        no_timestamp: "has no t= timestamp",
+        no_signature: "has no v1= signature",
+        bad_timestamp: "t= is not a whole number of seconds",
+        two_timestamps: "has more than one t= timestamp",
+    }
+}
+
+/// Paddle Billing: `Paddle-Signature: ts=...;h1=...[;h1=...]`, signing `{ts}:{body}`.
+pub(super) const PADDLE: Format = Format {
+    header: "Paddle-Signature",
+    separator: ';',
+    timestamp_key: "ts",
+    signature_key: "h1",
+    joiner: ":",
+    no_timestamp: "has no ts= timestamp",
+    no_signature: "has no h1= signature",
+    bad_timestamp: "ts= is not a whole number of seconds",
+    two_timestamps: "has more than one ts= timestamp",
+};
 
 #[derive(Debug, Clone)]
 pub struct Stripe {
     secrets: Vec<Secret>,
     tolerance: Duration,
+    format: &'static Format,
 }
 
 /// The parts of a `Stripe-Signature` header this verifier uses.
-struct Parsed<'h> {
+#[derive(Debug)]
+pub(super) struct Parsed<'h> {
     /// The timestamp exactly as sent: it is what Stripe signed.
-    timestamp_text: &'h str,
-    timestamp: i64,
-    v1: Vec<&'h str>,
+    pub timestamp_text: &'h str,
+    pub timestamp: i64,
+    pub v1: Vec<&'h str>,
 }
 
 impl Stripe {
     pub(super) fn build(
+        secret: &OneOrMany<SecretRef>,
+        tolerance: Duration,
+    ) -> Result<Self, BuildError> {
+        Self::build_with(&STRIPE, secret, tolerance)
+    }
+
+    pub(super) fn build_with(
+        format: &'static Format,
         secret: &OneOrMany<SecretRef>,
         tolerance: Duration,
     ) -> Result<Self, BuildError> {
@@ -50,18 +111,27 @@ impl Stripe {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { secrets, tolerance })
+        Ok(Self {
+            secrets,
+            tolerance,
+            format,
+        })
     }
 
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
-        let parsed = parse(required_header(req, HEADER)?)?;
+        let format = self.format;
+        let parsed = parse(format, required_header(req, format.header)?)?;
         let expected: Vec<Vec<u8>> = self
             .secrets
             .iter()
             .filter_map(|s| {
                 hmac_sha256(
                     s.expose(),
-                    &[parsed.timestamp_text.as_bytes(), b".", &req.body],
+                    &[
+                        parsed.timestamp_text.as_bytes(),
+                        format.joiner.as_bytes(),
+                        &req.body,
+                    ],
                 )
             })
             .collect();
@@ -79,35 +149,32 @@ impl Stripe {
     }
 }
 
-fn parse(header: &str) -> Result<Parsed<'_>, Rejection> {
+/// Splits a signature header laid out as `format` says. Never panics, whatever the text
+/// (see the property test in `presets/tests.rs`).
+pub(super) fn parse<'h>(format: &Format, header: &'h str) -> Result<Parsed<'h>, Rejection> {
+    let name = format.header;
     let mut timestamp = None;
     let mut v1 = Vec::new();
-    for element in header.split(',') {
+    for element in header.split(format.separator) {
         let Some((key, value)) = element.trim().split_once('=') else {
             continue;
         };
-        match key {
-            "t" => {
-                if timestamp.is_some() {
-                    // Two timestamps would leave it open which one was signed.
-                    return Err(Rejection::malformed(
-                        HEADER,
-                        "has more than one t= timestamp",
-                    ));
-                }
-                let secs = parse_unix_secs(value).ok_or_else(|| {
-                    Rejection::malformed(HEADER, "t= is not a whole number of seconds")
-                })?;
-                timestamp = Some((value, secs));
+        if key == format.timestamp_key {
+            if timestamp.is_some() {
+                // Two timestamps would leave it open which one was signed.
+                return Err(Rejection::malformed(name, format.two_timestamps));
             }
-            "v1" => v1.push(value),
-            _ => {}
+            let secs = parse_unix_secs(value)
+                .ok_or_else(|| Rejection::malformed(name, format.bad_timestamp))?;
+            timestamp = Some((value, secs));
+        } else if key == format.signature_key {
+            v1.push(value);
         }
     }
     let (timestamp_text, timestamp) =
-        timestamp.ok_or_else(|| Rejection::malformed(HEADER, "has no t= timestamp"))?;
+        timestamp.ok_or_else(|| Rejection::malformed(name, format.no_timestamp))?;
     if v1.is_empty() {
-        return Err(Rejection::malformed(HEADER, "has no v1= signature"));
+        return Err(Rejection::malformed(name, format.no_signature));
     }
     Ok(Parsed {
         timestamp_text,

@@ -69,9 +69,9 @@ impl SqliteStore {
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Arc<Self>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Database(rusqlite::Error::InvalidPath(
+                StoreError::Database(Box::new(rusqlite::Error::InvalidPath(
                     format!("{}: {e}", dir.display()).into(),
-                ))
+                )))
             })?;
         }
         let owner = claim_ownership(path)?;
@@ -495,8 +495,6 @@ fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
 }
 
 #[cfg(test)]
-mod delivery_tests;
-#[cfg(test)]
-mod prepare_tests;
+mod sqlite_conformance;
 #[cfg(test)]
 mod tests;

@@ -1,150 +1,18 @@
-//! The SQLite store against a real file: dedup windows under controlled receive times,
-//! group commit under concurrency, isolation of a failing write, schema versions.
+//! What only the SQLite store does, against a real file: group commit and its
+//! fallbacks, the bounded queue, durable pragmas, WAL bounds, one owner per file, schema
+//! versions, and damaged rows. What every backend does is in
+//! [`crate::store::conformance`].
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
 
 use super::{SqliteOptions, SqliteStore};
-use crate::id;
-use crate::ingest::request::Unverified;
-use crate::ingest::verify::Verifier;
-use crate::store::{EventQuery, Inserted, NewDelivery, NewEvent, Store, StoreError};
-
-const HOUR_MS: i64 = 3_600_000;
-
-pub(super) fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEvent {
-    let request = Unverified {
-        source: source.to_owned(),
-        method: Method::POST,
-        path: format!("/in/{source}"),
-        query: None,
-        headers: HeaderMap::new(),
-        body: Bytes::from(format!("body of {key}")),
-        remote_addr: None,
-        received_at_ms,
-    };
-    let verified = Verifier::None.verify(request).expect("none accepts all");
-    NewEvent::new(
-        verified,
-        id::new(id::EVENT),
-        key.to_owned(),
-        window_ms,
-        vec![NewDelivery {
-            id: id::new(id::DELIVERY),
-            route: "r".into(),
-            destination: "d".into(),
-            needs_preparing: false,
-        }],
-    )
-}
+use crate::store::conformance::fixtures::{HOUR_MS, claim, event};
+use crate::store::{DeliveryQuery, Inserted, Store, StoreError};
 
 pub(super) fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
     SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).expect("open")
-}
-
-#[tokio::test]
-async fn dedup_holds_within_the_window_and_ends_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let window = 24 * HOUR_MS;
-    let t0 = 1_700_000_000_000;
-
-    let first = store
-        .insert_event(event("s", "k", t0, window))
-        .await
-        .unwrap();
-    let Inserted::New { id: first_id } = first else {
-        panic!("first is new")
-    };
-    // Inside the window, up to its last millisecond: duplicates of the first.
-    for at in [t0 + 1, t0 + window] {
-        let r = store
-            .insert_event(event("s", "k", at, window))
-            .await
-            .unwrap();
-        assert_eq!(
-            r,
-            Inserted::Duplicate {
-                original_id: first_id.clone()
-            }
-        );
-    }
-    // Another source, or another key: new.
-    assert!(matches!(
-        store
-            .insert_event(event("other", "k", t0 + 2, window))
-            .await
-            .unwrap(),
-        Inserted::New { .. }
-    ));
-    assert!(matches!(
-        store
-            .insert_event(event("s", "k2", t0 + 2, window))
-            .await
-            .unwrap(),
-        Inserted::New { .. }
-    ));
-    // Past the window: a new event, which later repeats are duplicates of.
-    let later = store
-        .insert_event(event("s", "k", t0 + window + 1, window))
-        .await
-        .unwrap();
-    let Inserted::New { id: later_id } = later else {
-        panic!("past the window is new")
-    };
-    let r = store
-        .insert_event(event("s", "k", t0 + window + 2, window))
-        .await
-        .unwrap();
-    assert_eq!(
-        r,
-        Inserted::Duplicate {
-            original_id: later_id
-        }
-    );
-
-    let stored = store.get_event(&first_id).await.unwrap().unwrap();
-    assert_eq!(stored.duplicates, 2);
-    assert_eq!(stored.deliveries.len(), 1, "repeats add no deliveries");
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_are_all_answered_and_all_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let mut tasks = Vec::new();
-    for i in 0..500 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .insert_event(event("s", &format!("k{i}"), 1_000 + i, HOUR_MS))
-                .await
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        match t.await.unwrap().unwrap() {
-            Inserted::New { id } => ids.push(id),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let listed = store
-        .list_events(EventQuery {
-            source: Some("s".into()),
-            limit: 500,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 500);
-    ids.sort();
-    let mut listed_ids: Vec<String> = listed.into_iter().map(|e| e.request.id).collect();
-    listed_ids.sort();
-    assert_eq!(ids, listed_ids);
-    store.close().await;
 }
 
 #[tokio::test]
@@ -170,14 +38,9 @@ async fn a_failing_write_does_not_spoil_its_group() {
 }
 
 #[tokio::test]
-async fn closed_store_refuses_writes_and_a_newer_schema_refuses_to_open() {
+async fn a_newer_schema_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ready().await.unwrap();
-    store.close().await;
-    let r = store.insert_event(event("s", "k", 1, HOUR_MS)).await;
-    assert!(matches!(r, Err(StoreError::Closed)), "{r:?}");
-    assert!(store.ready().await.is_err());
+    open(&dir).close().await;
 
     let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
@@ -312,5 +175,49 @@ async fn one_process_owns_the_file_and_inherits_orphaned_leases() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempt, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_delivery_whose_event_cannot_be_read_goes_dead_without_blocking_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let Inserted::New { id: damaged } =
+        store.insert_event(event("s", "a", 1_000, 1)).await.unwrap()
+    else {
+        panic!("new")
+    };
+    store.insert_event(event("s", "b", 1_001, 1)).await.unwrap();
+    // Headers that do not decode (no CRLF): what a damaged file would hold.
+    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    raw.execute(
+        "UPDATE events SET headers = x'6e6f2d63726c66' WHERE id = ?1",
+        [&damaged],
+    )
+    .unwrap();
+    drop(raw);
+
+    let claimed = store.claim_deliveries(claim(2_000)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_ne!(claimed[0].event_id, damaged);
+    let event = store.get_event(&damaged).await;
+    // The event itself does not decode either; its delivery is dead with the reason.
+    assert!(event.is_err());
+    let dead = store
+        .list_deliveries(DeliveryQuery {
+            state: Some("dead".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("the event cannot be read")
+    );
     store.close().await;
 }

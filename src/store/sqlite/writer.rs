@@ -277,7 +277,7 @@ impl Write {
     }
 
     fn fail(self, e: &Arc<rusqlite::Error>) {
-        let error = || StoreError::Commit(e.clone());
+        let error = || StoreError::Commit(e.clone() as Arc<dyn std::error::Error + Send + Sync>);
         match self {
             Write::Event(event, reply) => {
                 drop(event);

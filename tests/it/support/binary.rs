@@ -13,9 +13,15 @@ pub struct Process {
 
 /// Starts `forebay serve -c CONFIG` and waits for its "listening" line on stdout.
 pub fn spawn_serve(config: &Path) -> Process {
+    spawn_serve_with(config, &[])
+}
+
+/// [`spawn_serve`] with more arguments (`--role ingest`, say).
+pub fn spawn_serve_with(config: &Path, args: &[&str]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_forebay"))
         .args(["serve", "--config"])
         .arg(config)
+        .args(args)
         .env("FOREBAY_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

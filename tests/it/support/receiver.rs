@@ -137,9 +137,14 @@ impl Receiver {
 
     /// The next request, waiting for it (bounded, so a missing delivery fails the test).
     pub async fn next(&mut self) -> Recorded {
-        tokio::time::timeout(Duration::from_secs(20), self.seen.recv())
+        self.next_within(Duration::from_secs(20)).await
+    }
+
+    /// [`Receiver::next`] with a bound of the test's choosing (a lease to run out, say).
+    pub async fn next_within(&mut self, bound: Duration) -> Recorded {
+        tokio::time::timeout(bound, self.seen.recv())
             .await
-            .expect("a delivery within 20s")
+            .unwrap_or_else(|_| panic!("a delivery within {bound:?}"))
             .expect("receiver running")
     }
 }
@@ -165,15 +170,16 @@ async fn record(
         shared.group_peak.fetch_max(*n, Ordering::SeqCst);
         key
     });
+    // A request whose sender went away (a killed process) stops here, its handler
+    // dropped mid-sleep: the guard still counts it finished.
+    let finished = Finished {
+        shared: shared.clone(),
+        group,
+    };
     if !shared.delay.is_zero() {
         tokio::time::sleep(shared.delay).await;
     }
-    if let Some(key) = group
-        && let Some(n) = shared.groups.lock().unwrap().get_mut(&key)
-    {
-        *n -= 1;
-    }
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    drop(finished);
     let status = match &shared.rule {
         Some(rule) => rule(&body),
         None => shared
@@ -203,6 +209,24 @@ async fn record(
             .insert("retry-after", http::HeaderValue::from_static(after));
     }
     response
+}
+
+/// Counts a request as no longer in progress when dropped.
+struct Finished {
+    shared: Shared,
+    group: Option<String>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(key) = &self.group
+            && let Ok(mut groups) = self.shared.groups.lock()
+            && let Some(n) = groups.get_mut(key)
+        {
+            *n -= 1;
+        }
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A URL whose server accepts each connection, reads the request, and resets the

@@ -66,7 +66,9 @@ impl TestServer {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (ingest_addr, admin_addr) = (ingest.local_addr().unwrap(), admin.local_addr().unwrap());
         // Opening the store here, before serving, means the server is ready on return.
-        let store = forebay::server::open_store(&config.storage).expect("store opens");
+        let store = forebay::server::open_store(&config.storage)
+            .await
+            .expect("store opens");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stopped = async {

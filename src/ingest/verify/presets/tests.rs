@@ -1,0 +1,1191 @@
+//! Every preset against its provider's published example where one exists, else a
+//! hand-computed vector; a tampered body, a wrong secret and (where a timestamp is
+//! signed) a stale request fail; `sign_as` reproduces each vector and round-trips.
+//!
+//! Sources are those recorded in `docs/provider-signatures.md`. "Hand-computed" means
+//! the provider publishes no (secret, body, signature) triple, and the value was
+//! computed for this test with Python's `hmac` module, exactly as the provider's docs
+//! describe the scheme: it checks our reading of the docs, not the docs themselves.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+use serde::Deserialize;
+
+use super::super::config::VerifyConfig;
+use super::super::hmac::{strip_prefix, wp_specialchars_decode};
+use super::super::sign_as::{Message, Signer};
+use super::super::stripe::{PADDLE, STRIPE, parse};
+use super::super::test_support::{outcome, request};
+use super::super::{Answer, Rejection, Skew, Verifier};
+use super::{CALENDLY, MUX, PRESETS};
+
+/// One provider example.
+struct Case {
+    kind: &'static str,
+    /// Where the values come from.
+    cite: &'static str,
+    secret: &'static str,
+    /// A secret of the right shape that does not match.
+    wrong: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    /// The receive time used (the signed time, for schemes that sign one).
+    at: i64,
+    /// The header whose value `sign_as` must reproduce byte for byte, if it can (the
+    /// Svix-family cases send `svix-*` names, while the signer writes `webhook-*`).
+    signer_reproduces: Option<&'static str>,
+    /// The provider id used for dedup.
+    dedup: Option<&'static str>,
+    /// More keys of the `verify` table, e.g. `, public_url = "..."`.
+    extra: &'static str,
+    /// The query string the request arrives with.
+    query: Option<&'static str>,
+}
+
+const SW_WRONG: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const JSON_BODY: &str = r#"{"id":"evt_1","event_id":"evt_1","_id":"evt_1"}"#;
+const GITHUB_DOCS: &str = "GitHub Docs, \"Validating webhook deliveries\" (the same HMAC-SHA256 hex of the body; docs/provider-signatures.md: \"GitHub's vector applies\")";
+
+const CASES: &[Case] = &[
+    Case {
+        kind: "shopify",
+        cite: "Shopify/shopify-app-js, shopify-api lib/webhooks/__tests__/validate.test.ts (TEST_CONFIG.apiSecretKey)",
+        secret: "test_secret_key",
+        wrong: "test_secret_kex",
+        headers: &[
+            (
+                "X-Shopify-Hmac-Sha256",
+                "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=",
+            ),
+            ("X-Shopify-Webhook-Id", "123456789"),
+            ("X-Shopify-Topic", "products/create"),
+        ],
+        body: r#"{"foo": "bar"}"#,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Shopify-Hmac-Sha256"),
+        dedup: Some("123456789"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "slack",
+        cite: "Slack, \"Verifying requests from Slack\" (also slackapi/python-slack-sdk tests/slack_sdk/signature/test_signature_verifier.py)",
+        secret: "8f742231b10e8888abcd99yyyzzz85a5",
+        wrong: "8f742231b10e8888abcd99yyyzzz85a6",
+        headers: &[
+            (
+                "X-Slack-Signature",
+                "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+            ),
+            ("X-Slack-Request-Timestamp", "1531420618"),
+        ],
+        body: "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c",
+        at: 1_531_420_618,
+        signer_reproduces: Some("X-Slack-Signature"),
+        // A slash command is form-encoded: no `event_id`, so the body hash is used.
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "square",
+        cite: "square/square-nodejs-sdk, tests/integration/webhooks.test.ts (first vector)",
+        secret: "Ibxx_5AKakO-3qeNVR61Dw",
+        wrong: "MCmhFRxGX82xMwg5FsaoQA",
+        headers: &[(
+            "X-Square-HmacSha256-Signature",
+            "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=",
+        )],
+        body: r#"{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f","created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}"#,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Square-HmacSha256-Signature"),
+        dedup: Some("ac3ac95b-f97d-458c-a6e6-18981597e05f"),
+        extra: r#", public_url = "https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9""#,
+        query: None,
+    },
+    Case {
+        kind: "twilio",
+        cite: "Twilio, \"Webhooks security\", \"Validating requests\" worked example (also twilio/twilio-python tests/unit/test_request_validator.py)",
+        secret: "12345",
+        wrong: "12346",
+        headers: &[
+            ("X-Twilio-Signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ="),
+            (
+                "I-Twilio-Idempotency-Token",
+                "4c8e1b2a-9d3f-4e5a-8b7c-6d5e4f3a2b1c",
+            ),
+        ],
+        body: "CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212",
+        at: 1_700_000_000,
+        // The signer posts to `public_url` without a query string; see
+        // `twilio_matches_its_sdks_vectors` for what it produces.
+        signer_reproduces: None,
+        dedup: Some("4c8e1b2a-9d3f-4e5a-8b7c-6d5e4f3a2b1c"),
+        extra: r#", public_url = "https://mycompany.com/myapp.php""#,
+        query: Some("foo=1&bar=2"),
+    },
+    Case {
+        kind: "gitea",
+        cite: GITHUB_DOCS,
+        secret: "It's a Secret to Everybody",
+        wrong: "It's a Secret to Nobody",
+        headers: &[
+            (
+                "X-Gitea-Signature",
+                "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            ),
+            ("X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+        ],
+        body: "Hello, World!",
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Gitea-Signature"),
+        dedup: Some("f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "bitbucket",
+        cite: GITHUB_DOCS,
+        secret: "It's a Secret to Everybody",
+        wrong: "It's a Secret to Nobody",
+        headers: &[
+            (
+                "X-Hub-Signature",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            ),
+            ("X-Request-UUID", "d6c5b1a4-3f5e-4c1e-9e2a-1b2c3d4e5f60"),
+        ],
+        body: "Hello, World!",
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Hub-Signature"),
+        dedup: Some("d6c5b1a4-3f5e-4c1e-9e2a-1b2c3d4e5f60"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "razorpay",
+        cite: "razorpay/razorpay-node, test/utils/razorpay-utils.spec.js",
+        secret: "123456",
+        wrong: "1234567",
+        headers: &[
+            (
+                "X-Razorpay-Signature",
+                "2fe04e22977002e6c7cb553adab8b460cb9e2a4970d5953cb27a8472752e3bbc",
+            ),
+            ("X-Razorpay-Event-Id", "JZ5Z1b2c3d4e5f"),
+        ],
+        body: r#"{"a":1,"b":2,"c":{"d":3}}"#,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Razorpay-Signature"),
+        dedup: Some("JZ5Z1b2c3d4e5f"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "circleci",
+        cite: "CircleCI docs, \"Outbound webhooks\", \"Validate webhooks\" table, first row",
+        secret: "secret",
+        wrong: "secrets",
+        headers: &[(
+            "circleci-signature",
+            "v1=734cc62f32841568f45715aeb9f4d7891324e6d948e4c6c60c0621cdac48623a",
+        )],
+        body: "hello world",
+        at: 1_700_000_000,
+        signer_reproduces: Some("circleci-signature"),
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "lemonsqueezy",
+        cite: "hand-computed: Lemon Squeezy publishes no example",
+        secret: "lemon-secret",
+        wrong: "lemon-secreT",
+        headers: &[(
+            "X-Signature",
+            "89c141c187df27f167bc218a43c906cff3e3cb86ab4409f552483a5e067eadf1",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Signature"),
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "sentry",
+        cite: "hand-computed: Sentry publishes no example",
+        secret: "sentry-secret",
+        wrong: "sentry-secreT",
+        headers: &[
+            (
+                "Sentry-Hook-Signature",
+                "9e1330fb1d3c5efc16901a6167a4dcbcdef2fddc493c21da1dea4a347c1fdb45",
+            ),
+            ("Request-ID", "2e4c8a3e-5b1f-4f7a-9c1d-0a1b2c3d4e5f"),
+        ],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("Sentry-Hook-Signature"),
+        dedup: Some("2e4c8a3e-5b1f-4f7a-9c1d-0a1b2c3d4e5f"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "typeform",
+        cite: "hand-computed: Typeform publishes code only (\"Secure your webhooks\")",
+        secret: "typeform-secret",
+        wrong: "typeform-secreT",
+        headers: &[(
+            "Typeform-Signature",
+            "sha256=N/5YlEkPocdTaoxYQoVp9v3CnUEtcPZvMCyYvO3tSp4=",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("Typeform-Signature"),
+        dedup: Some("evt_1"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "intercom",
+        cite: "hand-computed: Intercom publishes no example",
+        secret: "intercom-secret",
+        wrong: "intercom-secreT",
+        headers: &[(
+            "X-Hub-Signature",
+            "sha1=bb7c8d7df7b99e7f5c89c65ed91212a9fd26e1d0",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Hub-Signature"),
+        dedup: Some("evt_1"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "vercel",
+        cite: "hand-computed: Vercel publishes no example",
+        secret: "vercel-secret",
+        wrong: "vercel-secreT",
+        headers: &[(
+            "x-vercel-signature",
+            "77ae645a8fb3ccb0fdd5b7032fa14905da8360fe",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("x-vercel-signature"),
+        dedup: Some("evt_1"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "launchdarkly",
+        cite: "hand-computed: LaunchDarkly publishes no example",
+        secret: "ld-secret",
+        wrong: "ld-secreT",
+        headers: &[(
+            "X-LD-Signature",
+            "6689b4e7d12d7806e5eff843e602992cf4baa13c71530f602f54090495b92486",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-LD-Signature"),
+        dedup: Some("evt_1"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "woocommerce",
+        cite: "hand-computed: WooCommerce publishes no example; the key is the secret after wp_specialchars_decode (WC_Webhook::generate_signature), here `a&b<c>'d\"`",
+        secret: "a&amp;b&lt;c&gt;&#039;d&quot;",
+        wrong: "a&amp;amp;b&lt;c&gt;&#039;d&quot;",
+        headers: &[
+            (
+                "X-WC-Webhook-Signature",
+                "J3+0VUt0RpVmrabsyfe9RNQn0CkgE5yMGKNEO4w4EO4=",
+            ),
+            ("X-WC-Webhook-Delivery-ID", "8a9b0c1d2e3f"),
+        ],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-WC-Webhook-Signature"),
+        dedup: Some("8a9b0c1d2e3f"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "linear",
+        cite: "hand-computed: Linear publishes no example; timestamp field and one-minute window from linear/linear packages/sdk/src/webhooks/client.ts",
+        secret: "lin_wh_secret",
+        wrong: "lin_wh_secreT",
+        headers: &[
+            (
+                "Linear-Signature",
+                "b7ac96abbe206cc5f9f9f4a7df6f0aaf2ef8bf32ba0a5761c808f699f3d111ee",
+            ),
+            ("Linear-Delivery", "5f1e3c2a-0b9d-4e8f-a7c6-b5d4e3f2a1b0"),
+        ],
+        body: r#"{"action":"create","webhookTimestamp":1700000000123}"#,
+        at: 1_700_000_000,
+        signer_reproduces: Some("Linear-Signature"),
+        dedup: Some("5f1e3c2a-0b9d-4e8f-a7c6-b5d4e3f2a1b0"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "paddle",
+        cite: "hand-computed: Paddle's docs show a header without its secret and body (developer.paddle.com, \"Verify webhook signatures\"); the secret has the documented shape",
+        secret: "pdl_ntfset_01gkpjp8bkm3tm53kdgkx6sms7_6h3qd3uFSi9YCD3OLYAShQI90XTI5vEI",
+        wrong: "pdl_ntfset_01gkpjp8bkm3tm53kdgkx6sms7_6h3qd3uFSi9YCD3OLYAShQI90XTI5vEJ",
+        headers: &[(
+            "Paddle-Signature",
+            "ts=1700000000;h1=648967cee8b231cd5fcb1d052bd12a7f2a4c7c2ac91358772399bc52ef02db16",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("Paddle-Signature"),
+        dedup: Some("evt_1"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "calendly",
+        cite: "hand-computed: Calendly publishes no example",
+        secret: "calendly-key",
+        wrong: "calendly-kez",
+        headers: &[(
+            "Calendly-Webhook-Signature",
+            "t=1700000000,v1=1c11b905fc1b5144a838d90229f7b5c54b46cd105ca35d2ce07910641ca64ccf",
+        )],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: Some("Calendly-Webhook-Signature"),
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "mux",
+        cite: "muxinc/mux-node-sdk, tests/api-resources/webhooks.test.ts",
+        secret: "SuperSecret123",
+        wrong: "SuperSecret124",
+        headers: &[(
+            "Mux-Signature",
+            "t=1565125718,v1=854ece4c22acef7c66b57d4e504153bc512595e8e9c772ece2a68150548c19a7",
+        )],
+        body: r#"{"test":"body"}"#,
+        at: 1_565_125_718,
+        signer_reproduces: Some("Mux-Signature"),
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "openai",
+        cite: "openai/openai-node, tests/api-resources/webhooks.test.ts (\"taken from a real webhook event\")",
+        secret: "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c=",
+        wrong: SW_WRONG,
+        headers: &[
+            ("webhook-id", "wh_685c059ae39c8190af8c71ed1022a24d"),
+            ("webhook-timestamp", "1750861210"),
+            (
+                "webhook-signature",
+                "v1,gUAg4R2hWouRZqRQG4uJypNS8YK885G838+EHb4nKBY=",
+            ),
+        ],
+        body: r#"{"id": "evt_685c059ae3a481909bdc86819b066fb6", "object": "event", "created_at": 1750861210, "type": "response.completed", "data": {"id": "resp_123"}}"#,
+        at: 1_750_861_210,
+        signer_reproduces: Some("webhook-signature"),
+        dedup: Some("wh_685c059ae39c8190af8c71ed1022a24d"),
+        extra: "",
+        query: None,
+    },
+    svix_family("svix"),
+    svix_family("clerk"),
+    svix_family("resend"),
+];
+
+/// The Standard Webhooks reference example (`libraries/go/webhook_test.go`,
+/// `TestWebhookSign`; the same values are in Svix's libraries) under `svix-*` headers,
+/// which Svix, Clerk and Resend send.
+const fn svix_family(kind: &'static str) -> Case {
+    Case {
+        kind,
+        cite: "standard-webhooks/standard-webhooks, libraries/go/webhook_test.go TestWebhookSign",
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        wrong: SW_WRONG,
+        headers: &[
+            ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("svix-timestamp", "1614265330"),
+            (
+                "svix-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ],
+        body: r#"{"test": 2432232314}"#,
+        at: 1_614_265_330,
+        signer_reproduces: None,
+        dedup: Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        extra: "",
+        query: None,
+    }
+}
+
+fn config(inline: &str) -> Result<VerifyConfig, String> {
+    #[derive(Deserialize)]
+    struct Source {
+        verify: VerifyConfig,
+    }
+    toml::from_str::<Source>(&format!("verify = {{ {inline} }}"))
+        .map(|s| s.verify)
+        .map_err(|e| e.to_string())
+}
+
+fn inline(kind: &str, secret: &str) -> String {
+    format!("kind = {kind:?}, secret = {secret:?}")
+}
+
+fn case_inline(case: &Case, secret: &str) -> String {
+    format!("{}{}", inline(case.kind, secret), case.extra)
+}
+
+fn verifier(inline: &str) -> Verifier {
+    config(inline).unwrap().build().expect("test config builds")
+}
+
+/// `case`'s headers and query with this body, received at `now`.
+fn case_check(v: &Verifier, case: &Case, body: &str, now: i64) -> Result<(), Rejection> {
+    outcome(v, case_request(case, body.as_bytes(), now))
+}
+
+fn case_request(case: &Case, body: &[u8], now: i64) -> crate::ingest::request::Unverified {
+    let raw: Vec<(&str, &[u8])> = case
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_bytes()))
+        .collect();
+    let mut req = request(&raw, body, now);
+    req.query = case.query.map(str::to_owned);
+    req
+}
+
+fn check(v: &Verifier, headers: &[(&str, &str)], body: &str, now: i64) -> Result<(), Rejection> {
+    let raw: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    outcome(v, request(&raw, body.as_bytes(), now))
+}
+
+#[test]
+fn every_preset_has_a_case_and_a_docs_row() {
+    let docs = include_str!("../../../../docs/verifiers.md");
+    for preset in PRESETS {
+        assert!(
+            CASES.iter().any(|c| c.kind == preset.name),
+            "no test case for preset {}",
+            preset.name
+        );
+        assert!(
+            docs.contains(&format!("| `{}` |", preset.name)),
+            "no row for {} in docs/verifiers.md",
+            preset.name
+        );
+    }
+}
+
+#[test]
+fn published_and_hand_computed_examples_pass() {
+    for case in CASES {
+        let v = verifier(&case_inline(case, case.secret));
+        assert_eq!(v.kind_name(), case.kind);
+        assert_eq!(
+            case_check(&v, case, case.body, case.at),
+            Ok(()),
+            "{}: {}",
+            case.kind,
+            case.cite
+        );
+    }
+}
+
+#[test]
+fn tampered_bodies_and_wrong_secrets_fail() {
+    for case in CASES {
+        let v = verifier(&case_inline(case, case.secret));
+        let tampered = format!("{} ", case.body);
+        assert_eq!(
+            case_check(&v, case, &tampered, case.at),
+            Err(Rejection::NoSignatureMatched),
+            "{}",
+            case.kind
+        );
+        let wrong = verifier(&case_inline(case, case.wrong));
+        assert_eq!(
+            case_check(&wrong, case, case.body, case.at),
+            Err(Rejection::NoSignatureMatched),
+            "{}",
+            case.kind
+        );
+        // Rotation: the right secret second in the list passes.
+        let both = verifier(&format!(
+            "kind = {:?}, secret = [{:?}, {:?}]{}",
+            case.kind, case.wrong, case.secret, case.extra
+        ));
+        assert_eq!(
+            case_check(&both, case, case.body, case.at),
+            Ok(()),
+            "{}",
+            case.kind
+        );
+    }
+}
+
+#[test]
+fn stale_requests_fail_where_a_timestamp_is_signed() {
+    for case in CASES {
+        let preset = super::find(case.kind).unwrap();
+        let v = verifier(&case_inline(case, case.secret));
+        let Some(tolerance) = preset.tolerance else {
+            // Nothing signed says when: any receive time passes.
+            assert_eq!(
+                case_check(&v, case, case.body, case.at + 86_400),
+                Ok(()),
+                "{}",
+                case.kind
+            );
+            continue;
+        };
+        let secs = tolerance.as_secs();
+        assert_eq!(
+            case_check(&v, case, case.body, case.at + secs as i64),
+            Ok(()),
+            "{}",
+            case.kind
+        );
+        assert_eq!(
+            case_check(&v, case, case.body, case.at + secs as i64 + 1),
+            Err(Rejection::TimestampOutsideTolerance {
+                skew: Skew::Past,
+                off_by_secs: secs + 1,
+                tolerance_secs: secs,
+            }),
+            "{}",
+            case.kind
+        );
+        // A configured tolerance replaces the preset's.
+        let tight = verifier(&format!(
+            "{}, tolerance = \"10s\"",
+            case_inline(case, case.secret)
+        ));
+        assert!(
+            case_check(&tight, case, case.body, case.at + 11).is_err(),
+            "{}",
+            case.kind
+        );
+    }
+}
+
+#[test]
+fn dedup_keys_are_the_providers_ids() {
+    for case in CASES {
+        let v = verifier(&case_inline(case, case.secret));
+        let req = case_request(case, case.body.as_bytes(), case.at);
+        assert_eq!(
+            v.provider_dedup_key(&req).as_deref(),
+            case.dedup,
+            "{}",
+            case.kind
+        );
+    }
+}
+
+#[test]
+fn sign_as_reproduces_every_example_and_round_trips() {
+    for case in CASES {
+        let cfg = config(&case_inline(case, case.secret)).unwrap();
+        let signer = Signer::new(&cfg).unwrap();
+        assert_eq!(signer.kind_name(), case.kind);
+        // The caller's own headers (ids, the Slack timestamp is recomputed anyway).
+        let id = case
+            .headers
+            .iter()
+            .find(|(n, _)| n.ends_with("-id"))
+            .map_or("msg_1", |(_, v)| v);
+        let sign = |at: i64| {
+            signer
+                .sign(&Message {
+                    body: case.body.as_bytes(),
+                    timestamp: at as u64,
+                    id,
+                    headers: &HeaderMap::new(),
+                })
+                .unwrap()
+        };
+        let signed = sign(case.at);
+        if let Some(name) = case.signer_reproduces {
+            let expected = case.headers.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert_eq!(
+                signed.get(name).and_then(|v| v.to_str().ok()),
+                Some(expected),
+                "{}: {}",
+                case.kind,
+                case.cite
+            );
+        }
+        // What the signer sends, plus the case's other headers (ids), passes.
+        let v = cfg.build().unwrap();
+        let deliver = |signed: &HeaderMap, body: &str| {
+            let mut req = request(&[], body.as_bytes(), case.at);
+            for (n, value) in case.headers {
+                req.headers.insert(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_static(value),
+                );
+            }
+            for name in ["svix-id", "svix-timestamp", "svix-signature"] {
+                req.headers.remove(name);
+            }
+            for (n, value) in signed {
+                req.headers.insert(n.clone(), value.clone());
+            }
+            outcome(&v, req)
+        };
+        assert_eq!(deliver(&signed, case.body), Ok(()), "{}", case.kind);
+        assert_eq!(
+            deliver(&signed, &format!("{} ", case.body)),
+            Err(Rejection::NoSignatureMatched),
+            "{}",
+            case.kind
+        );
+    }
+}
+
+#[test]
+fn an_unknown_kind_lists_every_valid_kind() {
+    let err = config(r#"kind = "shopifi", secret = "s""#).unwrap_err();
+    assert!(err.contains("unknown variant `shopifi`"), "{err}");
+    let built_in = [
+        "none",
+        "stripe",
+        "github",
+        "standard-webhooks",
+        "hmac",
+        "basic",
+        "bearer",
+    ];
+    for kind in built_in.iter().chain(PRESETS.iter().map(|p| &p.name)) {
+        assert!(err.contains(&format!("`{kind}`")), "{kind} missing: {err}");
+    }
+}
+
+#[test]
+fn preset_names_are_unique_and_never_shadow_a_built_in_kind() {
+    let mut names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), PRESETS.len());
+    for built_in in [
+        "none",
+        "stripe",
+        "github",
+        "standard-webhooks",
+        "hmac",
+        "basic",
+        "bearer",
+    ] {
+        assert!(super::find(built_in).is_none(), "{built_in}");
+    }
+}
+
+#[test]
+fn preset_keys_are_checked_like_any_table() {
+    // No signed timestamp, so no `tolerance`: a typo'd or useless key is an error.
+    let err = config(r#"kind = "shopify", secret = "s", tolerance = "5m""#).unwrap_err();
+    assert!(
+        err.contains("unknown field `tolerance`, expected `secret`"),
+        "{err}"
+    );
+    let err = config(r#"kind = "slack", secret = "s", tolerence = "5m""#).unwrap_err();
+    assert!(
+        err.contains("unknown field `tolerence`, expected `secret` or `tolerance`"),
+        "{err}"
+    );
+    let err = config(r#"kind = "paddle""#).unwrap_err();
+    assert!(err.contains("missing field `secret`"), "{err}");
+    let err = config(r#"kind = "mux", secret = "s", tolerance = "soon""#).unwrap_err();
+    assert!(err.contains("\"5m\""), "{err}");
+    let err = config(r#"secret = "s""#).unwrap_err();
+    assert!(err.contains("missing field `kind`"), "{err}");
+    let err = config(r#"kind = 5, secret = "s""#).unwrap_err();
+    assert!(err.contains("`kind` must be a string"), "{err}");
+    // Built-in kinds keep their own messages.
+    let err = config(r#"kind = "github", secret = "s", tolerance = "5m""#).unwrap_err();
+    assert!(
+        err.contains("unknown field `tolerance`, expected `secret`"),
+        "{err}"
+    );
+    // Build errors are the scheme's own.
+    let zero = config(r#"kind = "slack", secret = "s", tolerance = "0s""#).unwrap();
+    assert!(zero.build().unwrap_err().to_string().contains("zero"));
+    let bad = config(r#"kind = "svix", secret = "whsec_***""#).unwrap();
+    assert!(
+        bad.build()
+            .unwrap_err()
+            .to_string()
+            .contains("not valid base64")
+    );
+}
+
+#[test]
+fn circleci_reads_a_versioned_list() {
+    let v = verifier(r#"kind = "circleci", secret = "hunter123""#);
+    let good = "9be2242094a9a8c00c64306f382a7f9d691de910b4a266f67bd314ef18ac49fa";
+    let body = "an-important-request-payload";
+    // CircleCI docs, "Validate webhooks" table, third row, in the list forms the docs
+    // describe ("v1=...,v2=..."; only v1 is checked).
+    for header in [
+        format!("v1={good}"),
+        format!("v2=abcdef,v1={good}"),
+        format!("v1=zz-not-hex, v1=00ff, v1={good}"),
+    ] {
+        assert_eq!(
+            check(&v, &[("circleci-signature", &header)], body, 0),
+            Ok(()),
+            "{header}"
+        );
+    }
+    let v2_only = format!("v2={good}");
+    assert_eq!(
+        check(&v, &[("circleci-signature", &v2_only)], body, 0),
+        Err(Rejection::MalformedHeader {
+            name: "circleci-signature".into(),
+            problem: "has no entry with the expected prefix"
+        })
+    );
+    // The docs' second row.
+    let v = verifier(r#"kind = "circleci", secret = "another-secret""#);
+    let sig = "v1=daa220016c8f29a8b214fbfc3671aeec2145cfb1e6790184ffb38b6d0425fa00";
+    assert_eq!(
+        check(&v, &[("circleci-signature", sig)], "lalala", 0),
+        Ok(())
+    );
+}
+
+#[test]
+fn mux_accepts_its_sdks_header_variants() {
+    // muxinc/mux-node-sdk tests: an invalid v1 beside the valid one, and a v2 entry.
+    let v = verifier(r#"kind = "mux", secret = "SuperSecret123""#);
+    let hash = "854ece4c22acef7c66b57d4e504153bc512595e8e9c772ece2a68150548c19a7";
+    let body = r#"{"test":"body"}"#;
+    for header in [
+        format!("t=1565125718,v1=invalid-sig,v1={hash}"),
+        format!("t=1565125718,v2={hash},v1={hash}"),
+    ] {
+        assert_eq!(
+            check(&v, &[("Mux-Signature", &header)], body, 1_565_125_718),
+            Ok(())
+        );
+    }
+    let v2_only = format!("t=1565125718,v2={hash}");
+    assert_eq!(
+        check(&v, &[("Mux-Signature", &v2_only)], body, 1_565_125_718),
+        Err(Rejection::MalformedHeader {
+            name: "Mux-Signature".into(),
+            problem: "has no v1= signature"
+        })
+    );
+    // The SDK's second vector.
+    let nested = r#"{"test":{"nested":{"nanos":718234, "seconds":1691711005}}}"#;
+    let header = "t=1565125718,v1=bd315c24bce1c2b8ad325696f26530c8ef7d7d830afb7c1381903705d04607be";
+    assert_eq!(
+        check(&v, &[("Mux-Signature", header)], nested, 1_565_125_718),
+        Ok(())
+    );
+}
+
+#[test]
+fn paddle_reads_its_own_layout_and_several_h1() {
+    let case = CASES.iter().find(|c| c.kind == "paddle").unwrap();
+    let v = verifier(&inline("paddle", case.secret));
+    let good = case.headers[0].1.trim_start_matches("ts=1700000000;");
+    let rotating = format!("ts=1700000000;h1=00ff;{good}");
+    assert_eq!(
+        check(&v, &[("Paddle-Signature", &rotating)], case.body, case.at),
+        Ok(())
+    );
+    for (header, problem) in [
+        (good.to_owned(), "has no ts= timestamp"),
+        ("ts=1700000000".to_owned(), "has no h1= signature"),
+        (
+            format!("ts=soon;{good}"),
+            "ts= is not a whole number of seconds",
+        ),
+        (
+            format!("ts=1;ts=2;{good}"),
+            "has more than one ts= timestamp",
+        ),
+        // Stripe's layout is not Paddle's.
+        (
+            format!("t=1700000000,v1={}", &good[3..]),
+            "has no ts= timestamp",
+        ),
+    ] {
+        assert_eq!(
+            check(&v, &[("Paddle-Signature", &header)], case.body, case.at),
+            Err(Rejection::MalformedHeader {
+                name: "Paddle-Signature".into(),
+                problem
+            }),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn linear_needs_its_body_timestamp() {
+    let cfg = config(r#"kind = "linear", secret = "s""#).unwrap();
+    let v = cfg.build().unwrap();
+    let signer = Signer::new(&cfg).unwrap();
+    // Correctly signed (by `sign_as`), but without a readable `webhookTimestamp`, a
+    // request could be replayed forever: rejected.
+    for body in [
+        r#"{"action":"create"}"#,
+        r#"{"webhookTimestamp":"soon"}"#,
+        "not json",
+    ] {
+        let signed = signer
+            .sign(&Message {
+                body: body.as_bytes(),
+                timestamp: 0,
+                id: "d",
+                headers: &HeaderMap::new(),
+            })
+            .unwrap();
+        let sig = signed["linear-signature"].to_str().unwrap().to_owned();
+        let got = check(&v, &[("Linear-Signature", &sig)], body, 1_700_000_000);
+        assert!(
+            matches!(got, Err(Rejection::BodyField { ref field, .. }) if field == "webhookTimestamp"),
+            "{body}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn square_signs_the_public_url_and_the_query() {
+    // square/square-nodejs-sdk, tests/integration/webhooks.test.ts: the other vectors,
+    // including "escaped characters" (the body bytes are signed as they are).
+    let v = verifier(
+        r#"kind = "square", secret = "signature-key", public_url = "https://webhook.site/webhooks""#,
+    );
+    let name = "X-Square-HmacSha256-Signature";
+    for (body, sig) in [
+        (
+            r#"{"data":{"type":"webhooks","id":"fake_id"}}"#,
+            "W3FlCNk5IA3ZQ2LHTWoajvzfaDu/OwY2tNHIHC3IUOA=",
+        ),
+        (
+            r#"{"data":{"type":"webhooks","id":">id<"}}"#,
+            "Cxt7+aTi4rKgcA0bC4g9EHdVtLSDWdqccmL5MvihU4U=",
+        ),
+    ] {
+        assert_eq!(check(&v, &[(name, sig)], body, 0), Ok(()), "{body}");
+        // The SDK's negative cases: another URL, a pretty-printed body.
+        let elsewhere = verifier(
+            r#"kind = "square", secret = "signature-key", public_url = "https://webhook.site/webhook""#,
+        );
+        assert_eq!(
+            check(&elsewhere, &[(name, sig)], body, 0),
+            Err(Rejection::NoSignatureMatched)
+        );
+        let pretty = body.replace(':', ": ");
+        assert_eq!(
+            check(&v, &[(name, sig)], &pretty, 0),
+            Err(Rejection::NoSignatureMatched)
+        );
+        // The query string the request arrived with is part of the signed URL.
+        let mut with_query = request(&[(name, sig.as_bytes())], body.as_bytes(), 0);
+        with_query.query = Some("a=1".into());
+        assert_eq!(outcome(&v, with_query), Err(Rejection::NoSignatureMatched));
+    }
+    // hand-computed: base64(HMAC-SHA256("signature-key",
+    // "https://webhook.site/webhooks?a=1" + body)) with Python's hmac module.
+    let body = r#"{"data":{"type":"webhooks","id":"fake_id"}}"#;
+    let mut req = request(
+        &[(name, b"Qo4gQhmcPV0ysAzZWNdRXbceltDyypupaY1IDL0LVko=")],
+        body.as_bytes(),
+        0,
+    );
+    req.query = Some("a=1".into());
+    assert_eq!(outcome(&v, req), Ok(()));
+}
+
+#[test]
+fn public_urls_are_required_and_checked() {
+    let err = config(r#"kind = "square", secret = "k""#).unwrap_err();
+    assert!(err.contains("missing field `public_url`"), "{err}");
+    let err = config(r#"kind = "shopify", secret = "k", public_url = "https://x""#).unwrap_err();
+    assert!(err.contains("unknown field `public_url`"), "{err}");
+    for (url, problem) in [
+        ("webhook.site/x", "must start with https:// or http://"),
+        ("https://x/in/sq?a=1", "must not contain `?` or `#`"),
+        ("https://x/in sq", "must not contain spaces"),
+    ] {
+        let cfg = config(&format!(
+            "kind = \"square\", secret = \"k\", public_url = {url:?}"
+        ))
+        .unwrap();
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.starts_with("`public_url` "), "{err}");
+        assert!(err.contains(problem), "{url}: {err}");
+        assert_eq!(Signer::new(&cfg).unwrap_err().to_string(), err);
+    }
+}
+
+#[test]
+fn twilio_matches_its_sdks_vectors() {
+    // twilio/twilio-python, tests/unit/test_request_validator.py: token "12345", URL
+    // https://mycompany.com/myapp.php?foo=1&bar=2.
+    let v = verifier(
+        r#"kind = "twilio", secret = "12345", public_url = "https://mycompany.com/myapp.php""#,
+    );
+    let check_with = |v: &Verifier, sig: &str, query: &str, body: &str| {
+        let mut req = request(
+            &[("X-Twilio-Signature", sig.as_bytes())],
+            body.as_bytes(),
+            0,
+        );
+        req.query = Some(query.to_owned());
+        outcome(v, req)
+    };
+    let params = "CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309&To=%2B18005551212&Caller=%2B14158675309";
+    let q = "foo=1&bar=2";
+    // The parameters' order on the wire does not matter: they are sorted.
+    assert_eq!(
+        check_with(&v, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", q, params),
+        Ok(())
+    );
+    // Repeated names: every value, sorted.
+    let dupes = "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
+    assert_eq!(
+        check_with(&v, "IK+Dwps556ElfBT0I3Rgjkr1wJU=", q, dupes),
+        Ok(())
+    );
+    // Signed over the URL with the default port: accepted too.
+    assert_eq!(
+        check_with(&v, "kvajT1Ptam85bY51eRf/AJRuM3w=", q, params),
+        Ok(())
+    );
+    // A JSON body: the URL carries bodySHA256 and only the URL is signed.
+    let json = r#"{"property": "value", "boolean": true}"#;
+    let q_json =
+        "foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+    assert_eq!(
+        check_with(&v, "a9nBmqA0ju/hNViExpshrM61xv4=", q_json, json),
+        Ok(())
+    );
+    let tampered = r#"{"property": "value", "boolean": false}"#;
+    assert_eq!(
+        check_with(&v, "a9nBmqA0ju/hNViExpshrM61xv4=", q_json, tampered),
+        Err(Rejection::BodyField {
+            field: "body".into(),
+            problem: "does not match the bodySHA256 in the URL"
+        })
+    );
+    // Another query string is another URL.
+    assert_eq!(
+        check_with(&v, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "foo=1&bar=3", params),
+        Err(Rejection::NoSignatureMatched)
+    );
+    assert_eq!(
+        check_with(&v, "not base64!", q, params),
+        Err(Rejection::MalformedHeader {
+            name: "X-Twilio-Signature".into(),
+            problem: "is not valid base64"
+        })
+    );
+    // sign_as posts the form to `public_url` itself; hand-computed with Python:
+    // base64(HMAC-SHA1("12345", "https://mycompany.com/myapp.php" + "CallSidCA1...")).
+    let cfg = config(
+        r#"kind = "twilio", secret = "12345", public_url = "https://mycompany.com/myapp.php""#,
+    )
+    .unwrap();
+    let signed = Signer::new(&cfg)
+        .unwrap()
+        .sign(&Message {
+            body: params.as_bytes(),
+            timestamp: 0,
+            id: "x",
+            headers: &HeaderMap::new(),
+        })
+        .unwrap();
+    assert_eq!(signed["x-twilio-signature"], TWILIO_NO_QUERY);
+}
+
+/// `base64(HMAC-SHA1("12345", "https://mycompany.com/myapp.php" + sorted params))` of the
+/// twilio-python parameters, computed with Python's `hmac` module.
+const TWILIO_NO_QUERY: &str = "1xaxFBvyzXYvWplzNOSs28HWO94=";
+
+#[test]
+fn woocommerce_decodes_the_secret_like_wordpress() {
+    let cases: [(&str, &str); 9] = [
+        ("plain", "plain"),
+        ("a&amp;b", "a&b"),
+        ("&lt;&gt;&quot;", "<>\""),
+        ("&#039;&#39;&#0039;&#x27;&#X27;&#x0027;", "''''''"),
+        ("&#034;&#x22;&#060;&#062;&#038;&#x26;", "\"\"<>&&"),
+        // One pass: the `&` that `&amp;` gives does not start another entity.
+        ("&amp;lt;", "&lt;"),
+        // Only these entities, and only spelled exactly (named ones are case-sensitive).
+        ("&copy;&AMP;&#65;&#x41;&amp", "&copy;&AMP;&#65;&#x41;&amp"),
+        ("&&#", "&&#"),
+        ("caf\u{e9} &amp;", "caf\u{e9} &"),
+    ];
+    for (stored, key) in cases {
+        assert_eq!(
+            String::from_utf8(wp_specialchars_decode(stored.as_bytes())).unwrap(),
+            key,
+            "{stored}"
+        );
+    }
+}
+
+fn slack_answer(v: &Verifier, body: &str, now: i64) -> Result<Option<Answer>, Rejection> {
+    let signer = Signer::new(&config(r#"kind = "slack", secret = "s""#).unwrap()).unwrap();
+    let signed = signer
+        .sign(&Message {
+            body: body.as_bytes(),
+            timestamp: now as u64,
+            id: "x",
+            headers: &HeaderMap::new(),
+        })
+        .unwrap();
+    let mut req = request(&[], body.as_bytes(), now);
+    req.headers = signed;
+    v.verify(req)
+        .map(|verified| v.answer(&verified))
+        .map_err(|r| r.reason)
+}
+
+#[test]
+fn slack_url_verification_is_answered_with_the_challenge() {
+    let v = verifier(r#"kind = "slack", secret = "s""#);
+    // The handshake body from Slack's Events API docs ("url_verification").
+    let handshake = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    assert_eq!(
+        slack_answer(&v, handshake, 1_700_000_000),
+        Ok(Some(Answer {
+            content_type: "text/plain; charset=utf-8",
+            body: b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".to_vec(),
+        }))
+    );
+    // Ordinary events and form posts are events.
+    for body in [
+        r#"{"type":"event_callback","event_id":"Ev1","event":{}}"#,
+        r#"{"type":"url_verification"}"#,
+        "command=%2Fx",
+    ] {
+        assert_eq!(slack_answer(&v, body, 1_700_000_000), Ok(None), "{body}");
+    }
+    // The handshake is verified first: unsigned or stale, it is rejected like any request.
+    let mut req = request(&[], handshake.as_bytes(), 1_700_000_000);
+    req.headers.clear();
+    assert!(v.verify(req).is_err());
+    let other = verifier(r#"kind = "slack", secret = "not s""#);
+    assert_eq!(
+        slack_answer(&other, handshake, 1_700_000_000),
+        Err(Rejection::NoSignatureMatched)
+    );
+    // Other kinds never answer.
+    let gh = verifier(r#"kind = "github", secret = "s""#);
+    let none = Verifier::None
+        .verify(request(&[], handshake.as_bytes(), 0))
+        .unwrap();
+    assert_eq!(gh.answer(&none), None);
+}
+
+#[test]
+fn layouts_are_the_documented_ones() {
+    assert_eq!(CALENDLY.header, "Calendly-Webhook-Signature");
+    assert_eq!(MUX.header, "Mux-Signature");
+    assert_eq!((PADDLE.separator, PADDLE.joiner), (';', ":"));
+    assert_eq!((STRIPE.separator, STRIPE.joiner), (',', "."));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The `t=,v1=` and `ts=;h1=` parsers never panic, and what they return points into
+    /// the header they were given.
+    #[test]
+    fn timestamped_header_parsers_never_panic(
+        header in prop_oneof![
+            any::<String>(),
+            "[tsvh1=,;0-9a-f .]{0,64}",
+            "(t|ts|v1|h1|v0)=[0-9a-f]{0,20}([,;](t|ts|v1|h1|v0)=[0-9a-f]{0,20}){0,5}",
+        ]
+    ) {
+        for format in [&STRIPE, &PADDLE, &CALENDLY] {
+            if let Ok(parsed) = parse(format, &header) {
+                prop_assert!(header.contains(parsed.timestamp_text));
+                prop_assert!(parsed.timestamp >= 0);
+            }
+        }
+    }
+
+    /// Twilio's default-port rewriting never panics and gives one or two URLs.
+    #[test]
+    fn port_variants_never_panic(
+        url in prop_oneof![any::<String>(), "(https?://)?[a-z\\[\\]:0-9.é]{0,12}(:443|:80)?[/?#]?[a-z]{0,4}"],
+    ) {
+        let variants = super::super::twilio::port_variants(&url);
+        prop_assert!(!variants.is_empty() && variants.len() <= 2);
+    }
+
+    /// Prefix stripping never panics on multi-byte text, and strips exactly the prefix.
+    #[test]
+    fn prefix_parsing_never_panics(
+        value in prop_oneof![any::<String>(), "(sha256=|SHA1=|v0=|v1=|é|=)[a-f0-9é=]{0,8}"],
+        prefix in prop_oneof![Just("sha256="), Just("v1="), Just("é="), Just("")],
+    ) {
+        if let Some(rest) = strip_prefix(&value, Some(prefix)) {
+            prop_assert_eq!(rest.len() + prefix.len(), value.len());
+        }
+    }
+
+}
+
+proptest! {
+    // Each case builds every preset's verifier: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Every preset's verifier answers any header value with a rejection, never a panic.
+    #[test]
+    fn every_preset_rejects_garbage_without_panicking(
+        value in "[ -~]{0,80}",
+        body in any::<Vec<u8>>(),
+        now in any::<i64>().prop_map(|t| t / 1000),
+    ) {
+        for case in CASES {
+            let v = verifier(&case_inline(case, case.secret));
+            let raw: Vec<(&str, &[u8])> = case
+                .headers
+                .iter()
+                .map(|(n, _)| (*n, value.as_bytes()))
+                .collect();
+            let mut req = request(&raw, &body, now);
+            req.query = case.query.map(str::to_owned);
+            let got = outcome(&v, req);
+            prop_assert!(got.is_err(), "{} accepted garbage", case.kind);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The WordPress decoder never panics and never lengthens its input.
+    #[test]
+    fn wordpress_decoding_never_panics(text in any::<Vec<u8>>()) {
+        prop_assert!(wp_specialchars_decode(&text).len() <= text.len());
+    }
+}

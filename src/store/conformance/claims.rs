@@ -1,0 +1,117 @@
+//! Claiming due deliveries: per destination, oldest due first, up to a limit, skipping
+//! paused routes, and held under a lease until it ends.
+
+use std::sync::Arc;
+
+use super::fixtures::{LEASE, claim, dests, event};
+use crate::store::{Claim, Inserted, Pausable, Store};
+
+pub async fn claims_carry_the_event_and_hold_until_the_lease_ends(store: Arc<dyn Store>) {
+    let t0 = 1_000_000;
+    let Inserted::New { id: event_id } = store.insert_event(event("s", "k", t0, 1)).await.unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!(store.next_due_ms(&dests(), t0 - 1).await.unwrap(), Some(t0));
+
+    // Not due before it was received.
+    assert!(
+        store
+            .claim_deliveries(claim(t0 - 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_deliveries(claim(t0)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let d = &claimed[0];
+    assert_eq!((d.event_id.as_str(), d.attempt), (event_id.as_str(), 1));
+    assert_eq!((d.route.as_str(), d.destination.as_str()), ("r", "d"));
+    assert_eq!(d.body, b"body of k");
+    assert_eq!(d.source, "s");
+
+    // Held: nobody else gets it while the lease runs; the lease end is the next due time.
+    assert!(
+        store
+            .claim_deliveries(claim(t0 + LEASE - 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + LEASE)
+    );
+    // The worker died: after the lease it is claimed again, as the same attempt.
+    let again = store.claim_deliveries(claim(t0 + LEASE)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempt), (d.id.as_str(), 1));
+}
+
+pub async fn claims_respect_the_limit_and_due_order(store: Arc<dyn Store>) {
+    for i in 0..25 {
+        store
+            .insert_event(event("s", &format!("k{i}"), 4_000_000 + i, 1))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    loop {
+        let batch = store.claim_deliveries(claim(5_000_000)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 10);
+        seen.extend(batch.into_iter().map(|d| d.received_at_ms));
+    }
+    let expected: Vec<i64> = (0..25).map(|i| 4_000_000 + i).collect();
+    assert_eq!(seen, expected, "oldest due first, each once");
+}
+
+pub async fn claims_and_due_times_are_per_destination(store: Arc<dyn Store>) {
+    store.insert_event(event("s", "k", 7_000, 1)).await.unwrap();
+    let other = Claim {
+        destination: "elsewhere".to_owned(),
+        ..claim(8_000)
+    };
+    assert!(store.claim_deliveries(other).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .next_due_ms(&["elsewhere".to_owned()], 0)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.next_due_ms(&dests(), 0).await.unwrap(), Some(7_000));
+}
+
+pub async fn paused_routes_are_skipped_and_pauses_are_kept(store: Arc<dyn Store>) {
+    store.insert_event(event("s", "k", 9_000, 1)).await.unwrap();
+    let skipping = Claim {
+        skip_routes: vec!["r".to_owned()],
+        ..claim(9_000)
+    };
+    assert!(store.claim_deliveries(skipping).await.unwrap().is_empty());
+    assert_eq!(store.claim_deliveries(claim(9_000)).await.unwrap().len(), 1);
+
+    store
+        .set_paused(Pausable::Route, "r", true, 1)
+        .await
+        .unwrap();
+    store
+        .set_paused(Pausable::Destination, "d", true, 1)
+        .await
+        .unwrap();
+    store
+        .set_paused(Pausable::Destination, "d", true, 2)
+        .await
+        .unwrap(); // twice is once
+    store
+        .set_paused(Pausable::Destination, "d", false, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.paused().await.unwrap(),
+        [(Pausable::Route, "r".to_owned())]
+    );
+}

@@ -1,0 +1,145 @@
+//! What the checks build their data from: requests, events with their deliveries,
+//! claims, attempts and preparations, with every instant passed in.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use crate::id;
+use crate::ingest::request::Unverified;
+use crate::ingest::verify::Verifier;
+use crate::store::{
+    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Inserted, NewDelivery, NewEvent,
+    Preparation, Prepared, Store,
+};
+
+pub const HOUR_MS: i64 = 3_600_000;
+/// The lease of every claim made with [`claim`].
+pub const LEASE: i64 = 60_000;
+
+/// A request to source `source` whose body is `body of {key}`.
+pub fn request(source: &str, key: &str, received_at_ms: i64) -> Unverified {
+    Unverified {
+        source: source.to_owned(),
+        method: Method::POST,
+        path: format!("/in/{source}"),
+        query: None,
+        headers: HeaderMap::new(),
+        body: Bytes::from(format!("body of {key}")),
+        remote_addr: None,
+        received_at_ms,
+    }
+}
+
+/// An event with dedup key `key` and one delivery, route `r` to destination `d`.
+pub fn event(source: &str, key: &str, received_at_ms: i64, window_ms: i64) -> NewEvent {
+    event_on(source, key, received_at_ms, window_ms, &[("r", "d")])
+}
+
+/// An event with one delivery per (route, destination).
+pub fn event_on(
+    source: &str,
+    key: &str,
+    received_at_ms: i64,
+    window_ms: i64,
+    routes: &[(&str, &str)],
+) -> NewEvent {
+    let verified = Verifier::None
+        .verify(request(source, key, received_at_ms))
+        .expect("none accepts all");
+    NewEvent::new(
+        verified,
+        id::new(id::EVENT),
+        key.to_owned(),
+        window_ms,
+        routes
+            .iter()
+            .map(|(route, destination)| NewDelivery {
+                id: id::new(id::DELIVERY),
+                route: (*route).to_owned(),
+                destination: (*destination).to_owned(),
+                needs_preparing: false,
+            })
+            .collect(),
+    )
+}
+
+/// An event of source `s` whose one delivery (`r` to `d`) waits to be prepared.
+pub fn waiting(key: &str, at: i64) -> NewEvent {
+    let mut e = event("s", key, at, 1);
+    e.deliveries[0].needs_preparing = true;
+    e
+}
+
+/// Inserts an event that must be new, and returns its id.
+pub async fn insert(store: &dyn Store, event: NewEvent) -> String {
+    match store.insert_event(event).await.expect("insert") {
+        Inserted::New { id } => id,
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+/// Claims up to 10 deliveries to destination `d` for [`LEASE`].
+pub fn claim(now_ms: i64) -> Claim {
+    claim_to("d", now_ms)
+}
+
+pub fn claim_to(destination: &str, now_ms: i64) -> Claim {
+    Claim {
+        destination: destination.to_owned(),
+        skip_routes: Vec::new(),
+        now_ms,
+        lease_ms: LEASE,
+        limit: 10,
+    }
+}
+
+/// The destinations of [`claim`], for `next_due_ms`.
+pub fn dests() -> Vec<String> {
+    vec!["d".to_owned()]
+}
+
+/// An attempt of claimed delivery `d` (a status of 300 or more comes with an error).
+pub fn attempt(
+    d: &ClaimedDelivery,
+    at: i64,
+    status: Option<u16>,
+    then: AfterAttempt,
+) -> AttemptRecord {
+    AttemptRecord {
+        id: id::new(id::ATTEMPT),
+        delivery_id: d.id.clone(),
+        lease_until_ms: d.lease_until_ms,
+        started_at_ms: at,
+        duration_ms: 12,
+        status,
+        error: status.filter(|s| *s >= 300).map(|s| format!("HTTP {s}")),
+        response_headers: b"content-type: text/plain\r\n".to_vec(),
+        response_body: b"nope".to_vec(),
+        then,
+    }
+}
+
+pub fn prepared(id: &str, key: Option<&str>, outcome: Preparation) -> Prepared {
+    Prepared {
+        delivery_id: id.to_owned(),
+        ordering_key: key.map(str::to_owned),
+        outcome,
+    }
+}
+
+/// The ids of claimed deliveries, sorted (claims within one batch have no order).
+pub fn ids(claimed: &[ClaimedDelivery]) -> Vec<String> {
+    let mut ids: Vec<String> = claimed.iter().map(|d| d.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+/// A delivery's state and attempt count.
+pub async fn state_of(store: &dyn Store, delivery_id: &str) -> (String, i64) {
+    let d = store
+        .get_delivery(delivery_id)
+        .await
+        .expect("get delivery")
+        .expect("the delivery exists");
+    (d.state, d.attempts)
+}

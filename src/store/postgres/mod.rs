@@ -1,0 +1,423 @@
+//! The shared store: PostgreSQL, for any number of forebay processes on one database.
+//!
+//! - [`pool`]: the connection pool (deadpool-postgres) and per-connection settings.
+//! - [`schema`]: versioned migrations, applied at start under an advisory lock.
+//! - [`writer`] and [`write_events`]: group commit for ingest (dedup and commit order
+//!   across processes are explained in [`write_events`]).
+//! - [`write_deliveries`]: claims (`FOR UPDATE SKIP LOCKED`, one advisory lock per
+//!   destination), attempts, preparation, retries, pauses, the dead-letter queue.
+//! - [`cluster`]: wake-ups across processes (LISTEN/NOTIFY) and cluster-wide limits.
+//! - [`read`], [`read_deliveries`], [`replays`]: the rest of the trait.
+//!
+//! Every write other than ingest runs in its own transaction on a pooled connection;
+//! reads run on pooled connections too. Nothing is kept in process memory that another
+//! process would need: leases, pauses and replay progress all live in the database.
+
+mod cluster;
+mod pool;
+mod read;
+mod read_deliveries;
+mod replays;
+mod schema;
+mod write_deliveries;
+mod write_events;
+mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Client, Pool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, ReplayWrite, RetryNow, Store,
+    StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay, Unprepared,
+};
+use writer::{Op, Write, Writer};
+
+pub use schema::VERSION;
+
+/// Tuning for [`PostgresStore::open`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The schema for forebay's tables (created if missing); `None` for the connection's
+    /// default search_path.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+    /// How long to wait for a connection (to open one, or for one to come free).
+    pub connect_timeout: Duration,
+    pub max_batch: usize,
+    pub queue_depth: usize,
+    pub commit_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            max_batch: 512,
+            queue_depth: 8192,
+            commit_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// True for a schema name that needs no quoting: `[a-z_][a-z0-9_]*`, at most 63 bytes.
+pub fn valid_schema_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// Settings of the pool's connections, for the listening connection.
+    config: tokio_postgres::Config,
+    /// The schema's NOTIFY channel.
+    channel: String,
+    cluster: Arc<Mutex<cluster::Shared>>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writes: mpsc::Sender<Op>,
+    queue_depth: usize,
+    commit_timeout: Duration,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects, migrates (creating the schema if asked to), and starts the group-commit
+    /// writer. Must run inside a Tokio runtime.
+    pub async fn open(url: &str, options: PostgresOptions) -> Result<Arc<Self>, StoreError> {
+        if let Some(schema) = &options.schema
+            && !valid_schema_name(schema)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{schema:?} is not a plain schema name"
+            )));
+        }
+        let (pool, config) = pool::build(
+            url,
+            options.schema.as_deref(),
+            options.pool_size.max(2),
+            options.connect_timeout,
+        )?;
+        {
+            let mut client = pool.get().await?;
+            schema::migrate(&mut client, options.schema.as_deref()).await?;
+        }
+        let (tx, rx) = mpsc::channel(options.queue_depth);
+        let channel = cluster::channel(options.schema.as_deref());
+        let writer = Writer {
+            pool: pool.clone(),
+            channel: channel.clone(),
+            rx,
+            max_batch: options.max_batch,
+        };
+        let handle = tokio::spawn(writer.run());
+        Ok(Arc::new(Self {
+            pool,
+            config,
+            channel,
+            cluster: Arc::default(),
+            listener: Mutex::new(None),
+            writes: tx,
+            queue_depth: options.queue_depth,
+            commit_timeout: options.commit_timeout,
+            writer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// Queues an ingest write without waiting for room: a full queue is an overload (503).
+    fn submit(&self, write: Write) -> Result<(), StoreError> {
+        self.writes.try_send(Op::Write(write)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded(self.queue_depth),
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+
+    /// Waits for the writer's answer, at most `commit_timeout`.
+    async fn answer<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.commit_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::CommitTimeout(self.commit_timeout)),
+        }
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        if self.writes.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// Runs `$body` (which may use `?` and `.await`) in a transaction of its own on a
+/// pooled connection, and commits it.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut client = $store.client().await?;
+        let transaction = client.transaction().await?;
+        let $tx = &transaction;
+        let out = $body;
+        transaction.commit().await?;
+        Ok(out)
+    }};
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Event(Box::new(event), reply))?;
+        self.answer(answer).await
+    }
+
+    async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Rejected(Box::new(rejected), reply))?;
+        self.answer(answer).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        read::get_event(&self.client().await?, id).await
+    }
+
+    async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        read::list_events(&self.client().await?, &query).await
+    }
+
+    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        read::event_position(&self.client().await?, id).await
+    }
+
+    async fn last_event_position(&self) -> Result<i64, StoreError> {
+        read::last_event_position(&self.client().await?).await
+    }
+
+    async fn events_after_position(
+        &self,
+        position: i64,
+        source: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        read::events_after_position(&self.client().await?, position, source.as_deref(), limit).await
+    }
+
+    async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
+        read::list_rejected(&self.client().await?, &query).await
+    }
+
+    async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError> {
+        read::get_rejected(&self.client().await?, id).await
+    }
+
+    async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let limit = self
+            .cluster
+            .lock()
+            .ok()
+            .and_then(|c| c.limits.get(&claim.destination).cloned());
+        let claimed: Result<_, StoreError> = in_transaction!(self, |tx| {
+            write_deliveries::claim(tx, &claim, limit.as_ref()).await?
+        });
+        let (claimed, retry_in) = claimed?;
+        if let Some(wait) = retry_in {
+            // The rate holds back due deliveries: wake the engine when the next token
+            // is in (no notification would).
+            let shared = self.cluster.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Ok(s) = shared.lock() {
+                    s.wake_all();
+                }
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let out = write_deliveries::record_attempt(tx, &attempt).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+        read_deliveries::unprepared(&self.client().await?, limit).await
+    }
+
+    async fn prepare(&self, batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let out = write_deliveries::prepare(tx, &batch, now_ms).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn next_due_ms(
+        &self,
+        destinations: &[String],
+        after_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        read_deliveries::next_due_ms(&self.client().await?, destinations, after_ms).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        query: DeliveryQuery,
+    ) -> Result<Vec<StoredDelivery>, StoreError> {
+        read_deliveries::list(&self.client().await?, &query).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+        read_deliveries::get(&self.client().await?, id).await
+    }
+
+    async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError> {
+        let id = id.to_owned();
+        in_transaction!(self, |tx| {
+            let out = write_deliveries::retry_now(tx, &id, now_ms).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn act_on_dead(
+        &self,
+        filter: DeadFilter,
+        action: DeadAction,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        in_transaction!(self, |tx| {
+            let out = write_deliveries::act_on_dead(tx, &filter, &action, now_ms).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn set_paused(
+        &self,
+        kind: Pausable,
+        name: &str,
+        paused: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        in_transaction!(self, |tx| {
+            let out = write_deliveries::set_paused(tx, kind, &name, paused, now_ms).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT kind, name FROM paused ORDER BY kind, name", &[])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.get(0);
+            let kind = match kind.as_str() {
+                "route" => Pausable::Route,
+                "destination" => Pausable::Destination,
+                other => return Err(StoreError::Corrupt(format!("paused kind {other:?}"))),
+            };
+            out.push((kind, r.get(1)));
+        }
+        Ok(out)
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        read_deliveries::counts(&self.client().await?).await
+    }
+
+    async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError> {
+        in_transaction!(self, |tx| {
+            let out = replays::write(tx, &write).await?;
+            cluster::notify(tx, &self.channel).await?;
+            out
+        })
+    }
+
+    async fn get_replay(&self, id: &str) -> Result<Option<StoredReplay>, StoreError> {
+        replays::get(&self.client().await?, id).await
+    }
+
+    async fn list_replays(
+        &self,
+        running_only: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredReplay>, StoreError> {
+        replays::list(&self.client().await?, running_only, limit).await
+    }
+
+    fn join_cluster(&self, joined: super::Cluster) {
+        if let Ok(mut shared) = self.cluster.lock() {
+            shared.limits = joined
+                .limits
+                .into_iter()
+                .map(|l| (l.destination.clone(), l))
+                .collect();
+            shared.wakes = joined.wake.into_iter().chain(joined.prepare_wake).collect();
+        }
+        if let Ok(mut listener) = self.listener.lock()
+            && listener.is_none()
+        {
+            *listener = Some(cluster::listen(
+                self.config.clone(),
+                self.channel.clone(),
+                self.cluster.clone(),
+            ));
+        }
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let found = schema::version(&client).await?;
+        if found == schema::VERSION {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "schema version {found}, expected {}",
+                schema::VERSION
+            )))
+        }
+    }
+
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writes.send(Op::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        self.pool.close();
+    }
+}
+
+fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
+}
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;

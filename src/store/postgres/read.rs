@@ -1,0 +1,220 @@
+//! Event and rejected-request queries on PostgreSQL.
+
+use deadpool_postgres::Client;
+use tokio_postgres::Row;
+
+use super::parse_headers;
+use crate::id;
+use crate::store::{
+    DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
+};
+
+/// The request columns both tables share, in [`request_row`]'s order.
+const REQUEST_COLUMNS: &str =
+    "id, source, received_at, method, path, query, headers, {size}, remote_addr";
+/// Columns after the shared ones start here.
+const EXTRA: usize = 9;
+
+fn event_columns() -> String {
+    format!(
+        "{}, dedup_key, duplicates",
+        REQUEST_COLUMNS.replace("{size}", "octet_length(body)::bigint")
+    )
+}
+
+fn rejected_columns() -> String {
+    format!("{}, reason", REQUEST_COLUMNS.replace("{size}", "body_size"))
+}
+
+pub(super) async fn get_event(c: &Client, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {}, body FROM events WHERE id = $1", event_columns());
+    let stmt = c.prepare_cached(&sql).await?;
+    match c.query_opt(&stmt, &[&id]).await? {
+        Some(r) => Ok(Some(
+            complete_event(c, event_row(&r, Some(EXTRA + 2))?).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn list_events(
+    c: &Client,
+    q: &EventQuery,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (order, past) = if q.oldest_first {
+        ("ASC", ">")
+    } else {
+        ("DESC", "<")
+    };
+    let body = if q.with_bodies { ", body" } else { "" };
+    // Ids start with their creation time (UUIDv7): a time range also bounds the ids, so
+    // the primary key does the work; `received_at` itself decides.
+    const SLACK_MS: i64 = 60_000;
+    let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
+    let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
+    let sql = format!(
+        "SELECT {}{body} FROM events
+         WHERE ($1::text IS NULL OR source = $1)
+           AND ($2::bigint IS NULL OR received_at >= $2) AND ($3::bigint IS NULL OR received_at < $3)
+           AND ($4::text IS NULL OR id >= $4) AND ($5::text IS NULL OR id < $5)
+           AND ($6::text IS NULL OR dedup_key = $6)
+           AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM deliveries AS d
+                                            WHERE d.event_id = events.id AND d.state = $7))
+           AND ($8::text IS NULL OR id {past} $8)
+         ORDER BY id {order} LIMIT $9",
+        event_columns()
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &q.source,
+                &q.since_ms,
+                &q.until_ms,
+                &id_from,
+                &id_to,
+                &q.dedup_key,
+                &q.status,
+                &q.cursor,
+                &(q.limit as i64),
+            ],
+        )
+        .await?;
+    let body_at = q.with_bodies.then_some(EXTRA + 2);
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        events.push(complete_event(c, event_row(r, body_at)?).await?);
+    }
+    Ok(events)
+}
+
+// Positions are the `position` column: drawn under the ingest lock, so their order is
+// commit order (see `write_events`).
+
+pub(super) async fn event_position(c: &Client, id: &str) -> Result<Option<i64>, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT position FROM events WHERE id = $1")
+        .await?;
+    Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+}
+
+pub(super) async fn last_event_position(c: &Client) -> Result<i64, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT coalesce(max(position), 0) FROM events")
+        .await?;
+    Ok(c.query_one(&stmt, &[]).await?.get(0))
+}
+
+pub(super) async fn events_after_position(
+    c: &Client,
+    position: i64,
+    source: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+    let sql = format!(
+        "SELECT {}, body, position FROM events
+         WHERE position > $1 AND ($2::text IS NULL OR source = $2)
+         ORDER BY position LIMIT $3",
+        event_columns()
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c
+        .query(&stmt, &[&position, &source, &(limit as i64)])
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let position: i64 = r.get(EXTRA + 3);
+        events.push((
+            position,
+            complete_event(c, event_row(r, Some(EXTRA + 2))?).await?,
+        ));
+    }
+    Ok(events)
+}
+
+pub(super) async fn list_rejected(
+    c: &Client,
+    q: &EventQuery,
+) -> Result<Vec<StoredRejected>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM rejected
+         WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+        rejected_columns()
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c
+        .query(&stmt, &[&q.source, &q.cursor, &(q.limit as i64)])
+        .await?;
+    rows.iter().map(|r| rejected_row(r, None)).collect()
+}
+
+pub(super) async fn get_rejected(
+    c: &Client,
+    id: &str,
+) -> Result<Option<StoredRejected>, StoreError> {
+    let sql = format!(
+        "SELECT {}, body FROM rejected WHERE id = $1",
+        rejected_columns()
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    c.query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| rejected_row(&r, Some(EXTRA + 1)))
+        .transpose()
+}
+
+fn request_row(r: &Row, body_at: Option<usize>) -> Result<StoredRequest, StoreError> {
+    let headers: Vec<u8> = r.try_get(6)?;
+    Ok(StoredRequest {
+        id: r.try_get(0)?,
+        source: r.try_get(1)?,
+        received_at_ms: r.try_get(2)?,
+        method: r.try_get(3)?,
+        path: r.try_get(4)?,
+        query: r.try_get(5)?,
+        headers: parse_headers(&headers)?,
+        body: body_at.map(|i| r.try_get(i)).transpose()?,
+        body_size: r.try_get(7)?,
+        remote_addr: r.try_get(8)?,
+    })
+}
+
+fn event_row(r: &Row, body_at: Option<usize>) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        request: request_row(r, body_at)?,
+        dedup_key: r.try_get(EXTRA)?,
+        duplicates: r.try_get(EXTRA + 1)?,
+        deliveries: Vec::new(),
+    })
+}
+
+fn rejected_row(r: &Row, body_at: Option<usize>) -> Result<StoredRejected, StoreError> {
+    Ok(StoredRejected {
+        request: request_row(r, body_at)?,
+        reason: r.try_get(EXTRA)?,
+    })
+}
+
+async fn complete_event(c: &Client, mut event: StoredEvent) -> Result<StoredEvent, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT id, route, destination, state, attempts FROM deliveries
+             WHERE event_id = $1 ORDER BY id",
+        )
+        .await?;
+    event.deliveries = c
+        .query(&stmt, &[&event.request.id])
+        .await?
+        .iter()
+        .map(|r| DeliverySummary {
+            id: r.get(0),
+            route: r.get(1),
+            destination: r.get(2),
+            state: r.get(3),
+            attempts: r.get(4),
+        })
+        .collect();
+    Ok(event)
+}

@@ -1,0 +1,193 @@
+//! PostgreSQL schema and its migrations, versioned in `forebay_schema`.
+//!
+//! [`migrate`] runs at every start inside one transaction holding an advisory lock on
+//! the schema's name, so any number of processes may start at once: the first applies
+//! what is missing, the others wait for its commit and then find nothing to do. Each
+//! entry of [`MIGRATIONS`] runs once, in order; never edit a released entry, append a
+//! new one.
+//!
+//! Times are `bigint` milliseconds since the Unix epoch, like SQLite's. `position`
+//! columns (`bigserial`) give receive order: see [`super::write_events`] for why their
+//! order is also commit order.
+
+use deadpool_postgres::Client;
+
+use crate::store::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the SQLite store's migrations 1–5 built, in one step.
+    r#"
+    CREATE TABLE events (
+        id           text PRIMARY KEY,
+        position     bigserial NOT NULL UNIQUE,    -- receive (= commit) order
+        source       text NOT NULL,
+        received_at  bigint NOT NULL,
+        method       text NOT NULL,
+        path         text NOT NULL,
+        query        text,
+        headers      bytea NOT NULL,               -- wire form: name: value CRLF ...
+        body         bytea NOT NULL,               -- raw bytes as received
+        remote_addr  text,
+        dedup_key    text NOT NULL,
+        duplicates   bigint NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_by_dedup_key ON events (source, dedup_key, received_at);
+    CREATE INDEX events_by_source ON events (source, id);
+
+    CREATE TABLE duplicates (
+        id           text PRIMARY KEY,
+        event_id     text NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        received_at  bigint NOT NULL,
+        headers      bytea NOT NULL,
+        remote_addr  text
+    );
+    CREATE INDEX duplicates_by_event ON duplicates (event_id);
+
+    CREATE TABLE deliveries (
+        id               text PRIMARY KEY,
+        position         bigserial NOT NULL,       -- receive order (unprepared first-in)
+        event_id         text NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        route            text NOT NULL,
+        destination      text NOT NULL,
+        state            text NOT NULL,            -- pending, in_flight, retrying, delivered, dead, filtered, discarded
+        attempts         bigint NOT NULL DEFAULT 0,
+        next_attempt_at  bigint NOT NULL,
+        lease_until      bigint,
+        created_at       bigint NOT NULL,
+        updated_at       bigint NOT NULL,
+        last_error       text,
+        prepared         boolean NOT NULL DEFAULT true,
+        part             bigint,
+        payload          bytea,
+        ordering_key     text,
+        seq              bigint,                   -- the position of the delivery (or its split parent)
+        replay_id        text
+    );
+    CREATE INDEX deliveries_by_event ON deliveries (event_id);
+    CREATE INDEX deliveries_claimable ON deliveries (destination, next_attempt_at)
+        WHERE state IN ('pending', 'retrying');
+    CREATE INDEX deliveries_leased ON deliveries (destination, lease_until)
+        WHERE state = 'in_flight';
+    CREATE INDEX deliveries_unprepared ON deliveries (position)
+        WHERE NOT prepared AND state = 'pending';
+    CREATE INDEX deliveries_unprepared_by_route ON deliveries (route, position)
+        WHERE NOT prepared AND state = 'pending';
+    CREATE INDEX deliveries_by_key ON deliveries (route, ordering_key, seq)
+        WHERE ordering_key IS NOT NULL AND state IN ('pending', 'in_flight', 'retrying');
+    CREATE INDEX deliveries_by_replay ON deliveries (replay_id, state) WHERE replay_id IS NOT NULL;
+    CREATE INDEX deliveries_by_state ON deliveries (state, id);
+
+    CREATE TABLE attempts (
+        id                text PRIMARY KEY,
+        delivery_id       text NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        number            bigint NOT NULL,
+        started_at        bigint NOT NULL,
+        duration_ms       bigint NOT NULL,
+        status            bigint,
+        error             text,
+        response_headers  bytea NOT NULL,
+        response_body     bytea NOT NULL
+    );
+    CREATE INDEX attempts_by_delivery ON attempts (delivery_id, number);
+
+    CREATE TABLE rejected (
+        id           text PRIMARY KEY,
+        source       text NOT NULL,
+        received_at  bigint NOT NULL,
+        method       text NOT NULL,
+        path         text NOT NULL,
+        query        text,
+        headers      bytea NOT NULL,
+        body         bytea NOT NULL,
+        body_size    bigint NOT NULL,
+        remote_addr  text,
+        reason       text NOT NULL
+    );
+    CREATE INDEX rejected_by_source ON rejected (source, id);
+
+    CREATE TABLE paused (
+        kind       text NOT NULL,
+        name       text NOT NULL,
+        paused_at  bigint NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+
+    CREATE TABLE replays (
+        id           text PRIMARY KEY,
+        state        text NOT NULL,
+        filter       text NOT NULL,
+        destination  text,
+        rate         text,
+        cursor       text,
+        scanned      bigint NOT NULL DEFAULT 0,
+        matched      bigint NOT NULL DEFAULT 0,
+        queued       bigint NOT NULL DEFAULT 0,
+        created_at   bigint NOT NULL,
+        updated_at   bigint NOT NULL,
+        finished_at  bigint,
+        error        text
+    );
+    "#,
+    // 2: token buckets of the cluster-wide rate limits, one row per limited destination.
+    r#"
+    CREATE TABLE rate_buckets (
+        destination  text PRIMARY KEY,
+        tokens       float8 NOT NULL,
+        updated_at   bigint NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Creates `schema` if asked to, and brings it up to [`VERSION`], under an advisory
+/// lock so that concurrent starts apply each migration once.
+pub async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    // Keyed by the schema's name: processes on other schemas of the database do not wait.
+    let name = schema.unwrap_or("");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('forebay/migrate/' || $1::text))",
+        &[&name],
+    )
+    .await?;
+    if let Some(schema) = schema {
+        // `valid_schema_name` has checked it: it needs no quoting.
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+    }
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS forebay_schema (version bigint NOT NULL)")
+        .await?;
+    let found: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM forebay_schema", &[])
+        .await?
+        .get(0);
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        tx.batch_execute(sql).await?;
+    }
+    if found < VERSION {
+        tx.execute("DELETE FROM forebay_schema", &[]).await?;
+        tx.execute(
+            "INSERT INTO forebay_schema (version) VALUES ($1)",
+            &[&VERSION],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The schema version found in the database.
+pub async fn version(client: &Client) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one("SELECT coalesce(max(version), 0) FROM forebay_schema", &[])
+        .await?
+        .get(0))
+}

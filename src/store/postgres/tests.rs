@@ -1,0 +1,336 @@
+//! The PostgreSQL store: the conformance suite on a fresh schema per check, and what
+//! only this backend does (several stores on one schema, as several processes would
+//! be; migrations racing; an unreachable database).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::test_support::{SchemaGuard, open_with, schema_name, url};
+use super::{PostgresOptions, PostgresStore};
+use crate::store::conformance::Fresh;
+use crate::store::conformance::fixtures::{HOUR_MS, attempt, claim, event};
+use crate::store::{AfterAttempt, Cluster, ClusterLimit, EventQuery, Inserted, Store, StoreError};
+
+/// A store on a schema of its own, dropped after the check.
+struct FreshSchema;
+
+#[async_trait]
+impl Fresh for FreshSchema {
+    type Guard = SchemaGuard;
+
+    async fn fresh(&self) -> (Arc<dyn Store>, SchemaGuard) {
+        let (store, guard) = open_with(PostgresOptions::default()).await;
+        (store, guard)
+    }
+}
+
+mod conformance {
+    use super::FreshSchema;
+    use crate::store::conformance::conformance_tests;
+    conformance_tests!(FreshSchema);
+}
+
+/// Opens another store on `schema`, as a second process would.
+async fn another(schema: &str) -> Arc<PostgresStore> {
+    PostgresStore::open(
+        &url(),
+        PostgresOptions {
+            schema: Some(schema.to_owned()),
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .expect("a second store opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_at_once_migrate_once() {
+    let schema = schema_name();
+    let _guard = SchemaGuard(schema.clone());
+    let opens = (0..6).map(|_| {
+        let schema = schema.clone();
+        tokio::spawn(async move { another(&schema).await })
+    });
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.expect("open task"));
+    }
+    for s in &stores {
+        s.ready().await.expect("every store is ready");
+    }
+    for s in stores {
+        s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_sent_to_different_processes_make_one_event() {
+    let (a, guard) = open_with(PostgresOptions::default()).await;
+    let b = another(&guard.0).await;
+    let at = 10 * HOUR_MS;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store: Arc<PostgresStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_event(event("s", &format!("k{}", i % 5), at + i, HOUR_MS))
+                .await
+        }));
+    }
+    let mut originals = std::collections::BTreeMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let inserted = t.await.expect("task").expect("insert");
+        originals
+            .entry(i % 5)
+            .or_insert_with(Vec::new)
+            .push(inserted.event_id().to_owned());
+    }
+    for ids in originals.values() {
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "one event per key: {ids:?}"
+        );
+    }
+    let stored = a
+        .list_events(EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored.iter().map(|e| e.duplicates).sum::<i64>(), 35);
+    b.close().await;
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_claim_one_delivery() {
+    let (a, guard) = open_with(PostgresOptions::default()).await;
+    let b = another(&guard.0).await;
+    for i in 0..50 {
+        a.insert_event(event("s", &format!("k{i}"), 1_000 + i, HOUR_MS))
+            .await
+            .expect("insert");
+    }
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store: Arc<PostgresStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut c = claim(10_000);
+            c.limit = 7;
+            store.claim_deliveries(c).await.expect("claim")
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("task").into_iter().map(|d| d.id));
+    }
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a delivery was claimed twice");
+    assert_eq!(ids.len(), 50);
+    b.close().await;
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_refuses_to_open() {
+    let (store, guard) = open_with(PostgresOptions::default()).await;
+    store.close().await;
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "UPDATE {}.forebay_schema SET version = version + 1",
+            guard.0
+        ))
+        .await
+        .expect("bump");
+    let opened = PostgresStore::open(
+        &url(),
+        PostgresOptions {
+            schema: Some(guard.0.clone()),
+            ..PostgresOptions::default()
+        },
+    )
+    .await;
+    match opened {
+        Err(StoreError::SchemaTooNew { found, known }) => assert_eq!(found, known + 1),
+        Err(e) => panic!("expected SchemaTooNew, got {e}"),
+        Ok(_) => panic!("a newer schema opened"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_unavailable_not_fatal() {
+    // Nothing listens on port 1.
+    let opened = PostgresStore::open(
+        "postgres://root@127.0.0.1:1/test",
+        PostgresOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..PostgresOptions::default()
+        },
+    )
+    .await;
+    let Err(e) = opened else {
+        panic!("opened a store on a closed port")
+    };
+    assert!(e.is_unavailable(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_answer_errors_then_recover_by_themselves() {
+    let (store, guard) = open_with(PostgresOptions::default()).await;
+    store
+        .insert_event(event("s", "before", 1_000, HOUR_MS))
+        .await
+        .expect("insert before the cut");
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&format!("forebay/{}", guard.0)],
+        )
+        .await
+        .expect("terminate");
+    // The first write on a cut connection may fail (503 at ingest), never claim success
+    // without a commit; after it the pool opens new connections by itself.
+    let mut stored = 0;
+    for i in 0..5 {
+        match store
+            .insert_event(event("s", &format!("after{i}"), 2_000 + i, HOUR_MS))
+            .await
+        {
+            Ok(Inserted::New { .. }) => stored += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => assert!(e.is_unavailable(), "{e}"),
+        }
+    }
+    assert!(stored >= 4, "the store recovered: {stored} of 5 stored");
+    let listed = store
+        .list_events(EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), stored + 1);
+    store.close().await;
+}
+
+/// Two stores on one schema with `limit` on destination `d`, and `events` events queued.
+async fn limited_pair(
+    limit: ClusterLimit,
+    events: i64,
+) -> (Arc<PostgresStore>, Arc<PostgresStore>, SchemaGuard) {
+    let (a, guard) = open_with(PostgresOptions::default()).await;
+    let b = another(&guard.0).await;
+    for s in [&a, &b] {
+        s.join_cluster(Cluster {
+            limits: vec![limit.clone()],
+            ..Cluster::default()
+        });
+    }
+    for i in 0..events {
+        a.insert_event(event("s", &format!("k{i}"), 1_000 + i, HOUR_MS))
+            .await
+            .expect("insert");
+    }
+    (a, b, guard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_holds_across_processes() {
+    let limit = ClusterLimit {
+        destination: "d".into(),
+        max_in_flight: Some(3),
+        rate: None,
+    };
+    let (a, b, _guard) = limited_pair(limit, 10).await;
+    let first = a.claim_deliveries(claim(10_000)).await.expect("claim");
+    assert_eq!(first.len(), 3, "the limit, not the claim's own 10");
+    assert!(
+        b.claim_deliveries(claim(10_001))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    a.record_attempt(attempt(
+        &first[0],
+        10_002,
+        Some(200),
+        AfterAttempt::Delivered,
+    ))
+    .await
+    .expect("record");
+    assert_eq!(
+        b.claim_deliveries(claim(10_003))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    // Leases that ran out (a dead process's) no longer count.
+    let later = 10_003 + crate::store::conformance::fixtures::LEASE + 1;
+    assert_eq!(
+        b.claim_deliveries(claim(later)).await.expect("claim").len(),
+        3
+    );
+    b.close().await;
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_across_processes() {
+    // 2 per second: one start every 500 ms, no burst.
+    let limit = ClusterLimit {
+        destination: "d".into(),
+        max_in_flight: None,
+        rate: Some((2, 1_000)),
+    };
+    let (a, b, _guard) = limited_pair(limit, 10).await;
+    assert_eq!(
+        a.claim_deliveries(claim(10_000))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    assert!(
+        b.claim_deliveries(claim(10_000))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        a.claim_deliveries(claim(10_400))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        b.claim_deliveries(claim(10_500))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    // A long quiet spell does not save up a burst.
+    assert_eq!(
+        a.claim_deliveries(claim(20_000))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    b.close().await;
+    a.close().await;
+}
