@@ -81,8 +81,8 @@ pub struct Storage {
     pub rejected_body_limit: usize,
 }
 
-/// Which store to open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which store to open. `Debug` hides a password in a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     Sqlite {
         path: PathBuf,
@@ -96,6 +96,64 @@ pub enum Backend {
         /// `storage.pool_size`.
         pool_size: usize,
     },
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Backend::Postgres {
+                url,
+                schema,
+                pool_size,
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &without_password(url))
+                .field("schema", schema)
+                .field("pool_size", pool_size)
+                .finish(),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_database_password() {
+        let backend = Backend::Postgres {
+            url: "postgres://forebay:s3cr3t@db.internal:5432/hooks".into(),
+            schema: None,
+            pool_size: 16,
+        };
+        let shown = format!("{backend:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("postgres://forebay:***@db.internal:5432/hooks"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_password("postgres://root@h/db"),
+            "postgres://root@h/db"
+        );
+        assert_eq!(without_password("not a url"), "not a url");
+    }
 }
 
 /// One source, ready to serve.
