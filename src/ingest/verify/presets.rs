@@ -214,6 +214,15 @@ pub static PRESETS: &[Preset] = &[
         ProviderId::Json("/id"),
     ),
     body_hmac(
+        // One `v1=` entry per active secret while PagerDuty rotates.
+        "pagerduty",
+        Shape {
+            list_separator: Some(','),
+            ..shape("X-PagerDuty-Signature", Sha256, Hex, Some("v1="))
+        },
+        ProviderId::Header(&["X-Webhook-Id"]),
+    ),
+    body_hmac(
         "lemonsqueezy",
         shape("X-Signature", Sha256, Hex, None),
         ProviderId::None,

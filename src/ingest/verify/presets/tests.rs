@@ -233,6 +233,26 @@ const CASES: &[Case] = &[
         query: None,
     },
     Case {
+        kind: "pagerduty",
+        cite: "hand-computed: PagerDuty's \"Verifying Signatures\" shows the header only; \
+               the second entry is another (old) secret's, as during a rotation",
+        secret: "pagerduty-secret",
+        wrong: "pagerduty-secreT",
+        headers: &[
+            (
+                "X-PagerDuty-Signature",
+                "v1=7cd71e89af5d928ff20b6cea14d3ffec89e31601b0c336c7a23b1bad794857ee,v1=62cdedfd47089e6f2273b4d929580b5a9cd4f6981e5b790b5e2ded0243b26e21",
+            ),
+            ("X-Webhook-Id", "4a5b6c7d-0000-4000-8000-000000000001"),
+        ],
+        body: JSON_BODY,
+        at: 1_700_000_000,
+        signer_reproduces: None,
+        dedup: Some("4a5b6c7d-0000-4000-8000-000000000001"),
+        extra: "",
+        query: None,
+    },
+    Case {
         kind: "typeform",
         cite: "hand-computed: Typeform publishes code only (\"Secure your webhooks\")",
         secret: "typeform-secret",
