@@ -1,6 +1,7 @@
 //! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
+mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod delivery;

@@ -146,11 +146,7 @@ impl PostgresStore {
         &self,
         answer: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.commit_timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::CommitTimeout(self.commit_timeout)),
-        }
+        super::commit::await_answer(answer, self.commit_timeout).await
     }
 
     async fn client(&self) -> Result<Client, StoreError> {

@@ -111,17 +111,12 @@ impl SqliteStore {
         })
     }
 
-    /// Waits for the writer's answer, but not forever: a stalled disk must turn into
-    /// 503s, not into senders hanging until they time out themselves.
+    /// Waits for the writer's answer, at most `commit_timeout`.
     async fn answer<T>(
         &self,
         answer: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.commit_timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::CommitTimeout(self.commit_timeout)),
-        }
+        super::commit::await_answer(answer, self.commit_timeout).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
