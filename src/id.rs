@@ -17,6 +17,14 @@ pub fn new(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::now_v7().simple())
 }
 
+/// A new id of `prefix` whose time is `ms` (ms since the Unix epoch) rather than now,
+/// for data stamped with a time of its own (tests build a past that way).
+pub fn new_at(prefix: &str, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let uuid = uuid::Builder::from_unix_timestamp_millis(ms, &rand::random()).into_uuid();
+    format!("{prefix}_{}", uuid.simple())
+}
+
 /// The smallest id of `prefix` made at `ms` (ms since the Unix epoch): every id made at
 /// or after that instant sorts at or after it.
 pub fn at_time(prefix: &str, ms: i64) -> String {
@@ -46,5 +54,10 @@ mod tests {
         let now = crate::clock::now_ms();
         assert!(at_time(EVENT, now - 1) <= a && a < at_time(EVENT, now + 1000));
         assert!(is_valid(EVENT, &at_time(EVENT, now)));
+        let past = new_at(EVENT, now - 86_400_000);
+        assert!(is_valid(EVENT, &past));
+        assert!(
+            at_time(EVENT, now - 86_400_000) <= past && past < at_time(EVENT, now - 86_399_999)
+        );
     }
 }

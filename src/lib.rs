@@ -6,12 +6,13 @@
 //! - [`config`]: `forebay.toml`, environment overrides, secrets, validation.
 //! - [`ingest`]: the public listener: `/in/{source}`, verification ([`ingest::verify`]),
 //!   dedup keys, capped body reads.
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (group commit).
+//! - [`store`]: the [`store::Store`] trait, with SQLite and PostgreSQL implementations.
 //! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
 //! - [`jq`]: jq expressions, compiled with jaq and evaluated in sandbox processes.
 //! - [`routing`]: routes' filters, transforms and ordering keys at work (the preparer).
 //! - [`replay`]: replay jobs, sending stored events again.
+//! - [`maintenance`]: retention and releasing dead processes' claims, in the background.
 //! - [`metrics`]: Prometheus metrics, scraped at `/metrics` on the admin listener.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`cli`]: the `forebay` command line.
@@ -25,6 +26,7 @@ pub mod http_error;
 pub mod id;
 pub mod ingest;
 pub mod jq;
+pub mod maintenance;
 pub mod metrics;
 pub mod replay;
 pub mod routing;

@@ -25,6 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, DestinationConfig, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::ingest::{self, IngestState};
+use crate::maintenance::{Maintenance, Retention};
 use crate::replay::Replayer;
 use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
@@ -158,6 +159,15 @@ pub async fn run_with_clock(
     }
     let (worker_stop, worker_stopped) = watch::channel(false);
     let preparer_stopped = worker_stopped.clone();
+    // Every role runs it; the store elects the one process of a cluster that does work.
+    let maintenance = tokio::spawn(
+        Maintenance {
+            store: store.clone(),
+            clock: clock.clone(),
+            retention: Retention::of(&config.sources, config.storage.retention),
+        }
+        .run(worker_stopped.clone()),
+    );
     let worker = (config.role != Role::Ingest).then(|| {
         tokio::spawn(
             Worker {
@@ -251,6 +261,7 @@ pub async fn run_with_clock(
     if let Some(preparer) = preparer {
         let _ = preparer.await;
     }
+    let _ = maintenance.await;
     // The store's last group always gets a moment, even when the connections used the
     // whole budget: requests still waiting on it are then answered 503, not cut off.
     let close_by = deadline.max(tokio::time::Instant::now() + STORE_CLOSE_GRACE);

@@ -47,7 +47,30 @@ pub struct SourceJson {
     max_body: u64,
     /// Seconds.
     dedup_window: u64,
+    /// Seconds each kind of data is kept; `null` keeps it forever.
+    retention: RetentionJson,
     routes: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct RetentionJson {
+    events: Option<u64>,
+    attempts: Option<u64>,
+    rejected: Option<u64>,
+}
+
+impl From<crate::config::RetentionConfig> for RetentionJson {
+    fn from(r: crate::config::RetentionConfig) -> Self {
+        let secs = |keep: crate::config::Keep| match keep {
+            crate::config::Keep::For(span) => Some(span.0.as_secs()),
+            crate::config::Keep::Forever => None,
+        };
+        Self {
+            events: secs(r.events),
+            attempts: secs(r.attempts),
+            rejected: secs(r.rejected),
+        }
+    }
 }
 
 /// Deliveries per route, destination and state.
@@ -146,6 +169,7 @@ pub async fn sources(State(state): State<AdminState>) -> Json<Page<SourceJson>> 
             methods: s.methods.iter().map(|m| m.to_string()).collect(),
             max_body: s.max_body,
             dedup_window: s.dedup_window.0.as_secs(),
+            retention: s.retention.into(),
             routes: s.routes.iter().map(|r| r.name.clone()).collect(),
         })
         .collect();

@@ -16,7 +16,9 @@ use toml::{Table, Value};
 
 use super::env::{Applied, apply_overrides};
 use super::item::{deserialize_at, deserialize_destination};
-use super::model::{DestinationConfig, RouteConfig, ServerConfig, SourceConfig, StorageConfig};
+use super::model::{
+    DestinationConfig, RouteConfig, ServerConfig, SourceConfig, SourceRetention, StorageConfig,
+};
 use super::units::{Size, Span};
 use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
 use crate::ingest::dedup::DedupRule;
@@ -73,8 +75,12 @@ fn check(
         let path = format!("sources.{name}");
         check_name(&path, &name, &mut errors);
         if let Some(cfg) = deserialize_at::<SourceConfig>(value, &path, overrides, &mut errors)
-            && let Some(source) = resolve_source(&name, cfg, &path, &mut errors)
+            && let own_retention = cfg.retention
+            && let Some(mut source) = resolve_source(&name, cfg, &path, &mut errors)
         {
+            if let Some(storage) = &storage {
+                settle_retention(&mut source, own_retention, storage, &path, &mut errors);
+            }
             if source.verifier.is_none() {
                 warnings.push(format!(
                     "source {name:?} does not verify its sender (verify.kind = \"none\"): anyone who knows the URL can post events"
@@ -374,6 +380,7 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
         retry_after: cfg.retry_after,
         commit_timeout: cfg.commit_timeout,
         rejected_body_limit: cfg.rejected_body_limit.as_usize(),
+        retention: cfg.retention,
     })
 }
 
@@ -457,8 +464,40 @@ fn resolve_source(
         dedup,
         dedup_window: cfg.dedup_window,
         response: cfg.response,
+        // Completed with `[storage] retention` by `settle_retention`.
+        retention: cfg.retention.over(super::RetentionConfig::default()),
         routes: Vec::new(),
     })
+}
+
+/// The source's retention, its own keys over the storage-wide ones. Events must outlive
+/// the dedup window: dedup compares a request with the stored events.
+fn settle_retention(
+    source: &mut Source,
+    own: SourceRetention,
+    storage: &Storage,
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    source.retention = own.over(storage.retention);
+    let events = source.retention.events;
+    if !events.outlasts(source.dedup_window) {
+        let (key, from) = if own.events.is_some() {
+            (format!("{path}.retention.events"), String::new())
+        } else {
+            (
+                "storage.retention.events".to_owned(),
+                format!(" (for source {:?})", source.name),
+            )
+        };
+        errors.push(
+            key,
+            format!(
+                "keeps events {events}{from}, less than the source's dedup_window ({}): a repeat arriving after its event was purged would be delivered again; keep events at least as long as dedup_window, or shorten dedup_window",
+                humantime::format_duration(source.dedup_window.0)
+            ),
+        );
+    }
 }
 
 fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErrors) {
@@ -750,6 +789,43 @@ mod tests {
             &[],
         );
         assert!(config.sources["a"].dedup_window.0.is_zero());
+    }
+
+    #[test]
+    fn retention_comes_from_the_source_then_storage_then_defaults() {
+        use crate::config::Keep;
+        let day = |n: u64| Keep::For(Span::secs(n * 86_400));
+        let config = ok(
+            "[storage]\nretention = { events = \"90d\" }\n\
+             [sources.a]\nretention = { rejected = \"forever\" }\n[sources.b]\n",
+            &[],
+        );
+        let a = config.sources["a"].retention;
+        assert_eq!(
+            (a.events, a.attempts, a.rejected),
+            (day(90), day(30), Keep::Forever)
+        );
+        let b = config.sources["b"].retention;
+        assert_eq!(
+            (b.events, b.attempts, b.rejected),
+            (day(90), day(30), day(3))
+        );
+        assert_eq!(config.storage.retention.events, day(90));
+    }
+
+    #[test]
+    fn events_kept_shorter_than_the_dedup_window_are_refused() {
+        assert_lines(
+            &errors(
+                "[sources.a]\nretention = { events = \"1d\" }\n\
+                 [storage]\nretention = { events = \"2h\" }\n[sources.b]\ndedup_window = \"1h\"\n[sources.c]\n",
+                &[],
+            ),
+            &[
+                "sources.a.retention.events: keeps events 1day, less than the source's dedup_window (7days): a repeat arriving after its event was purged would be delivered again; keep events at least as long as dedup_window, or shorten dedup_window",
+                "storage.retention.events: keeps events 2h (for source \"c\"), less than the source's dedup_window (7days): a repeat arriving after its event was purged would be delivered again; keep events at least as long as dedup_window, or shorten dedup_window",
+            ],
+        );
     }
 
     #[test]

@@ -19,9 +19,11 @@ use std::sync::Arc;
 use http::Method;
 
 pub use errors::{ConfigError, ConfigErrors};
-pub use model::{DestinationConfig, ResponseConfig, RouteConfig, ServerConfig, StorageConfig};
+pub use model::{
+    DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig, ServerConfig, StorageConfig,
+};
 pub use secret::{Secret, SecretRef};
-pub use units::{Rate, Size, Span};
+pub use units::{Keep, Rate, Size, Span};
 
 use crate::ingest::dedup::DedupRule;
 use crate::ingest::verify::Verifier;
@@ -79,6 +81,8 @@ pub struct Storage {
     pub retry_after: Span,
     pub commit_timeout: Span,
     pub rejected_body_limit: usize,
+    /// For sources without their own, and for sources no longer configured.
+    pub retention: RetentionConfig,
 }
 
 /// Which store to open. `Debug` hides a password in a PostgreSQL URL.
@@ -166,6 +170,8 @@ pub struct Source {
     pub dedup: DedupRule,
     pub dedup_window: Span,
     pub response: ResponseConfig,
+    /// How long this source's data is kept (its own keys over `[storage] retention`).
+    pub retention: RetentionConfig,
     /// Routes fed by this source, in file order.
     pub routes: Vec<Route>,
 }

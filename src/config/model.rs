@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::secret::SecretRef;
-use super::units::{Rate, Size, Span};
+use super::units::{Keep, Rate, Size, Span};
 use crate::ingest::verify::VerifyConfig;
 
 /// `[server]`: listeners and limits on inbound requests.
@@ -78,6 +78,9 @@ pub struct StorageConfig {
     pub commit_timeout: Span,
     /// Most body bytes kept of a request that failed verification (the rest is cut).
     pub rejected_body_limit: Size,
+    /// How long stored data is kept, for every source that does not set its own (and
+    /// for sources no longer in the file).
+    pub retention: RetentionConfig,
 }
 
 impl Default for StorageConfig {
@@ -92,6 +95,52 @@ impl Default for StorageConfig {
             retry_after: Span::secs(5),
             commit_timeout: Span::secs(10),
             rejected_body_limit: Size::kib(64),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `retention = { events = "30d", attempts = "30d", rejected = "3d" }`: how long stored
+/// data is kept, counted from when it arrived; `"forever"` keeps it. Purged in the
+/// background, by one process of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Events, with their deliveries and attempts. An event is kept while any of its
+    /// deliveries waits (pending, in flight, retrying or dead), however old.
+    pub events: Keep,
+    /// Attempt records (with the captured responses) of finished deliveries.
+    pub attempts: Keep,
+    /// Requests that failed verification.
+    pub rejected: Keep,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            events: Keep::For(Span::secs(30 * 86_400)),
+            attempts: Keep::For(Span::secs(30 * 86_400)),
+            rejected: Keep::For(Span::secs(3 * 86_400)),
+        }
+    }
+}
+
+/// A source's own `retention`: keys it leaves out come from `[storage] retention`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceRetention {
+    pub events: Option<Keep>,
+    pub attempts: Option<Keep>,
+    pub rejected: Option<Keep>,
+}
+
+impl SourceRetention {
+    /// This source's periods, the storage-wide ones filling the gaps.
+    pub fn over(self, default: RetentionConfig) -> RetentionConfig {
+        RetentionConfig {
+            events: self.events.unwrap_or(default.events),
+            attempts: self.attempts.unwrap_or(default.attempts),
+            rejected: self.rejected.unwrap_or(default.rejected),
         }
     }
 }
@@ -112,6 +161,8 @@ pub struct SourceConfig {
     pub dedup_window: Span,
     /// What the sender gets back on success.
     pub response: ResponseConfig,
+    /// How long this source's data is kept; unset keys come from `[storage] retention`.
+    pub retention: SourceRetention,
 }
 
 impl Default for SourceConfig {
@@ -123,6 +174,7 @@ impl Default for SourceConfig {
             dedup_key: None,
             dedup_window: Span::secs(7 * 86400),
             response: ResponseConfig::default(),
+            retention: SourceRetention::default(),
         }
     }
 }

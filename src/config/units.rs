@@ -42,6 +42,57 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// How long stored data is kept: a duration (`"30d"`), or `"forever"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    For(Span),
+    Forever,
+}
+
+impl Keep {
+    /// The receive time before which data is purged at `now_ms`; `None` keeps it all.
+    pub fn cutoff_ms(self, now_ms: i64) -> Option<i64> {
+        match self {
+            Keep::For(span) => Some(now_ms.saturating_sub(span.as_millis_i64())),
+            Keep::Forever => None,
+        }
+    }
+
+    /// Whether data kept this long outlives `span`.
+    pub fn outlasts(self, span: Span) -> bool {
+        match self {
+            Keep::For(kept) => kept >= span,
+            Keep::Forever => true,
+        }
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Keep::For(span) => write!(f, "{}", humantime::format_duration(span.0)),
+            Keep::Forever => f.write_str("forever"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().eq_ignore_ascii_case("forever") {
+            return Ok(Keep::Forever);
+        }
+        let span = Span::deserialize(de::value::StrDeserializer::<D::Error>::new(&text))
+            .map_err(|e| de::Error::custom(format!("{e}, or \"forever\"")))?;
+        if span.0.is_zero() {
+            return Err(de::Error::custom(
+                "\"0s\" would purge data as soon as it is stored; give a duration like \"30d\", or \"forever\"",
+            ));
+        }
+        Ok(Keep::For(span))
+    }
+}
+
 /// A size in bytes, written as text (`"512KiB"`, `"5MiB"`) or as a plain number of bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Size(pub u64);
@@ -222,6 +273,23 @@ mod tests {
             );
         }
         assert_eq!(parse::<Size>("0").unwrap(), Size(0));
+    }
+
+    #[test]
+    fn retention_periods() {
+        assert_eq!(
+            parse::<Keep>("\"30d\""),
+            Ok(Keep::For(Span::secs(30 * 86_400)))
+        );
+        assert_eq!(parse::<Keep>("\"forever\""), Ok(Keep::Forever));
+        let zero = parse::<Keep>("\"0s\"").unwrap_err();
+        assert!(zero.contains("as soon as it is stored"), "{zero}");
+        let bad = parse::<Keep>("\"a while\"").unwrap_err();
+        assert!(bad.contains("or \"forever\""), "{bad}");
+        assert_eq!(Keep::For(Span::secs(1)).cutoff_ms(5_000), Some(4_000));
+        assert_eq!(Keep::Forever.cutoff_ms(5_000), None);
+        assert!(Keep::Forever.outlasts(Span::MAX));
+        assert!(!Keep::For(Span::secs(1)).outlasts(Span::secs(2)));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::AfterAttempt;
+use crate::store::{AfterAttempt, Purged};
 
 pub use scrape::render;
 
@@ -36,6 +36,8 @@ pub const COMMIT_BATCH: &str = "forebay_commit_batch_size";
 pub const DELIVERIES: &str = "forebay_deliveries_total";
 /// How long one attempt took (send and answer, or the command's run), by destination.
 pub const ATTEMPT_DURATION: &str = "forebay_attempt_duration_seconds";
+/// Rows removed by retention, by kind (events, attempts, rejected).
+pub const PURGED: &str = "forebay_purged_total";
 
 /// Ingest answers in about 1–15 ms under load (BENCHMARKS.md); the tail reaches the
 /// commit timeout and slow bodies the read timeout.
@@ -127,6 +129,10 @@ fn describe() {
         ATTEMPT_DURATION,
         "Seconds one delivery attempt took, by destination."
     );
+    metrics::describe_counter!(
+        PURGED,
+        "Rows removed by retention, by kind (events with their deliveries, attempts, rejected requests)."
+    );
 }
 
 /// A request to `/in/{source}` was answered; `source` is `None` when no source has the
@@ -165,4 +171,17 @@ pub fn delivery_outcome(destination: &str, then: AfterAttempt) {
         "outcome" => then.state()
     )
     .increment(1);
+}
+
+/// A retention pass removed these rows.
+pub fn purged(purged: Purged) {
+    for (kind, n) in [
+        ("events", purged.events),
+        ("attempts", purged.attempts),
+        ("rejected", purged.rejected),
+    ] {
+        if n > 0 {
+            metrics::counter!(PURGED, "kind" => kind).increment(n as u64);
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod model;
 pub mod postgres;
 pub mod replay;
+pub mod retention;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use model::{
     StoredRejected, StoredRequest,
 };
 pub use replay::{NewReplay, ReplayDelivery, ReplayStep, ReplayWrite, StoredReplay};
+pub use retention::{Cutoffs, Purge, Purged};
 
 /// A backend's own error (rusqlite's or tokio-postgres's), kept whole for the cause chain.
 pub type DbError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -208,6 +210,24 @@ pub trait Store: Send + Sync + 'static {
         running_only: bool,
         limit: usize,
     ) -> Result<Vec<StoredReplay>, StoreError>;
+
+    /// Removes what retention no longer keeps, at most `purge.limit` rows of each kind,
+    /// in one transaction.
+    async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError>;
+
+    /// Whether this process is the one that runs background maintenance (retention,
+    /// releasing dead processes' claims). A store with one owner process always is; a
+    /// shared one elects one holder, and another takes over when it dies.
+    async fn lead_maintenance(&self) -> bool {
+        true
+    }
+
+    /// Ends now the leases of claims held by processes that have died, so that their
+    /// deliveries are sent again at once rather than when the leases run out. Returns
+    /// how many. A store with one owner process has no one else's claims to release.
+    async fn release_dead_claims(&self, _now_ms: i64) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 
     /// Joins the cluster of processes sharing this store: the store holds each
     /// destination's limits across all of them, and wakes the engine when another

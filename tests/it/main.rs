@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod postgres;
 mod presets;
+mod retention;
 mod retry_clock;
 mod routing;
 mod search;

@@ -180,13 +180,13 @@ async fn two_ingest_and_two_delivery_processes_share_one_database() {
             acked
         }));
     }
-    // Meanwhile, kill one delivery process mid-run; its leases run out (at least a
-    // minute) and the other process sends what it held.
+    // Meanwhile, kill one delivery process mid-run; the maintenance leader sees its
+    // presence lock gone and ends its leases, and the other process sends what it held.
     let mut arrivals: Vec<(String, u64)> = Vec::new();
     let mut delivered = BTreeSet::new();
     while delivered.len() < KEYS * PER_KEY as usize {
         let r = receiver
-            .next_within(std::time::Duration::from_secs(120))
+            .next_within(std::time::Duration::from_secs(30))
             .await;
         let v: Value = serde_json::from_slice(&r.body).expect("json body");
         arrivals.push((

@@ -308,7 +308,9 @@ async fn sources_routes_and_destinations_show_live_backlogs() {
     assert_eq!(
         sources["data"][0],
         json!({"name": "shop", "verify": "bearer", "methods": ["POST", "PUT", "PATCH"],
-               "max_body": 5242880, "dedup_window": 604800, "routes": ["orders"]})
+               "max_body": 5242880, "dedup_window": 604800,
+               "retention": {"events": 2592000, "attempts": 2592000, "rejected": 259200},
+               "routes": ["orders"]})
     );
     let routes = server.admin_json("/api/v1/routes").await;
     assert_eq!(routes["data"][0]["backlog"], 3);

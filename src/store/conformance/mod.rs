@@ -40,6 +40,7 @@ pub mod positions;
 pub mod prepare;
 pub mod rejected;
 pub mod replays;
+pub mod retention;
 pub mod search;
 
 use std::future::Future;
@@ -97,6 +98,7 @@ macro_rules! conformance_tests {
             replays::cancelling_a_replay_discards_what_waits_and_stops_it,
             replays::replays_are_listed_newest_first_and_running_only_to_resume,
             counts::delivery_counts_are_per_route_destination_and_state,
+            retention::retention_purges_old_finished_data_per_source_and_keeps_waiting_work,
             lifecycle::a_ready_store_refuses_writes_once_closed,
         );
     };

@@ -7,6 +7,8 @@
 //! - [`write_deliveries`]: claims (`FOR UPDATE SKIP LOCKED`, one advisory lock per
 //!   destination), attempts, preparation, retries, pauses, the dead-letter queue.
 //! - [`cluster`]: wake-ups across processes (LISTEN/NOTIFY) and cluster-wide limits.
+//! - [`presence`]: who is alive (claims of a dead process are released at once) and
+//!   which one process leads maintenance; [`purge`]: retention.
 //! - [`read`], [`read_deliveries`], [`replays`]: the rest of the trait.
 //!
 //! Every write other than ingest runs in its own transaction on a pooled connection;
@@ -15,6 +17,8 @@
 
 mod cluster;
 mod pool;
+mod presence;
+mod purge;
 mod read;
 mod read_deliveries;
 mod replays;
@@ -32,8 +36,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, ReplayWrite, RetryNow, Store,
-    StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay, Unprepared,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
+    RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
+    Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -88,6 +93,7 @@ pub struct PostgresStore {
     queue_depth: usize,
     commit_timeout: Duration,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    presence: presence::Presence,
 }
 
 impl PostgresStore {
@@ -120,6 +126,7 @@ impl PostgresStore {
             max_batch: options.max_batch,
         };
         let handle = tokio::spawn(writer.run());
+        let presence = presence::Presence::start(config.clone(), options.schema.as_deref());
         Ok(Arc::new(Self {
             pool,
             config,
@@ -130,6 +137,7 @@ impl PostgresStore {
             queue_depth: options.queue_depth,
             commit_timeout: options.commit_timeout,
             writer: Mutex::new(Some(handle)),
+            presence,
         }))
     }
 
@@ -224,7 +232,7 @@ impl Store for PostgresStore {
             .ok()
             .and_then(|c| c.limits.get(&claim.destination).cloned());
         let claimed: Result<_, StoreError> = in_transaction!(self, |tx| {
-            write_deliveries::claim(tx, &claim, limit.as_ref()).await?
+            write_deliveries::claim(tx, &claim, limit.as_ref(), self.presence.owner()).await?
         });
         let (claimed, retry_in) = claimed?;
         if let Some(wait) = retry_in {
@@ -377,6 +385,27 @@ impl Store for PostgresStore {
                 self.cluster.clone(),
             ));
         }
+    }
+
+    async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
+        in_transaction!(self, |tx| purge::purge(tx, purge).await?)
+    }
+
+    async fn lead_maintenance(&self) -> bool {
+        self.presence.leads()
+    }
+
+    async fn release_dead_claims(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let namespace = self.presence.presence_namespace();
+        let released: Result<u64, StoreError> = in_transaction!(self, |tx| {
+            let released = presence::release_dead_claims(tx, namespace, now_ms).await?;
+            if released > 0 {
+                // Wake every engine: the released deliveries are due now.
+                cluster::notify(tx, &self.channel).await?;
+            }
+            released
+        });
+        Ok(released? as usize)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -136,6 +136,11 @@ const MIGRATIONS: &[&str] = &[
         updated_at   bigint NOT NULL
     );
     "#,
+    // 3: who holds each claim (a presence key, see `presence.rs`), so the maintenance
+    // leader can end a dead process's leases at once.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN claimed_by bigint;
+    "#,
 ];
 
 /// The schema version this binary writes.

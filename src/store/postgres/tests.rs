@@ -334,3 +334,97 @@ async fn the_rate_limit_holds_across_processes() {
     b.close().await;
     a.close().await;
 }
+
+/// Polls `check` every 50 ms until it holds, for at most 10 s: what another process's
+/// death looks like from here (its session ends, PostgreSQL frees its locks) comes with
+/// no notification to wait on.
+async fn within_ten_seconds<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Which of `stores` lead maintenance now.
+async fn leaders(stores: &[Arc<PostgresStore>]) -> Vec<usize> {
+    let mut leading = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        if s.lead_maintenance().await {
+            leading.push(i);
+        }
+    }
+    leading
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_leads_maintenance_and_another_takes_over_when_it_dies() {
+    let (first, guard) = open_with(PostgresOptions::default()).await;
+    let mut stores = vec![first, another(&guard.0).await, another(&guard.0).await];
+    within_ten_seconds("a leader is elected", || async {
+        leaders(&stores).await.len() == 1
+    })
+    .await;
+    let leader = leaders(&stores).await[0];
+    // The leader's process dies: its connections end, and its locks with them.
+    drop(stores.remove(leader));
+    within_ten_seconds("another process leads", || async {
+        leaders(&stores).await.len() == 1
+    })
+    .await;
+    // A process on another schema leads its own schema, not this one's.
+    let (elsewhere, _other) = open_with(PostgresOptions::default()).await;
+    within_ten_seconds("the other schema has its own leader", || async {
+        elsewhere.lead_maintenance().await
+    })
+    .await;
+    assert_eq!(leaders(&stores).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_a_process_that_died_are_released_at_once() {
+    let (survivor, guard) = open_with(PostgresOptions::default()).await;
+    let victim = another(&guard.0).await;
+    let now = crate::clock::now_ms();
+    survivor
+        .insert_event(event("s", "k", now, HOUR_MS))
+        .await
+        .unwrap();
+    // The victim claims only once it holds its presence lock, as it would after start.
+    within_ten_seconds("the victim is present", || async {
+        victim.presence.owner().is_some()
+    })
+    .await;
+    let claimed = victim.claim_deliveries(claim(now)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        survivor.release_dead_claims(now).await.unwrap(),
+        0,
+        "a live process keeps its claims"
+    );
+    assert!(
+        survivor
+            .claim_deliveries(claim(now))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    drop(victim);
+    within_ten_seconds("the dead process's claim is released", || async {
+        survivor.release_dead_claims(now).await.unwrap() == 1
+    })
+    .await;
+    // Claimable now, long before the victim's lease would have run out.
+    let again = survivor.claim_deliveries(claim(now)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[0].id);
+    assert_eq!(survivor.release_dead_claims(now).await.unwrap(), 0);
+}

@@ -61,10 +61,15 @@ const CANDIDATES: [&str; 2] = [
 /// Claims up to `claim.limit` deliveries, fewer if the destination's cluster-wide
 /// `limit` says so; also returns when the rate limit allows the next start, if it held
 /// this claim back.
+///
+/// Each claimed row records `owner`, this process's presence key while it holds one
+/// (see [`super::presence`]), so that the maintenance leader can end the leases of a
+/// process that died without waiting for them to run out.
 pub(super) async fn claim(
     tx: &Transaction<'_>,
     claim: &Claim,
     limit: Option<&ClusterLimit>,
+    owner: Option<i64>,
 ) -> Result<(Vec<ClaimedDelivery>, Option<std::time::Duration>), StoreError> {
     destination_lock(tx, &claim.destination).await?;
     let (allowed, retry_in) = cluster::claim_allowance(tx, claim, limit).await?;
@@ -79,7 +84,7 @@ pub(super) async fn claim(
             "WITH picked AS ({candidates}),
                   claimed AS (
                       UPDATE deliveries AS d
-                      SET state = 'in_flight', lease_until = $1, updated_at = $2
+                      SET state = 'in_flight', lease_until = $1, updated_at = $2, claimed_by = $6
                       FROM picked WHERE d.id = picked.id
                       RETURNING d.id, d.event_id, d.route, d.destination, d.attempts,
                                 d.payload, d.part, d.replay_id, d.next_attempt_at, d.position)
@@ -98,6 +103,7 @@ pub(super) async fn claim(
                     &(left as i64),
                     &claim.destination,
                     &claim.skip_routes,
+                    &owner,
                 ],
             )
             .await?;

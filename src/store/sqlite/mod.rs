@@ -5,6 +5,7 @@
 //! thread pool, so they never queue behind commits.
 
 mod checkpoint;
+mod purge;
 mod read;
 mod read_deliveries;
 mod replays;
@@ -23,8 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, ReplayWrite, RetryNow, Store,
-    StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay, Unprepared,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
+    RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
+    Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -302,6 +304,13 @@ impl Store for SqliteStore {
     ) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Dead(filter, action, now_ms, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        // Under overload this fails like ingest does; retention tries again next round.
+        self.submit(Write::Purge(purge.clone(), reply))?;
         self.answer(answer).await
     }
 

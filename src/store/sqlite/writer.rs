@@ -19,7 +19,7 @@ use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
-    Pausable, Prepared, ReplayWrite, RetryNow, StoreError,
+    Pausable, Prepared, Purge, Purged, ReplayWrite, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -226,6 +226,7 @@ pub(super) enum Write {
         ReplayWrite,
         oneshot::Sender<Result<Option<bool>, StoreError>>,
     ),
+    Purge(Purge, oneshot::Sender<Result<Purged, StoreError>>),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -237,6 +238,7 @@ enum Outcome {
     Retried(RetryNow),
     Changed(usize),
     Replayed(Option<bool>),
+    Purged(Purged),
 }
 
 impl Write {
@@ -269,6 +271,9 @@ impl Write {
             }
             (Write::Replay(_, reply), Outcome::Replayed(running)) => {
                 let _ = reply.send(Ok(running));
+            }
+            (Write::Purge(_, reply), Outcome::Purged(purged)) => {
+                let _ = reply.send(Ok(purged));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -304,6 +309,9 @@ impl Write {
             Write::Replay(_, reply) => {
                 let _ = reply.send(Err(error()));
             }
+            Write::Purge(_, reply) => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -328,6 +336,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
                 .map(|()| Outcome::Recorded)
         }
         Write::Replay(write, _) => super::replays::write(conn, write).map(Outcome::Replayed),
+        Write::Purge(purge, _) => super::purge::purge(conn, purge).map(Outcome::Purged),
         Write::Prepare(prepared, now_ms, _) => {
             write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
         }

@@ -1,0 +1,145 @@
+//! Background maintenance: retention, and releasing the claims of processes that died.
+//!
+//! Every `forebay serve` process runs this loop, whatever its role; the store decides
+//! which one does the work ([`Store::lead_maintenance`]): on SQLite the one owner, on
+//! PostgreSQL the holder of the schema's maintenance lock, which passes to another
+//! process when its holder dies. The leader, every second, ends the leases of dead
+//! processes' claims; and every [`PURGE_EVERY`] (and at start) removes what retention
+//! no longer keeps, in bounded passes so that ingest never waits long behind it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::config::{RetentionConfig, Source};
+use crate::store::{Cutoffs, Purge, Purged, Store};
+
+/// Time between two rounds of retention.
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Time between two looks for dead processes' claims (and for leadership).
+const RELEASE_EVERY: Duration = Duration::from_secs(1);
+
+/// Most rows of each kind one pass removes (one transaction).
+const PASS_LIMIT: usize = 1000;
+
+/// Most passes in one round; the rest waits for the next round, so a first purge of a
+/// large backlog does not monopolise the store.
+const MAX_PASSES: usize = 100;
+
+/// How long each source's data is kept, and the default for sources no longer configured.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub sources: BTreeMap<String, RetentionConfig>,
+    pub others: RetentionConfig,
+}
+
+impl Retention {
+    pub fn of(sources: &BTreeMap<String, Arc<Source>>, others: RetentionConfig) -> Self {
+        Self {
+            sources: sources
+                .iter()
+                .map(|(name, s)| (name.clone(), s.retention))
+                .collect(),
+            others,
+        }
+    }
+
+    /// One pass's cutoffs at `now_ms`.
+    pub fn purge_at(&self, now_ms: i64) -> Purge {
+        let cutoffs = |r: &RetentionConfig| Cutoffs {
+            events: r.events.cutoff_ms(now_ms),
+            attempts: r.attempts.cutoff_ms(now_ms),
+            rejected: r.rejected.cutoff_ms(now_ms),
+        };
+        Purge {
+            sources: self
+                .sources
+                .iter()
+                .map(|(name, r)| (name.clone(), cutoffs(r)))
+                .collect(),
+            others: cutoffs(&self.others),
+            limit: PASS_LIMIT,
+        }
+    }
+}
+
+pub struct Maintenance {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub retention: Retention,
+}
+
+impl Maintenance {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut next_purge = self.clock.now_ms();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if self.store.lead_maintenance().await {
+                self.release_dead_claims().await;
+                if self.clock.now_ms() >= next_purge {
+                    self.purge_round().await;
+                    next_purge = self.clock.now_ms() + PURGE_EVERY.as_millis() as i64;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RELEASE_EVERY) => {}
+                // A test's manual clock may jump past the next round.
+                () = self.clock.sleep_until(next_purge) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn release_dead_claims(&self) {
+        match self.store.release_dead_claims(self.clock.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "released the claims of a forebay process that stopped without finishing them; they are sent again now"
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look for dead processes' claims; trying again shortly")
+            }
+        }
+    }
+
+    /// Passes until one comes back short (nothing more is due) or the round's budget is
+    /// spent.
+    async fn purge_round(&self) -> Purged {
+        let mut total = Purged::default();
+        for _ in 0..MAX_PASSES {
+            let purge = self.retention.purge_at(self.clock.now_ms());
+            match self.store.purge(&purge).await {
+                Ok(purged) => {
+                    crate::metrics::purged(purged);
+                    total.add(purged);
+                    if !purged.is_full(purge.limit) {
+                        break;
+                    }
+                    // Let queued commits through between two passes.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; trying again next round");
+                    break;
+                }
+            }
+        }
+        if total != Purged::default() {
+            tracing::info!(
+                events = total.events,
+                attempts = total.attempts,
+                rejected = total.rejected,
+                "retention removed old data"
+            );
+        }
+        total
+    }
+}

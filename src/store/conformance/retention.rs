@@ -1,0 +1,163 @@
+//! Retention: old data goes in bounded passes, per source, and nothing still waiting
+//! for delivery goes with it.
+
+use std::sync::Arc;
+
+use super::fixtures::{HOUR_MS, attempt, claim_to, event_on, insert, request, state_of};
+use crate::id;
+use crate::store::{AfterAttempt, Cutoffs, NewRejected, Purge, Purged, Store};
+
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// An event of `source` received at `at`, whose id is of that time too (as ingest
+/// makes them), with one delivery to destination `source`.
+async fn event_at(store: &dyn Store, source: &str, key: &str, at: i64) -> String {
+    let mut event = event_on(source, key, at, 1, &[("r", source)]);
+    event.id = id::new_at(id::EVENT, at);
+    insert(store, event).await
+}
+
+/// Claims the one due delivery to `destination` and records an attempt at `at`
+/// leading to `then`; returns the delivery's id.
+async fn attempt_at(store: &dyn Store, destination: &str, at: i64, then: AfterAttempt) -> String {
+    let claimed = store
+        .claim_deliveries(claim_to(destination, at))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one delivery due to {destination}");
+    let mut record = attempt(&claimed[0], at, Some(200), then);
+    record.id = id::new_at(id::ATTEMPT, at);
+    store.record_attempt(record).await.unwrap();
+    claimed[0].id.clone()
+}
+
+/// Repeats passes until one comes back short, as the maintenance loop does.
+async fn purge_all(store: &dyn Store, purge: &Purge) -> (Purged, usize) {
+    let (mut total, mut passes) = (Purged::default(), 0);
+    loop {
+        let purged = store.purge(purge).await.unwrap();
+        total.add(purged);
+        passes += 1;
+        if !purged.is_full(purge.limit) {
+            return (total, passes);
+        }
+    }
+}
+
+pub async fn retention_purges_old_finished_data_per_source_and_keeps_waiting_work(
+    store: Arc<dyn Store>,
+) {
+    let now = crate::clock::now_ms();
+    let old = now - 40 * DAY_MS;
+    let recent = now - DAY_MS;
+
+    // Source a: one old event of each fate, and a recent delivered one.
+    let a_delivered = event_at(&*store, "a", "a1", old).await;
+    let a_delivered_dlv = attempt_at(&*store, "a", old, AfterAttempt::Delivered).await;
+    let a_dead = event_at(&*store, "a", "a2", old).await;
+    attempt_at(&*store, "a", old, AfterAttempt::Dead).await;
+    let a_retrying = event_at(&*store, "a", "a3", old).await;
+    attempt_at(&*store, "a", old, AfterAttempt::RetryAt(now + HOUR_MS)).await;
+    let a_pending = event_at(&*store, "a", "a4", old).await;
+    let a_recent = event_at(&*store, "b-recent", "a5", recent).await;
+    // Source b keeps events forever, attempts for a week.
+    let b_old = event_at(&*store, "b", "b1", old).await;
+    let b_dlv = attempt_at(&*store, "b", old, AfterAttempt::Delivered).await;
+    // Source gone is no longer configured: the default for others applies.
+    let gone = event_at(&*store, "gone", "g1", old).await;
+    attempt_at(&*store, "gone", old, AfterAttempt::Delivered).await;
+    let second_gone = event_at(&*store, "gone", "g2", old + 1).await;
+    attempt_at(&*store, "gone", old + 1, AfterAttempt::Delivered).await;
+    // Rejected requests: an old and a recent one of a.
+    let mut rejected_ids = Vec::new();
+    for at in [old, recent] {
+        let rejected = NewRejected::new(
+            request("a", "r", at),
+            id::new_at(id::REJECTED, at),
+            "bad signature".to_owned(),
+            64,
+        );
+        rejected_ids.push(rejected.id.clone());
+        store.insert_rejected(rejected).await.unwrap();
+    }
+
+    let thirty_days = Cutoffs {
+        events: Some(now - 30 * DAY_MS),
+        attempts: Some(now - 30 * DAY_MS),
+        rejected: Some(now - 3 * DAY_MS),
+    };
+    let purge = Purge {
+        sources: vec![
+            ("a".to_owned(), thirty_days),
+            ("b-recent".to_owned(), thirty_days),
+            (
+                "b".to_owned(),
+                Cutoffs {
+                    events: None,
+                    attempts: Some(now - 7 * DAY_MS),
+                    rejected: None,
+                },
+            ),
+        ],
+        others: thirty_days,
+        // One row of each kind per pass: the walk must resume where it stopped.
+        limit: 1,
+    };
+    let (purged, passes) = purge_all(&*store, &purge).await;
+    assert_eq!(
+        (purged.events, purged.rejected),
+        (3, 1),
+        "a's delivered event and gone's two events; a's old rejected request"
+    );
+    // b's attempt; gone's go with their events, or before them when a pass has room
+    // for attempts but not for events.
+    assert!((1..=3).contains(&purged.attempts), "{purged:?}");
+    assert!(passes >= 3, "one event per pass: {passes} passes");
+
+    let exists = |id: String| {
+        let store = store.clone();
+        async move { store.get_event(&id).await.unwrap().is_some() }
+    };
+    assert!(
+        !exists(a_delivered.clone()).await,
+        "old and delivered: purged"
+    );
+    assert!(
+        store
+            .get_delivery(&a_delivered_dlv)
+            .await
+            .unwrap()
+            .is_none(),
+        "its delivery went with it"
+    );
+    assert!(exists(a_dead).await, "a dead letter waits for the user");
+    assert!(exists(a_retrying).await, "a retrying delivery waits");
+    assert!(exists(a_pending).await, "a pending delivery waits");
+    assert!(exists(a_recent).await, "recent: kept");
+    assert!(exists(b_old).await, "b keeps events forever");
+    let b = store
+        .get_delivery(&b_dlv)
+        .await
+        .unwrap()
+        .expect("b's delivery");
+    assert!(b.attempt_log.is_empty(), "b's old attempt purged");
+    assert_eq!(state_of(&*store, &b_dlv).await, ("delivered".to_owned(), 1));
+    assert!(!exists(gone).await && !exists(second_gone).await);
+    assert!(
+        store
+            .get_rejected(&rejected_ids[0])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_rejected(&rejected_ids[1])
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Nothing more is due: a second round removes nothing.
+    assert_eq!(store.purge(&purge).await.unwrap(), Purged::default());
+}

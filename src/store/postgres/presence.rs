@@ -1,0 +1,228 @@
+//! Who is alive, and who leads maintenance, among the processes on one schema.
+//!
+//! Each store keeps one dedicated connection (not a pooled one) holding session-level
+//! advisory locks. PostgreSQL releases those the moment the connection ends, and a
+//! process that dies (even by `SIGKILL`) closes its socket, so the locks say who is
+//! alive without heartbeats or timeouts:
+//!
+//! - its **presence** lock, on a random key of its own: claims record that key
+//!   (`deliveries.claimed_by`), and a claim whose key no session holds belongs to a
+//!   process that has died ([`release_dead_claims`]);
+//! - the **maintenance** lock, one per schema, which at most one process holds: that
+//!   process runs retention and releases dead processes' claims. The others try to take
+//!   it every [`TRY_EVERY`], so when its holder dies another takes over within that.
+//!
+//! Both keys are pairs of `int4` (the two-key form of the advisory lock functions), the
+//! first naming the schema's namespace, so several schemas on one database do not mix.
+//! While the presence connection is down (PostgreSQL restarting, a cut connection) the
+//! process neither claims as a known owner nor leads: its claims then fall back to
+//! plain lease expiry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::NoTls;
+
+use crate::store::StoreError;
+
+/// How often a process that does not lead tries to take the maintenance lock.
+pub(super) const TRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The lock namespaces of a schema: presence keys and the maintenance lock.
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    presence: i32,
+    maintenance: i32,
+}
+
+impl Keys {
+    fn for_schema(schema: Option<&str>) -> Self {
+        let schema = schema.unwrap_or("public");
+        Self {
+            presence: namespace(&format!("forebay/presence/{schema}")),
+            maintenance: namespace(&format!("forebay/maintenance/{schema}")),
+        }
+    }
+}
+
+/// A stable, non-negative `int4` for a name (FNV-1a), so that `pg_locks`, which shows
+/// keys as unsigned `oid`s, compares equal without sign games.
+fn namespace(name: &str) -> i32 {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash & 0x7fff_ffff) as i32
+}
+
+/// What the presence connection currently holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// The presence key while its lock is held, else 0.
+    owner: AtomicI64,
+    /// The last key held: taken again after a reconnect, so that claims made before
+    /// the connection dropped stay this process's.
+    last: AtomicI64,
+    leader: AtomicBool,
+}
+
+/// This process's presence; dropping it ends the connection and so releases its locks.
+pub(super) struct Presence {
+    held: Arc<Held>,
+    keys: Keys,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Presence {
+    /// Starts holding a presence lock (and trying for the maintenance lock) on its own
+    /// connection, reconnecting with backoff whenever that connection ends.
+    pub(super) fn start(config: tokio_postgres::Config, schema: Option<&str>) -> Self {
+        let held = Arc::new(Held::default());
+        let keys = Keys::for_schema(schema);
+        let task = tokio::spawn(hold(config, keys, held.clone()));
+        Self { held, keys, task }
+    }
+
+    /// The key claims record as their owner, while the presence lock is held.
+    pub(super) fn owner(&self) -> Option<i64> {
+        match self.held.owner.load(Ordering::SeqCst) {
+            0 => None,
+            key => Some(key),
+        }
+    }
+
+    pub(super) fn leads(&self) -> bool {
+        self.held.leader.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn presence_namespace(&self) -> i32 {
+        self.keys.presence
+    }
+}
+
+async fn hold(config: tokio_postgres::Config, keys: Keys, held: Arc<Held>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                let mut connection = std::pin::pin!(connection);
+                let holding = async {
+                    let owner =
+                        take_presence(&client, keys, held.last.load(Ordering::SeqCst)).await?;
+                    held.owner.store(owner, Ordering::SeqCst);
+                    held.last.store(owner, Ordering::SeqCst);
+                    loop {
+                        if !held.leader.load(Ordering::SeqCst) {
+                            let row = client
+                                .query_one(
+                                    "SELECT pg_try_advisory_lock($1, 0)",
+                                    &[&keys.maintenance],
+                                )
+                                .await?;
+                            if row.get::<_, bool>(0) {
+                                tracing::info!("this process now leads background maintenance");
+                                held.leader.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        tokio::time::sleep(TRY_EVERY).await;
+                    }
+                };
+                // The connection must be driven while the queries run: poll both. Either
+                // ending means the locks are gone.
+                let outcome: Result<(), tokio_postgres::Error> = tokio::select! {
+                    result = holding => result,
+                    _ = &mut connection => Ok(()),
+                };
+                if let Err(e) = outcome {
+                    tracing::debug!(error = %e, "presence connection lost");
+                }
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the presence connection"),
+        }
+        held.owner.store(0, Ordering::SeqCst);
+        if held.leader.swap(false, Ordering::SeqCst) {
+            tracing::info!("this process no longer leads background maintenance");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Takes a presence lock: on `previous` if there was one and it is free, else on a fresh
+/// random key (another if that one is taken).
+async fn take_presence(
+    client: &tokio_postgres::Client,
+    keys: Keys,
+    previous: i64,
+) -> Result<i64, tokio_postgres::Error> {
+    let mut candidate = i32::try_from(previous).ok().filter(|k| *k > 0);
+    loop {
+        // Keys start at 1: 0 means "none" in `Held`.
+        let key = candidate.take().unwrap_or_else(|| {
+            i32::try_from(rand::random::<u32>() >> 1)
+                .unwrap_or(1)
+                .max(1)
+        });
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&keys.presence, &key],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            return Ok(i64::from(key));
+        }
+    }
+}
+
+/// Ends now the leases of in-flight claims whose owner holds no presence lock: its
+/// process has died. Their deliveries are then claimable at once, by any process.
+pub(super) async fn release_dead_claims(
+    tx: &Transaction<'_>,
+    presence_namespace: i32,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let live: Vec<i64> = tx
+        .query(
+            "SELECT objid::bigint FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 2
+               AND classid::bigint = $1
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&i64::from(presence_namespace)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(tx
+        .execute(
+            "UPDATE deliveries SET lease_until = $1
+             WHERE state = 'in_flight' AND lease_until > $1
+               AND claimed_by IS NOT NULL AND claimed_by <> ALL($2::bigint[])",
+            &[&now_ms, &live],
+        )
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_stable_non_negative_and_differ_by_schema() {
+        let a = Keys::for_schema(Some("a"));
+        let b = Keys::for_schema(Some("b"));
+        assert!(a.presence >= 0 && a.maintenance >= 0);
+        assert_ne!(a.presence, b.presence);
+        assert_ne!(a.presence, a.maintenance);
+        assert_eq!(namespace("forebay"), namespace("forebay"));
+    }
+}
