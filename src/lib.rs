@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod deliver;
+pub mod error_chain;
 pub mod http_error;
 pub mod id;
 pub mod ingest;

@@ -105,7 +105,7 @@ impl Maintenance {
                 "released the claims of a forebay process that stopped without finishing them; they are sent again now"
             ),
             Err(e) => {
-                tracing::debug!(error = %e, "cannot look for dead processes' claims; trying again shortly")
+                tracing::debug!(error = %crate::error_chain::Chain(&e), "cannot look for dead processes' claims; trying again shortly")
             }
         }
     }
@@ -127,7 +127,7 @@ impl Maintenance {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed; trying again next round");
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "retention pass failed; trying again next round");
                     break;
                 }
             }

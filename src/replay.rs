@@ -77,7 +77,9 @@ impl Replayer {
                     self.start(job);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list replays to resume"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot list replays to resume")
+            }
         }
     }
 

@@ -31,7 +31,7 @@ use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Cluster, ClusterLimit, Store, StoreError};
+use crate::store::{Cluster, ClusterLimit, Pausable, Store, StoreError};
 
 /// Time the store always gets at shutdown to commit its last group.
 const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -147,7 +147,7 @@ pub async fn run_with_clock(
         tracing::warn!("{warning}");
     }
     let destinations = deliver::destinations(&config).map_err(ServeError::Destination)?;
-    let pauses = Arc::new(deliver::pause::Pauses::new(store.paused().await?));
+    let pauses = Arc::new(deliver::pause::Pauses::new(paused_at_start(&*store).await?));
     let senders = Arc::new(destinations.clone());
     let wake = Arc::new(Notify::new());
     let prepare_wake = Arc::new(Notify::new());
@@ -276,6 +276,27 @@ pub async fn run_with_clock(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The paused routes and destinations, read once at start. A shared store may drop a
+/// connection just then (a failover, a restart): that is retried for a while rather
+/// than ending a process that has already announced it is listening.
+async fn paused_at_start(store: &dyn Store) -> Result<Vec<(Pausable, String)>, StoreError> {
+    let give_up = tokio::time::Instant::now() + START_RETRIES_FOR;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match store.paused().await {
+            Err(e) if e.is_unavailable() && tokio::time::Instant::now() + wait < give_up => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "the store did not answer at start; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How long start-up keeps retrying a store that does not answer.
+const START_RETRIES_FOR: Duration = Duration::from_secs(30);
 
 /// Most deliveries sent at once by one process.
 const SEND_SLOTS: usize = 256;

@@ -101,7 +101,7 @@ pub async fn stream(
             {
                 Ok(events) => events,
                 Err(e) => {
-                    tracing::warn!(error = %e, "the event stream cannot read the store; trying again");
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "the event stream cannot read the store; trying again");
                     Vec::new()
                 }
             };

@@ -195,12 +195,7 @@ async fn serve(path: &Path, log_format: LogFormat, role: Role) -> ExitCode {
 }
 
 fn fail(error: &dyn std::error::Error) -> ExitCode {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    let message = crate::error_chain::Chain(error).to_string();
     tracing::error!("{message}");
     eprintln!("forebay: {message}");
     ExitCode::from(3)

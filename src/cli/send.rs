@@ -350,13 +350,7 @@ fn understand(bytes: &[u8]) -> Answer {
 
 /// An error and its causes, `a: b: c` (reqwest's own message omits the cause).
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    message
+    crate::error_chain::Chain(error).to_string()
 }
 
 /// The signed headers for display; credentials are not shown.

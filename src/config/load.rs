@@ -308,8 +308,8 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
             path: PathBuf::from(rest),
         })
     } else if cfg.url.starts_with("postgres://") || cfg.url.starts_with("postgresql://") {
-        match cfg.url.parse::<tokio_postgres::Config>() {
-            Ok(pg) if pg.get_dbname().is_none() => {
+        match crate::store::postgres::tls::parse(&cfg.url) {
+            Ok(pg) if pg.config.get_dbname().is_none() => {
                 errors.push(
                     "storage.url",
                     "the PostgreSQL URL names no database; use \"postgres://USER@HOST:5432/DATABASE\"",
@@ -322,12 +322,7 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
                 pool_size: cfg.pool_size,
             }),
             Err(e) => {
-                errors.push(
-                    "storage.url",
-                    format!(
-                        "not a valid PostgreSQL URL ({e}); use \"postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE\""
-                    ),
-                );
+                errors.push("storage.url", e);
                 None
             }
         }

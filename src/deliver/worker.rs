@@ -138,7 +138,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(destination = %name, error = %e, "cannot claim deliveries; trying again shortly");
+                        tracing::warn!(destination = %name, error = %crate::error_chain::Chain(&e), "cannot claim deliveries; trying again shortly");
                         rate_wait = Some(STORE_BACKOFF);
                     }
                 }
@@ -225,7 +225,7 @@ impl Worker {
         };
         if let Err(e) = self.store.record_attempt(record).await {
             // The lease still holds the delivery; it is sent again when the lease ends.
-            tracing::error!(error = %e, delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt");
+            tracing::error!(error = %crate::error_chain::Chain(&e), delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt");
             return;
         }
         crate::metrics::delivery_outcome(&d.destination, then);

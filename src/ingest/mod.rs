@@ -114,7 +114,7 @@ pub async fn readyz(State(state): State<IngestState>) -> Result<&'static str, Ap
 
 async fn ready(store: &dyn Store) -> Result<&'static str, ApiError> {
     store.ready().await.map_err(|e| {
-        tracing::warn!(error = %e, "not ready");
+        tracing::warn!(error = %crate::error_chain::Chain(&e), "not ready");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",

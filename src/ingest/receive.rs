@@ -97,7 +97,7 @@ async fn handle(
             // The sender hears 401 either way; failing to record it is the operator's
             // problem, reported in the log.
             if let Err(e) = state.store.insert_rejected(record).await {
-                tracing::warn!(source = %source.name, rejected = %rejected_id, error = %e, "could not record a rejected request");
+                tracing::warn!(source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
             }
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -92,7 +92,9 @@ pub async fn render(State(state): State<AdminState>) -> Response {
                 );
             }
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot count deliveries"),
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "metrics: cannot count deliveries")
+        }
     }
 
     family(

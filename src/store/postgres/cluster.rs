@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Transaction;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::tls::Connect;
 
 use crate::store::{Claim, ClusterLimit, StoreError};
 
@@ -52,7 +54,7 @@ impl Shared {
 /// Listens on `channel` for as long as the returned task lives, waking `shared`'s
 /// engine on each notification.
 pub(super) fn listen(
-    config: tokio_postgres::Config,
+    connect: Connect,
     channel: String,
     shared: Arc<Mutex<Shared>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -64,7 +66,7 @@ pub(super) fn listen(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match config.connect(NoTls).await {
+            match connect.config.connect(connect.tls.clone()).await {
                 Ok((client, mut connection)) => {
                     let listening = async {
                         let sql = format!("LISTEN \"{}\"", channel.replace('"', "\"\""));

@@ -23,6 +23,7 @@ mod read;
 mod read_deliveries;
 mod replays;
 mod schema;
+pub mod tls;
 mod write_deliveries;
 mod write_events;
 mod writer;
@@ -84,7 +85,7 @@ pub fn valid_schema_name(name: &str) -> bool {
 pub struct PostgresStore {
     pool: Pool,
     /// Settings of the pool's connections, for the listening connection.
-    config: tokio_postgres::Config,
+    connect: tls::Connect,
     /// The schema's NOTIFY channel.
     channel: String,
     cluster: Arc<Mutex<cluster::Shared>>,
@@ -107,7 +108,7 @@ impl PostgresStore {
                 "{schema:?} is not a plain schema name"
             )));
         }
-        let (pool, config) = pool::build(
+        let (pool, connect) = pool::build(
             url,
             options.schema.as_deref(),
             options.pool_size.max(2),
@@ -126,10 +127,10 @@ impl PostgresStore {
             max_batch: options.max_batch,
         };
         let handle = tokio::spawn(writer.run());
-        let presence = presence::Presence::start(config.clone(), options.schema.as_deref());
+        let presence = presence::Presence::start(connect.clone(), options.schema.as_deref());
         Ok(Arc::new(Self {
             pool,
-            config,
+            connect,
             channel,
             cluster: Arc::default(),
             listener: Mutex::new(None),
@@ -380,7 +381,7 @@ impl Store for PostgresStore {
             && listener.is_none()
         {
             *listener = Some(cluster::listen(
-                self.config.clone(),
+                self.connect.clone(),
                 self.channel.clone(),
                 self.cluster.clone(),
             ));

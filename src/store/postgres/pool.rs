@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
-
+use super::tls::{self, Connect};
 use crate::store::StoreError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-/// Builds the pool for `url` (and returns the connection settings, for the listening
-/// connection of [`super::cluster`]). Connections are opened lazily, each with `search_path`
+/// Builds the pool for `url` (and returns the connection settings, for the dedicated
+/// connections of [`super::cluster`] and [`super::presence`]). TLS as `sslmode` in the
+/// URL asks ([`tls`]). Connections are opened lazily, each with `search_path`
 /// set to `schema` when one is given, and `synchronous_commit = on` whatever the
 /// server's default: an acknowledged event must be on the server's disk.
 pub fn build(
@@ -16,10 +16,11 @@ pub fn build(
     schema: Option<&str>,
     size: usize,
     connect_timeout: Duration,
-) -> Result<(Pool, tokio_postgres::Config), StoreError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Database(Box::new(e)))?;
+) -> Result<(Pool, Connect), StoreError> {
+    let Connect {
+        mut config,
+        tls: make_tls,
+    } = tls::parse(url).map_err(|e| StoreError::Database(e.into()))?;
     let mut options = config.get_options().unwrap_or("").to_owned();
     if let Some(schema) = schema {
         options.push_str(&format!(" -c search_path={schema}"));
@@ -42,7 +43,7 @@ pub fn build(
     config.keepalives_idle(Duration::from_secs(30));
     let manager = Manager::from_config(
         config.clone(),
-        NoTls,
+        make_tls.clone(),
         ManagerConfig {
             // Fast: a connection the server closed (or terminated) is noticed as closed
             // and replaced; one that died silently fails its next query, which the
@@ -58,5 +59,11 @@ pub fn build(
         .recycle_timeout(Some(connect_timeout))
         .build()
         .map_err(|e| StoreError::Database(Box::new(e)))?;
-    Ok((pool, config))
+    Ok((
+        pool,
+        Connect {
+            config,
+            tls: make_tls,
+        },
+    ))
 }

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Transaction;
-use tokio_postgres::NoTls;
 
+use super::tls::Connect;
 use crate::store::StoreError;
 
 /// How often a process that does not lead tries to take the maintenance lock.
@@ -83,10 +83,10 @@ impl Drop for Presence {
 impl Presence {
     /// Starts holding a presence lock (and trying for the maintenance lock) on its own
     /// connection, reconnecting with backoff whenever that connection ends.
-    pub(super) fn start(config: tokio_postgres::Config, schema: Option<&str>) -> Self {
+    pub(super) fn start(connect: Connect, schema: Option<&str>) -> Self {
         let held = Arc::new(Held::default());
         let keys = Keys::for_schema(schema);
-        let task = tokio::spawn(hold(config, keys, held.clone()));
+        let task = tokio::spawn(hold(connect, keys, held.clone()));
         Self { held, keys, task }
     }
 
@@ -107,10 +107,10 @@ impl Presence {
     }
 }
 
-async fn hold(config: tokio_postgres::Config, keys: Keys, held: Arc<Held>) {
+async fn hold(connect: Connect, keys: Keys, held: Arc<Held>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match config.connect(NoTls).await {
+        match connect.config.connect(connect.tls.clone()).await {
             Ok((client, connection)) => {
                 let mut connection = std::pin::pin!(connection);
                 let holding = async {

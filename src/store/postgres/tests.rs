@@ -428,3 +428,96 @@ async fn claims_of_a_process_that_died_are_released_at_once() {
     assert_eq!(again[0].id, claimed[0].id);
     assert_eq!(survivor.release_dead_claims(now).await.unwrap(), 0);
 }
+
+/// The certificate the local server presents, read from its own settings.
+async fn server_certificate() -> String {
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+            &[],
+        )
+        .await
+        .expect("settings");
+    assert_eq!(
+        row.get::<_, String>(0),
+        "on",
+        "these tests need the local PostgreSQL to offer TLS (Debian's default)"
+    );
+    row.get(1)
+}
+
+/// Opens a store on `url` (a fresh schema) and says whether its connection is encrypted.
+async fn open_encrypted(url: &str) -> Result<bool, StoreError> {
+    let schema = schema_name();
+    let _guard = SchemaGuard(schema.clone());
+    let store = PostgresStore::open(
+        url,
+        PostgresOptions {
+            schema: Some(schema),
+            ..PostgresOptions::default()
+        },
+    )
+    .await?;
+    let ssl: bool = store
+        .client()
+        .await?
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    store.close().await;
+    Ok(ssl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_in_the_url_encrypts_and_verifies_the_server_as_libpq_does() {
+    let cert = server_certificate().await;
+    let with = |host: &str, params: &str| format!("{}?{params}", url().replace("127.0.0.1", host));
+    assert!(
+        !open_encrypted(&with("127.0.0.1", "sslmode=disable"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        open_encrypted(&with("127.0.0.1", "sslmode=prefer"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        open_encrypted(&with("127.0.0.1", "sslmode=require"))
+            .await
+            .unwrap()
+    );
+    // The certificate is issued for localhost: verify-full accepts that name only;
+    // verify-ca checks the chain alone.
+    let root = format!("sslrootcert={cert}");
+    for (host, mode) in [("localhost", "verify-full"), ("127.0.0.1", "verify-ca")] {
+        assert!(
+            open_encrypted(&with(host, &format!("sslmode={mode}&{root}")))
+                .await
+                .unwrap_or_else(|e| panic!("{mode} to {host}: {e:?}")),
+        );
+    }
+    let wrong_name = open_encrypted(&with("127.0.0.1", &format!("sslmode=verify-full&{root}")))
+        .await
+        .expect_err("the certificate is not for 127.0.0.1");
+    let chain = format!("{:?}", anyhow_chain(&wrong_name));
+    assert!(chain.contains("NotValidForName"), "{chain}");
+}
+
+/// An error and its sources, for asserting on the cause.
+fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {
+    let mut chain = vec![format!("{e:?}")];
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push(format!("{s:?}"));
+        source = s.source();
+    }
+    chain
+}
