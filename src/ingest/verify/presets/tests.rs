@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use serde::Deserialize;
 
-use super::super::config::VerifyConfig;
+use super::super::config::{BuildError, VerifyConfig};
 use super::super::hmac::{strip_prefix, wp_specialchars_decode};
 use super::super::sign_as::{Message, Signer};
 use super::super::stripe::{PADDLE, STRIPE, parse};
@@ -425,7 +425,54 @@ const CASES: &[Case] = &[
     svix_family("svix"),
     svix_family("clerk"),
     svix_family("resend"),
+    Case {
+        kind: "discord",
+        cite: "hand-computed: Discord's \"Receiving and Responding\" (Security and Authorization) \
+               publishes no vector; signed with Python's `cryptography` (Ed25519, seed \
+               sha256(\"forebay discord test key\")) over timestamp + body, as the docs describe",
+        secret: DISCORD_PUBLIC_KEY,
+        wrong: "17ec06704e389d1cc16df046a79e70e19e28dae08767e08e14eda90516e46c75",
+        headers: &[
+            (
+                "X-Signature-Ed25519",
+                "0c551f68dd5e6bb35b3cb67639f615d5d838c4f66576b2a91969e6c87b6d04aa21618e5bb68e066256a0474a2bd07675c4ce96c972bfe5b2306c9cdb754ca001",
+            ),
+            ("X-Signature-Timestamp", "1702300000"),
+        ],
+        body: r#"{"id":"1183461953148715028","type":2,"application_id":"1183461620351451136","data":{"id":"1183461706598723654","name":"ping","type":1}}"#,
+        at: 1_702_300_000,
+        signer_reproduces: None,
+        dedup: Some("1183461953148715028"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "sendgrid",
+        cite: "sendgrid/sendgrid-nodejs, packages/eventwebhook/src/eventwebhook.spec.js (PUBLIC_KEY, SIGNATURE, TIMESTAMP, PAYLOAD; the wrong key is its \"invalid key\")",
+        secret: SENDGRID_PUBLIC_KEY,
+        wrong: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==",
+        headers: &[
+            (
+                "X-Twilio-Email-Event-Webhook-Signature",
+                "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=",
+            ),
+            ("X-Twilio-Email-Event-Webhook-Timestamp", "1588788367"),
+        ],
+        body: r#"{"category":"example_payload","event":"test_event","message_id":"message_id"}"#,
+        at: 1_588_788_367,
+        signer_reproduces: None,
+        dedup: None,
+        extra: "",
+        query: None,
+    },
 ];
+
+/// The public key of the `discord` case (seed `sha256("forebay discord test key")`).
+const DISCORD_PUBLIC_KEY: &str = "e9cbfdfe588ba78faa28f9e8a54060c6abd71ee984456c533cbe99a69cd11f28";
+/// Its private key, the 32-byte seed in hex.
+const DISCORD_SIGNING_KEY: &str =
+    "dff4b09725b35811fb20d96a5e404f23eaeb8720172271c8edf2b521547891e2";
+const SENDGRID_PUBLIC_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==";
 
 /// The Standard Webhooks reference example (`libraries/go/webhook_test.go`,
 /// `TestWebhookSign`; the same values are in Svix's libraries) under `svix-*` headers,
@@ -464,7 +511,16 @@ fn config(inline: &str) -> Result<VerifyConfig, String> {
 }
 
 fn inline(kind: &str, secret: &str) -> String {
-    format!("kind = {kind:?}, secret = {secret:?}")
+    format!("kind = {kind:?}, {} = {secret:?}", key_name(kind))
+}
+
+/// What a case's `secret` is: the HMAC `secret`, or the provider's `public_key` for
+/// presets verified with one.
+fn key_name(kind: &str) -> &'static str {
+    match super::find(kind).map(|p| p.public_key_use()) {
+        Some(super::KeyUse::Required) => "public_key",
+        _ => "secret",
+    }
 }
 
 fn case_inline(case: &Case, secret: &str) -> String {
@@ -548,8 +604,12 @@ fn tampered_bodies_and_wrong_secrets_fail() {
         );
         // Rotation: the right secret second in the list passes.
         let both = verifier(&format!(
-            "kind = {:?}, secret = [{:?}, {:?}]{}",
-            case.kind, case.wrong, case.secret, case.extra
+            "kind = {:?}, {} = [{:?}, {:?}]{}",
+            case.kind,
+            key_name(case.kind),
+            case.wrong,
+            case.secret,
+            case.extra
         ));
         assert_eq!(
             case_check(&both, case, case.body, case.at),
@@ -623,7 +683,14 @@ fn dedup_keys_are_the_providers_ids() {
 fn sign_as_reproduces_every_example_and_round_trips() {
     for case in CASES {
         let cfg = config(&case_inline(case, case.secret)).unwrap();
-        let signer = Signer::new(&cfg).unwrap();
+        let signer = match Signer::new(&cfg) {
+            // The provider's private key is not published: signing is checked with a
+            // generated key pair in `asymmetric_presets_sign_and_verify`.
+            Err(BuildError::NoSigningKey { .. }) if key_name(case.kind) == "public_key" => {
+                continue;
+            }
+            other => other.unwrap(),
+        };
         assert_eq!(signer.kind_name(), case.kind);
         // The caller's own headers (ids, the Slack timestamp is recomputed anyway).
         let id = case
@@ -1071,16 +1138,30 @@ fn woocommerce_decodes_the_secret_like_wordpress() {
 
 fn slack_answer(v: &Verifier, body: &str, now: i64) -> Result<Option<Answer>, Rejection> {
     let signer = Signer::new(&config(r#"kind = "slack", secret = "s""#).unwrap()).unwrap();
-    let signed = signer
+    signed_answer(v, &signer, body, now)
+}
+
+/// What `signer` sends with `body`, signed at `at`.
+fn sign_at(signer: &Signer, body: &str, at: i64) -> HeaderMap {
+    signer
         .sign(&Message {
             body: body.as_bytes(),
-            timestamp: now as u64,
+            timestamp: at as u64,
             id: "x",
             headers: &HeaderMap::new(),
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Verifies `body` as `signer` signs it at `now`, and gives the handshake answer.
+fn signed_answer(
+    v: &Verifier,
+    signer: &Signer,
+    body: &str,
+    now: i64,
+) -> Result<Option<Answer>, Rejection> {
     let mut req = request(&[], body.as_bytes(), now);
-    req.headers = signed;
+    req.headers = sign_at(signer, body, now);
     v.verify(req)
         .map(|verified| v.answer(&verified))
         .map_err(|r| r.reason)
@@ -1121,6 +1202,204 @@ fn slack_url_verification_is_answered_with_the_challenge() {
         .verify(request(&[], handshake.as_bytes(), 0))
         .unwrap();
     assert_eq!(gh.answer(&none), None);
+}
+
+#[test]
+fn discord_ping_is_answered_and_other_interactions_are_events() {
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {DISCORD_PUBLIC_KEY:?}, signing_key = {DISCORD_SIGNING_KEY:?}"
+    ))
+    .unwrap();
+    let v = cfg.build().unwrap();
+    let signer = Signer::new(&cfg).unwrap();
+    let now = 1_702_300_000;
+    // The PING as Discord's docs show it ("Receiving an Interaction").
+    let ping = r#"{"id":"1183461953148715029","application_id":"1183461620351451136","type":1,"token":"t","version":1}"#;
+    assert_eq!(
+        signed_answer(&v, &signer, ping, now),
+        Ok(Some(Answer {
+            content_type: "application/json",
+            body: br#"{"type":1}"#.to_vec(),
+        }))
+    );
+    // Commands, components, Webhook Events deliveries (type 1 with an event) and
+    // non-JSON bodies are events.
+    for body in [
+        r#"{"id":"1","type":2,"data":{"name":"ping"}}"#,
+        r#"{"id":"1","type":3}"#,
+        r#"{"version":1,"application_id":"1","type":1,"event":{"type":"APPLICATION_AUTHORIZED"}}"#,
+        r#"{"type":"1"}"#,
+        "type=1",
+    ] {
+        assert_eq!(signed_answer(&v, &signer, body, now), Ok(None), "{body}");
+    }
+    // The PING is verified first: Discord checks that a bad signature gets a 401.
+    let mut req = request(&[], ping.as_bytes(), now);
+    req.headers.clear();
+    assert!(v.verify(req).is_err());
+    let signed = sign_at(&signer, ping, now);
+    let mut late = request(&[], ping.as_bytes(), now + 301);
+    late.headers = signed;
+    assert_eq!(
+        outcome(&v, late),
+        Err(Rejection::TimestampOutsideTolerance {
+            skew: Skew::Past,
+            off_by_secs: 301,
+            tolerance_secs: 300
+        })
+    );
+}
+
+#[test]
+fn asymmetric_presets_sign_and_verify() {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let b64 =
+        |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    // Discord: Ed25519 is deterministic, so the signer reproduces the case exactly.
+    let case = CASES.iter().find(|c| c.kind == "discord").unwrap();
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {DISCORD_PUBLIC_KEY:?}, signing_key = {DISCORD_SIGNING_KEY:?}"
+    ))
+    .unwrap();
+    let signed = sign_at(&Signer::new(&cfg).unwrap(), case.body, case.at);
+    for (name, value) in case.headers {
+        assert_eq!(signed[*name], *value, "{name}");
+    }
+
+    // SendGrid: a generated key pair, written as SendGrid and openssl write them.
+    let key = p256::ecdsa::SigningKey::from_slice(&[0x5a; 32]).unwrap();
+    let private = b64(key.to_pkcs8_der().unwrap().as_bytes());
+    let public = b64(key.verifying_key().to_public_key_der().unwrap().as_bytes());
+    let pem = key
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    for signing_key in [private, pem] {
+        let cfg = config(&format!(
+            "kind = \"sendgrid\", public_key = [{SENDGRID_PUBLIC_KEY:?}, {public:?}], signing_key = {signing_key:?}"
+        ))
+        .unwrap();
+        let v = cfg.build().unwrap();
+        let signer = Signer::new(&cfg).unwrap();
+        let body = r#"[{"email":"a@example.com","event":"delivered","sg_event_id":"e1"}]"#;
+        assert_eq!(signed_answer(&v, &signer, body, 1_700_000_000), Ok(None));
+        let signed = sign_at(&signer, body, 1_700_000_000);
+        let mut tampered = request(&[], format!("{body} ").as_bytes(), 1_700_000_000);
+        tampered.headers = signed;
+        assert_eq!(outcome(&v, tampered), Err(Rejection::NoSignatureMatched));
+    }
+
+    // Without a private key, or with one of another pair, nothing is signed.
+    let cfg = config(&format!(
+        "kind = \"sendgrid\", public_key = {SENDGRID_PUBLIC_KEY:?}"
+    ))
+    .unwrap();
+    let err = Signer::new(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("kind \"sendgrid\"") && err.contains("`signing_key`"),
+        "{err}"
+    );
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {:?}, signing_key = {DISCORD_SIGNING_KEY:?}",
+        CASES.iter().find(|c| c.kind == "discord").unwrap().wrong
+    ))
+    .unwrap();
+    assert!(matches!(
+        Signer::new(&cfg),
+        Err(BuildError::SigningKeyMismatch)
+    ));
+}
+
+#[test]
+fn sendgrid_accepts_both_forms_of_a_signature_and_names_bad_headers() {
+    let case = CASES.iter().find(|c| c.kind == "sendgrid").unwrap();
+    let v = verifier(&case_inline(case, case.secret));
+    let (sig_name, published) = case.headers[0];
+    let ts = ("X-Twilio-Email-Event-Webhook-Timestamp", "1588788367");
+    // The published signature has a low s; (r, n - s) is as valid, and SendGrid, which
+    // does not normalise, sends either.
+    let der =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, published).unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+    let high = p256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+    let high = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        high.to_der().as_bytes(),
+    );
+    assert_ne!(high, published);
+    assert_eq!(
+        check(&v, &[(sig_name, &high), ts], case.body, case.at),
+        Ok(())
+    );
+    // The SDK test's negatives: one character changed, a timestamp that is not one.
+    let changed = published.replace("NH2j/0=", "NH3j/0=");
+    assert_eq!(
+        check(&v, &[(sig_name, &changed), ts], case.body, case.at),
+        Err(Rejection::NoSignatureMatched)
+    );
+    for (headers, name, problem) in [
+        (
+            [
+                (sig_name, published),
+                ("X-Twilio-Email-Event-Webhook-Timestamp", "timestamp"),
+            ],
+            "X-Twilio-Email-Event-Webhook-Timestamp",
+            "is not a whole number of seconds",
+        ),
+        (
+            [(sig_name, "MEUCIQ"), ts],
+            sig_name,
+            "is not a base64 DER-encoded ECDSA signature",
+        ),
+        (
+            [(sig_name, "not base64!"), ts],
+            sig_name,
+            "is not a base64 DER-encoded ECDSA signature",
+        ),
+    ] {
+        assert_eq!(
+            check(&v, &headers, case.body, case.at),
+            Err(Rejection::MalformedHeader {
+                name: name.into(),
+                problem
+            })
+        );
+    }
+    let discord = CASES.iter().find(|c| c.kind == "discord").unwrap();
+    let v = verifier(&case_inline(discord, discord.secret));
+    let short = &discord.headers[0].1[..126];
+    assert_eq!(
+        check(
+            &v,
+            &[("X-Signature-Ed25519", short), discord.headers[1]],
+            discord.body,
+            discord.at
+        ),
+        Err(Rejection::MalformedHeader {
+            name: "X-Signature-Ed25519".into(),
+            problem: "is not 128 hex digits"
+        })
+    );
+}
+
+#[test]
+fn public_key_presets_take_keys_not_secrets() {
+    let err = config(r#"kind = "discord", secret = "s""#).unwrap_err();
+    assert!(err.contains("unknown field `secret`"), "{err}");
+    let err = config(r#"kind = "sendgrid""#).unwrap_err();
+    assert!(err.contains("missing field `public_key`"), "{err}");
+    let err = config(r#"kind = "shopify", secret = "s", public_key = "k""#).unwrap_err();
+    assert!(err.contains("unknown field `public_key`"), "{err}");
+    for (kind, bad, format) in [
+        ("discord", "0123", "64 hex digits"),
+        ("discord", SENDGRID_PUBLIC_KEY, "64 hex digits"),
+        ("sendgrid", DISCORD_PUBLIC_KEY, "MFkw"),
+    ] {
+        let cfg = config(&format!("kind = {kind:?}, public_key = {bad:?}")).unwrap();
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.starts_with("`public_key`: not "), "{err}");
+        assert!(err.contains(format), "{kind}: {err}");
+    }
 }
 
 #[test]
