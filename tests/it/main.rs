@@ -16,6 +16,7 @@ mod postgres;
 mod presets;
 mod retry_clock;
 mod routing;
+mod sdk;
 mod search;
 mod send;
 mod shutdown;
