@@ -285,4 +285,25 @@ mod tests {
             .to_string();
         assert!(err.starts_with("`signing_key`: "), "{err}");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Key text from configuration (or an `env:`/`file:`) never panics the
+        /// parsers, whatever its bytes: a bad key is an error, reported at load.
+        #[test]
+        fn key_parsers_never_panic(text in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "(whpk_|whsk_|-----BEGIN PUBLIC KEY-----\n|MFkw)?[A-Za-z0-9+/=\n ]{0,120}"
+                .prop_map(String::into_bytes),
+            "[0-9a-fA-F]{60,130}".prop_map(String::into_bytes),
+        ]) {
+            for format in [Format::DiscordHex, Format::StandardWebhooks, Format::SendGrid] {
+                let _ = parse_ed25519_public(&text, format);
+                let _ = parse_ed25519_private(&text, format);
+            }
+            let _ = parse_p256_public(&text);
+            let _ = parse_p256_private(&text);
+        }
+    }
 }

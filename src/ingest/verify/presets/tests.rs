@@ -1488,3 +1488,189 @@ proptest! {
         prop_assert!(wp_specialchars_decode(&text).len() <= text.len());
     }
 }
+
+/// Header values as they can arrive: any byte `http` accepts in a value (visible ASCII,
+/// space, tab, obs-text), or text shaped like the signature lists the parsers read.
+fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(
+            prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')],
+            0..160
+        ),
+        "((v1a?|v0|v2|t|ts|h1|sha256|sha1|whsec_|Basic|Bearer)[=, ])?[0-9a-fA-F+/=]{0,130}([ ,;](v1a?|t|ts|h1)[=,][0-9a-zA-Z+/=]{0,90}){0,3}"
+            .prop_map(String::into_bytes),
+    ]
+}
+
+/// What a verifier is, the verifier, a request it accepts, and the headers it checks.
+type ValidRequest = (
+    String,
+    Verifier,
+    crate::ingest::request::Unverified,
+    Vec<String>,
+);
+
+/// A request every verifier here accepts, and the headers whose value it checks: each
+/// preset case as published, and each built-in kind (and `standard-webhooks` `v1a`)
+/// as `sign_as` signs it.
+fn valid_requests() -> Vec<ValidRequest> {
+    let mut out = Vec::new();
+    for case in CASES {
+        let v = verifier(&case_inline(case, case.secret));
+        let checked = case
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .filter(|n| {
+                ["signature", "hmac", "timestamp"]
+                    .iter()
+                    .any(|part| n.contains(part))
+                    || ["webhook-id", "svix-id"].contains(&n.as_str())
+            })
+            .collect();
+        out.push((
+            case.kind.to_owned(),
+            v,
+            case_request(case, case.body.as_bytes(), case.at),
+            checked,
+        ));
+    }
+    let at = 1_700_000_000;
+    let built_in: [(&str, &[&str]); 7] = [
+        (
+            r#"kind = "stripe", secret = "whsec_x""#,
+            &["stripe-signature"],
+        ),
+        (r#"kind = "github", secret = "g""#, &["x-hub-signature-256"]),
+        (
+            r#"kind = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#,
+            &["webhook-id", "webhook-timestamp", "webhook-signature"],
+        ),
+        (
+            r#"kind = "standard-webhooks", public_key = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", signing_key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=""#,
+            &["webhook-id", "webhook-timestamp", "webhook-signature"],
+        ),
+        (
+            r#"kind = "hmac", secret = "s", header = "X-Sig", encoding = "base64", prefix = "v1=", timestamp_header = "X-Ts", signed = "{timestamp}.{header:X-Event}.{body}""#,
+            &["x-sig", "x-ts", "x-event"],
+        ),
+        (
+            r#"kind = "basic", username = "u", password = "p""#,
+            &["authorization"],
+        ),
+        (r#"kind = "bearer", token = "t""#, &["authorization"]),
+    ];
+    for (inline, checked) in built_in {
+        let cfg = config(inline).unwrap();
+        let signer = Signer::new(&cfg).unwrap();
+        let mut req = request(&[], JSON_BODY.as_bytes(), at);
+        req.headers = sign_at(&signer, JSON_BODY, at);
+        out.push((
+            inline.to_owned(),
+            cfg.build().unwrap(),
+            req,
+            checked.iter().map(|n| (*n).to_owned()).collect(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_fuzzed_requests_are_valid_to_begin_with() {
+    for (what, v, req, checked) in valid_requests() {
+        assert!(!checked.is_empty(), "{what}");
+        assert_eq!(outcome(&v, req), Ok(()), "{what}");
+    }
+}
+
+proptest! {
+    // Each case runs every verifier: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any value in any one header a verifier checks (signature lists, `t=`/`ts=`
+    /// layouts, prefixes, hex, base64, DER, timestamps, ids, credentials) is answered
+    /// with a rejection, never a panic; and a value near the valid one (one byte
+    /// changed, cut short) never panics either.
+    #[test]
+    fn any_checked_header_value_is_rejected_without_panicking(
+        value in header_bytes(),
+        cut in any::<proptest::sample::Index>(),
+        byte in 0x20u8..=0x7e,
+    ) {
+        static VALID: std::sync::LazyLock<Vec<ValidRequest>> =
+            std::sync::LazyLock::new(valid_requests);
+        for (what, v, req, checked) in VALID.iter() {
+            for name in checked {
+                let original = req.headers[name.as_str()].as_bytes().to_vec();
+                let mut tampered = req.clone();
+                tampered.headers.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(&value).unwrap(),
+                );
+                let got = outcome(v, tampered);
+                if value != original {
+                    prop_assert!(
+                        got.is_err(),
+                        "{} accepted {:?} in {}",
+                        what,
+                        String::from_utf8_lossy(&value),
+                        name
+                    );
+                }
+                // Near misses: one byte replaced, or the value cut short.
+                let i = cut.index(original.len().max(1)).min(original.len().saturating_sub(1));
+                let mut replaced = original.clone();
+                if let Some(b) = replaced.get_mut(i) {
+                    *b = byte;
+                }
+                for near in [replaced, original[..i].to_vec()] {
+                    let mut tampered = req.clone();
+                    tampered.headers.insert(
+                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(&near).unwrap(),
+                    );
+                    let _ = outcome(v, tampered);
+                }
+            }
+        }
+    }
+
+    /// The `webhook-signature` list splitter never panics and returns pieces of its
+    /// input, versions without spaces or commas.
+    #[test]
+    fn standard_webhooks_entries_never_panic(header in prop_oneof![
+        any::<String>(),
+        "((v1a?|v2),[A-Za-z0-9+/=]{0,12}[ \t]{0,2}){0,5}",
+    ]) {
+        for (version, signature) in super::super::standard_webhooks::entries(&header) {
+            prop_assert!(header.contains(version) && header.contains(signature));
+            prop_assert!(!version.contains([' ', ',']) && !signature.contains(' '));
+        }
+    }
+
+    /// `Authorization` parsing never panics, and what it returns is trimmed text of the
+    /// value.
+    #[test]
+    fn authorization_parsing_never_panics(value in prop_oneof![
+        any::<String>(),
+        "(Basic|BEARER|bearer|Digest)? {0,3}[A-Za-z0-9+/=:. ]{0,20}",
+    ]) {
+        use super::super::basic::{Scheme, credentials};
+        for scheme in [Scheme::Basic, Scheme::Bearer] {
+            if let Ok(rest) = credentials(&value, scheme) {
+                prop_assert!(!rest.is_empty() && value.contains(rest));
+                prop_assert_eq!(rest, rest.trim());
+            }
+        }
+    }
+
+    /// Timestamps are read only from ASCII digits, never panicking on any text.
+    #[test]
+    fn unix_seconds_parsing_never_panics(text in prop_oneof![any::<String>(), "[0-9+-. ]{0,25}"]) {
+        if let Some(secs) = super::super::mac::parse_unix_secs(&text) {
+            prop_assert!(secs >= 0 && text.bytes().all(|b| b.is_ascii_digit()));
+            let printed = secs.to_string();
+            prop_assert_eq!(printed.trim_start_matches('0'), text.trim_start_matches('0'));
+        }
+    }
+}
