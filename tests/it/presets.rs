@@ -231,7 +231,11 @@ fn preset_source(kind: &str) -> String {
                 keys.public, keys.private
             );
         }
-        "svix" | "clerk" | "resend" | "openai" => {
+        // Svix's Ed25519 (`v1a`) signing, with the Standard Webhooks reference key pair.
+        "svix" => {
+            return r#"verify = { kind = "svix", public_key = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", signing_key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=" }"#.to_owned();
+        }
+        "clerk" | "resend" | "openai" => {
             return format!(
                 r#"verify = {{ kind = "{kind}", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}"#
             );
