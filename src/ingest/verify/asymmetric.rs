@@ -69,6 +69,18 @@ pub(super) enum PublicKeys {
 }
 
 impl PublicKeys {
+    /// The `public_key` value(s), in the format the algorithm's provider writes them.
+    fn read(algorithm: Algorithm, refs: &OneOrMany<SecretRef>) -> Result<Self, BuildError> {
+        Ok(match algorithm {
+            Algorithm::Ed25519Hex => PublicKeys::Ed25519(keys::ed25519_public(
+                "public_key",
+                refs,
+                Format::DiscordHex,
+            )?),
+            Algorithm::P256DerBase64 => PublicKeys::P256(keys::p256_public("public_key", refs)?),
+        })
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         match self {
             PublicKeys::Ed25519(keys) => keys.is_empty(),
@@ -127,8 +139,7 @@ impl PrivateKey {
             }
             Algorithm::P256DerBase64 => PrivateKey::P256(keys::p256_private(signing_key)?),
         };
-        let public = Asymmetric::build(layout, public_key, Duration::from_secs(1))?.keys;
-        if !public.belongs(&key) {
+        if !PublicKeys::read(layout.algorithm, public_key)?.belongs(&key) {
             return Err(BuildError::SigningKeyMismatch);
         }
         Ok(key)
@@ -179,19 +190,9 @@ impl Asymmetric {
         tolerance: Duration,
     ) -> Result<Self, BuildError> {
         check_tolerance_setting(tolerance)?;
-        let keys = match layout.algorithm {
-            Algorithm::Ed25519Hex => PublicKeys::Ed25519(keys::ed25519_public(
-                "public_key",
-                public_key,
-                Format::DiscordHex,
-            )?),
-            Algorithm::P256DerBase64 => {
-                PublicKeys::P256(keys::p256_public("public_key", public_key)?)
-            }
-        };
         Ok(Self {
             layout,
-            keys,
+            keys: PublicKeys::read(layout.algorithm, public_key)?,
             tolerance,
         })
     }

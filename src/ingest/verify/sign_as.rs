@@ -15,9 +15,9 @@
 //! `{header:Name}`, key decoding), the others by the Stripe-layout or Standard Webhooks
 //! signer. Schemes verified with a public key (Discord, SendGrid, Standard Webhooks
 //! `v1a`) sign with the verify table's `signing_key`, which only this module reads: the
-//! sender's private key, which only exists for a self-made key pair (tests, or a staging
-//! source set up with `forebay send` as its sender). A preset that reads a timestamp from the body (Linear) cannot have it set
-//! here: the body must already carry a current one.
+//! sender's private key, which only exists for a self-made key pair (tests, or a
+//! staging source fed by `forebay send`). A preset that reads a timestamp from the body
+//! (Linear) cannot have it set here: the body must already carry a current one.
 
 use std::fmt;
 
