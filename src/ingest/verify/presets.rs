@@ -5,10 +5,10 @@
 //! (`hmac.rs`), the `t=...,v1=...` one (`stripe.rs`, which also reads Paddle's
 //! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), or, for the schemes
 //! that really differ, their own (`twilio.rs`, and `asymmetric.rs` for Discord and
-//! SendGrid, checked with the provider's public key). An entry also names the provider's own
-//! delivery id (the dedup key when the source sets none), the default timestamp
-//! tolerance where a timestamp is signed, and any challenge the provider sends (Slack's
-//! `url_verification`). A new HMAC-shaped provider is a new entry here, a row in
+//! SendGrid, checked with the provider's public key). An entry also names the
+//! provider's own delivery id (the dedup key when the source sets none), the default
+//! timestamp tolerance where a timestamp is signed, and any challenge the provider
+//! sends (Slack's `url_verification`, Discord's PING). A new HMAC-shaped provider is a new entry here, a row in
 //! `docs/verifiers.md` and a case with its published example in `presets/tests.rs`
 //! (a test fails until both exist); no code. `forebay send` signs for every entry
 //! through `sign_as`, from the same settings.
