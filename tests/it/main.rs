@@ -17,6 +17,7 @@ mod presets;
 mod retention;
 mod retry_clock;
 mod routing;
+mod sdk;
 mod search;
 mod send;
 mod shutdown;

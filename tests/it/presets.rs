@@ -1,8 +1,9 @@
 //! Provider presets end to end: a provider's published example is stored with the
 //! provider's id as its dedup key, a tampered or stale one is answered 401, and Slack's
 //! `url_verification` handshake is answered with its challenge and not stored, and the
-//! real `forebay send` signs for every preset so that a real server accepts it. (Every
-//! preset's examples are checked in `src/ingest/verify/presets/tests.rs`.)
+//! real `forebay send` signs for every preset so that a real server accepts it, Discord's
+//! PING is answered and not stored. (Every preset's examples are checked in
+//! `src/ingest/verify/presets/tests.rs`.)
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
@@ -10,6 +11,39 @@ use sha2::Sha256;
 
 use crate::support::TestServer;
 use crate::support::binary::run_forebay;
+
+/// A generated key pair, written as the provider writes keys: the public key for the
+/// server's `public_key`, the private one for `forebay send`'s `signing_key`.
+struct KeyPair {
+    public: String,
+    private: String,
+}
+
+impl KeyPair {
+    /// Discord (hex) or SendGrid (base64 DER) keys from a fixed seed.
+    fn of(kind: &str) -> Self {
+        use base64::Engine;
+        use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let seed = [0x42; 32];
+        match kind {
+            "discord" => {
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                Self {
+                    public: hex::encode(key.verifying_key().as_bytes()),
+                    private: hex::encode(seed),
+                }
+            }
+            _ => {
+                let key = p256::ecdsa::SigningKey::from_slice(&seed).unwrap();
+                Self {
+                    public: b64(key.verifying_key().to_public_key_der().unwrap().as_bytes()),
+                    private: b64(key.to_pkcs8_der().unwrap().as_bytes()),
+                }
+            }
+        }
+    }
+}
 
 const SOURCES: &str = r#"
 [sources.shop]
@@ -190,7 +224,18 @@ async fn twilios_documented_example_passes_with_its_query_string() {
 /// The `verify` table of a source for each preset, as its sender's secret would be.
 fn preset_source(kind: &str) -> String {
     let extra = match kind {
-        "svix" | "clerk" | "resend" | "openai" => {
+        "discord" | "sendgrid" => {
+            let keys = KeyPair::of(kind);
+            return format!(
+                r#"verify = {{ kind = "{kind}", public_key = {:?}, signing_key = {:?} }}"#,
+                keys.public, keys.private
+            );
+        }
+        // Svix's Ed25519 (`v1a`) signing, with the Standard Webhooks reference key pair.
+        "svix" => {
+            return r#"verify = { kind = "svix", public_key = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", signing_key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=" }"#.to_owned();
+        }
+        "clerk" | "resend" | "openai" => {
             return format!(
                 r#"verify = {{ kind = "{kind}", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}"#
             );
@@ -256,4 +301,80 @@ async fn forebay_send_signs_for_every_preset() {
         assert_eq!(report["warning"], Value::Null, "{kind}: {report}");
         assert_eq!(report["kind"], kind, "{kind}: {report}");
     }
+}
+
+#[tokio::test]
+async fn discord_ping_is_answered_and_interactions_are_stored_under_their_id() {
+    use ed25519_dalek::Signer;
+    let keys = KeyPair::of("discord");
+    let server = TestServer::start(&format!(
+        "[sources.discord]\nverify = {{ kind = \"discord\", public_key = {:?} }}\n",
+        keys.public
+    ))
+    .await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]);
+    let signed = |body: &str, ts: i64| {
+        let sig = key.sign(format!("{ts}{body}").as_bytes());
+        vec![
+            ("X-Signature-Ed25519", hex::encode(sig.to_bytes())),
+            ("X-Signature-Timestamp", ts.to_string()),
+            ("Content-Type", "application/json".to_owned()),
+        ]
+    };
+    let t = now();
+    let ping = r#"{"id":"1183461953148715029","application_id":"1183461620351451136","type":1,"token":"t","version":1}"#;
+    let r = server
+        .post(
+            "discord",
+            &signed(ping, t)
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+            ping.to_owned(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(r.text().await.unwrap(), r#"{"type":1}"#);
+    assert!(events(&server, "discord").await.is_empty());
+    // Discord checks that an endpoint refuses a bad signature.
+    let mut forged = signed(ping, t);
+    forged[0].1 = hex::encode([0u8; 64]);
+    let (status, _) = post(&server, "discord", &forged, ping).await;
+    assert_eq!(status, 401);
+
+    let command = r#"{"id":"1183461953148715030","type":2,"data":{"name":"ping"}}"#;
+    let (status, text) = post(&server, "discord", &signed(command, t), command).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = post(&server, "discord", &signed(command, t - 600), command).await;
+    assert_eq!(status, 401);
+    let stored = events(&server, "discord").await;
+    assert_eq!(stored.len(), 1);
+    let id = stored[0]["id"].as_str().unwrap();
+    let detail = server.admin_json(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(detail["dedup_key"], "1183461953148715030");
+}
+
+#[tokio::test]
+async fn a_malformed_public_key_stops_the_configuration_with_the_format_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::binary::write_config(
+        dir.path(),
+        "[sources.mail]\nverify = { kind = \"sendgrid\", public_key = \"MFkw-not-a-key\" }\n",
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run_forebay(&["check", "-c", config.to_str().unwrap()], &[])
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("sources.mail.verify")
+            && stderr.contains("`public_key`: not a P-256 public key"),
+        "{stderr}"
+    );
 }

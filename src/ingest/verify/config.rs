@@ -10,7 +10,7 @@ use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::hmac::TemplateError;
-use super::presets::{self, Preset};
+use super::presets::{self, KeyUse, Preset};
 use super::{Verifier, basic, bearer, github, hmac, standard_webhooks, stripe};
 use crate::config::secret::{Secret, SecretError, SecretRef};
 
@@ -51,11 +51,21 @@ pub enum VerifyConfig {
     },
     /// Standard Webhooks (also Svix and the providers built on it): `webhook-id`,
     /// `webhook-timestamp` and `webhook-signature` headers (or their `svix-` twins),
-    /// HMAC-SHA256 over `{id}.{timestamp}.{body}`, `v1` signatures.
+    /// signatures over `{id}.{timestamp}.{body}`: `v1` (HMAC-SHA256, with `secret`)
+    /// and/or `v1a` (Ed25519, with `public_key`). At least one of the two is required.
     StandardWebhooks {
         /// The signing secret as the provider shows it (`whsec_` followed by base64;
         /// the prefix may be left out), or a list of them while rotating.
+        #[serde(default = "no_values")]
         secret: OneOrMany<SecretRef>,
+        /// The sender's Ed25519 public key (`whpk_` followed by base64), or a list of
+        /// them while rotating. Not a secret, but may come from `env:` or `file:`.
+        #[serde(default)]
+        public_key: Option<OneOrMany<SecretRef>>,
+        /// The private key (`whsk_` followed by base64) matching `public_key`. Only
+        /// `forebay send` reads it, to sign `v1a`; the server never does.
+        #[serde(default)]
+        signing_key: Option<SecretRef>,
         /// How far `webhook-timestamp` may be from the receive time, e.g. `"5m"`.
         #[serde(default = "default_tolerance", deserialize_with = "duration")]
         tolerance: Duration,
@@ -123,8 +133,16 @@ const BUILT_IN: [&str; 7] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresetConfig {
     pub preset: &'static Preset,
-    /// The provider's signing secret, or a list of them while rotating.
+    /// The provider's signing secret, or a list of them while rotating. An empty list
+    /// for presets verified with a public key only (`discord`, `sendgrid`) and for a
+    /// Standard Webhooks preset given only a `public_key`.
     pub secret: OneOrMany<SecretRef>,
+    /// The provider's public key(s), for presets that verify with one: required by
+    /// `discord` and `sendgrid`, optional (`v1a`) for the Standard Webhooks presets.
+    pub public_key: Option<OneOrMany<SecretRef>>,
+    /// The private key matching `public_key`, read only by `forebay send` (and tests)
+    /// to sign as the provider would; the server never reads it.
+    pub signing_key: Option<SecretRef>,
     /// How far the signed timestamp may be from the receive time; `None`: the preset's
     /// default. Only accepted for presets that sign a timestamp.
     pub tolerance: Option<Duration>,
@@ -171,23 +189,73 @@ impl<'de> Deserialize<'de> for VerifyConfig {
         };
         table.remove("kind");
         let table = toml::Value::Table(table);
-        let (secret, tolerance, public_url) = if preset.needs_public_url() {
-            let signed_url = UrlPreset::deserialize(table).map_err(relay)?;
-            (signed_url.secret, None, Some(signed_url.public_url))
-        } else if preset.signs_timestamp() {
-            let timed = TimedPreset::deserialize(table).map_err(relay)?;
-            (timed.secret, timed.tolerance, None)
-        } else {
-            let untimed = UntimedPreset::deserialize(table).map_err(relay)?;
-            (untimed.secret, None, None)
+        let mut public_key = None;
+        let mut signing_key = None;
+        let (secret, tolerance, public_url) = match preset.public_key_use() {
+            KeyUse::Required => {
+                let keyed = KeyPreset::deserialize(table).map_err(relay)?;
+                public_key = Some(keyed.public_key);
+                signing_key = keyed.signing_key;
+                (no_values(), keyed.tolerance, None)
+            }
+            KeyUse::Optional => {
+                let either = EitherPreset::deserialize(table).map_err(relay)?;
+                public_key = either.public_key;
+                signing_key = either.signing_key;
+                (either.secret, either.tolerance, None)
+            }
+            KeyUse::None if preset.needs_public_url() => {
+                let signed_url = UrlPreset::deserialize(table).map_err(relay)?;
+                (signed_url.secret, None, Some(signed_url.public_url))
+            }
+            KeyUse::None if preset.signs_timestamp() => {
+                let timed = TimedPreset::deserialize(table).map_err(relay)?;
+                (timed.secret, timed.tolerance, None)
+            }
+            KeyUse::None => {
+                let untimed = UntimedPreset::deserialize(table).map_err(relay)?;
+                (untimed.secret, None, None)
+            }
         };
         Ok(VerifyConfig::Preset(PresetConfig {
             preset,
             secret,
+            public_key,
+            signing_key,
             tolerance,
             public_url,
         }))
     }
+}
+
+/// The keys of a preset verified with the provider's public key (Discord, SendGrid).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPreset {
+    public_key: OneOrMany<SecretRef>,
+    #[serde(default)]
+    signing_key: Option<SecretRef>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    tolerance: Option<Duration>,
+}
+
+/// The keys of a preset verified with a secret, a public key or both (Standard Webhooks).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EitherPreset {
+    #[serde(default = "no_values")]
+    secret: OneOrMany<SecretRef>,
+    #[serde(default)]
+    public_key: Option<OneOrMany<SecretRef>>,
+    #[serde(default)]
+    signing_key: Option<SecretRef>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    tolerance: Option<Duration>,
+}
+
+/// An absent `secret` of a scheme that may do without one.
+fn no_values<T>() -> OneOrMany<T> {
+    OneOrMany::Many(Vec::new())
 }
 
 /// The keys of a preset that signs a timestamp.
@@ -350,6 +418,20 @@ pub enum BuildError {
     HeaderName { field: &'static str, name: String },
     #[error("`signed`: {0}")]
     Template(#[from] TemplateError),
+    #[error("{at}: not {expected}; copy the key exactly as the provider shows it")]
+    Key { at: FieldAt, expected: &'static str },
+    #[error(
+        "neither `secret` (HMAC, `whsec_...`) nor `public_key` (Ed25519, `whpk_...`) is set; give the one the sender signs with, or both"
+    )]
+    NoKeys,
+    #[error(
+        "kind {kind:?} is verified with the sender's public key, so signing needs its private key: add `signing_key` (e.g. \"env:FOREBAY_SIGNING_KEY\"; only `forebay send` reads it) to this verify table"
+    )]
+    NoSigningKey { kind: &'static str },
+    #[error(
+        "`signing_key` does not belong to any `public_key`: the server would refuse what it signs; give the private key of one of the public keys"
+    )]
+    SigningKeyMismatch,
     #[error("`public_url` {problem}")]
     PublicUrl { problem: &'static str },
     #[error(
@@ -400,9 +482,16 @@ impl VerifyConfig {
                 Verifier::Stripe(stripe::Stripe::build(secret, *tolerance)?)
             }
             VerifyConfig::Github { secret } => Verifier::Github(github::Github::build(secret)?),
-            VerifyConfig::StandardWebhooks { secret, tolerance } => Verifier::StandardWebhooks(
-                standard_webhooks::StandardWebhooks::build(secret, *tolerance)?,
-            ),
+            VerifyConfig::StandardWebhooks {
+                secret,
+                public_key,
+                tolerance,
+                signing_key: _,
+            } => Verifier::StandardWebhooks(standard_webhooks::StandardWebhooks::build(
+                secret,
+                public_key.as_ref(),
+                *tolerance,
+            )?),
             VerifyConfig::Hmac {
                 secret,
                 header,
@@ -471,6 +560,8 @@ mod tests {
             many,
             VerifyConfig::StandardWebhooks {
                 secret: OneOrMany::Many(vec![SecretRef::new("whsec_a"), SecretRef::new("whsec_b")]),
+                public_key: None,
+                signing_key: None,
                 tolerance: Duration::from_secs(90),
             }
         );

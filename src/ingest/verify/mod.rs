@@ -4,7 +4,9 @@
 //! Layout: [`VerifyConfig`] (what the TOML says, in `config.rs`) is built once at load
 //! time into a [`Verifier`], a closed enum with one small struct per scheme, each in its
 //! own file (`stripe.rs`, `github.rs`, `standard_webhooks.rs`, `hmac.rs`, `basic.rs`,
-//! `bearer.rs`). Shared HMAC, constant-time and header helpers live in `mac.rs`.
+//! `bearer.rs`, and `asymmetric.rs` for signatures checked with the sender's public
+//! key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
+//! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
 //! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`.
 //!
@@ -13,11 +15,13 @@
 //! (rotation); signed timestamps are checked against the request's receive time
 //! (`received_at_ms`), never the wall clock, so tests control time through the request.
 
+mod asymmetric;
 mod basic;
 mod bearer;
 mod config;
 mod github;
 mod hmac;
+mod keys;
 mod mac;
 pub mod presets;
 mod rejection;

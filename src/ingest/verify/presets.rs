@@ -3,17 +3,19 @@
 //! Most webhook senders sign "some text, in some header, in some encoding". Each entry
 //! of [`PRESETS`] says which, over one of the verifiers: the generic `hmac` one
 //! (`hmac.rs`), the `t=...,v1=...` one (`stripe.rs`, which also reads Paddle's
-//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), or, for the one scheme
-//! that really differs, its own (`twilio.rs`). An entry also names the provider's own
-//! delivery id (the dedup key when the source sets none), the default timestamp
-//! tolerance where a timestamp is signed, and any challenge the provider sends (Slack's
-//! `url_verification`). A new HMAC-shaped provider is a new entry here, a row in
+//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), or, for the schemes
+//! that really differ, their own (`twilio.rs`, and `asymmetric.rs` for Discord and
+//! SendGrid, checked with the provider's public key). An entry also names the
+//! provider's own delivery id (the dedup key when the source sets none), the default
+//! timestamp tolerance where a timestamp is signed, and any challenge the provider
+//! sends (Slack's `url_verification`, Discord's PING). A new HMAC-shaped provider is a new entry here, a row in
 //! `docs/verifiers.md` and a case with its published example in `presets/tests.rs`
 //! (a test fails until both exist); no code. `forebay send` signs for every entry
 //! through `sign_as`, from the same settings.
 
 use std::time::Duration;
 
+use super::asymmetric::{self, Asymmetric, Layout};
 use super::config::{BuildError, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding};
 use super::hmac::{self, KeyDecoding};
 use super::rejection::Rejection;
@@ -45,6 +47,20 @@ pub(super) enum Scheme {
     StandardWebhooks,
     /// URL and sorted form parameters, HMAC-SHA1 (`twilio.rs`); needs `public_url`.
     Twilio,
+    /// A signature over `{timestamp}{body}` made with the provider's private key,
+    /// checked with its public key (`asymmetric.rs`): Discord, SendGrid.
+    Asymmetric(&'static Layout),
+}
+
+/// Whether a preset's sender signs with a private key, checked with a `public_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyUse {
+    /// HMAC with a shared `secret` only.
+    None,
+    /// A `public_key` instead of a `secret`.
+    Required,
+    /// A `secret`, a `public_key` or both (Standard Webhooks `v1` and `v1a`).
+    Optional,
 }
 
 /// The generic HMAC verifier's settings, fixed for a provider. See [`hmac::Settings`].
@@ -81,6 +97,8 @@ pub(super) enum Challenge {
     /// Slack's Events API `url_verification`: a (signed) JSON body with
     /// `"type": "url_verification"` is answered with its `challenge`.
     SlackUrlVerification,
+    /// Discord's interactions PING (`{"type": 1}`), answered `{"type": 1}`.
+    DiscordPing,
 }
 
 impl Shape {
@@ -298,6 +316,23 @@ pub static PRESETS: &[Preset] = &[
     standard_webhooks("clerk"),
     standard_webhooks("resend"),
     standard_webhooks("openai"),
+    Preset {
+        name: "discord",
+        scheme: Scheme::Asymmetric(&asymmetric::DISCORD),
+        // The interaction's id (a snowflake), the same on a redelivery.
+        dedup: ProviderId::Json("/id"),
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::DiscordPing,
+    },
+    Preset {
+        name: "sendgrid",
+        scheme: Scheme::Asymmetric(&asymmetric::SENDGRID),
+        // A body is a batch of events, each with its own `sg_event_id`: no single id,
+        // so dedup falls back to the body hash (a redelivered batch is the same bytes).
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
 ];
 
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
@@ -319,7 +354,16 @@ impl Preset {
         match &self.scheme {
             Scheme::Hmac(shape) => shape.public_url,
             Scheme::Twilio => true,
-            Scheme::Timestamped(_) | Scheme::StandardWebhooks => false,
+            Scheme::Timestamped(_) | Scheme::StandardWebhooks | Scheme::Asymmetric(_) => false,
+        }
+    }
+
+    /// Whether the source gives a `public_key`, instead of or beside a `secret`.
+    pub(super) fn public_key_use(&self) -> KeyUse {
+        match &self.scheme {
+            Scheme::Asymmetric(_) => KeyUse::Required,
+            Scheme::StandardWebhooks => KeyUse::Optional,
+            Scheme::Hmac(_) | Scheme::Timestamped(_) | Scheme::Twilio => KeyUse::None,
         }
     }
 
@@ -344,9 +388,11 @@ impl Preset {
             Scheme::Timestamped(format) => {
                 Check::Timestamped(Stripe::build_with(format, secret, tolerance)?)
             }
-            Scheme::StandardWebhooks => {
-                Check::StandardWebhooks(StandardWebhooks::build(secret, tolerance)?)
-            }
+            Scheme::StandardWebhooks => Check::StandardWebhooks(StandardWebhooks::build(
+                secret,
+                config.public_key.as_ref(),
+                tolerance,
+            )?),
             Scheme::Twilio => {
                 let public_url = checked_public_url(config.public_url.as_deref())?.ok_or(
                     BuildError::PublicUrl {
@@ -355,12 +401,22 @@ impl Preset {
                 )?;
                 Check::Twilio(Twilio::build(secret, public_url)?)
             }
+            Scheme::Asymmetric(layout) => {
+                Check::Asymmetric(Asymmetric::build(layout, required_key(config)?, tolerance)?)
+            }
         };
         Ok(PresetVerifier {
             preset: self,
             check,
         })
     }
+}
+
+/// The `public_key` of a preset that requires one (the TOML reader makes sure it is set).
+fn required_key(config: &PresetConfig) -> Result<&OneOrMany<SecretRef>, BuildError> {
+    config.public_key.as_ref().ok_or(BuildError::NoSecrets {
+        field: "public_key",
+    })
 }
 
 /// The public URL as the sender signs it: absolute `http(s)`, no query string (the
@@ -397,6 +453,7 @@ enum Check {
     Timestamped(Stripe),
     StandardWebhooks(StandardWebhooks),
     Twilio(Twilio),
+    Asymmetric(Asymmetric),
 }
 
 impl PresetVerifier {
@@ -410,6 +467,7 @@ impl PresetVerifier {
             Check::Timestamped(v) => v.check(req),
             Check::StandardWebhooks(v) => v.check(req),
             Check::Twilio(v) => v.check(req),
+            Check::Asymmetric(v) => v.check(req),
         }
     }
 
@@ -437,6 +495,7 @@ impl PresetVerifier {
         match self.preset.challenge {
             Challenge::None => None,
             Challenge::SlackUrlVerification => slack_url_verification(&verified.request().body),
+            Challenge::DiscordPing => discord_ping(&verified.request().body),
         }
     }
 }
@@ -455,6 +514,23 @@ fn slack_url_verification(body: &[u8]) -> Option<Answer> {
     (handshake.kind == "url_verification").then(|| Answer {
         content_type: "text/plain; charset=utf-8",
         body: handshake.challenge.into_bytes(),
+    })
+}
+
+/// Discord's interactions PING, `{"type": 1}` (other keys allowed), answered
+/// `{"type":1}` as JSON. Any other interaction is an event, and so is a Webhook Events
+/// delivery, which also has `"type": 1` but carries an `event`.
+fn discord_ping(body: &[u8]) -> Option<Answer> {
+    #[derive(serde::Deserialize)]
+    struct Interaction {
+        #[serde(rename = "type")]
+        kind: u64,
+        event: Option<serde::de::IgnoredAny>,
+    }
+    let interaction: Interaction = serde_json::from_slice(body).ok()?;
+    (interaction.kind == 1 && interaction.event.is_none()).then(|| Answer {
+        content_type: "application/json",
+        body: br#"{"type":1}"#.to_vec(),
     })
 }
 

@@ -13,8 +13,11 @@
 //! signed by `Signer::from_hmac` from the very `hmac::Settings` its verifier is built
 //! from (header, algorithm, encoding, prefix, timestamp header, signed template with
 //! `{header:Name}`, key decoding), the others by the Stripe-layout or Standard Webhooks
-//! signer. A preset that reads a timestamp from the body (Linear) cannot have it set
-//! here: the body must already carry a current one.
+//! signer. Schemes verified with a public key (Discord, SendGrid, Standard Webhooks
+//! `v1a`) sign with the verify table's `signing_key`, which only this module reads: the
+//! sender's private key, which only exists for a self-made key pair (tests, or a
+//! staging source fed by `forebay send`). A preset that reads a timestamp from the body
+//! (Linear) cannot have it set here: the body must already carry a current one.
 
 use std::fmt;
 
@@ -22,11 +25,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use ed25519_dalek::SigningKey as Ed25519SigningKey;
+use ed25519_dalek::ed25519::signature::MultipartSigner;
+
+use super::asymmetric::{Layout, PrivateKey};
 use super::config::{
     BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, VerifyConfig, resolve_secrets,
 };
 use super::hmac::{self, Part};
-use super::mac::{self, BASE64_LENIENT};
+use super::keys::{self, Format as KeyFormat};
+use super::mac;
 use super::presets::Scheme as PresetScheme;
 use super::stripe::{Format, STRIPE};
 use crate::config::secret::{Secret, SecretRef};
@@ -90,9 +98,11 @@ enum Scheme {
     Github {
         secret: Secret,
     },
-    /// The decoded key, not the `whsec_…` text.
+    /// The decoded HMAC key (not the `whsec_…` text) for a `v1` entry and the Ed25519
+    /// key for a `v1a` entry; at least one is set.
     StandardWebhooks {
-        key: Secret,
+        key: Option<Secret>,
+        ed25519: Option<Ed25519SigningKey>,
     },
     Hmac(HmacSigner),
     /// Signed as a form POST to `public_url` (no query string).
@@ -106,6 +116,11 @@ enum Scheme {
     },
     Bearer {
         token: Secret,
+    },
+    /// Discord or SendGrid, with the sender's private key (`signing_key`).
+    Asymmetric {
+        layout: &'static Layout,
+        key: PrivateKey,
     },
 }
 
@@ -131,9 +146,17 @@ impl Signer {
             VerifyConfig::Github { secret } => Scheme::Github {
                 secret: first_secret("secret", secret)?,
             },
-            VerifyConfig::StandardWebhooks { secret, .. } => Scheme::StandardWebhooks {
-                key: standard_webhooks_key(secret)?,
-            },
+            VerifyConfig::StandardWebhooks {
+                secret,
+                public_key,
+                signing_key,
+                ..
+            } => standard_webhooks_scheme(
+                "standard-webhooks",
+                secret,
+                public_key.as_ref(),
+                signing_key.as_ref(),
+            )?,
             VerifyConfig::Hmac {
                 secret,
                 header,
@@ -183,13 +206,29 @@ impl Signer {
                         secret: first_secret("secret", &p.secret)?,
                         format,
                     },
-                    PresetScheme::StandardWebhooks => Scheme::StandardWebhooks {
-                        key: standard_webhooks_key(&p.secret)?,
-                    },
+                    PresetScheme::StandardWebhooks => standard_webhooks_scheme(
+                        kind,
+                        &p.secret,
+                        p.public_key.as_ref(),
+                        p.signing_key.as_ref(),
+                    )?,
                     PresetScheme::Twilio => Scheme::Twilio {
                         secret: first_secret("secret", &p.secret)?,
                         public_url: p.public_url.clone().unwrap_or_default(),
                     },
+                    PresetScheme::Asymmetric(layout) => {
+                        let signing_key = p
+                            .signing_key
+                            .as_ref()
+                            .ok_or(BuildError::NoSigningKey { kind })?;
+                        let public_key = p.public_key.as_ref().ok_or(BuildError::NoSecrets {
+                            field: "public_key",
+                        })?;
+                        Scheme::Asymmetric {
+                            layout,
+                            key: PrivateKey::build(layout, signing_key, public_key)?,
+                        }
+                    }
                 };
                 return Ok(Self { scheme, kind });
             }
@@ -203,6 +242,8 @@ impl Signer {
             Scheme::Twilio { .. } => "twilio",
             Scheme::Basic { .. } => "basic",
             Scheme::Bearer { .. } => "bearer",
+            // Only presets sign this way, and they return above with their own name.
+            Scheme::Asymmetric { .. } => "asymmetric",
         };
         Ok(Self { scheme, kind })
     }
@@ -270,7 +311,7 @@ impl Signer {
                 default_header(&mut out, message, GITHUB_DELIVERY, message.id)?;
                 default_header(&mut out, message, GITHUB_EVENT, "ping")?;
             }
-            Scheme::StandardWebhooks { key } => {
+            Scheme::StandardWebhooks { key, ed25519 } => {
                 let id = match message.headers.get(&WEBHOOK_ID) {
                     Some(given) => visible_text(&WEBHOOK_ID, given)?.to_owned(),
                     None => {
@@ -287,22 +328,27 @@ impl Signer {
                         "the id contains `.`, which Standard Webhooks forbids; choose one without it",
                     ));
                 }
-                let sig = mac_of(
-                    HmacAlgorithm::Sha256,
-                    key,
-                    &[
-                        id.as_bytes(),
-                        b".",
-                        timestamp.as_bytes(),
-                        b".",
-                        message.body,
-                    ],
-                )?;
+                let signed: [&[u8]; 5] = [
+                    id.as_bytes(),
+                    b".",
+                    timestamp.as_bytes(),
+                    b".",
+                    message.body,
+                ];
+                let mut entries = Vec::new();
+                if let Some(key) = key {
+                    let sig = mac_of(HmacAlgorithm::Sha256, key, &signed)?;
+                    entries.push(format!("v1,{}", STANDARD.encode(sig)));
+                }
+                if let Some(key) = ed25519 {
+                    let sig = key.multipart_sign(&signed);
+                    entries.push(format!("v1a,{}", STANDARD.encode(sig.to_bytes())));
+                }
                 out.insert(
                     WEBHOOK_TIMESTAMP,
                     text_value(&WEBHOOK_TIMESTAMP, &timestamp)?,
                 );
-                let value = format!("v1,{}", STANDARD.encode(sig));
+                let value = entries.join(" ");
                 out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
             }
             Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
@@ -318,6 +364,22 @@ impl Signer {
                 let mut value = text_value(&header::AUTHORIZATION, &value)?;
                 value.set_sensitive(true);
                 out.insert(header::AUTHORIZATION, value);
+            }
+            Scheme::Asymmetric { layout, key } => {
+                let sig = key.sign(&[timestamp.as_bytes(), message.body]);
+                for (name, value) in [
+                    (layout.timestamp_header, timestamp.as_str()),
+                    (layout.signature_header, sig.as_str()),
+                ] {
+                    // The layouts are constants with valid names; an error, not a panic.
+                    let name =
+                        HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
+                            name: name.to_owned(),
+                            problem: "is not a valid header name",
+                        })?;
+                    let value = text_value(&name, value)?;
+                    out.insert(name, value);
+                }
             }
             Scheme::Bearer { token } => {
                 let mut value = b"Bearer ".to_vec();
@@ -443,22 +505,48 @@ fn first_secret(field: &'static str, refs: &OneOrMany<SecretRef>) -> Result<Secr
         .ok_or(BuildError::NoSecrets { field })
 }
 
-/// The key bytes of a `whsec_<base64>` secret (the prefix may be absent), decoded as
-/// the Standard Webhooks verifier decodes them.
-fn standard_webhooks_key(refs: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
-    let (at, secret) = resolve_secrets("secret", refs)?
-        .into_iter()
-        .next()
-        .ok_or(BuildError::NoSecrets { field: "secret" })?;
-    let text = secret.expose();
-    let encoded = text.strip_prefix(b"whsec_").unwrap_or(text);
-    let key = BASE64_LENIENT
-        .decode(encoded)
-        .map_err(|source| BuildError::SecretNotBase64 { at, source })?;
-    if key.is_empty() {
-        return Err(BuildError::SecretDecodesEmpty { at });
+/// A Standard Webhooks signer: `v1` with the first secret, if any, and `v1a` with the
+/// `signing_key`, if given (it must match a `public_key`).
+fn standard_webhooks_scheme(
+    kind: &'static str,
+    secret: &OneOrMany<SecretRef>,
+    public_key: Option<&OneOrMany<SecretRef>>,
+    signing_key: Option<&SecretRef>,
+) -> Result<Scheme, BuildError> {
+    let key = if secret.as_slice().is_empty() {
+        None
+    } else {
+        // The first secret: the one a sender signs with during a rotation.
+        super::standard_webhooks::hmac_keys(secret)?
+            .into_iter()
+            .next()
+    };
+    let ed25519 = match (signing_key, public_key) {
+        (Some(private), Some(public)) => {
+            let private = keys::ed25519_private(private, KeyFormat::StandardWebhooks)?;
+            let public = keys::ed25519_public("public_key", public, KeyFormat::StandardWebhooks)?;
+            check_pair(public.contains(&private.verifying_key()))?;
+            Some(private)
+        }
+        // A private key without a public key to check it against: the server would
+        // skip its `v1a` entries, so say so rather than sign uselessly.
+        (Some(_), None) => return Err(BuildError::SigningKeyMismatch),
+        (None, _) => None,
+    };
+    if key.is_none() && ed25519.is_none() {
+        return Err(BuildError::NoSigningKey { kind });
     }
-    Ok(Secret::from_bytes(key))
+    Ok(Scheme::StandardWebhooks { key, ed25519 })
+}
+
+/// Requests signed with a private key whose public key the server does not have would
+/// all be refused: a configuration error, found before sending.
+fn check_pair(matches: bool) -> Result<(), BuildError> {
+    if matches {
+        Ok(())
+    } else {
+        Err(BuildError::SigningKeyMismatch)
+    }
 }
 
 fn header_name(field: &'static str, name: &str) -> Result<HeaderName, BuildError> {

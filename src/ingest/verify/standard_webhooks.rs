@@ -2,17 +2,21 @@
 //! on it.
 //!
 //! Headers `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
-//! space-separated list of `<version>,<base64>` entries. A `v1` entry is HMAC-SHA256 of
-//! `{id}.{timestamp}.{raw body}`, keyed with the base64-decoded secret (`whsec_<base64>`).
-//! Other versions (`v1a`, Ed25519) are skipped here. Svix's `svix-id`,
-//! `svix-timestamp` and `svix-signature` names are accepted as a set when no
-//! `webhook-*` header is present.
+//! space-separated list of `<version>,<base64>` entries, each over
+//! `{id}.{timestamp}.{raw body}`. A `v1` entry is HMAC-SHA256 keyed with the
+//! base64-decoded secret (`whsec_<base64>`); a `v1a` entry is an Ed25519 signature,
+//! checked with the sender's public key (`whpk_<base64>`). A source configures a
+//! `secret`, a `public_key` or both, and entries of a version it has no key for are
+//! skipped. Svix's `svix-id`, `svix-timestamp` and `svix-signature` names are accepted
+//! as a set when no `webhook-*` header is present.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::asymmetric::{PublicKeys, Signature};
 use super::config::{BuildError, OneOrMany, check_tolerance_setting, resolve_secrets};
+use super::keys::{self, Format};
 use super::mac::{
     BASE64_LENIENT, check_tolerance, hmac_sha256, matches_any, parse_unix_secs, required_header,
 };
@@ -43,32 +47,41 @@ const SVIX: Names = Names {
 
 #[derive(Debug, Clone)]
 pub struct StandardWebhooks {
-    /// Decoded key bytes, not the `whsec_...` text.
+    /// Decoded HMAC key bytes, not the `whsec_...` text; empty when only public keys
+    /// are configured.
     keys: Vec<Secret>,
+    /// Ed25519 public keys for `v1a` entries; none when only secrets are configured.
+    public_keys: PublicKeys,
     tolerance: Duration,
 }
 
 impl StandardWebhooks {
+    /// `secret` may be an empty list when `public_key` is given, and `public_key`
+    /// absent when `secret` is not empty.
     pub(super) fn build(
         secret: &OneOrMany<SecretRef>,
+        public_key: Option<&OneOrMany<SecretRef>>,
         tolerance: Duration,
     ) -> Result<Self, BuildError> {
         check_tolerance_setting(tolerance)?;
-        let keys = resolve_secrets("secret", secret)?
-            .into_iter()
-            .map(|(at, s)| {
-                let text = s.expose();
-                let encoded = text.strip_prefix(SECRET_PREFIX.as_bytes()).unwrap_or(text);
-                let key = BASE64_LENIENT
-                    .decode(encoded)
-                    .map_err(|source| BuildError::SecretNotBase64 { at, source })?;
-                if key.is_empty() {
-                    return Err(BuildError::SecretDecodesEmpty { at });
-                }
-                Ok(Secret::from_bytes(key))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { keys, tolerance })
+        let public_keys = match public_key {
+            Some(refs) => keys::ed25519_public("public_key", refs, Format::StandardWebhooks)?,
+            None => Vec::new(),
+        };
+        let public_keys = PublicKeys::Ed25519(public_keys);
+        if secret.as_slice().is_empty() && public_key.is_none() {
+            return Err(BuildError::NoKeys);
+        }
+        let keys = if secret.as_slice().is_empty() {
+            Vec::new()
+        } else {
+            hmac_keys(secret)?
+        };
+        Ok(Self {
+            keys,
+            public_keys,
+            tolerance,
+        })
     }
 
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
@@ -88,45 +101,81 @@ impl StandardWebhooks {
         })?;
         let signatures = required_header(req, names.signature)?;
 
+        let signed: [&[u8]; 5] = [
+            id.as_bytes(),
+            b".",
+            timestamp_text.as_bytes(),
+            b".",
+            &req.body,
+        ];
         let expected: Vec<Vec<u8>> = self
             .keys
             .iter()
-            .filter_map(|k| {
-                hmac_sha256(
-                    k.expose(),
-                    &[
-                        id.as_bytes(),
-                        b".",
-                        timestamp_text.as_bytes(),
-                        b".",
-                        &req.body,
-                    ],
-                )
-            })
+            .filter_map(|k| hmac_sha256(k.expose(), &signed))
             .collect();
-        let mut saw_v1 = false;
+        let mut saw_usable = false;
         let mut matched = false;
-        for entry in signatures.split_ascii_whitespace() {
-            let Some(("v1", encoded)) = entry.split_once(',') else {
+        for (version, encoded) in entries(signatures) {
+            let hmac = version == "v1" && !self.keys.is_empty();
+            let ed25519 = version == "v1a" && !self.public_keys.is_empty();
+            if !(hmac || ed25519) {
+                continue;
+            }
+            saw_usable = true;
+            // An entry that is not base64 cannot match; another entry may still.
+            let Ok(sig) = BASE64_LENIENT.decode(encoded) else {
                 continue;
             };
-            saw_v1 = true;
-            // An entry that is not base64 cannot match; another entry may still.
-            if let Ok(sig) = BASE64_LENIENT.decode(encoded) {
+            if hmac {
                 matched |= matches_any(&expected, &sig);
+            } else if let Ok(sig) = ed25519_dalek::Signature::from_slice(&sig) {
+                matched |= self
+                    .public_keys
+                    .any_verifies(&Signature::Ed25519(sig), &signed);
             }
         }
-        if !saw_v1 {
-            return Err(Rejection::malformed(
-                names.signature,
-                "has no v1 signature (only v1, HMAC-SHA256, is supported)",
-            ));
+        if !saw_usable {
+            let problem = match (self.keys.is_empty(), self.public_keys.is_empty()) {
+                (false, true) => "has no v1 signature (only v1, HMAC-SHA256, is supported)",
+                (true, false) => {
+                    "has no v1a signature (this source has only a public key, for v1a Ed25519)"
+                }
+                _ => "has no v1 (HMAC-SHA256) or v1a (Ed25519) signature",
+            };
+            return Err(Rejection::malformed(names.signature, problem));
         }
         if !matched {
             return Err(Rejection::NoSignatureMatched);
         }
         check_tolerance(req.received_at_secs(), timestamp, self.tolerance)
     }
+}
+
+/// The HMAC keys of `secret`: each `whsec_<base64>` (the prefix may be left out),
+/// decoded.
+pub(super) fn hmac_keys(secret: &OneOrMany<SecretRef>) -> Result<Vec<Secret>, BuildError> {
+    resolve_secrets("secret", secret)?
+        .into_iter()
+        .map(|(at, s)| {
+            let text = s.expose();
+            let encoded = text.strip_prefix(SECRET_PREFIX.as_bytes()).unwrap_or(text);
+            let key = BASE64_LENIENT
+                .decode(encoded)
+                .map_err(|source| BuildError::SecretNotBase64 { at, source })?;
+            if key.is_empty() {
+                return Err(BuildError::SecretDecodesEmpty { at });
+            }
+            Ok(Secret::from_bytes(key))
+        })
+        .collect()
+}
+
+/// The `<version>,<signature>` entries of a `webhook-signature` value; anything else
+/// in the list is skipped. Never panics (see the property test in `presets/tests.rs`).
+pub(super) fn entries(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header
+        .split_ascii_whitespace()
+        .filter_map(|entry| entry.split_once(','))
 }
 
 /// The `webhook-*` names unless only `svix-*` headers are present. Choosing one family
@@ -419,6 +468,8 @@ mod tests {
         let build_err = |secret: &str| {
             VerifyConfig::StandardWebhooks {
                 secret: OneOrMany::One(SecretRef::new(secret)),
+                public_key: None,
+                signing_key: None,
                 tolerance: std::time::Duration::from_secs(300),
             }
             .build()
@@ -445,5 +496,192 @@ mod tests {
         let req = request(&[("svix-id", b"msg_2")], b"{}", 0);
         assert_eq!(v.provider_dedup_key(&req), Some("msg_2".into()));
         assert_eq!(v.provider_dedup_key(&request(&[], b"{}", 0)), None);
+    }
+
+    // Standard Webhooks' asymmetric (`v1a`) reference vector: `libraries/go/
+    // webhook_asymmetric_test.go`, `TestAsymmetricWebhookSign` (the seed is ASCII
+    // "TESTSIGNINGKEYDONOTUSETHISFORANY"). The public key is the seed's, derived with
+    // Python's `cryptography`, which also reproduced the signature.
+    const V1A_SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    const V1A_PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    const V1A_SIGNATURE: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+
+    fn v1a_check(v: &Verifier, signature: &str, body: &str, now: i64) -> Result<(), Rejection> {
+        let e = GO_EXAMPLE;
+        let ts = e.timestamp.to_string();
+        check(v, &headers("webhook", e.id, &ts, signature), body, now)
+    }
+
+    #[test]
+    fn go_v1a_vector_passes_with_the_derived_public_key() {
+        let e = GO_EXAMPLE;
+        let v = build(&format!(
+            r#"kind = "standard-webhooks", public_key = {V1A_PUBLIC:?}"#
+        ));
+        assert_eq!(v1a_check(&v, V1A_SIGNATURE, e.payload, e.timestamp), Ok(()));
+        // Without the prefix, and under svix-* names.
+        let bare = build(&format!(
+            r#"kind = "standard-webhooks", public_key = {:?}"#,
+            &V1A_PUBLIC["whpk_".len()..]
+        ));
+        let ts = e.timestamp.to_string();
+        assert_eq!(
+            check(
+                &bare,
+                &headers("svix", e.id, &ts, V1A_SIGNATURE),
+                e.payload,
+                e.timestamp
+            ),
+            Ok(())
+        );
+        // Tampered body, moved id, stale, and the Go test's negative entries.
+        assert_eq!(
+            v1a_check(&v, V1A_SIGNATURE, r#"{"test": 2432232315}"#, e.timestamp),
+            Err(Rejection::NoSignatureMatched)
+        );
+        assert_eq!(
+            check(
+                &v,
+                &headers("webhook", "msg_other", &ts, V1A_SIGNATURE),
+                e.payload,
+                e.timestamp
+            ),
+            Err(Rejection::NoSignatureMatched)
+        );
+        assert!(matches!(
+            v1a_check(&v, V1A_SIGNATURE, e.payload, e.timestamp + 301),
+            Err(Rejection::TimestampOutsideTolerance {
+                skew: Skew::Past,
+                ..
+            })
+        ));
+        for bad in ["v1a,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=", "v1a,"] {
+            assert_eq!(
+                v1a_check(&v, bad, e.payload, e.timestamp),
+                Err(Rejection::NoSignatureMatched),
+                "{bad}"
+            );
+        }
+        // The Go test's "valid multi sig": v1 and v2 entries around the good one.
+        let multi = format!(
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {V1A_SIGNATURE} v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="
+        );
+        assert_eq!(v1a_check(&v, &multi, e.payload, e.timestamp), Ok(()));
+        // A public key only: a v1 (HMAC) signature is not usable.
+        assert_eq!(
+            v1a_check(&v, e.signature, e.payload, e.timestamp),
+            Err(Rejection::MalformedHeader {
+                name: "webhook-signature".into(),
+                problem: "has no v1a signature (this source has only a public key, for v1a Ed25519)"
+            })
+        );
+    }
+
+    #[test]
+    fn secret_and_public_key_together_accept_either_entry() {
+        let e = GO_EXAMPLE;
+        let v = build(&format!(
+            r#"kind = "standard-webhooks", secret = {:?}, public_key = [{:?}, {V1A_PUBLIC:?}]"#,
+            e.secret, "whpk_0EqyMnQrtKs6E2i9RhXk5tAiSrcaAWuvhSCjMsl3hzc="
+        ));
+        assert_eq!(v1a_check(&v, V1A_SIGNATURE, e.payload, e.timestamp), Ok(()));
+        assert_eq!(v1a_check(&v, e.signature, e.payload, e.timestamp), Ok(()));
+        assert_eq!(
+            v1a_check(&v, "v2,abc", e.payload, e.timestamp),
+            Err(Rejection::MalformedHeader {
+                name: "webhook-signature".into(),
+                problem: "has no v1 (HMAC-SHA256) or v1a (Ed25519) signature"
+            })
+        );
+        // The aliases take a public key too.
+        let svix = build(&format!(r#"kind = "svix", public_key = {V1A_PUBLIC:?}"#));
+        assert_eq!(
+            v1a_check(&svix, V1A_SIGNATURE, e.payload, e.timestamp),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn sign_as_reproduces_the_v1a_vector() {
+        use super::super::sign_as::{Message, Signer};
+        let e = GO_EXAMPLE;
+        let config = |extra: &str| {
+            #[derive(serde::Deserialize)]
+            struct Source {
+                verify: VerifyConfig,
+            }
+            toml::from_str::<Source>(&format!(
+                "verify = {{ kind = \"standard-webhooks\", public_key = {V1A_PUBLIC:?}{extra} }}"
+            ))
+            .unwrap()
+            .verify
+        };
+        let sign = |cfg: &VerifyConfig| {
+            Signer::new(cfg).map(|signer| {
+                signer
+                    .sign(&Message {
+                        body: e.payload.as_bytes(),
+                        timestamp: e.timestamp as u64,
+                        id: e.id,
+                        headers: &http::HeaderMap::new(),
+                    })
+                    .unwrap()
+            })
+        };
+        let signed = sign(&config(&format!(", signing_key = {V1A_SEED:?}"))).unwrap();
+        assert_eq!(signed["webhook-signature"], V1A_SIGNATURE);
+        // With a secret too, both entries are sent (the Go vector's v1 and v1a).
+        let both = sign(&config(&format!(
+            ", signing_key = {V1A_SEED:?}, secret = {:?}",
+            e.secret
+        )))
+        .unwrap();
+        assert_eq!(
+            both["webhook-signature"],
+            format!("{} {V1A_SIGNATURE}", e.signature).as_str()
+        );
+        // No private key, or one of another key pair: refused before sending.
+        let err = sign(&config("")).unwrap_err();
+        assert!(matches!(err, BuildError::NoSigningKey { .. }), "{err}");
+        assert!(err.to_string().contains("signing_key"), "{err}");
+        let other = ", signing_key = \"whsk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"";
+        let err = sign(&config(other)).unwrap_err();
+        assert!(matches!(err, BuildError::SigningKeyMismatch), "{err}");
+        let err = sign(&config(", signing_key = \"whsk_short\"")).unwrap_err();
+        assert!(err.to_string().starts_with("`signing_key`: not"), "{err}");
+    }
+
+    #[test]
+    fn a_source_needs_a_secret_or_a_public_key_and_bad_keys_are_named() {
+        let build_err = |inline: &str| {
+            #[derive(serde::Deserialize)]
+            struct Source {
+                verify: VerifyConfig,
+            }
+            toml::from_str::<Source>(&format!("verify = {{ {inline} }}"))
+                .unwrap()
+                .verify
+                .build()
+                .unwrap_err()
+        };
+        let err = build_err(r#"kind = "standard-webhooks""#);
+        assert!(matches!(err, BuildError::NoKeys), "{err}");
+        assert!(err.to_string().contains("`public_key`"), "{err}");
+        let err = build_err(r#"kind = "openai", secret = []"#);
+        assert!(matches!(err, BuildError::NoKeys), "{err}");
+        let err = build_err(r#"kind = "standard-webhooks", public_key = "whpk_hunter2""#);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("`public_key`: not an Ed25519 public key"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        let err = build_err(
+            r#"kind = "standard-webhooks", public_key = ["whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", "env:FOREBAY_SW_TEST_SURELY_UNSET"]"#,
+        );
+        assert!(
+            err.to_string().starts_with("`public_key` item 2: "),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use serde::Deserialize;
 
-use super::super::config::VerifyConfig;
+use super::super::config::{BuildError, VerifyConfig};
 use super::super::hmac::{strip_prefix, wp_specialchars_decode};
 use super::super::sign_as::{Message, Signer};
 use super::super::stripe::{PADDLE, STRIPE, parse};
@@ -425,7 +425,54 @@ const CASES: &[Case] = &[
     svix_family("svix"),
     svix_family("clerk"),
     svix_family("resend"),
+    Case {
+        kind: "discord",
+        cite: "hand-computed: Discord's \"Receiving and Responding\" (Security and Authorization) \
+               publishes no vector; signed with Python's `cryptography` (Ed25519, seed \
+               sha256(\"forebay discord test key\")) over timestamp + body, as the docs describe",
+        secret: DISCORD_PUBLIC_KEY,
+        wrong: "17ec06704e389d1cc16df046a79e70e19e28dae08767e08e14eda90516e46c75",
+        headers: &[
+            (
+                "X-Signature-Ed25519",
+                "0c551f68dd5e6bb35b3cb67639f615d5d838c4f66576b2a91969e6c87b6d04aa21618e5bb68e066256a0474a2bd07675c4ce96c972bfe5b2306c9cdb754ca001",
+            ),
+            ("X-Signature-Timestamp", "1702300000"),
+        ],
+        body: r#"{"id":"1183461953148715028","type":2,"application_id":"1183461620351451136","data":{"id":"1183461706598723654","name":"ping","type":1}}"#,
+        at: 1_702_300_000,
+        signer_reproduces: None,
+        dedup: Some("1183461953148715028"),
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "sendgrid",
+        cite: "sendgrid/sendgrid-nodejs, packages/eventwebhook/src/eventwebhook.spec.js (PUBLIC_KEY, SIGNATURE, TIMESTAMP, PAYLOAD; the wrong key is its \"invalid key\")",
+        secret: SENDGRID_PUBLIC_KEY,
+        wrong: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==",
+        headers: &[
+            (
+                "X-Twilio-Email-Event-Webhook-Signature",
+                "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=",
+            ),
+            ("X-Twilio-Email-Event-Webhook-Timestamp", "1588788367"),
+        ],
+        body: r#"{"category":"example_payload","event":"test_event","message_id":"message_id"}"#,
+        at: 1_588_788_367,
+        signer_reproduces: None,
+        dedup: None,
+        extra: "",
+        query: None,
+    },
 ];
+
+/// The public key of the `discord` case (seed `sha256("forebay discord test key")`).
+const DISCORD_PUBLIC_KEY: &str = "e9cbfdfe588ba78faa28f9e8a54060c6abd71ee984456c533cbe99a69cd11f28";
+/// Its private key, the 32-byte seed in hex.
+const DISCORD_SIGNING_KEY: &str =
+    "dff4b09725b35811fb20d96a5e404f23eaeb8720172271c8edf2b521547891e2";
+const SENDGRID_PUBLIC_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==";
 
 /// The Standard Webhooks reference example (`libraries/go/webhook_test.go`,
 /// `TestWebhookSign`; the same values are in Svix's libraries) under `svix-*` headers,
@@ -464,7 +511,16 @@ fn config(inline: &str) -> Result<VerifyConfig, String> {
 }
 
 fn inline(kind: &str, secret: &str) -> String {
-    format!("kind = {kind:?}, secret = {secret:?}")
+    format!("kind = {kind:?}, {} = {secret:?}", key_name(kind))
+}
+
+/// What a case's `secret` is: the HMAC `secret`, or the provider's `public_key` for
+/// presets verified with one.
+fn key_name(kind: &str) -> &'static str {
+    match super::find(kind).map(|p| p.public_key_use()) {
+        Some(super::KeyUse::Required) => "public_key",
+        _ => "secret",
+    }
 }
 
 fn case_inline(case: &Case, secret: &str) -> String {
@@ -548,8 +604,12 @@ fn tampered_bodies_and_wrong_secrets_fail() {
         );
         // Rotation: the right secret second in the list passes.
         let both = verifier(&format!(
-            "kind = {:?}, secret = [{:?}, {:?}]{}",
-            case.kind, case.wrong, case.secret, case.extra
+            "kind = {:?}, {} = [{:?}, {:?}]{}",
+            case.kind,
+            key_name(case.kind),
+            case.wrong,
+            case.secret,
+            case.extra
         ));
         assert_eq!(
             case_check(&both, case, case.body, case.at),
@@ -623,7 +683,14 @@ fn dedup_keys_are_the_providers_ids() {
 fn sign_as_reproduces_every_example_and_round_trips() {
     for case in CASES {
         let cfg = config(&case_inline(case, case.secret)).unwrap();
-        let signer = Signer::new(&cfg).unwrap();
+        let signer = match Signer::new(&cfg) {
+            // The provider's private key is not published: signing is checked with a
+            // generated key pair in `asymmetric_presets_sign_and_verify`.
+            Err(BuildError::NoSigningKey { .. }) if key_name(case.kind) == "public_key" => {
+                continue;
+            }
+            other => other.unwrap(),
+        };
         assert_eq!(signer.kind_name(), case.kind);
         // The caller's own headers (ids, the Slack timestamp is recomputed anyway).
         let id = case
@@ -1071,16 +1138,30 @@ fn woocommerce_decodes_the_secret_like_wordpress() {
 
 fn slack_answer(v: &Verifier, body: &str, now: i64) -> Result<Option<Answer>, Rejection> {
     let signer = Signer::new(&config(r#"kind = "slack", secret = "s""#).unwrap()).unwrap();
-    let signed = signer
+    signed_answer(v, &signer, body, now)
+}
+
+/// What `signer` sends with `body`, signed at `at`.
+fn sign_at(signer: &Signer, body: &str, at: i64) -> HeaderMap {
+    signer
         .sign(&Message {
             body: body.as_bytes(),
-            timestamp: now as u64,
+            timestamp: at as u64,
             id: "x",
             headers: &HeaderMap::new(),
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Verifies `body` as `signer` signs it at `now`, and gives the handshake answer.
+fn signed_answer(
+    v: &Verifier,
+    signer: &Signer,
+    body: &str,
+    now: i64,
+) -> Result<Option<Answer>, Rejection> {
     let mut req = request(&[], body.as_bytes(), now);
-    req.headers = signed;
+    req.headers = sign_at(signer, body, now);
     v.verify(req)
         .map(|verified| v.answer(&verified))
         .map_err(|r| r.reason)
@@ -1121,6 +1202,204 @@ fn slack_url_verification_is_answered_with_the_challenge() {
         .verify(request(&[], handshake.as_bytes(), 0))
         .unwrap();
     assert_eq!(gh.answer(&none), None);
+}
+
+#[test]
+fn discord_ping_is_answered_and_other_interactions_are_events() {
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {DISCORD_PUBLIC_KEY:?}, signing_key = {DISCORD_SIGNING_KEY:?}"
+    ))
+    .unwrap();
+    let v = cfg.build().unwrap();
+    let signer = Signer::new(&cfg).unwrap();
+    let now = 1_702_300_000;
+    // The PING as Discord's docs show it ("Receiving an Interaction").
+    let ping = r#"{"id":"1183461953148715029","application_id":"1183461620351451136","type":1,"token":"t","version":1}"#;
+    assert_eq!(
+        signed_answer(&v, &signer, ping, now),
+        Ok(Some(Answer {
+            content_type: "application/json",
+            body: br#"{"type":1}"#.to_vec(),
+        }))
+    );
+    // Commands, components, Webhook Events deliveries (type 1 with an event) and
+    // non-JSON bodies are events.
+    for body in [
+        r#"{"id":"1","type":2,"data":{"name":"ping"}}"#,
+        r#"{"id":"1","type":3}"#,
+        r#"{"version":1,"application_id":"1","type":1,"event":{"type":"APPLICATION_AUTHORIZED"}}"#,
+        r#"{"type":"1"}"#,
+        "type=1",
+    ] {
+        assert_eq!(signed_answer(&v, &signer, body, now), Ok(None), "{body}");
+    }
+    // The PING is verified first: Discord checks that a bad signature gets a 401.
+    let mut req = request(&[], ping.as_bytes(), now);
+    req.headers.clear();
+    assert!(v.verify(req).is_err());
+    let signed = sign_at(&signer, ping, now);
+    let mut late = request(&[], ping.as_bytes(), now + 301);
+    late.headers = signed;
+    assert_eq!(
+        outcome(&v, late),
+        Err(Rejection::TimestampOutsideTolerance {
+            skew: Skew::Past,
+            off_by_secs: 301,
+            tolerance_secs: 300
+        })
+    );
+}
+
+#[test]
+fn asymmetric_presets_sign_and_verify() {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let b64 =
+        |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    // Discord: Ed25519 is deterministic, so the signer reproduces the case exactly.
+    let case = CASES.iter().find(|c| c.kind == "discord").unwrap();
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {DISCORD_PUBLIC_KEY:?}, signing_key = {DISCORD_SIGNING_KEY:?}"
+    ))
+    .unwrap();
+    let signed = sign_at(&Signer::new(&cfg).unwrap(), case.body, case.at);
+    for (name, value) in case.headers {
+        assert_eq!(signed[*name], *value, "{name}");
+    }
+
+    // SendGrid: a generated key pair, written as SendGrid and openssl write them.
+    let key = p256::ecdsa::SigningKey::from_slice(&[0x5a; 32]).unwrap();
+    let private = b64(key.to_pkcs8_der().unwrap().as_bytes());
+    let public = b64(key.verifying_key().to_public_key_der().unwrap().as_bytes());
+    let pem = key
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    for signing_key in [private, pem] {
+        let cfg = config(&format!(
+            "kind = \"sendgrid\", public_key = [{SENDGRID_PUBLIC_KEY:?}, {public:?}], signing_key = {signing_key:?}"
+        ))
+        .unwrap();
+        let v = cfg.build().unwrap();
+        let signer = Signer::new(&cfg).unwrap();
+        let body = r#"[{"email":"a@example.com","event":"delivered","sg_event_id":"e1"}]"#;
+        assert_eq!(signed_answer(&v, &signer, body, 1_700_000_000), Ok(None));
+        let signed = sign_at(&signer, body, 1_700_000_000);
+        let mut tampered = request(&[], format!("{body} ").as_bytes(), 1_700_000_000);
+        tampered.headers = signed;
+        assert_eq!(outcome(&v, tampered), Err(Rejection::NoSignatureMatched));
+    }
+
+    // Without a private key, or with one of another pair, nothing is signed.
+    let cfg = config(&format!(
+        "kind = \"sendgrid\", public_key = {SENDGRID_PUBLIC_KEY:?}"
+    ))
+    .unwrap();
+    let err = Signer::new(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("kind \"sendgrid\"") && err.contains("`signing_key`"),
+        "{err}"
+    );
+    let cfg = config(&format!(
+        "kind = \"discord\", public_key = {:?}, signing_key = {DISCORD_SIGNING_KEY:?}",
+        CASES.iter().find(|c| c.kind == "discord").unwrap().wrong
+    ))
+    .unwrap();
+    assert!(matches!(
+        Signer::new(&cfg),
+        Err(BuildError::SigningKeyMismatch)
+    ));
+}
+
+#[test]
+fn sendgrid_accepts_both_forms_of_a_signature_and_names_bad_headers() {
+    let case = CASES.iter().find(|c| c.kind == "sendgrid").unwrap();
+    let v = verifier(&case_inline(case, case.secret));
+    let (sig_name, published) = case.headers[0];
+    let ts = ("X-Twilio-Email-Event-Webhook-Timestamp", "1588788367");
+    // The published signature has a low s; (r, n - s) is as valid, and SendGrid, which
+    // does not normalise, sends either.
+    let der =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, published).unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+    let high = p256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+    let high = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        high.to_der().as_bytes(),
+    );
+    assert_ne!(high, published);
+    assert_eq!(
+        check(&v, &[(sig_name, &high), ts], case.body, case.at),
+        Ok(())
+    );
+    // The SDK test's negatives: one character changed, a timestamp that is not one.
+    let changed = published.replace("NH2j/0=", "NH3j/0=");
+    assert_eq!(
+        check(&v, &[(sig_name, &changed), ts], case.body, case.at),
+        Err(Rejection::NoSignatureMatched)
+    );
+    for (headers, name, problem) in [
+        (
+            [
+                (sig_name, published),
+                ("X-Twilio-Email-Event-Webhook-Timestamp", "timestamp"),
+            ],
+            "X-Twilio-Email-Event-Webhook-Timestamp",
+            "is not a whole number of seconds",
+        ),
+        (
+            [(sig_name, "MEUCIQ"), ts],
+            sig_name,
+            "is not a base64 DER-encoded ECDSA signature",
+        ),
+        (
+            [(sig_name, "not base64!"), ts],
+            sig_name,
+            "is not a base64 DER-encoded ECDSA signature",
+        ),
+    ] {
+        assert_eq!(
+            check(&v, &headers, case.body, case.at),
+            Err(Rejection::MalformedHeader {
+                name: name.into(),
+                problem
+            })
+        );
+    }
+    let discord = CASES.iter().find(|c| c.kind == "discord").unwrap();
+    let v = verifier(&case_inline(discord, discord.secret));
+    let short = &discord.headers[0].1[..126];
+    assert_eq!(
+        check(
+            &v,
+            &[("X-Signature-Ed25519", short), discord.headers[1]],
+            discord.body,
+            discord.at
+        ),
+        Err(Rejection::MalformedHeader {
+            name: "X-Signature-Ed25519".into(),
+            problem: "is not 128 hex digits"
+        })
+    );
+}
+
+#[test]
+fn public_key_presets_take_keys_not_secrets() {
+    let err = config(r#"kind = "discord", secret = "s""#).unwrap_err();
+    assert!(err.contains("unknown field `secret`"), "{err}");
+    let err = config(r#"kind = "sendgrid""#).unwrap_err();
+    assert!(err.contains("missing field `public_key`"), "{err}");
+    let err = config(r#"kind = "shopify", secret = "s", public_key = "k""#).unwrap_err();
+    assert!(err.contains("unknown field `public_key`"), "{err}");
+    for (kind, bad, format) in [
+        ("discord", "0123", "64 hex digits"),
+        ("discord", SENDGRID_PUBLIC_KEY, "64 hex digits"),
+        ("sendgrid", DISCORD_PUBLIC_KEY, "MFkw"),
+    ] {
+        let cfg = config(&format!("kind = {kind:?}, public_key = {bad:?}")).unwrap();
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.starts_with("`public_key`: not "), "{err}");
+        assert!(err.contains(format), "{kind}: {err}");
+    }
 }
 
 #[test]
@@ -1207,5 +1486,191 @@ proptest! {
     #[test]
     fn wordpress_decoding_never_panics(text in any::<Vec<u8>>()) {
         prop_assert!(wp_specialchars_decode(&text).len() <= text.len());
+    }
+}
+
+/// Header values as they can arrive: any byte `http` accepts in a value (visible ASCII,
+/// space, tab, obs-text), or text shaped like the signature lists the parsers read.
+fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(
+            prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')],
+            0..160
+        ),
+        "((v1a?|v0|v2|t|ts|h1|sha256|sha1|whsec_|Basic|Bearer)[=, ])?[0-9a-fA-F+/=]{0,130}([ ,;](v1a?|t|ts|h1)[=,][0-9a-zA-Z+/=]{0,90}){0,3}"
+            .prop_map(String::into_bytes),
+    ]
+}
+
+/// What a verifier is, the verifier, a request it accepts, and the headers it checks.
+type ValidRequest = (
+    String,
+    Verifier,
+    crate::ingest::request::Unverified,
+    Vec<String>,
+);
+
+/// A request every verifier here accepts, and the headers whose value it checks: each
+/// preset case as published, and each built-in kind (and `standard-webhooks` `v1a`)
+/// as `sign_as` signs it.
+fn valid_requests() -> Vec<ValidRequest> {
+    let mut out = Vec::new();
+    for case in CASES {
+        let v = verifier(&case_inline(case, case.secret));
+        let checked = case
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .filter(|n| {
+                ["signature", "hmac", "timestamp"]
+                    .iter()
+                    .any(|part| n.contains(part))
+                    || ["webhook-id", "svix-id"].contains(&n.as_str())
+            })
+            .collect();
+        out.push((
+            case.kind.to_owned(),
+            v,
+            case_request(case, case.body.as_bytes(), case.at),
+            checked,
+        ));
+    }
+    let at = 1_700_000_000;
+    let built_in: [(&str, &[&str]); 7] = [
+        (
+            r#"kind = "stripe", secret = "whsec_x""#,
+            &["stripe-signature"],
+        ),
+        (r#"kind = "github", secret = "g""#, &["x-hub-signature-256"]),
+        (
+            r#"kind = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#,
+            &["webhook-id", "webhook-timestamp", "webhook-signature"],
+        ),
+        (
+            r#"kind = "standard-webhooks", public_key = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", signing_key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=""#,
+            &["webhook-id", "webhook-timestamp", "webhook-signature"],
+        ),
+        (
+            r#"kind = "hmac", secret = "s", header = "X-Sig", encoding = "base64", prefix = "v1=", timestamp_header = "X-Ts", signed = "{timestamp}.{header:X-Event}.{body}""#,
+            &["x-sig", "x-ts", "x-event"],
+        ),
+        (
+            r#"kind = "basic", username = "u", password = "p""#,
+            &["authorization"],
+        ),
+        (r#"kind = "bearer", token = "t""#, &["authorization"]),
+    ];
+    for (inline, checked) in built_in {
+        let cfg = config(inline).unwrap();
+        let signer = Signer::new(&cfg).unwrap();
+        let mut req = request(&[], JSON_BODY.as_bytes(), at);
+        req.headers = sign_at(&signer, JSON_BODY, at);
+        out.push((
+            inline.to_owned(),
+            cfg.build().unwrap(),
+            req,
+            checked.iter().map(|n| (*n).to_owned()).collect(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_fuzzed_requests_are_valid_to_begin_with() {
+    for (what, v, req, checked) in valid_requests() {
+        assert!(!checked.is_empty(), "{what}");
+        assert_eq!(outcome(&v, req), Ok(()), "{what}");
+    }
+}
+
+proptest! {
+    // Each case runs every verifier: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any value in any one header a verifier checks (signature lists, `t=`/`ts=`
+    /// layouts, prefixes, hex, base64, DER, timestamps, ids, credentials) is answered
+    /// with a rejection, never a panic; and a value near the valid one (one byte
+    /// changed, cut short) never panics either.
+    #[test]
+    fn any_checked_header_value_is_rejected_without_panicking(
+        value in header_bytes(),
+        cut in any::<proptest::sample::Index>(),
+        byte in 0x20u8..=0x7e,
+    ) {
+        static VALID: std::sync::LazyLock<Vec<ValidRequest>> =
+            std::sync::LazyLock::new(valid_requests);
+        for (what, v, req, checked) in VALID.iter() {
+            for name in checked {
+                let original = req.headers[name.as_str()].as_bytes().to_vec();
+                let mut tampered = req.clone();
+                tampered.headers.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(&value).unwrap(),
+                );
+                let got = outcome(v, tampered);
+                if value != original {
+                    prop_assert!(
+                        got.is_err(),
+                        "{} accepted {:?} in {}",
+                        what,
+                        String::from_utf8_lossy(&value),
+                        name
+                    );
+                }
+                // Near misses: one byte replaced, or the value cut short.
+                let i = cut.index(original.len().max(1)).min(original.len().saturating_sub(1));
+                let mut replaced = original.clone();
+                if let Some(b) = replaced.get_mut(i) {
+                    *b = byte;
+                }
+                for near in [replaced, original[..i].to_vec()] {
+                    let mut tampered = req.clone();
+                    tampered.headers.insert(
+                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(&near).unwrap(),
+                    );
+                    let _ = outcome(v, tampered);
+                }
+            }
+        }
+    }
+
+    /// The `webhook-signature` list splitter never panics and returns pieces of its
+    /// input, versions without spaces or commas.
+    #[test]
+    fn standard_webhooks_entries_never_panic(header in prop_oneof![
+        any::<String>(),
+        "((v1a?|v2),[A-Za-z0-9+/=]{0,12}[ \t]{0,2}){0,5}",
+    ]) {
+        for (version, signature) in super::super::standard_webhooks::entries(&header) {
+            prop_assert!(header.contains(version) && header.contains(signature));
+            prop_assert!(!version.contains([' ', ',']) && !signature.contains(' '));
+        }
+    }
+
+    /// `Authorization` parsing never panics, and what it returns is trimmed text of the
+    /// value.
+    #[test]
+    fn authorization_parsing_never_panics(value in prop_oneof![
+        any::<String>(),
+        "(Basic|BEARER|bearer|Digest)? {0,3}[A-Za-z0-9+/=:. ]{0,20}",
+    ]) {
+        use super::super::basic::{Scheme, credentials};
+        for scheme in [Scheme::Basic, Scheme::Bearer] {
+            if let Ok(rest) = credentials(&value, scheme) {
+                prop_assert!(!rest.is_empty() && value.contains(rest));
+                prop_assert_eq!(rest, rest.trim());
+            }
+        }
+    }
+
+    /// Timestamps are read only from ASCII digits, never panicking on any text.
+    #[test]
+    fn unix_seconds_parsing_never_panics(text in prop_oneof![any::<String>(), "[0-9+-. ]{0,25}"]) {
+        if let Some(secs) = super::super::mac::parse_unix_secs(&text) {
+            prop_assert!(secs >= 0 && text.bytes().all(|b| b.is_ascii_digit()));
+            let printed = secs.to_string();
+            prop_assert_eq!(printed.trim_start_matches('0'), text.trim_start_matches('0'));
+        }
     }
 }

@@ -1,0 +1,111 @@
+// Drives the providers' official npm SDKs for tests/it/sdk.rs.
+//
+// Reads one JSON request on stdin, `{"op": "<provider>", ...}`, and prints one JSON
+// answer: `sdk` (what the SDK signs, where it can sign) and `accepts` /
+// `accepts_tampered` (whether the SDK's verifier accepts what forebay signed, and the
+// same with the body changed). Nothing here talks to the network.
+import { readFileSync } from "node:fs";
+
+const input = JSON.parse(readFileSync(0, "utf8"));
+const tampered = input.payload + " ";
+
+const ops = {
+  // stripe: webhooks.generateTestHeaderString signs, webhooks.constructEvent verifies.
+  async stripe({ secret, payload, timestamp, header }) {
+    const { default: Stripe } = await import("stripe");
+    const { webhooks } = new Stripe("sk_test_unused");
+    const accepts = (body) => {
+      try {
+        webhooks.constructEvent(body, header, secret);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return {
+      sdk: { "Stripe-Signature": webhooks.generateTestHeaderString({ payload, secret, timestamp }) },
+      accepts: accepts(payload),
+      accepts_tampered: accepts(tampered),
+    };
+  },
+
+  // twilio: getExpectedTwilioSignature signs, validateRequest verifies (form params).
+  async twilio({ secret, url, params, signature }) {
+    const { default: twilio } = await import("twilio");
+    const changed = { ...params, Digits: params.Digits + "0" };
+    return {
+      sdk: { "X-Twilio-Signature": twilio.getExpectedTwilioSignature(secret, url, params) },
+      accepts: twilio.validateRequest(secret, signature, url, params),
+      accepts_tampered: twilio.validateRequest(secret, signature, url, changed),
+    };
+  },
+
+  // standardwebhooks: Webhook.sign / Webhook.verify (webhook-* headers).
+  async "standard-webhooks"({ secret, id, timestamp, payload, headers }) {
+    const { Webhook } = await import("standardwebhooks");
+    return standardWebhooks(new Webhook(secret), "webhook", { id, timestamp, payload, headers });
+  },
+
+  // svix: the same API, sending svix-* headers.
+  async svix({ secret, id, timestamp, payload, headers }) {
+    const { Webhook } = await import("svix");
+    return standardWebhooks(new Webhook(secret), "svix", { id, timestamp, payload, headers });
+  },
+
+  // @octokit/webhooks-methods: sign / verify of X-Hub-Signature-256.
+  async github({ secret, payload, signature }) {
+    const { sign, verify } = await import("@octokit/webhooks-methods");
+    return {
+      sdk: { "X-Hub-Signature-256": await sign(secret, payload) },
+      accepts: await verify(secret, payload, signature),
+      accepts_tampered: await verify(secret, tampered, signature),
+    };
+  },
+
+  // discord-interactions: verifyKey only (Discord signs; the SDK has no signer).
+  async discord({ public_key, payload, signature, timestamp }) {
+    const { verifyKey } = await import("discord-interactions");
+    return {
+      accepts: await verifyKey(payload, signature, timestamp, public_key),
+      accepts_tampered: await verifyKey(tampered, signature, timestamp, public_key),
+    };
+  },
+
+  // @sendgrid/eventwebhook: EventWebhook.verifySignature only.
+  async sendgrid({ public_key, payload, signature, timestamp }) {
+    const { default: sendgrid } = await import("@sendgrid/eventwebhook");
+    const ew = new sendgrid.EventWebhook();
+    const key = ew.convertPublicKeyToECDSA(public_key);
+    return {
+      accepts: ew.verifySignature(key, payload, signature, timestamp),
+      accepts_tampered: ew.verifySignature(key, tampered, signature, timestamp),
+    };
+  },
+};
+
+function standardWebhooks(wh, family, { id, timestamp, payload, headers }) {
+  const accepts = (body) => {
+    try {
+      wh.verify(body, headers);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    sdk: {
+      [`${family}-id`]: id,
+      [`${family}-timestamp`]: String(timestamp),
+      [`${family}-signature`]: wh.sign(id, new Date(timestamp * 1000), payload),
+    },
+    accepts: accepts(payload),
+    accepts_tampered: accepts(tampered),
+  };
+}
+
+const op = ops[input.op];
+if (!op) {
+  console.error(`unknown op ${input.op}`);
+  process.exit(2);
+}
+process.stdout.write(JSON.stringify(await op(input)));
