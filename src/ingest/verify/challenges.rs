@@ -192,3 +192,6 @@ pub(super) fn xero_intent_to_receive(req: &Unverified) -> Option<Answer> {
     let delivery: Delivery = serde_json::from_slice(&req.body).ok()?;
     delivery.events.is_empty().then(Answer::empty)
 }
+
+#[cfg(test)]
+mod tests;
