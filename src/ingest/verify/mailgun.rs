@@ -3,6 +3,9 @@
 //! (routes, legacy webhooks) the fields `timestamp`, `token` and `signature`. The
 //! signature is hex HMAC-SHA256 of `{timestamp}{token}` with the webhook signing key.
 //!
+//! For a subaccount's domain Mailgun adds `parent-signature`, the same HMAC under the
+//! primary account's key; either passes, so one key serves every subaccount.
+//!
 //! Only the timestamp and token are signed, not the event: the timestamp tolerance and
 //! deduplication on the token (Mailgun's docs say to refuse a token seen before) are
 //! what stop a captured signature from being reused.
@@ -27,6 +30,8 @@ pub(super) struct Fields {
     pub timestamp: String,
     pub token: String,
     pub signature: String,
+    /// Present for subaccounts' domains (Mailgun, "Securing webhooks").
+    pub parent_signature: Option<String>,
 }
 
 impl Mailgun {
@@ -53,6 +58,11 @@ impl Mailgun {
         })?;
         let signature = hex::decode(&fields.signature)
             .map_err(|_| Rejection::body_field("signature.signature", "is not hex"))?;
+        // A parent signature that is not hex is no match, not a malformed request.
+        let parent = fields
+            .parent_signature
+            .as_deref()
+            .and_then(|sig| hex::decode(sig).ok());
         let expected: Vec<Vec<u8>> = self
             .secrets
             .iter()
@@ -63,7 +73,8 @@ impl Mailgun {
                 )
             })
             .collect();
-        if !matches_any(&expected, &signature) {
+        let parent_matches = parent.is_some_and(|sig| matches_any(&expected, &sig));
+        if !(matches_any(&expected, &signature) | parent_matches) {
             return Err(Rejection::NoSignatureMatched);
         }
         check_tolerance(req.received_at_secs(), signed_at, self.tolerance)
@@ -83,6 +94,7 @@ pub(super) fn fields(body: &[u8]) -> Option<Fields> {
             timestamp: text("timestamp")?,
             token: text("token")?,
             signature: text("signature")?,
+            parent_signature: text("parent-signature"),
         });
     }
     let field = |name: &str| {
@@ -94,6 +106,7 @@ pub(super) fn fields(body: &[u8]) -> Option<Fields> {
         timestamp: field("timestamp")?,
         token: field("token")?,
         signature: field("signature")?,
+        parent_signature: field("parent-signature"),
     })
 }
 

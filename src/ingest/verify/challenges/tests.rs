@@ -417,6 +417,12 @@ fn mailgun_reads_form_bodies_and_signs_into_the_body() {
         outcome(&v, request(&[], forged.as_bytes(), 1_700_000_000)),
         Err(Rejection::NoSignatureMatched)
     );
+    // A subaccount's event: `parent-signature` under the primary account's key passes.
+    let parent = r#"{"signature":{"timestamp":"1700000000","token":"e0b5477167110d68991efc6b9f89f0a11066af27834600e123","signature":"00","parent-signature":"c79b7b312f6a86cac22c27fc28725cc5e988732b11ba732e65a9df64ad329613"}}"#;
+    assert_eq!(
+        outcome(&v, request(&[], parent.as_bytes(), 1_700_000_000)),
+        Ok(())
+    );
     assert!(matches!(
         outcome(&v, request(&[], b"{\"event-data\":{}}", 1_700_000_000)),
         Err(Rejection::BodyField { .. })
