@@ -144,7 +144,7 @@ pub struct PresetConfig {
     pub extras: PresetExtras,
 }
 
-/// Keys only a few presets take (see [`Preset::keys`]); `None` where not given.
+/// Keys only a few presets take (see `Preset::keys`); `None` where not given.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PresetExtras {
     /// Meta: the Verify Token entered beside the callback URL, checked on the

@@ -8,8 +8,10 @@
 //! Most presets (`presets.rs`) are this verifier with fixed settings. A few of their
 //! senders need what the `hmac` kind does not offer in the TOML (yet): a header holding
 //! a list of signatures (`v1=...,v2=...`), a signed timestamp inside the JSON body
-//! (Linear), and a secret to decode before use (WooCommerce); those are the
-//! [`Settings`] fields after `tolerance`.
+//! (Linear), a secret to decode before use (WooCommerce), and HubSpot's partly decoded
+//! URL; those are the [`Settings`] fields after `tolerance`, except `public_url` and
+//! `timestamp_format`, which the `hmac` kind takes too (with `{method}`, for senders
+//! like HubSpot and Twitch).
 
 use std::time::Duration;
 

@@ -3,11 +3,14 @@
 //! Most webhook senders sign "some text, in some header, in some encoding". Each entry
 //! of [`PRESETS`] says which, over one of the verifiers: the generic `hmac` one
 //! (`hmac.rs`), the `t=...,v1=...` one (`stripe.rs`, which also reads Paddle's
-//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), or, for the one scheme
-//! that really differs, its own (`twilio.rs`). An entry also names the provider's own
+//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), Basic authentication
+//! (Postmark), or, for the few schemes that really differ, their own (`twilio.rs`,
+//! `mailgun.rs`, `token.rs` for GitLab and Okta). An entry also names the provider's own
 //! delivery id (the dedup key when the source sets none), the default timestamp
 //! tolerance where a timestamp is signed, and any challenge the provider sends (Slack's
-//! `url_verification`). A new HMAC-shaped provider is a new entry here, a row in
+//! `url_verification`, Meta's `hub.challenge`, ...: answered in `challenges.rs`). A
+//! preset that takes keys besides `secret`, `tolerance` and `public_url` lists them in
+//! `Preset::keys`. A new HMAC-shaped provider is a new entry here, a row in
 //! `docs/verifiers.md` and a case with its published example in `presets/tests.rs`
 //! (a test fails until both exist); no code. `forebay send` signs for every entry
 //! through `sign_as`, from the same settings.

@@ -14,7 +14,8 @@
 //! from (header, algorithm, encoding, prefix, timestamp header, signed template with
 //! `{header:Name}`, key decoding), the others by the Stripe-layout or Standard Webhooks
 //! signer. A preset that reads a timestamp from the body (Linear) cannot have it set
-//! here: the body must already carry a current one.
+//! here: the body must already carry a current one. Mailgun signs inside the body:
+//! [`Signer::sign_body`] returns the body to send, to call before [`Signer::sign`].
 
 use std::fmt;
 
