@@ -92,7 +92,8 @@ async fn handle(
         Some(Ok(answer)) => return Ok(answer_challenge(&state, &source, unverified, answer).await),
         Some(Err(reason)) => {
             let reason = reason.to_string();
-            record_rejected(&state, &source, unverified, &reason).await;
+            let rejected_id = record_rejected(&state, &source, unverified, &reason).await;
+            tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "refused a provider challenge");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "challenge_refused",
@@ -106,7 +107,8 @@ async fn handle(
         Ok(v) => v,
         Err(rejected) => {
             let reason = rejected.reason.to_string();
-            record_rejected(&state, &source, rejected.request, &reason).await;
+            let rejected_id = record_rejected(&state, &source, rejected.request, &reason).await;
+            tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "rejected a request that failed verification");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "verification_failed",
@@ -174,11 +176,15 @@ async fn handle(
 }
 
 /// Keeps a refused request (SPEC section 5: rejected requests are recorded with their
-/// reason). The sender's answer does not depend on it; failing to record it is the
-/// operator's problem, reported in the log.
-async fn record_rejected(state: &IngestState, source: &Source, request: Unverified, reason: &str) {
+/// reason) and returns its id. The sender's answer does not depend on it; failing to
+/// record it is the operator's problem, reported in the log.
+async fn record_rejected(
+    state: &IngestState,
+    source: &Source,
+    request: Unverified,
+    reason: &str,
+) -> String {
     let rejected_id = id::new(id::REJECTED);
-    tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "rejected a request that failed verification");
     let record = NewRejected::new(
         request,
         rejected_id.clone(),
@@ -188,6 +194,7 @@ async fn record_rejected(state: &IngestState, source: &Source, request: Unverifi
     if let Err(e) = state.store.insert_rejected(record).await {
         tracing::warn!(source = %source.name, rejected = %rejected_id, error = %e, "could not record a rejected request");
     }
+    rejected_id
 }
 
 /// Answers a challenge; one that needs the operator (`notice`) is also logged and kept
@@ -200,8 +207,8 @@ async fn answer_challenge(
 ) -> Response {
     match answer.notice {
         Some(notice) => {
-            tracing::warn!(source = %source.name, "{notice}");
-            record_rejected(state, source, request, notice).await;
+            let kept = record_rejected(state, source, request, notice).await;
+            tracing::warn!(source = %source.name, rejected = %kept, "{notice}");
         }
         None => {
             tracing::info!(source = %source.name, method = %request.method, "answered a provider challenge")
