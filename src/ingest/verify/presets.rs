@@ -547,7 +547,11 @@ impl Preset {
         let tolerance = self.tolerance_or_default(config.tolerance);
         let check = match &self.scheme {
             // An Asana source before its handshake: see `challenges::asana_handshake`.
-            Scheme::Hmac(_) if secret.as_slice().is_empty() => Check::AwaitingSecret,
+            Scheme::Hmac(_)
+                if self.challenge == Challenge::AsanaHandshake && secret.as_slice().is_empty() =>
+            {
+                Check::AwaitingSecret
+            }
             Scheme::Hmac(shape) => {
                 let public_url = checked_public_url(config.public_url.as_deref())?;
                 Check::Hmac(hmac::GenericHmac::build(

@@ -229,6 +229,15 @@ fn asana_handshake_is_taken_while_no_secret_is_configured_or_when_it_matches() {
         Err(Rejection::NotConfigured { .. })
     ));
 
+    // Only Asana may wait for its secret: an empty list elsewhere is still an error.
+    let err = config(r#"kind = "shopify", secret = []"#)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`secret` is an empty list; give at least one value"
+    );
+
     let configured = build(&format!(r#"kind = "asana", secret = ["other", "{value}"]"#));
     let answer = configured
         .challenge(&asana_handshake(value))
