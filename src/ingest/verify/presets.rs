@@ -421,7 +421,8 @@ pub static PRESETS: &[Preset] = &[
     Preset {
         name: "okta",
         scheme: Scheme::HeaderToken("Authorization"),
-        dedup: ProviderId::Json("/eventId"),
+        // The System Log event's uuid, the same when Okta redelivers the batch.
+        dedup: ProviderId::Json("/data/events/0/uuid"),
         tolerance: None,
         challenge: Challenge::OktaVerification,
     },
