@@ -260,6 +260,10 @@ fn success(source: &Source, event_id: &str) -> Response {
     let cfg = &source.response;
     let status = StatusCode::from_u16(cfg.status).unwrap_or(StatusCode::OK);
     let (body, content_type) = match &cfg.body {
+        // Xero and Okta want an empty answer (Xero treats a body as a failure).
+        None if source.verifier.wants_empty_answer() => {
+            return (status, Body::empty()).into_response();
+        }
         None => (
             serde_json::json!({ "id": event_id }).to_string(),
             cfg.content_type.as_deref().unwrap_or("application/json"),

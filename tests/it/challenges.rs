@@ -299,6 +299,14 @@ async fn signed_handshakes_are_answered_and_not_stored() {
     let r = post(&server, "xero", &[("x-xero-signature", bad)], itr).await;
     assert_eq!(r.status(), 401);
     assert!(server.events_of("xero").await.is_empty());
+    // A real event is stored, and answered with no body too: Xero wants none.
+    let event = r#"{"events":[{"resourceId":"717f2bfc","eventType":"Update"}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"x"}"#;
+    let sig = B64.encode(mac("xero-webhooks-key", event));
+    let r = post(&server, "xero", &[("x-xero-signature", sig)], event).await;
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("content-type"));
+    assert_eq!(r.text().await.unwrap(), "");
+    assert_eq!(server.events_of("xero").await.len(), 1);
 }
 
 #[tokio::test]

@@ -226,6 +226,15 @@ impl Verifier {
         }
     }
 
+    /// Whether the sender's docs ask for an empty answer to its events (Xero, Okta):
+    /// then a source without a configured `response.body` answers with none.
+    pub fn wants_empty_answer(&self) -> bool {
+        match self {
+            Verifier::Preset(v) => v.wants_empty_answer(),
+            _ => false,
+        }
+    }
+
     pub fn is_none(&self) -> bool {
         matches!(self, Verifier::None)
     }

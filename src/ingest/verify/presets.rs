@@ -751,6 +751,16 @@ impl PresetVerifier {
         }
     }
 
+    /// Xero ("Configuring your server": "There is no body in the response") and Okta
+    /// (answers to deliveries "should all be empty") want no body; both also have a
+    /// challenge, which is how they are told apart here.
+    pub(super) fn wants_empty_answer(&self) -> bool {
+        matches!(
+            self.preset.challenge,
+            Challenge::XeroIntentToReceive | Challenge::OktaVerification
+        )
+    }
+
     /// The method of the preset's unsigned challenge, when the source may not take it
     /// for events.
     pub(super) fn challenge_method(&self) -> Option<&'static Method> {
