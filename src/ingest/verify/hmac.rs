@@ -308,6 +308,11 @@ impl GenericHmac {
             has_timestamp,
             s.public_url.is_some(),
         )?;
+        if s.public_url.is_some() && !template.contains(&Part::Url) {
+            return Err(BuildError::Needs(
+                "`public_url` is set but `signed` has no {url}, so it would not be signed; add {url} or remove `public_url`",
+            ));
+        }
         let secrets = resolve_secrets("secret", s.secret)?
             .into_iter()
             .map(|(_, secret)| s.key.apply(secret))

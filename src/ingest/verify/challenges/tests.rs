@@ -509,6 +509,14 @@ fn hubspot_decodes_its_table_of_escapes_in_the_url() {
     let mut req = request(&[], b"{}", 1_700_000_000);
     req.headers.extend(signed);
     assert_eq!(outcome(&generic, req), Ok(()));
+    // A `public_url` that no template uses is a mistake, not a silent no-op.
+    let err = config(
+        r#"kind = "hmac", secret = "k", header = "X-Sig", public_url = "https://h.example/in/x""#,
+    )
+    .build()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`signed` has no {url}"), "{err}");
 }
 
 #[test]
