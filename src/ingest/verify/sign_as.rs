@@ -341,21 +341,12 @@ impl Signer {
                 sign_standard_webhooks(key, message, &timestamp, &mut out)?;
             }
             Scheme::Token { header, token } => {
-                let mut value = HeaderValue::from_bytes(token.expose())
-                    .ok()
-                    .filter(|v| v.to_str().is_ok())
-                    .ok_or_else(|| header_error(header, "the secret is not visible ASCII"))?;
-                value.set_sensitive(true);
-                out.insert(header.clone(), value);
+                out.insert(header.clone(), secret_value(header, token)?);
             }
             Scheme::Gitlab { token, key } => {
                 if let Some(token) = token {
                     let name = HeaderName::from_static("x-gitlab-token");
-                    let mut value = HeaderValue::from_bytes(token.expose())
-                        .ok()
-                        .filter(|v| v.to_str().is_ok())
-                        .ok_or_else(|| header_error(&name, "the secret is not visible ASCII"))?;
-                    value.set_sensitive(true);
+                    let value = secret_value(&name, token)?;
                     out.insert(name, value);
                 }
                 if let Some(key) = key {
@@ -544,6 +535,16 @@ fn sign_standard_webhooks(
     let value = format!("v1,{}", STANDARD.encode(sig));
     out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
     Ok(())
+}
+
+/// A secret sent as it is, marked sensitive so that it is never logged.
+fn secret_value(name: &HeaderName, secret: &Secret) -> Result<HeaderValue, SignError> {
+    let mut value = HeaderValue::from_bytes(secret.expose())
+        .ok()
+        .filter(|v| v.to_str().is_ok())
+        .ok_or_else(|| header_error(name, "the secret is not visible ASCII"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `username:password` with the first password, ready to encode.
