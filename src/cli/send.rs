@@ -164,6 +164,16 @@ fn prepare(config_path: &Path, config: &Config, args: &SendArgs) -> Result<Prepa
         .id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    // A scheme that signs inside the body (Mailgun) sends a body with its signature.
+    let body = signer
+        .sign_body(&Message {
+            body: &body,
+            timestamp,
+            id: &id,
+            headers: &headers,
+        })
+        .map_err(|e| format!("cannot sign for source {:?}: {e}", args.source))?
+        .unwrap_or(body);
     let signed = signer
         .sign(&Message {
             body: &body,

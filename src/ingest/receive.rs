@@ -8,12 +8,13 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 
 use super::IngestState;
 use super::body::{check_declared_length, read_capped};
 use super::dedup::DedupRule;
 use super::request::Unverified;
+use super::verify::Answer;
 use crate::clock::now_ms;
 use crate::config::Source;
 use crate::http_error::ApiError;
@@ -65,7 +66,10 @@ async fn handle(
         ));
     };
     let (parts, body) = request.into_parts();
-    if !source.methods.contains(&parts.method) {
+    // A GET or HEAD the source does not take for events may still be its provider's
+    // challenge (SPEC section 4); it is read (capped) to find out.
+    let for_events = source.methods.contains(&parts.method);
+    if !for_events && !source.verifier.answers_challenges_on(&parts.method) {
         return Err(method_not_allowed(&source));
     }
     check_declared_length(&parts.headers, source.max_body)?;
@@ -82,23 +86,29 @@ async fn handle(
         remote_addr,
         received_at_ms: now_ms(),
     };
+    // A provider challenge (Meta's `hub.challenge`, Twitter's CRC, Asana's handshake)
+    // is answered, not stored.
+    match source.verifier.challenge(&unverified) {
+        Some(Ok(answer)) => return Ok(answer_challenge(&state, &source, unverified, answer).await),
+        Some(Err(reason)) => {
+            let reason = reason.to_string();
+            let rejected_id = record_rejected(&state, &source, unverified, &reason).await;
+            tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "refused a provider challenge");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "challenge_refused",
+                reason,
+            ));
+        }
+        None if !for_events => return Err(method_not_allowed(&source)),
+        None => {}
+    }
     let verified = match source.verifier.verify(unverified) {
         Ok(v) => v,
         Err(rejected) => {
             let reason = rejected.reason.to_string();
-            let rejected_id = id::new(id::REJECTED);
+            let rejected_id = record_rejected(&state, &source, rejected.request, &reason).await;
             tracing::info!(source = %source.name, rejected = %rejected_id, %reason, "rejected a request that failed verification");
-            let record = NewRejected::new(
-                rejected.request,
-                rejected_id.clone(),
-                reason.clone(),
-                state.rejected_body_limit,
-            );
-            // The sender hears 401 either way; failing to record it is the operator's
-            // problem, reported in the log.
-            if let Err(e) = state.store.insert_rejected(record).await {
-                tracing::warn!(source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
-            }
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "verification_failed",
@@ -106,15 +116,11 @@ async fn handle(
             ));
         }
     };
-    // A provider handshake (Slack's `url_verification`) is answered, not stored.
+    // A signed handshake (Slack's `url_verification`, Zoom's `endpoint.url_validation`,
+    // Twitch's `webhook_callback_verification`) is answered, not stored.
     if let Some(answer) = source.verifier.answer(&verified) {
         tracing::info!(source = %source.name, "answered a provider handshake");
-        let mut response = (StatusCode::OK, Body::from(answer.body)).into_response();
-        let content_type = HeaderValue::from_static(answer.content_type);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-        return Ok(response);
+        return Ok(answer_response(answer));
     }
 
     let event_id = id::new(id::EVENT);
@@ -169,15 +175,79 @@ async fn handle(
     Ok(success(&source, inserted.event_id()))
 }
 
+/// Keeps a refused request (SPEC section 5: rejected requests are recorded with their
+/// reason) and returns its id. The sender's answer does not depend on it; failing to
+/// record it is the operator's problem, reported in the log.
+async fn record_rejected(
+    state: &IngestState,
+    source: &Source,
+    request: Unverified,
+    reason: &str,
+) -> String {
+    let rejected_id = id::new(id::REJECTED);
+    let record = NewRejected::new(
+        request,
+        rejected_id.clone(),
+        reason.to_owned(),
+        state.rejected_body_limit,
+    );
+    if let Err(e) = state.store.insert_rejected(record).await {
+        tracing::warn!(source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
+    }
+    rejected_id
+}
+
+/// Answers a challenge; one that needs the operator (`notice`) is also logged and kept
+/// with the rejected requests, where the admin API shows it.
+async fn answer_challenge(
+    state: &IngestState,
+    source: &Source,
+    request: Unverified,
+    answer: Answer,
+) -> Response {
+    match answer.notice {
+        Some(notice) => {
+            let kept = record_rejected(state, source, request, notice).await;
+            tracing::warn!(source = %source.name, rejected = %kept, "{notice}");
+        }
+        None => {
+            tracing::info!(source = %source.name, method = %request.method, "answered a provider challenge")
+        }
+    }
+    answer_response(answer)
+}
+
+fn answer_response(answer: Answer) -> Response {
+    let mut response = (answer.status, Body::from(answer.body)).into_response();
+    let headers = response.headers_mut();
+    if let Some(content_type) = answer.content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    for (name, value) in answer.headers {
+        headers.insert(name, value);
+    }
+    response
+}
+
 fn method_not_allowed(source: &Source) -> ApiError {
     let allowed: Vec<&str> = source.methods.iter().map(|m| m.as_str()).collect();
     let allow =
         HeaderValue::from_str(&allowed.join(", ")).unwrap_or(HeaderValue::from_static("POST"));
+    let challenges = if source.verifier.answers_challenges_on(&Method::GET)
+        || source.verifier.answers_challenges_on(&Method::HEAD)
+    {
+        format!(
+            " (and answers {}'s challenges, which this request is not)",
+            source.verifier.kind_name()
+        )
+    } else {
+        String::new()
+    };
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
-            "source {:?} accepts {}; add the method to its `methods` if this sender needs it",
+            "source {:?} accepts {}{challenges}; add the method to its `methods` if this sender needs it",
             source.name,
             allowed.join(", ")
         ),
@@ -190,6 +260,10 @@ fn success(source: &Source, event_id: &str) -> Response {
     let cfg = &source.response;
     let status = StatusCode::from_u16(cfg.status).unwrap_or(StatusCode::OK);
     let (body, content_type) = match &cfg.body {
+        // Xero and Okta want an empty answer (Xero treats a body as a failure).
+        None if source.verifier.wants_empty_answer() => {
+            return (status, Body::empty()).into_response();
+        }
         None => (
             serde_json::json!({ "id": event_id }).to_string(),
             cfg.content_type.as_deref().unwrap_or("application/json"),

@@ -2,6 +2,7 @@
 //! real binary where a process must die), real SQLite files, a real HTTP client.
 
 mod admin;
+mod challenges;
 mod cli;
 mod config;
 mod crash;

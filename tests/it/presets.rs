@@ -240,7 +240,14 @@ fn preset_source(kind: &str) -> String {
                 r#"verify = {{ kind = "{kind}", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}"#
             );
         }
-        "square" | "twilio" => format!(r#", public_url = "https://hooks.example.com/in/{kind}""#),
+        "square" | "twilio" | "hubspot" | "trello" => {
+            format!(r#", public_url = "https://hooks.example.com/in/{kind}""#)
+        }
+        "meta" => r#", verify_token = "meta-verify""#.to_owned(),
+        "postmark" => {
+            return r#"verify = { kind = "postmark", username = "pm", password = ["pm-new", "pm-old"] }"#
+                .to_owned();
+        }
         _ => String::new(),
     };
     format!(r#"verify = {{ kind = "{kind}", secret = ["{kind}-new", "{kind}-old"]{extra} }}"#)

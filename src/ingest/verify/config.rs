@@ -90,11 +90,20 @@ pub enum VerifyConfig {
         /// one. Setting it turns on the `tolerance` check.
         #[serde(default)]
         timestamp_header: Option<String>,
-        /// What is signed, with placeholders `{body}`, `{timestamp}` and
-        /// `{header:Name}` (`{{` and `}}` for literal braces). Default: `"{body}"`, or
-        /// `"{timestamp}.{body}"` when `timestamp_header` is set.
+        /// What is signed, with placeholders `{body}`, `{timestamp}`, `{method}`,
+        /// `{url}` (needs `public_url`) and `{header:Name}` (`{{` and `}}` for literal
+        /// braces). Default: `"{body}"`, or `"{timestamp}.{body}"` when
+        /// `timestamp_header` is set.
         #[serde(default)]
         signed: Option<String>,
+        /// How `timestamp_header` writes the time: `"unix"` seconds (default),
+        /// `"unix-ms"` milliseconds, or `"rfc3339"` (`2023-07-19T14:56:51.634Z`).
+        #[serde(default)]
+        timestamp_format: TimestampFormat,
+        /// The source's URL as the sender posts to it, without a query string: what
+        /// `{url}` stands for (the request's own query string is appended).
+        #[serde(default)]
+        public_url: Option<String>,
         /// How far the signed timestamp may be from the receive time, e.g. `"5m"`.
         /// Only used with `timestamp_header`.
         #[serde(default = "default_tolerance", deserialize_with = "duration")]
@@ -149,6 +158,99 @@ pub struct PresetConfig {
     /// The source's URL as the sender posts to it (Square and Twilio sign it), without
     /// a query string. Required by, and only accepted for, presets that sign the URL.
     pub public_url: Option<String>,
+    /// Keys only a few presets take.
+    pub extras: PresetExtras,
+}
+
+/// Keys only a few presets take (see `Preset::keys`); `None` where not given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PresetExtras {
+    /// Meta: the Verify Token entered beside the callback URL, checked on the
+    /// subscription GET.
+    pub verify_token: Option<OneOrMany<SecretRef>>,
+    /// Okta: the header that carries the secret (default `Authorization`).
+    pub header: Option<String>,
+    /// Postmark: the Basic authentication user name.
+    pub username: Option<String>,
+    /// GitLab: the webhook's signing token (`whsec_…`), for its Standard Webhooks
+    /// signature.
+    pub signing_token: Option<OneOrMany<SecretRef>>,
+}
+
+/// Every key a preset may take, read before the preset's own list is applied.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnyPresetKeys {
+    secret: Option<OneOrMany<SecretRef>>,
+    password: Option<OneOrMany<SecretRef>>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    tolerance: Option<Duration>,
+    public_url: Option<String>,
+    verify_token: Option<OneOrMany<SecretRef>>,
+    header: Option<String>,
+    username: Option<String>,
+    signing_token: Option<OneOrMany<SecretRef>>,
+}
+
+impl AnyPresetKeys {
+    fn given(&self) -> Vec<&'static str> {
+        let present = [
+            ("secret", self.secret.is_some()),
+            ("password", self.password.is_some()),
+            ("tolerance", self.tolerance.is_some()),
+            ("public_url", self.public_url.is_some()),
+            ("verify_token", self.verify_token.is_some()),
+            ("header", self.header.is_some()),
+            ("username", self.username.is_some()),
+            ("signing_token", self.signing_token.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(key, given)| given.then_some(key))
+            .collect()
+    }
+}
+
+/// Reads a preset that lists its keys ([`Preset::keys`]): unknown and missing keys are
+/// reported in serde's words, as for the other presets.
+fn preset_with_keys<E: de::Error>(
+    preset: &'static Preset,
+    keys: presets::Keys,
+    table: toml::Value,
+    relay: impl Fn(toml::de::Error) -> E,
+) -> Result<PresetConfig, E> {
+    let any = AnyPresetKeys::deserialize(table).map_err(relay)?;
+    let allowed: Vec<&'static str> = keys.required.iter().chain(keys.optional).copied().collect();
+    let given = any.given();
+    if let Some(unknown) = given.iter().find(|key| !allowed.contains(key)) {
+        let expected: Vec<String> = allowed.iter().map(|key| format!("`{key}`")).collect();
+        return Err(E::custom(format!(
+            "unknown field `{unknown}`, expected one of {}",
+            expected.join(", ")
+        )));
+    }
+    if let Some(missing) = keys.required.iter().find(|key| !given.contains(key)) {
+        return Err(E::missing_field(missing));
+    }
+    Ok(PresetConfig {
+        preset,
+        // A preset whose secret is optional (Asana before its handshake, GitLab with
+        // only a signing token) gets an empty list, which its build accepts.
+        secret: any
+            .secret
+            .or(any.password)
+            .unwrap_or(OneOrMany::Many(Vec::new())),
+        public_key: None,
+        signing_key: None,
+        tolerance: any.tolerance,
+        public_url: any.public_url,
+        extras: PresetExtras {
+            verify_token: any.verify_token,
+            header: any.header,
+            username: any.username,
+            signing_token: any.signing_token,
+        },
+    })
 }
 
 /// Every valid `kind`: the built-in ones, then the presets. Listed in full when a
@@ -189,6 +291,9 @@ impl<'de> Deserialize<'de> for VerifyConfig {
         };
         table.remove("kind");
         let table = toml::Value::Table(table);
+        if let Some(keys) = preset.keys() {
+            return preset_with_keys(preset, keys, table, relay).map(VerifyConfig::Preset);
+        }
         let mut public_key = None;
         let mut signing_key = None;
         let (secret, tolerance, public_url) = match preset.public_key_use() {
@@ -224,6 +329,7 @@ impl<'de> Deserialize<'de> for VerifyConfig {
             signing_key,
             tolerance,
             public_url,
+            extras: PresetExtras::default(),
         }))
     }
 }
@@ -294,6 +400,30 @@ pub enum HmacAlgorithm {
     Sha256,
     /// HMAC-SHA512.
     Sha512,
+}
+
+/// How a timestamp header writes the signing time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimestampFormat {
+    /// Unix seconds, digits only.
+    #[default]
+    Unix,
+    /// Unix milliseconds, digits only (HubSpot).
+    UnixMs,
+    /// An RFC 3339 UTC time, e.g. `2023-07-19T14:56:51.634234626Z` (Twitch).
+    Rfc3339,
+}
+
+impl TimestampFormat {
+    /// What a value that does not parse should have been, for the rejection.
+    pub(super) fn expected(self) -> &'static str {
+        match self {
+            TimestampFormat::Unix => "is not a whole number of seconds",
+            TimestampFormat::UnixMs => "is not a whole number of milliseconds",
+            TimestampFormat::Rfc3339 => "is not an RFC 3339 UTC time",
+        }
+    }
 }
 
 /// How the generic `hmac` kind's signature is written in its header.
@@ -438,6 +568,9 @@ pub enum BuildError {
         "`username` contains `:`, which Basic authentication uses to end the user name; choose a user name without it"
     )]
     UsernameColon,
+    /// A key that is needed unless another is given.
+    #[error("{0}")]
+    Needs(&'static str),
 }
 
 /// Reads every secret of a `secret`/`password`/`token` value, keeping its position for
@@ -463,6 +596,17 @@ pub(super) fn resolve_secrets(
                 .map_err(|source| BuildError::Secret { at, source })
         })
         .collect()
+}
+
+/// Every secret of a value, without positions: for schemes that use them as they are.
+pub(super) fn resolve_all(
+    field: &'static str,
+    refs: &OneOrMany<SecretRef>,
+) -> Result<Vec<Secret>, BuildError> {
+    Ok(resolve_secrets(field, refs)?
+        .into_iter()
+        .map(|(_, secret)| secret)
+        .collect())
 }
 
 pub(super) fn check_tolerance_setting(tolerance: Duration) -> Result<(), BuildError> {
@@ -501,6 +645,8 @@ impl VerifyConfig {
                 timestamp_header,
                 signed,
                 tolerance,
+                timestamp_format,
+                public_url,
             } => Verifier::Hmac(hmac::GenericHmac::build(hmac::Settings {
                 algorithm: *algorithm,
                 encoding: *encoding,
@@ -508,6 +654,8 @@ impl VerifyConfig {
                 timestamp_header: timestamp_header.as_deref(),
                 signed: signed.as_deref(),
                 tolerance: *tolerance,
+                timestamp_format: *timestamp_format,
+                public_url: presets::checked_public_url(public_url.as_deref())?,
                 ..hmac::Settings::plain(secret, header)
             })?),
             VerifyConfig::Basic { username, password } => {

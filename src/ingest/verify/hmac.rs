@@ -8,8 +8,10 @@
 //! Most presets (`presets.rs`) are this verifier with fixed settings. A few of their
 //! senders need what the `hmac` kind does not offer in the TOML (yet): a header holding
 //! a list of signatures (`v1=...,v2=...`), a signed timestamp inside the JSON body
-//! (Linear), and a secret to decode before use (WooCommerce); those are the
-//! [`Settings`] fields after `tolerance`.
+//! (Linear), a secret to decode before use (WooCommerce), and HubSpot's partly decoded
+//! URL; those are the [`Settings`] fields after `tolerance`, except `public_url` and
+//! `timestamp_format`, which the `hmac` kind takes too (with `{method}`, for senders
+//! like HubSpot and Twitch).
 
 use std::time::Duration;
 
@@ -17,8 +19,8 @@ use base64::Engine as _;
 use http::HeaderName;
 
 use super::config::{
-    BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, check_tolerance_setting,
-    resolve_secrets,
+    BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, TimestampFormat,
+    check_tolerance_setting, resolve_secrets,
 };
 use super::mac::{
     BASE64_LENIENT, check_tolerance, hmac, matches_any, parse_unix_secs, required_header,
@@ -34,7 +36,9 @@ pub enum TemplateError {
     Unclosed { at: usize },
     #[error("the `}}` at byte {at} has no opening `{{`; write `}}}}` for a literal brace")]
     UnmatchedClose { at: usize },
-    #[error("unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}} or {{header:Name}}")]
+    #[error(
+        "unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}}, {{method}}, {{url}} (with `public_url`) or {{header:Name}}"
+    )]
     UnknownPlaceholder { name: String },
     #[error("`{{header:{name}}}` does not name a valid HTTP header")]
     BadHeaderName { name: String },
@@ -55,8 +59,10 @@ pub(super) enum Part {
     Body,
     Timestamp,
     Header(String),
-    /// The URL the sender posted to (presets with `public_url` only).
+    /// The URL the sender posted to (only with a `public_url`).
     Url,
+    /// The request method, e.g. `POST` (HubSpot signs it).
+    Method,
 }
 
 /// The `hmac` settings, borrowed from [`super::VerifyConfig::Hmac`] or a preset.
@@ -80,6 +86,93 @@ pub(super) struct Settings<'c> {
     /// The source's URL as the sender sees it (Square signs it): `{url}` in the
     /// template, followed by the request's query string when it has one.
     pub public_url: Option<&'c str>,
+    /// How the timestamp header writes the signing time.
+    pub timestamp_format: TimestampFormat,
+    /// How `{url}` is written before it is signed.
+    pub url_form: UrlForm,
+}
+
+/// How `{url}` is written in the signed text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UrlForm {
+    /// As the sender posts to it.
+    AsSent,
+    /// With the percent-escapes of HubSpot's v3 table decoded (`%3A` to `:`, `%2F` to
+    /// `/`, ...; "Validating requests", v3), as HubSpot signs it.
+    HubSpotDecoded,
+}
+
+/// The escapes HubSpot's v3 signature decodes in the request URI, and nothing else.
+const HUBSPOT_DECODED: [(&str, char); 12] = [
+    ("3A", ':'),
+    ("2F", '/'),
+    ("3F", '?'),
+    ("40", '@'),
+    ("21", '!'),
+    ("24", '$'),
+    ("27", '\''),
+    ("28", '('),
+    ("29", ')'),
+    ("2A", '*'),
+    ("2C", ','),
+    ("3B", ';'),
+];
+
+impl UrlForm {
+    pub(super) fn apply(self, url: String) -> String {
+        match self {
+            UrlForm::AsSent => url,
+            UrlForm::HubSpotDecoded => {
+                let mut out = String::with_capacity(url.len());
+                let mut rest = url.as_str();
+                while let Some(i) = rest.find('%') {
+                    out.push_str(&rest[..i]);
+                    let escape = rest.get(i + 1..i + 3).and_then(|hex| {
+                        HUBSPOT_DECODED
+                            .iter()
+                            .find(|(code, _)| code.eq_ignore_ascii_case(hex))
+                    });
+                    match escape {
+                        Some((_, ch)) => {
+                            out.push(*ch);
+                            rest = &rest[i + 3..];
+                        }
+                        None => {
+                            out.push('%');
+                            rest = &rest[i + 1..];
+                        }
+                    }
+                }
+                out.push_str(rest);
+                out
+            }
+        }
+    }
+}
+
+/// Parses a timestamp header's value into Unix seconds, in the configured format.
+pub(super) fn parse_timestamp(format: TimestampFormat, text: &str) -> Option<i64> {
+    match format {
+        TimestampFormat::Unix => parse_unix_secs(text),
+        TimestampFormat::UnixMs => parse_unix_secs(text).map(|ms| ms.div_euclid(1000)),
+        TimestampFormat::Rfc3339 => {
+            let at = humantime::parse_rfc3339(text).ok()?;
+            let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+            i64::try_from(secs).ok()
+        }
+    }
+}
+
+/// Writes Unix seconds as a timestamp header's value in `format` (for signers).
+pub(super) fn format_timestamp(format: TimestampFormat, secs: u64) -> String {
+    match format {
+        TimestampFormat::Unix => secs.to_string(),
+        TimestampFormat::UnixMs => secs.saturating_mul(1000).to_string(),
+        TimestampFormat::Rfc3339 => {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+    }
 }
 
 impl<'c> Settings<'c> {
@@ -98,6 +191,8 @@ impl<'c> Settings<'c> {
             body_timestamp_ms: None,
             key: KeyDecoding::Raw,
             public_url: None,
+            timestamp_format: TimestampFormat::Unix,
+            url_form: UrlForm::AsSent,
         }
     }
 }
@@ -188,6 +283,8 @@ pub struct GenericHmac {
     list_separator: Option<char>,
     body_timestamp_ms: Option<String>,
     public_url: Option<String>,
+    timestamp_format: TimestampFormat,
+    url_form: UrlForm,
 }
 
 impl GenericHmac {
@@ -211,6 +308,11 @@ impl GenericHmac {
             has_timestamp,
             s.public_url.is_some(),
         )?;
+        if s.public_url.is_some() && !template.contains(&Part::Url) {
+            return Err(BuildError::Needs(
+                "`public_url` is set but `signed` has no {url}, so it would not be signed; add {url} or remove `public_url`",
+            ));
+        }
         let secrets = resolve_secrets("secret", s.secret)?
             .into_iter()
             .map(|(_, secret)| s.key.apply(secret))
@@ -227,6 +329,8 @@ impl GenericHmac {
             list_separator: s.list_separator,
             body_timestamp_ms: s.body_timestamp_ms.map(str::to_owned),
             public_url: s.public_url.map(str::to_owned),
+            timestamp_format: s.timestamp_format,
+            url_form: s.url_form,
         })
     }
 
@@ -235,16 +339,18 @@ impl GenericHmac {
         let timestamp = match &self.timestamp_header {
             Some(name) => {
                 let text = required_header(req, name)?;
-                let secs = parse_unix_secs(text).ok_or_else(|| {
-                    Rejection::malformed(name, "is not a whole number of seconds")
-                })?;
+                let secs = parse_timestamp(self.timestamp_format, text)
+                    .ok_or_else(|| Rejection::malformed(name, self.timestamp_format.expected()))?;
                 Some((text, secs))
             }
             None => None,
         };
-        let url = self.public_url.as_ref().map(|base| match &req.query {
-            Some(query) => format!("{base}?{query}"),
-            None => base.clone(),
+        let url = self.public_url.as_ref().map(|base| {
+            let url = match &req.query {
+                Some(query) => format!("{base}?{query}"),
+                None => base.clone(),
+            };
+            self.url_form.apply(url)
         });
         let mut parts: Vec<&[u8]> = Vec::with_capacity(self.template.len());
         for part in &self.template {
@@ -258,6 +364,7 @@ impl GenericHmac {
                 Part::Header(name) => required_header(req, name)?.as_bytes(),
                 // Build guarantees `{url}` only appears with a public URL.
                 Part::Url => url.as_deref().unwrap_or_default().as_bytes(),
+                Part::Method => req.method.as_str().as_bytes(),
             });
         }
         let expected: Vec<Vec<u8>> = self
@@ -424,6 +531,7 @@ pub(super) fn parse_template_with(
 fn placeholder(name: &str, has_timestamp: bool, has_url: bool) -> Result<Part, TemplateError> {
     match name {
         "body" => Ok(Part::Body),
+        "method" => Ok(Part::Method),
         "url" if has_url => Ok(Part::Url),
         "timestamp" if has_timestamp => Ok(Part::Timestamp),
         "timestamp" => Err(TemplateError::TimestampWithoutHeader),

@@ -8,7 +8,10 @@
 //! key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
 //! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
-//! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`.
+//! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`; the few schemes only
+//! presets use have their own files (`twilio.rs`, `mailgun.rs`, `token.rs`), and
+//! provider challenges (Meta's `hub.challenge`, Twitter's CRC, ...) are in
+//! `challenges.rs`.
 //!
 //! Rules every scheme follows: the signature is checked over the raw body bytes; all
 //! secret comparisons are constant-time; several secrets may be active at once
@@ -18,11 +21,13 @@
 mod asymmetric;
 mod basic;
 mod bearer;
+mod challenges;
 mod config;
 mod github;
 mod hmac;
 mod keys;
 mod mac;
+mod mailgun;
 pub mod presets;
 mod rejection;
 pub mod sign_as;
@@ -30,12 +35,16 @@ mod standard_webhooks;
 mod stripe;
 #[cfg(test)]
 mod test_support;
+mod token;
 mod twilio;
 
 use std::fmt;
 
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+
 pub use config::{
-    BuildError, FieldAt, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding, VerifyConfig,
+    BuildError, FieldAt, HmacAlgorithm, OneOrMany, PresetConfig, PresetExtras, SignatureEncoding,
+    TimestampFormat, VerifyConfig,
 };
 pub use hmac::TemplateError;
 pub use rejection::{Rejection, Skew};
@@ -78,12 +87,50 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
-/// What to answer a verified request that is a provider's handshake (Slack's
-/// `url_verification`) rather than an event: `200` with this body, nothing stored.
+/// What to answer a provider's handshake rather than an event (Slack's
+/// `url_verification`, Meta's `hub.challenge`, Twitter's CRC, ...): nothing is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub content_type: &'static str,
+    pub status: StatusCode,
+    /// `None`: no body and no `Content-Type` (Xero wants an empty `200`).
+    pub content_type: Option<&'static str>,
     pub body: Vec<u8>,
+    /// More response headers (Dropbox's `X-Content-Type-Options`, Asana's
+    /// `X-Hook-Secret`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Set when the operator has to act (an Asana handshake while no `secret` is
+    /// configured): logged as a warning and kept with the rejected requests under this
+    /// reason, so the request can be read back from the admin API.
+    pub notice: Option<&'static str>,
+}
+
+impl Answer {
+    /// `200` with `text` as `text/plain`.
+    pub(crate) fn text(text: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: Some("text/plain; charset=utf-8"),
+            body: text.into(),
+            headers: Vec::new(),
+            notice: None,
+        }
+    }
+
+    /// `200` with `value` as JSON.
+    pub(crate) fn json(value: &serde_json::Value) -> Self {
+        Self {
+            content_type: Some("application/json"),
+            ..Self::text(value.to_string())
+        }
+    }
+
+    /// `200` with no body at all.
+    pub(crate) fn empty() -> Self {
+        Self {
+            content_type: None,
+            ..Self::text(Vec::new())
+        }
+    }
 }
 
 /// A source's verifier, built from [`VerifyConfig`] with its secrets resolved.
@@ -154,12 +201,41 @@ impl Verifier {
         }
     }
 
+    /// A provider's challenge that comes before any signed event: a GET (Meta's
+    /// `hub.challenge`, Twitter's CRC, Dropbox, Okta), Trello's HEAD, Asana's handshake
+    /// POST. `None`: not a challenge, verify the request as usual. `Some(Err)`: a
+    /// challenge refused (answered `403`, kept as a rejected request).
+    pub fn challenge(&self, req: &Unverified) -> Option<Result<Answer, Rejection>> {
+        match self {
+            Verifier::Preset(v) => v.challenge(req),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Verifier::challenge`] may answer a request with this method even
+    /// though the source does not accept it for events (GET and HEAD).
+    pub fn answers_challenges_on(&self, method: &Method) -> bool {
+        match self {
+            Verifier::Preset(v) => v.challenge_method() == Some(method),
+            _ => false,
+        }
+    }
+
     /// The immediate answer to a verified provider handshake, which is then not stored
     /// as an event; `None` for an ordinary event.
     pub fn answer(&self, verified: &Verified) -> Option<Answer> {
         match self {
             Verifier::Preset(v) => v.answer(verified),
             _ => None,
+        }
+    }
+
+    /// Whether the sender's docs ask for an empty answer to its events (Xero, Okta):
+    /// then a source without a configured `response.body` answers with none.
+    pub fn wants_empty_answer(&self) -> bool {
+        match self {
+            Verifier::Preset(v) => v.wants_empty_answer(),
+            _ => false,
         }
     }
 

@@ -3,24 +3,36 @@
 //! Most webhook senders sign "some text, in some header, in some encoding". Each entry
 //! of [`PRESETS`] says which, over one of the verifiers: the generic `hmac` one
 //! (`hmac.rs`), the `t=...,v1=...` one (`stripe.rs`, which also reads Paddle's
-//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), or, for the schemes
-//! that really differ, their own (`twilio.rs`, and `asymmetric.rs` for Discord and
+//! `ts=...;h1=...`), Standard Webhooks (`standard_webhooks.rs`), Basic authentication
+//! (Postmark), or, for the few schemes that really differ, their own (`twilio.rs`,
+//! `mailgun.rs`, `token.rs` for GitLab and Okta, and `asymmetric.rs` for Discord and
 //! SendGrid, checked with the provider's public key). An entry also names the
 //! provider's own delivery id (the dedup key when the source sets none), the default
-//! timestamp tolerance where a timestamp is signed, and any challenge the provider
-//! sends (Slack's `url_verification`, Discord's PING). A new HMAC-shaped provider is a new entry here, a row in
+//! timestamp tolerance where a timestamp is signed, and any challenge the provider sends
+//! (Slack's `url_verification`, Discord's PING, Meta's `hub.challenge`, ...: answered in
+//! `challenges.rs`). A preset that takes keys besides `secret`, `tolerance` and
+//! `public_url` lists them in `Preset::keys`. A new HMAC-shaped provider is a new entry here, a row in
 //! `docs/verifiers.md` and a case with its published example in `presets/tests.rs`
 //! (a test fails until both exist); no code. `forebay send` signs for every entry
 //! through `sign_as`, from the same settings.
 
 use std::time::Duration;
 
+use http::Method;
+
 use super::asymmetric::{self, Asymmetric, Layout};
-use super::config::{BuildError, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding};
-use super::hmac::{self, KeyDecoding};
+use super::basic::Basic;
+use super::challenges::{self, ChallengeKeys};
+use super::config::{
+    BuildError, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding, TimestampFormat,
+    resolve_all,
+};
+use super::hmac::{self, KeyDecoding, UrlForm};
+use super::mailgun::Mailgun;
 use super::rejection::Rejection;
 use super::standard_webhooks::StandardWebhooks;
 use super::stripe::{Format, PADDLE, Stripe, stripe_like};
+use super::token::HeaderToken;
 use super::twilio::Twilio;
 use super::{Answer, Verified};
 use crate::config::secret::SecretRef;
@@ -50,6 +62,15 @@ pub(super) enum Scheme {
     /// A signature over `{timestamp}{body}` made with the provider's private key,
     /// checked with its public key (`asymmetric.rs`): Discord, SendGrid.
     Asymmetric(&'static Layout),
+    /// The secret itself in a header, by default this one (Okta; `token.rs`).
+    HeaderToken(&'static str),
+    /// GitLab: `X-Gitlab-Token` and/or, with a `signing_token`, a Standard Webhooks
+    /// signature.
+    Gitlab,
+    /// HTTP Basic authentication (Postmark): `username` and `password`.
+    Basic,
+    /// The signature inside the body (`mailgun.rs`).
+    Mailgun,
 }
 
 /// Whether a preset's sender signs with a private key, checked with a `public_key`.
@@ -77,6 +98,8 @@ pub(super) struct Shape {
     pub key: KeyDecoding,
     /// The template has `{url}`: the source needs a `public_url`.
     pub public_url: bool,
+    pub timestamp_format: TimestampFormat,
+    pub url_form: UrlForm,
 }
 
 /// Where the provider puts its own id of a delivery, the same on every retry.
@@ -88,6 +111,8 @@ pub(super) enum ProviderId {
     Header(&'static [&'static str]),
     /// A string or number at this JSON pointer in the body.
     Json(&'static str),
+    /// As `Json` for a JSON body, else this field of a form-encoded body (Mailgun).
+    JsonOrForm(&'static str, &'static str),
 }
 
 /// A provider request that is answered at once instead of being stored as an event.
@@ -99,6 +124,26 @@ pub(super) enum Challenge {
     SlackUrlVerification,
     /// Discord's interactions PING (`{"type": 1}`), answered `{"type": 1}`.
     DiscordPing,
+    /// Meta's subscription GET: `hub.mode=subscribe`, `hub.verify_token` (checked
+    /// against `verify_token`) and `hub.challenge`, echoed as text.
+    MetaSubscribe,
+    /// X/Twitter's CRC GET: `crc_token`, answered with its HMAC under the secret.
+    TwitterCrc,
+    /// Zoom's signed `endpoint.url_validation` POST: `plainToken` and its HMAC.
+    ZoomUrlValidation,
+    /// Twitch EventSub's signed `webhook_callback_verification`: `challenge` as text.
+    TwitchVerification,
+    /// Dropbox's GET `?challenge=`, echoed as text with `X-Content-Type-Options`.
+    DropboxEcho,
+    /// Okta's one-time GET with `X-Okta-Verification-Challenge`, echoed as JSON.
+    OktaVerification,
+    /// Asana's handshake POST with `X-Hook-Secret`, echoed in the same header.
+    AsanaHandshake,
+    /// Xero's "intent to receive": a signed POST with no events, answered `200` with
+    /// no body.
+    XeroIntentToReceive,
+    /// Trello's HEAD when a webhook is created, answered `200`.
+    TrelloHead,
 }
 
 impl Shape {
@@ -123,6 +168,8 @@ impl Shape {
             body_timestamp_ms: self.body_timestamp_ms,
             key: self.key,
             public_url: public_url.filter(|_| self.public_url),
+            timestamp_format: self.timestamp_format,
+            url_form: self.url_form,
         }
     }
 }
@@ -144,6 +191,8 @@ const fn shape(
         body_timestamp_ms: None,
         key: KeyDecoding::Raw,
         public_url: false,
+        timestamp_format: TimestampFormat::Unix,
+        url_form: UrlForm::AsSent,
     }
 }
 
@@ -312,6 +361,136 @@ pub static PRESETS: &[Preset] = &[
         tolerance: Some(FIVE_MINUTES),
         challenge: Challenge::None,
     },
+    Preset {
+        name: "meta",
+        scheme: Scheme::Hmac(shape("X-Hub-Signature-256", Sha256, Hex, Some("sha256="))),
+        // No delivery id: message ids sit deep in batched `entry` arrays.
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::MetaSubscribe,
+    },
+    Preset {
+        name: "twitter",
+        scheme: Scheme::Hmac(shape(
+            "x-twitter-webhooks-signature",
+            Sha256,
+            Base64,
+            Some("sha256="),
+        )),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::TwitterCrc,
+    },
+    Preset {
+        name: "gitlab",
+        scheme: Scheme::Gitlab,
+        // `Idempotency-Key` (GitLab 17.4+) is the same on every retry, as is the
+        // Standard Webhooks `webhook-id` GitLab sets to it.
+        dedup: ProviderId::Header(&["Idempotency-Key", "X-Gitlab-Event-UUID", "webhook-id"]),
+        // Only the `signing_token` signature has a timestamp (default five minutes).
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "hubspot",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("X-HubSpot-Request-Timestamp"),
+            timestamp_format: TimestampFormat::UnixMs,
+            signed: Some("{method}{url}{body}{timestamp}"),
+            public_url: true,
+            url_form: UrlForm::HubSpotDecoded,
+            ..shape("X-HubSpot-Signature-v3", Sha256, Base64, None)
+        }),
+        // A batch of events; a retry resends the same batch.
+        dedup: ProviderId::Json("/0/eventId"),
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "zoom",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("x-zm-request-timestamp"),
+            signed: Some("v0:{timestamp}:{body}"),
+            ..shape("x-zm-signature", Sha256, Hex, Some("v0="))
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::ZoomUrlValidation,
+    },
+    Preset {
+        name: "twitch",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("Twitch-Eventsub-Message-Timestamp"),
+            timestamp_format: TimestampFormat::Rfc3339,
+            signed: Some("{header:Twitch-Eventsub-Message-Id}{timestamp}{body}"),
+            ..shape(
+                "Twitch-Eventsub-Message-Signature",
+                Sha256,
+                Hex,
+                Some("sha256="),
+            )
+        }),
+        dedup: ProviderId::Header(&["Twitch-Eventsub-Message-Id"]),
+        // Twitch: "make sure the value in the timestamp header isn't older than 10
+        // minutes".
+        tolerance: Some(Duration::from_secs(600)),
+        challenge: Challenge::TwitchVerification,
+    },
+    Preset {
+        name: "okta",
+        scheme: Scheme::HeaderToken("Authorization"),
+        // The System Log event's uuid, the same when Okta redelivers the batch.
+        dedup: ProviderId::Json("/data/events/0/uuid"),
+        tolerance: None,
+        challenge: Challenge::OktaVerification,
+    },
+    Preset {
+        name: "dropbox",
+        scheme: Scheme::Hmac(shape("X-Dropbox-Signature", Sha256, Hex, None)),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::DropboxEcho,
+    },
+    Preset {
+        name: "asana",
+        scheme: Scheme::Hmac(shape("X-Hook-Signature", Sha256, Hex, None)),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::AsanaHandshake,
+    },
+    Preset {
+        name: "mailgun",
+        scheme: Scheme::Mailgun,
+        // Mailgun's docs: cache the token and refuse a repeat.
+        dedup: ProviderId::JsonOrForm("/signature/token", "token"),
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "postmark",
+        scheme: Scheme::Basic,
+        dedup: ProviderId::Json("/MessageID"),
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "xero",
+        scheme: Scheme::Hmac(shape("x-xero-signature", Sha256, Base64, None)),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::XeroIntentToReceive,
+    },
+    Preset {
+        name: "trello",
+        scheme: Scheme::Hmac(Shape {
+            signed: Some("{body}{url}"),
+            public_url: true,
+            ..shape("X-Trello-Webhook", Sha1, Base64, None)
+        }),
+        dedup: ProviderId::Json("/action/id"),
+        tolerance: None,
+        challenge: Challenge::TrelloHead,
+    },
     standard_webhooks("svix"),
     standard_webhooks("clerk"),
     standard_webhooks("resend"),
@@ -354,7 +533,13 @@ impl Preset {
         match &self.scheme {
             Scheme::Hmac(shape) => shape.public_url,
             Scheme::Twilio => true,
-            Scheme::Timestamped(_) | Scheme::StandardWebhooks | Scheme::Asymmetric(_) => false,
+            Scheme::Timestamped(_)
+            | Scheme::StandardWebhooks
+            | Scheme::Asymmetric(_)
+            | Scheme::HeaderToken(_)
+            | Scheme::Gitlab
+            | Scheme::Basic
+            | Scheme::Mailgun => false,
         }
     }
 
@@ -363,7 +548,42 @@ impl Preset {
         match &self.scheme {
             Scheme::Asymmetric(_) => KeyUse::Required,
             Scheme::StandardWebhooks => KeyUse::Optional,
-            Scheme::Hmac(_) | Scheme::Timestamped(_) | Scheme::Twilio => KeyUse::None,
+            Scheme::Hmac(_)
+            | Scheme::Timestamped(_)
+            | Scheme::Twilio
+            | Scheme::HeaderToken(_)
+            | Scheme::Gitlab
+            | Scheme::Basic
+            | Scheme::Mailgun => KeyUse::None,
+        }
+    }
+
+    /// Whether a changed body fails the check. Not so where a credential is sent as is
+    /// (GitLab's token, Okta, Postmark) or where only a timestamp and token are signed
+    /// (Mailgun).
+    #[cfg(test)]
+    pub(super) fn signs_body(&self) -> bool {
+        !matches!(
+            self.scheme,
+            Scheme::HeaderToken(_) | Scheme::Gitlab | Scheme::Basic | Scheme::Mailgun
+        )
+    }
+
+    /// The keys of a preset that takes more than `secret` with `tolerance` or
+    /// `public_url`; `None` for the others, read by the shapes in `config.rs`.
+    pub(super) fn keys(&self) -> Option<Keys> {
+        let keys = |required, optional| Some(Keys { required, optional });
+        match (&self.scheme, &self.challenge) {
+            (_, Challenge::MetaSubscribe) => keys(&["secret", "verify_token"], &[]),
+            // No secret until Asana's handshake has shown it.
+            (_, Challenge::AsanaHandshake) => keys(&[], &["secret"]),
+            (Scheme::HeaderToken(_), _) => keys(&["secret"], &["header"]),
+            (Scheme::Basic, _) => keys(&["username", "password"], &[]),
+            (Scheme::Gitlab, _) => keys(&[], &["secret", "signing_token", "tolerance"]),
+            _ if self.needs_public_url() && self.signs_timestamp() => {
+                keys(&["secret", "public_url"], &["tolerance"])
+            }
+            _ => None,
         }
     }
 
@@ -379,6 +599,12 @@ impl Preset {
         let secret = &config.secret;
         let tolerance = self.tolerance_or_default(config.tolerance);
         let check = match &self.scheme {
+            // An Asana source before its handshake: see `challenges::asana_handshake`.
+            Scheme::Hmac(_)
+                if self.challenge == Challenge::AsanaHandshake && secret.as_slice().is_empty() =>
+            {
+                Check::AwaitingSecret
+            }
             Scheme::Hmac(shape) => {
                 let public_url = checked_public_url(config.public_url.as_deref())?;
                 Check::Hmac(hmac::GenericHmac::build(
@@ -404,10 +630,66 @@ impl Preset {
             Scheme::Asymmetric(layout) => {
                 Check::Asymmetric(Asymmetric::build(layout, required_key(config)?, tolerance)?)
             }
+            Scheme::HeaderToken(default) => {
+                let header = config.extras.header.as_deref().unwrap_or(default);
+                Check::Token(HeaderToken::build(header, secret)?)
+            }
+            Scheme::Gitlab => {
+                let token = (!secret.as_slice().is_empty())
+                    .then(|| HeaderToken::build(GITLAB_TOKEN, secret))
+                    .transpose()?;
+                let signed = config
+                    .extras
+                    .signing_token
+                    .as_ref()
+                    .map(|key| StandardWebhooks::build(key, None, tolerance))
+                    .transpose()?;
+                if token.is_none() && signed.is_none() {
+                    return Err(BuildError::Needs(
+                        "give `secret` (the webhook's secret token), `signing_token` (its `whsec_…` signing token), or both",
+                    ));
+                }
+                Check::Gitlab { token, signed }
+            }
+            Scheme::Basic => {
+                let username = config.extras.username.as_deref().unwrap_or_default();
+                Check::Basic(Basic::build(username, secret)?)
+            }
+            Scheme::Mailgun => Check::Mailgun(Mailgun::build(secret, tolerance)?),
         };
         Ok(PresetVerifier {
             preset: self,
             check,
+            keys: self.challenge_keys(config)?,
+        })
+    }
+
+    /// What the preset's challenge needs of the configuration.
+    fn challenge_keys(&self, config: &PresetConfig) -> Result<ChallengeKeys, BuildError> {
+        let digests = |field, refs| -> Result<_, BuildError> {
+            Ok(resolve_all(field, refs)?
+                .iter()
+                .map(|s| challenges::digest(s.expose()))
+                .collect())
+        };
+        Ok(match self.challenge {
+            Challenge::MetaSubscribe => ChallengeKeys {
+                key: None,
+                tokens: match &config.extras.verify_token {
+                    Some(tokens) => digests("verify_token", tokens)?,
+                    None => Vec::new(),
+                },
+            },
+            Challenge::AsanaHandshake if !config.secret.as_slice().is_empty() => ChallengeKeys {
+                key: None,
+                tokens: digests("secret", &config.secret)?,
+            },
+            // The sender computes these with its one secret: the first (newest) one.
+            Challenge::TwitterCrc | Challenge::ZoomUrlValidation => ChallengeKeys {
+                key: resolve_all("secret", &config.secret)?.into_iter().next(),
+                tokens: Vec::new(),
+            },
+            _ => ChallengeKeys::default(),
         })
     }
 }
@@ -418,6 +700,15 @@ fn required_key(config: &PresetConfig) -> Result<&OneOrMany<SecretRef>, BuildErr
         field: "public_key",
     })
 }
+
+/// Which keys a preset takes (besides `kind`), for those that list them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Keys {
+    pub required: &'static [&'static str],
+    pub optional: &'static [&'static str],
+}
+
+const GITLAB_TOKEN: &str = "X-Gitlab-Token";
 
 /// The public URL as the sender signs it: absolute `http(s)`, no query string (the
 /// request's own is appended) and no fragment.
@@ -445,6 +736,7 @@ pub(super) fn checked_public_url(url: Option<&str>) -> Result<Option<&str>, Buil
 pub struct PresetVerifier {
     preset: &'static Preset,
     check: Check,
+    keys: ChallengeKeys,
 }
 
 #[derive(Debug, Clone)]
@@ -454,6 +746,15 @@ enum Check {
     StandardWebhooks(StandardWebhooks),
     Twilio(Twilio),
     Asymmetric(Asymmetric),
+    Token(HeaderToken),
+    Gitlab {
+        token: Option<HeaderToken>,
+        signed: Option<StandardWebhooks>,
+    },
+    Basic(Basic),
+    Mailgun(Mailgun),
+    /// No secret yet (Asana before its handshake): every event is refused.
+    AwaitingSecret,
 }
 
 impl PresetVerifier {
@@ -468,6 +769,21 @@ impl PresetVerifier {
             Check::StandardWebhooks(v) => v.check(req),
             Check::Twilio(v) => v.check(req),
             Check::Asymmetric(v) => v.check(req),
+            Check::Token(v) => v.check(req),
+            Check::Gitlab { token, signed } => {
+                if let Some(token) = token {
+                    token.check(req)?;
+                }
+                match signed {
+                    Some(signed) => signed.check(req),
+                    None => Ok(()),
+                }
+            }
+            Check::Basic(v) => v.check(req),
+            Check::Mailgun(v) => v.check(req),
+            Check::AwaitingSecret => Err(Rejection::NotConfigured {
+                problem: "no `secret` is configured yet; answer Asana's handshake, then copy its X-Hook-Secret into `secret`",
+            }),
         }
     }
 
@@ -480,23 +796,79 @@ impl PresetVerifier {
                 .map(str::trim)
                 .find(|id| !id.is_empty())
                 .map(str::to_owned),
-            ProviderId::Json(pointer) => {
-                let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
-                match body.pointer(pointer)? {
-                    serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                }
-            }
+            ProviderId::Json(pointer) => json_id(&req.body, pointer),
+            ProviderId::JsonOrForm(pointer, field) => json_id(&req.body, pointer).or_else(|| {
+                form_urlencoded::parse(&req.body)
+                    .find(|(name, value)| name == field && !value.is_empty())
+                    .map(|(_, value)| value.into_owned())
+            }),
         }
     }
 
     pub(super) fn answer(&self, verified: &Verified) -> Option<Answer> {
+        let req = verified.request();
         match self.preset.challenge {
-            Challenge::None => None,
-            Challenge::SlackUrlVerification => slack_url_verification(&verified.request().body),
-            Challenge::DiscordPing => discord_ping(&verified.request().body),
+            Challenge::SlackUrlVerification => slack_url_verification(&req.body),
+            Challenge::DiscordPing => discord_ping(&req.body),
+            Challenge::ZoomUrlValidation => challenges::zoom_url_validation(req, &self.keys),
+            Challenge::TwitchVerification => challenges::twitch_verification(req),
+            Challenge::XeroIntentToReceive => challenges::xero_intent_to_receive(req),
+            _ => None,
         }
+    }
+
+    /// Xero ("Configuring your server": "There is no body in the response") and Okta
+    /// (answers to deliveries "should all be empty") want no body; both also have a
+    /// challenge, which is how they are told apart here.
+    pub(super) fn wants_empty_answer(&self) -> bool {
+        matches!(
+            self.preset.challenge,
+            Challenge::XeroIntentToReceive | Challenge::OktaVerification
+        )
+    }
+
+    /// The method of the preset's unsigned challenge, when the source may not take it
+    /// for events.
+    pub(super) fn challenge_method(&self) -> Option<&'static Method> {
+        match self.preset.challenge {
+            Challenge::MetaSubscribe
+            | Challenge::TwitterCrc
+            | Challenge::DropboxEcho
+            | Challenge::OktaVerification => Some(&Method::GET),
+            Challenge::TrelloHead => Some(&Method::HEAD),
+            _ => None,
+        }
+    }
+
+    pub(super) fn challenge(&self, req: &Unverified) -> Option<Result<Answer, Rejection>> {
+        let method = &req.method;
+        match self.preset.challenge {
+            Challenge::MetaSubscribe if method == Method::GET => {
+                challenges::meta_subscribe(req, &self.keys)
+            }
+            Challenge::TwitterCrc if method == Method::GET => {
+                challenges::twitter_crc(req, &self.keys)
+            }
+            Challenge::DropboxEcho if method == Method::GET => challenges::dropbox_echo(req),
+            Challenge::OktaVerification if method == Method::GET => {
+                challenges::okta_verification(req)
+            }
+            Challenge::TrelloHead if method == Method::HEAD => Some(Ok(Answer::empty())),
+            Challenge::AsanaHandshake if method == Method::POST => {
+                challenges::asana_handshake(req, &self.keys)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A string or number at `pointer` in a JSON body.
+fn json_id(body: &[u8], pointer: &str) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match body.pointer(pointer)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -511,10 +883,7 @@ fn slack_url_verification(body: &[u8]) -> Option<Answer> {
         challenge: String,
     }
     let handshake: Handshake = serde_json::from_slice(body).ok()?;
-    (handshake.kind == "url_verification").then(|| Answer {
-        content_type: "text/plain; charset=utf-8",
-        body: handshake.challenge.into_bytes(),
-    })
+    (handshake.kind == "url_verification").then(|| Answer::text(handshake.challenge))
 }
 
 /// Discord's interactions PING, `{"type": 1}` (other keys allowed), answered
@@ -528,10 +897,8 @@ fn discord_ping(body: &[u8]) -> Option<Answer> {
         event: Option<serde::de::IgnoredAny>,
     }
     let interaction: Interaction = serde_json::from_slice(body).ok()?;
-    (interaction.kind == 1 && interaction.event.is_none()).then(|| Answer {
-        content_type: "application/json",
-        body: br#"{"type":1}"#.to_vec(),
-    })
+    (interaction.kind == 1 && interaction.event.is_none())
+        .then(|| Answer::json(&serde_json::json!({"type": 1})))
 }
 
 #[cfg(test)]

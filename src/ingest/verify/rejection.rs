@@ -42,6 +42,12 @@ pub enum Rejection {
     /// Basic or bearer credentials were present but are not among the configured ones.
     #[error("credentials do not match")]
     BadCredentials,
+    /// A provider's challenge (Meta's verify token, Asana's handshake) was refused.
+    #[error("challenge refused: {problem}")]
+    ChallengeRefused { problem: &'static str },
+    /// The source cannot verify anything yet (an Asana source before its handshake).
+    #[error("not ready: {problem}")]
+    NotConfigured { problem: &'static str },
 }
 
 impl Rejection {
@@ -54,6 +60,8 @@ impl Rejection {
             Rejection::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
             Rejection::NoSignatureMatched => "no_signature_matched",
             Rejection::BadCredentials => "bad_credentials",
+            Rejection::ChallengeRefused { .. } => "challenge_refused",
+            Rejection::NotConfigured { .. } => "not_configured",
         }
     }
 

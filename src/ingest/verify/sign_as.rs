@@ -17,7 +17,9 @@
 //! `v1a`) sign with the verify table's `signing_key`, which only this module reads: the
 //! sender's private key, which only exists for a self-made key pair (tests, or a
 //! staging source fed by `forebay send`). A preset that reads a timestamp from the body
-//! (Linear) cannot have it set here: the body must already carry a current one.
+//! (Linear) cannot have it set here: the body must already carry a current one. Mailgun
+//! signs inside the body: [`Signer::sign_body`] returns the body to send, to call
+//! before [`Signer::sign`].
 
 use std::fmt;
 
@@ -30,9 +32,10 @@ use ed25519_dalek::ed25519::signature::MultipartSigner;
 
 use super::asymmetric::{Layout, PrivateKey};
 use super::config::{
-    BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, VerifyConfig, resolve_secrets,
+    BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, TimestampFormat, VerifyConfig,
+    resolve_secrets,
 };
-use super::hmac::{self, Part};
+use super::hmac::{self, Part, UrlForm};
 use super::keys::{self, Format as KeyFormat};
 use super::mac;
 use super::presets::Scheme as PresetScheme;
@@ -76,6 +79,9 @@ pub enum SignError {
     /// than a panic because the key comes from the configuration.
     #[error("cannot compute the HMAC with the configured secret")]
     Mac,
+    /// The scheme signs inside the body, and this body has no room for it.
+    #[error("cannot sign this body: {problem}")]
+    Body { problem: &'static str },
 }
 
 /// Signs messages for one source, as its sender would. Built from the source's
@@ -122,6 +128,20 @@ enum Scheme {
         layout: &'static Layout,
         key: PrivateKey,
     },
+    /// The secret as it is, in a header (Okta).
+    Token {
+        header: HeaderName,
+        token: Secret,
+    },
+    /// `X-Gitlab-Token` and/or a Standard Webhooks signature with the decoded key.
+    Gitlab {
+        token: Option<Secret>,
+        key: Option<Secret>,
+    },
+    /// Signed inside the body: see [`Signer::sign_body`].
+    Mailgun {
+        key: Secret,
+    },
 }
 
 impl fmt::Debug for Signer {
@@ -166,6 +186,8 @@ impl Signer {
                 timestamp_header,
                 signed,
                 tolerance,
+                timestamp_format,
+                public_url,
             } => {
                 return Self::from_hmac(&hmac::Settings {
                     algorithm: *algorithm,
@@ -174,18 +196,14 @@ impl Signer {
                     timestamp_header: timestamp_header.as_deref(),
                     signed: signed.as_deref(),
                     tolerance: *tolerance,
+                    timestamp_format: *timestamp_format,
+                    public_url: super::presets::checked_public_url(public_url.as_deref())?,
                     ..hmac::Settings::plain(secret, header)
                 });
             }
-            VerifyConfig::Basic { username, password } => {
-                let password = first_secret("password", password)?;
-                let mut pair = username.as_bytes().to_vec();
-                pair.push(b':');
-                pair.extend_from_slice(password.expose());
-                Scheme::Basic {
-                    pair: Secret::from_bytes(pair),
-                }
-            }
+            VerifyConfig::Basic { username, password } => Scheme::Basic {
+                pair: basic_pair(username, password)?,
+            },
             VerifyConfig::Bearer { token } => Scheme::Bearer {
                 token: first_secret("token", token)?,
             },
@@ -229,6 +247,34 @@ impl Signer {
                             key: PrivateKey::build(layout, signing_key, public_key)?,
                         }
                     }
+                    PresetScheme::HeaderToken(default) => Scheme::Token {
+                        header: header_name(
+                            "header",
+                            p.extras.header.as_deref().unwrap_or(default),
+                        )?,
+                        token: first_secret("secret", &p.secret)?,
+                    },
+                    PresetScheme::Gitlab => Scheme::Gitlab {
+                        token: match p.secret.as_slice() {
+                            [] => None,
+                            _ => Some(first_secret("secret", &p.secret)?),
+                        },
+                        key: p
+                            .extras
+                            .signing_token
+                            .as_ref()
+                            .map(|refs| first_hmac_key("signing_token", refs))
+                            .transpose()?,
+                    },
+                    PresetScheme::Basic => {
+                        let username = p.extras.username.as_deref().unwrap_or_default();
+                        Scheme::Basic {
+                            pair: basic_pair(username, &p.secret)?,
+                        }
+                    }
+                    PresetScheme::Mailgun => Scheme::Mailgun {
+                        key: first_secret("secret", &p.secret)?,
+                    },
                 };
                 return Ok(Self { scheme, kind });
             }
@@ -242,8 +288,11 @@ impl Signer {
             Scheme::Twilio { .. } => "twilio",
             Scheme::Basic { .. } => "basic",
             Scheme::Bearer { .. } => "bearer",
-            // Only presets sign this way, and they return above with their own name.
-            Scheme::Asymmetric { .. } => "asymmetric",
+            // Only presets build these, and they return above with their own name.
+            Scheme::Asymmetric { .. }
+            | Scheme::Token { .. }
+            | Scheme::Gitlab { .. }
+            | Scheme::Mailgun { .. } => "preset",
         };
         Ok(Self { scheme, kind })
     }
@@ -260,6 +309,26 @@ impl Signer {
     /// The `kind` this signer signs for, as written in the TOML.
     pub fn kind_name(&self) -> &'static str {
         self.kind
+    }
+
+    /// The body to send instead of `message.body`, for a scheme that signs inside the
+    /// body (Mailgun: a `signature` object, or form fields, with `message.id` as the
+    /// token); `None`: send the body as it is. Call it before [`Signer::sign`], and sign
+    /// the body it returns.
+    pub fn sign_body(&self, message: &Message<'_>) -> Result<Option<Vec<u8>>, SignError> {
+        match &self.scheme {
+            Scheme::Mailgun { key } => super::mailgun::sign_body(
+                key.expose(),
+                message.timestamp,
+                message.id,
+                message.body,
+            )
+            .map(Some)
+            .ok_or(SignError::Body {
+                problem: "Mailgun's signature goes into a JSON object or form fields; send one of those",
+            }),
+            _ => Ok(None),
+        }
     }
 
     /// The headers to set on top of `message.headers` (one value per name: insert each,
@@ -312,45 +381,29 @@ impl Signer {
                 default_header(&mut out, message, GITHUB_EVENT, "ping")?;
             }
             Scheme::StandardWebhooks { key, ed25519 } => {
-                let id = match message.headers.get(&WEBHOOK_ID) {
-                    Some(given) => visible_text(&WEBHOOK_ID, given)?.to_owned(),
-                    None => {
-                        out.insert(WEBHOOK_ID, text_value(&WEBHOOK_ID, message.id)?);
-                        message.id.to_owned()
-                    }
-                };
-                if id.is_empty() {
-                    return Err(header_error(&WEBHOOK_ID, "the id is empty"));
-                }
-                if id.contains('.') {
-                    return Err(header_error(
-                        &WEBHOOK_ID,
-                        "the id contains `.`, which Standard Webhooks forbids; choose one without it",
-                    ));
-                }
-                let signed: [&[u8]; 5] = [
-                    id.as_bytes(),
-                    b".",
-                    timestamp.as_bytes(),
-                    b".",
-                    message.body,
-                ];
-                let mut entries = Vec::new();
-                if let Some(key) = key {
-                    let sig = mac_of(HmacAlgorithm::Sha256, key, &signed)?;
-                    entries.push(format!("v1,{}", STANDARD.encode(sig)));
-                }
-                if let Some(key) = ed25519 {
-                    let sig = key.multipart_sign(&signed);
-                    entries.push(format!("v1a,{}", STANDARD.encode(sig.to_bytes())));
-                }
-                out.insert(
-                    WEBHOOK_TIMESTAMP,
-                    text_value(&WEBHOOK_TIMESTAMP, &timestamp)?,
-                );
-                let value = entries.join(" ");
-                out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
+                sign_standard_webhooks(
+                    key.as_ref(),
+                    ed25519.as_ref(),
+                    message,
+                    &timestamp,
+                    &mut out,
+                )?;
             }
+            Scheme::Token { header, token } => {
+                out.insert(header.clone(), secret_value(header, token)?);
+            }
+            Scheme::Gitlab { token, key } => {
+                if let Some(token) = token {
+                    let name = HeaderName::from_static("x-gitlab-token");
+                    let value = secret_value(&name, token)?;
+                    out.insert(name, value);
+                }
+                if let Some(key) = key {
+                    sign_standard_webhooks(Some(key), None, message, &timestamp, &mut out)?;
+                }
+            }
+            // The signature is in the body (`sign_body`).
+            Scheme::Mailgun { .. } => {}
             Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
             Scheme::Twilio { secret, public_url } => {
                 let sig = super::twilio::sign(secret.expose(), public_url, message.body)
@@ -411,6 +464,8 @@ struct HmacSigner {
     template: Vec<Part>,
     /// Empty unless the scheme signs its URL; sent to without a query string.
     public_url: String,
+    timestamp_format: TimestampFormat,
+    url_form: UrlForm,
 }
 
 impl HmacSigner {
@@ -441,6 +496,8 @@ impl HmacSigner {
                 s.public_url.is_some(),
             )?,
             public_url: s.public_url.unwrap_or_default().to_owned(),
+            timestamp_format: s.timestamp_format,
+            url_form: s.url_form,
         })
     }
 
@@ -450,13 +507,18 @@ impl HmacSigner {
         timestamp: &str,
         out: &mut HeaderMap,
     ) -> Result<(), SignError> {
+        let secs = timestamp.parse().unwrap_or_default();
+        let timestamp = &hmac::format_timestamp(self.timestamp_format, secs);
+        let url = self.url_form.apply(self.public_url.clone());
         let mut signed = Vec::with_capacity(message.body.len() + 64);
         for piece in &self.template {
             match piece {
                 Part::Literal(text) => signed.extend_from_slice(text.as_bytes()),
                 Part::Body => signed.extend_from_slice(message.body),
                 Part::Timestamp => signed.extend_from_slice(timestamp.as_bytes()),
-                Part::Url => signed.extend_from_slice(self.public_url.as_bytes()),
+                Part::Url => signed.extend_from_slice(url.as_bytes()),
+                // `forebay send` posts.
+                Part::Method => signed.extend_from_slice(b"POST"),
                 Part::Header(name) => {
                     // The parser checked the name.
                     let name =
@@ -496,12 +558,90 @@ impl HmacSigner {
     }
 }
 
+/// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`)
+/// for `message`, keyed with the decoded secret.
+fn sign_standard_webhooks(
+    key: Option<&Secret>,
+    ed25519: Option<&Ed25519SigningKey>,
+    message: &Message<'_>,
+    timestamp: &str,
+    out: &mut HeaderMap,
+) -> Result<(), SignError> {
+    let id = match message.headers.get(&WEBHOOK_ID) {
+        Some(given) => visible_text(&WEBHOOK_ID, given)?.to_owned(),
+        None => {
+            out.insert(WEBHOOK_ID, text_value(&WEBHOOK_ID, message.id)?);
+            message.id.to_owned()
+        }
+    };
+    if id.is_empty() {
+        return Err(header_error(&WEBHOOK_ID, "the id is empty"));
+    }
+    if id.contains('.') {
+        return Err(header_error(
+            &WEBHOOK_ID,
+            "the id contains `.`, which Standard Webhooks forbids; choose one without it",
+        ));
+    }
+    let signed: [&[u8]; 5] = [
+        id.as_bytes(),
+        b".",
+        timestamp.as_bytes(),
+        b".",
+        message.body,
+    ];
+    let mut entries = Vec::new();
+    if let Some(key) = key {
+        let sig = mac_of(HmacAlgorithm::Sha256, key, &signed)?;
+        entries.push(format!("v1,{}", STANDARD.encode(sig)));
+    }
+    if let Some(key) = ed25519 {
+        let sig = key.multipart_sign(&signed);
+        entries.push(format!("v1a,{}", STANDARD.encode(sig.to_bytes())));
+    }
+    out.insert(
+        WEBHOOK_TIMESTAMP,
+        text_value(&WEBHOOK_TIMESTAMP, timestamp)?,
+    );
+    let value = entries.join(" ");
+    out.insert(WEBHOOK_SIGNATURE, text_value(&WEBHOOK_SIGNATURE, &value)?);
+    Ok(())
+}
+
+/// A secret sent as it is, marked sensitive so that it is never logged.
+fn secret_value(name: &HeaderName, secret: &Secret) -> Result<HeaderValue, SignError> {
+    let mut value = HeaderValue::from_bytes(secret.expose())
+        .ok()
+        .filter(|v| v.to_str().is_ok())
+        .ok_or_else(|| header_error(name, "the secret is not visible ASCII"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `username:password` with the first password, ready to encode.
+fn basic_pair(username: &str, password: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
+    let password = first_secret("password", password)?;
+    let mut pair = username.as_bytes().to_vec();
+    pair.push(b':');
+    pair.extend_from_slice(password.expose());
+    Ok(Secret::from_bytes(pair))
+}
+
 /// The first secret of a list: the one a sender signs with during a rotation.
 fn first_secret(field: &'static str, refs: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
     resolve_secrets(field, refs)?
         .into_iter()
         .next()
         .map(|(_, secret)| secret)
+        .ok_or(BuildError::NoSecrets { field })
+}
+
+/// The first of Standard Webhooks secrets (`whsec_…`), decoded: the one a sender signs
+/// with during a rotation.
+fn first_hmac_key(field: &'static str, refs: &OneOrMany<SecretRef>) -> Result<Secret, BuildError> {
+    super::standard_webhooks::hmac_keys(refs)?
+        .into_iter()
+        .next()
         .ok_or(BuildError::NoSecrets { field })
 }
 
@@ -516,10 +656,7 @@ fn standard_webhooks_scheme(
     let key = if secret.as_slice().is_empty() {
         None
     } else {
-        // The first secret: the one a sender signs with during a rotation.
-        super::standard_webhooks::hmac_keys(secret)?
-            .into_iter()
-            .next()
+        Some(first_hmac_key("secret", secret)?)
     };
     let ed25519 = match (signing_key, public_key) {
         (Some(private), Some(public)) => {

@@ -30,15 +30,23 @@ pub(super) fn request(headers: &[(&str, &[u8])], body: &[u8], received_at_secs: 
     }
 }
 
-/// Builds a verifier from the inside of `verify = { ... }`.
-pub(super) fn build(inline_table: &str) -> Verifier {
+/// Reads the inside of `verify = { ... }`; the error is the message a user would see.
+pub(super) fn parse(inline_table: &str) -> Result<VerifyConfig, String> {
     #[derive(Deserialize)]
     struct Source {
         verify: VerifyConfig,
     }
-    let source: Source =
-        toml::from_str(&format!("verify = {{ {inline_table} }}")).expect("test config parses");
-    source.verify.build().expect("test config builds")
+    toml::from_str::<Source>(&format!("verify = {{ {inline_table} }}"))
+        .map(|source| source.verify)
+        .map_err(|e| e.to_string())
+}
+
+/// Builds a verifier from the inside of `verify = { ... }`.
+pub(super) fn build(inline_table: &str) -> Verifier {
+    parse(inline_table)
+        .expect("test config parses")
+        .build()
+        .expect("test config builds")
 }
 
 /// Runs `verifier` and keeps only the outcome, checking that a rejection hands the

@@ -17,3 +17,19 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// HMAC-SHA256 of `msg` under `key`, as the providers' examples compute it.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The wall clock in Unix seconds, for signing timestamps the server checks.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}

@@ -150,6 +150,25 @@ impl TestServer {
         body
     }
 
+    /// The stored events of a source (up to 100), newest first.
+    pub async fn events_of(&self, source: &str) -> Vec<Value> {
+        self.list(&format!("/api/v1/events?source={source}&limit=100"))
+            .await
+    }
+
+    /// The rejected requests of a source (up to 100), newest first.
+    pub async fn rejected_of(&self, source: &str) -> Vec<Value> {
+        self.list(&format!("/api/v1/rejected?source={source}&limit=100"))
+            .await
+    }
+
+    async fn list(&self, path: &str) -> Vec<Value> {
+        match self.admin_json(path).await["data"].take() {
+            Value::Array(items) => items,
+            other => panic!("GET {path}: no data list: {other}"),
+        }
+    }
+
     /// Waits until the event's deliveries are all in `state` (the attempt is recorded
     /// just after the receiver answers; there is no signal for it, so this asks, bounded).
     pub async fn wait_for_deliveries(&self, event_id: &str, state: &str) -> Value {

@@ -337,12 +337,14 @@ fn template_mistakes_are_build_errors() {
         timestamp_header: None,
         signed: Some("{bdy}".into()),
         tolerance: std::time::Duration::from_secs(300),
+        timestamp_format: Default::default(),
+        public_url: None,
     }
     .build()
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`signed`: unknown placeholder `{bdy}`; use {body}, {timestamp} or {header:Name}"
+        "`signed`: unknown placeholder `{bdy}`; use {body}, {timestamp}, {method}, {url} (with `public_url`) or {header:Name}"
     );
 }
 
@@ -357,6 +359,8 @@ fn bad_header_names_are_build_errors() {
         timestamp_header: None,
         signed: None,
         tolerance: std::time::Duration::from_secs(300),
+        timestamp_format: Default::default(),
+        public_url: None,
     }
     .build()
     .unwrap_err();
