@@ -233,7 +233,6 @@ impl Store for PostgresStore {
             .ok()
             .and_then(|c| c.limits.get(&claim.destination).cloned());
         let claimed: Result<_, StoreError> = in_transaction!(self, |tx| {
-            write_deliveries::commit_without_waiting_for_disk(tx).await?;
             write_deliveries::claim(tx, &claim, limit.as_ref(), self.presence.owner()).await?
         });
         let (claimed, retry_in) = claimed?;
@@ -253,7 +252,6 @@ impl Store for PostgresStore {
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
-            write_deliveries::commit_without_waiting_for_disk(tx).await?;
             let out = write_deliveries::record_attempt(tx, &attempt).await?;
             cluster::notify(tx, &self.channel).await?;
             out

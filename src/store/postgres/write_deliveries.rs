@@ -19,24 +19,6 @@ use crate::store::{
     Pausable, Preparation, Prepared, RetryNow, StoreError,
 };
 
-/// Lets this transaction's COMMIT return before its WAL record is on disk (PostgreSQL's
-/// asynchronous commit), for claims and attempt records only. A database crash can then
-/// forget the last fraction of a second of them: a forgotten claim or attempt leaves its
-/// delivery due again, and it is sent again, which at-least-once delivery allows (the
-/// handler sees the same `webhook-id`). Nothing is lost: the event and its deliveries
-/// were committed durably at ingest, and WAL order means a later durable commit makes
-/// every earlier one durable too. The gain is throughput: these commits no longer
-/// queue for the disk one by one.
-pub(super) async fn commit_without_waiting_for_disk(
-    tx: &Transaction<'_>,
-) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached("SET LOCAL synchronous_commit = off")
-        .await?;
-    tx.execute(&stmt, &[]).await?;
-    Ok(())
-}
-
 /// Serializes claims of one destination across the cluster, until the transaction ends.
 async fn destination_lock(tx: &Transaction<'_>, destination: &str) -> Result<(), StoreError> {
     let stmt = tx
