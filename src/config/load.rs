@@ -86,6 +86,7 @@ fn check(
                     "source {name:?} does not verify its sender (verify.kind = \"none\"): anyone who knows the URL can post events"
                 ));
             }
+            warnings.extend(mailgun_replay_warning(&source));
             sources.insert(name, source);
         }
     }
@@ -465,6 +466,25 @@ fn resolve_source(
     })
 }
 
+/// Mailgun signs a timestamp and a token, not the event: anyone who sees one signed
+/// body (a handler, a log) can attach another event to its signature within the
+/// tolerance. Dedup on the token is what stops that, so say so when the source turns
+/// it off.
+fn mailgun_replay_warning(source: &Source) -> Option<String> {
+    if source.verifier.kind_name() != "mailgun" {
+        return None;
+    }
+    let name = &source.name;
+    if !matches!(source.dedup, DedupRule::Auto) {
+        return Some(format!(
+            "source {name:?}: dedup_key replaces Mailgun's signature token as the dedup key; Mailgun does not sign the event itself, so a signature seen once could carry another event within the tolerance. Remove dedup_key to dedup on the token"
+        ));
+    }
+    (source.dedup_window < Span::secs(300)).then(|| format!(
+        "source {name:?}: dedup_window is shorter than Mailgun's default signature tolerance (5m): a signature seen once could carry another event after the window; keep dedup_window at least 5m"
+    ))
+}
+
 /// The source's retention, its own keys over the storage-wide ones. Events must outlive
 /// the dedup window: dedup compares a request with the stored events.
 fn settle_retention(
@@ -821,6 +841,21 @@ mod tests {
                 "storage.retention.events: keeps events 2h (for source \"c\"), less than the source's dedup_window (7days): a repeat arriving after its event was purged would be delivered again; keep events at least as long as dedup_window, or shorten dedup_window",
             ],
         );
+    }
+
+    #[test]
+    fn a_mailgun_source_that_gives_up_its_token_dedup_is_warned_about() {
+        let mailgun = "verify = { kind = \"mailgun\", secret = \"key\" }";
+        let warned = |extra: &str| {
+            ok(&format!("[sources.mg]\n{mailgun}\n{extra}\n"), &[])
+                .warnings
+                .into_iter()
+                .filter(|w| w.contains("Mailgun"))
+                .collect::<Vec<_>>()
+        };
+        assert!(warned("").is_empty());
+        assert!(warned("dedup_key = \"json:/event-data/id\"")[0].contains("Remove dedup_key"));
+        assert!(warned("dedup_window = \"1m\"")[0].contains("keep dedup_window at least 5m"));
     }
 
     #[test]

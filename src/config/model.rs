@@ -242,7 +242,8 @@ pub struct HttpDestination {
     #[serde(default)]
     pub follow_redirects: bool,
     /// Pass the sender's original headers on (`X-GitHub-Event`, `X-Shopify-Topic`, …), except
-    /// transport headers and the sender's credentials (`Authorization`, `Cookie`).
+    /// transport headers and the sender's credentials (`Authorization`, `Cookie`,
+    /// `X-Gitlab-Token`).
     #[serde(default = "default_true")]
     pub forward_headers: bool,
 }

@@ -147,11 +147,8 @@ fn forwardable(name: &str) -> bool {
             | "trailer"
             | "upgrade"
             | "expect"
-            | "proxy-authorization"
             | "proxy-connection"
-            | "authorization"
-            | "cookie"
-    )
+    ) && !crate::ingest::request::is_credential(name)
 }
 
 async fn read_response(mut response: reqwest::Response) -> Sent {

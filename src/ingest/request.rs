@@ -34,3 +34,19 @@ impl Unverified {
         self.received_at_ms.div_euclid(1000)
     }
 }
+
+/// Headers that carry the sender's credentials for forebay itself, lower-case. They are
+/// never passed on: not to handlers, not to expressions, not by `forebay listen`.
+/// `X-Gitlab-Token` is GitLab's shared secret sent as it is: a handler that saw it
+/// could sign as GitLab.
+pub const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-gitlab-token",
+];
+
+/// Whether `name` (lower-case) carries the sender's credentials for forebay.
+pub fn is_credential(name: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name)
+}

@@ -6,7 +6,7 @@
 //!   once maps to the array of its values, in order.
 //! - `headers` is an object with lower-case names; repeated headers are joined with `, `.
 //!   The sender's credentials for forebay (`Authorization`, `Proxy-Authorization`,
-//!   `Cookie`) are left out: expressions have no use for them, and their errors are
+//!   `Cookie`, `X-Gitlab-Token`: [`crate::ingest::request::CREDENTIAL_HEADERS`]) are left out: expressions have no use for them, and their errors are
 //!   logged and shown.
 //! - `body` is the parsed JSON when the content type is JSON (`application/json` or
 //!   `…+json`) and the body parses, an object for `application/x-www-form-urlencoded`,
@@ -15,9 +15,6 @@
 use serde_json::{Map, Value};
 
 use crate::store::EventInput;
-
-/// Headers that never reach an expression.
-const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
 /// The input object for `event`.
 pub fn to_value(event: &EventInput) -> Value {
@@ -43,7 +40,7 @@ pub fn to_value(event: &EventInput) -> Value {
     let headers: Vec<(String, Vec<u8>)> = event
         .headers
         .iter()
-        .filter(|(name, _)| !CREDENTIALS.contains(&name.as_str()))
+        .filter(|(name, _)| !crate::ingest::request::is_credential(name))
         .cloned()
         .collect();
     object.insert(

@@ -21,7 +21,7 @@ verify = { kind = "okta", secret = "okta-secret" }
 [sources.trello]
 verify = { kind = "trello", secret = "trello-secret", public_url = "https://hooks.example.com/in/trello" }
 [sources.asana]
-verify = { kind = "asana" }
+verify = { kind = "asana", verify_token = "ours" }
 [sources.zoom]
 verify = { kind = "zoom", secret = "secretValueTest" }
 [sources.twitch]
@@ -178,9 +178,10 @@ async fn get_challenges_are_answered_and_other_gets_are_405() {
 async fn asana_handshake_is_echoed_and_kept_for_the_operator() {
     let server = TestServer::start(SOURCES).await;
     let secret = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
-    let r = post(
+    let r = send(
         &server,
-        "asana",
+        reqwest::Method::POST,
+        "/in/asana?verify_token=ours",
         &[("X-Hook-Secret", secret.to_owned())],
         "",
     )

@@ -56,6 +56,7 @@ async fn delivers_the_original_body_with_stable_signed_headers() {
                 ("content-type", "application/json"),
                 ("x-github-event", "push"),
                 ("authorization", "Bearer for-forebay-only"),
+                ("x-gitlab-token", "gitlab-secret-for-forebay-only"),
                 ("webhook-id", "msg_from_the_sender"),
                 ("x-team", "sender's value"),
             ],
@@ -77,6 +78,7 @@ async fn delivers_the_original_body_with_stable_signed_headers() {
     // forebay's own headers replace the sender's of the same name.
     assert_eq!(got.header("x-github-event"), "push");
     assert!(got.headers.get("authorization").is_none());
+    assert!(got.headers.get("x-gitlab-token").is_none());
     assert_eq!(got.headers.get_all("webhook-id").iter().count(), 1);
 
     assert_signed(&got, SECRET);

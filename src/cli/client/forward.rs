@@ -255,12 +255,9 @@ fn forwardable(name: &str) -> bool {
             | "trailer"
             | "upgrade"
             | "expect"
-            | "proxy-authorization"
             | "proxy-connection"
-            | "authorization"
-            | "cookie"
             | "webhook-signature"
-    )
+    ) && !crate::ingest::request::is_credential(name)
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub(super) struct ChallengeKeys {
     /// SHA-256 digests of the tokens a challenge must carry (Meta's `verify_token`,
     /// Asana's configured secrets), compared in constant time.
     pub tokens: Vec<Vec<u8>>,
+    /// Digests of the `verify_token` an Asana handshake's URL must carry while no
+    /// `secret` is configured, so that only the operator's own webhook is answered.
+    pub url_tokens: Vec<Vec<u8>>,
 }
 
 /// The digest a token is kept and compared as (see `basic.rs` for why).
@@ -74,6 +77,12 @@ pub(super) fn meta_subscribe(
 
 /// X/Twitter (Account Activity API, "Securing webhooks"): `GET ?crc_token=…`, answered
 /// `{"response_token": "sha256=<base64 HMAC-SHA256(consumer secret, crc_token)>"}`.
+///
+/// Anyone may ask, and X signs events with the same key over the body alone, so the
+/// answer would sign any body an asker chose as its token. Two rules close that: a
+/// token is answered only when it looks like one (at most [`CRC_TOKEN_MAX`] characters
+/// of letters, digits and `-_=+/.:`), and an event's body must be a JSON object
+/// ([`twitter_body_is_an_object`]), which no such token can be.
 pub(super) fn twitter_crc(
     req: &Unverified,
     keys: &ChallengeKeys,
@@ -82,12 +91,33 @@ pub(super) fn twitter_crc(
     if token.is_empty() {
         return refused("crc_token is empty");
     }
+    let token_like = |c: char| c.is_ascii_alphanumeric() || "-_=+/.:".contains(c);
+    if token.len() > CRC_TOKEN_MAX || !token.chars().all(token_like) {
+        return refused(
+            "crc_token does not look like one X sends (letters, digits and -_=+/.:, at most 256)",
+        );
+    }
     let key = keys.key.as_ref()?;
     let mac = hmac_sha256(key.expose(), &[token.as_bytes()])?;
     let response = format!("sha256={}", STANDARD.encode(mac));
     Some(Ok(Answer::json(
         &serde_json::json!({ "response_token": response }),
     )))
+}
+
+/// The longest `crc_token` answered.
+const CRC_TOKEN_MAX: usize = 256;
+
+/// X's events are JSON objects; any other body is refused, so no answer to a CRC can
+/// ever sign an event (see [`twitter_crc`]).
+pub(super) fn twitter_body_is_an_object(req: &Unverified) -> Result<(), Rejection> {
+    match req.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(Rejection::BodyField {
+            field: "(body)".to_owned(),
+            problem: "X sends events as JSON objects; this body is not one",
+        }),
+    }
 }
 
 /// Dropbox (webhooks reference): `GET ?challenge=…`, echoed as plain text with
@@ -117,7 +147,10 @@ const ASANA_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
 /// `X-Hook-Secret`, which must come back in the same response header; the secret then
 /// signs every event. forebay takes the handshake while no `secret` is configured
 /// (answering it, and keeping the request where the operator can read the value) or
-/// when it is one of the configured secrets; otherwise it is refused.
+/// when it is one of the configured secrets; otherwise it is refused. While no secret
+/// is configured, the handshake's URL must carry the source's `verify_token`
+/// (`?verify_token=…` in the webhook's target): otherwise anyone could post a
+/// handshake with a secret of their own choosing for the operator to copy.
 pub(super) fn asana_handshake(
     req: &Unverified,
     keys: &ChallengeKeys,
@@ -129,6 +162,12 @@ pub(super) fn asana_handshake(
     let mut answer = Answer::empty();
     answer.headers.push((ASANA_SECRET, secret.clone()));
     if keys.tokens.is_empty() {
+        let given = query_param(req, "verify_token").unwrap_or_default();
+        if !matches_any(&keys.url_tokens, &digest(given.as_bytes())) {
+            return refused(
+                "the handshake's URL does not carry the source's verify_token; create the Asana webhook with target …/in/SOURCE?verify_token=VALUE",
+            );
+        }
         answer.notice = Some(
             "answered Asana's webhook handshake while no `secret` is configured: copy this request's X-Hook-Secret header (GET /api/v1/rejected on the admin listener) into the source's verify `secret` and reload; until then its events are rejected",
         );

@@ -385,8 +385,10 @@ pub static PRESETS: &[Preset] = &[
         name: "gitlab",
         scheme: Scheme::Gitlab,
         // `Idempotency-Key` (GitLab 17.4+) is the same on every retry, as is the
-        // Standard Webhooks `webhook-id` GitLab sets to it.
-        dedup: ProviderId::Header(&["Idempotency-Key", "X-Gitlab-Event-UUID", "webhook-id"]),
+        // Standard Webhooks `webhook-id` GitLab sets to it. `webhook-id` comes first:
+        // with a `signing_token` it is the one that is signed, so a captured request
+        // replayed under a new `Idempotency-Key` is still a duplicate.
+        dedup: ProviderId::Header(&["webhook-id", "Idempotency-Key", "X-Gitlab-Event-UUID"]),
         // Only the `signing_token` signature has a timestamp (default five minutes).
         tolerance: None,
         challenge: Challenge::None,
@@ -576,7 +578,7 @@ impl Preset {
         match (&self.scheme, &self.challenge) {
             (_, Challenge::MetaSubscribe) => keys(&["secret", "verify_token"], &[]),
             // No secret until Asana's handshake has shown it.
-            (_, Challenge::AsanaHandshake) => keys(&[], &["secret"]),
+            (_, Challenge::AsanaHandshake) => keys(&[], &["secret", "verify_token"]),
             (Scheme::HeaderToken(_), _) => keys(&["secret"], &["header"]),
             (Scheme::Basic, _) => keys(&["username", "password"], &[]),
             (Scheme::Gitlab, _) => keys(&[], &["secret", "signing_token", "tolerance"]),
@@ -674,20 +676,31 @@ impl Preset {
         };
         Ok(match self.challenge {
             Challenge::MetaSubscribe => ChallengeKeys {
-                key: None,
                 tokens: match &config.extras.verify_token {
                     Some(tokens) => digests("verify_token", tokens)?,
                     None => Vec::new(),
                 },
+                ..ChallengeKeys::default()
             },
             Challenge::AsanaHandshake if !config.secret.as_slice().is_empty() => ChallengeKeys {
-                key: None,
                 tokens: digests("secret", &config.secret)?,
+                ..ChallengeKeys::default()
+            },
+            Challenge::AsanaHandshake => ChallengeKeys {
+                url_tokens: match &config.extras.verify_token {
+                    Some(tokens) => digests("verify_token", tokens)?,
+                    None => {
+                        return Err(BuildError::Needs(
+                            "give `verify_token` (a random value you also put in the webhook's target URL as ?verify_token=…) until Asana's handshake has shown the `secret`, so that only your own handshake is answered",
+                        ));
+                    }
+                },
+                ..ChallengeKeys::default()
             },
             // The sender computes these with its one secret: the first (newest) one.
             Challenge::TwitterCrc | Challenge::ZoomUrlValidation => ChallengeKeys {
                 key: resolve_all("secret", &config.secret)?.into_iter().next(),
-                tokens: Vec::new(),
+                ..ChallengeKeys::default()
             },
             _ => ChallengeKeys::default(),
         })
@@ -763,6 +776,9 @@ impl PresetVerifier {
     }
 
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
+        if self.preset.challenge == Challenge::TwitterCrc {
+            challenges::twitter_body_is_an_object(req)?;
+        }
         match &self.check {
             Check::Hmac(v) => v.check(req),
             Check::Timestamped(v) => v.check(req),

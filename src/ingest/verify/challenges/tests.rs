@@ -155,6 +155,52 @@ fn twitter_crc_is_answered_with_the_hmac_of_the_token() {
 }
 
 #[test]
+fn twitter_crc_cannot_be_used_to_sign_an_event() {
+    // The CRC answer is the HMAC of the token under the key that signs events' bodies:
+    // asked for a token that is an event body, it would sign that event.
+    let cfg = r#"kind = "twitter", secret = "consumer-secret""#;
+    let v = build(cfg);
+    let body = r#"{"for_user_id":"1","tweet_create_events":[]}"#;
+    let encoded: String = form_urlencoded::byte_serialize(body.as_bytes()).collect();
+    assert!(matches!(
+        v.challenge(&get(&format!("crc_token={encoded}"))),
+        Some(Err(Rejection::ChallengeRefused { .. }))
+    ));
+    let long = "a".repeat(257);
+    assert!(matches!(
+        v.challenge(&get(&format!("crc_token={long}"))),
+        Some(Err(Rejection::ChallengeRefused { .. }))
+    ));
+    // A token-like body, signed as a CRC answer would sign it, is not an event.
+    let signer = Signer::new(&config(cfg)).unwrap();
+    let token = "9b4507b3-9040-4669-9ca3-6b94edb50553";
+    let mut req = request(&[], token.as_bytes(), 1_700_000_000);
+    req.headers = signer
+        .sign(&Message {
+            id: "msg_1",
+            body: token.as_bytes(),
+            headers: &HeaderMap::new(),
+            timestamp: 1_700_000_000,
+        })
+        .unwrap();
+    assert!(matches!(
+        outcome(&v, req.clone()),
+        Err(Rejection::BodyField { .. })
+    ));
+    // The same signature over a JSON object is an event.
+    let mut event = request(&[], body.as_bytes(), 1_700_000_000);
+    event.headers = signer
+        .sign(&Message {
+            id: "msg_1",
+            body: body.as_bytes(),
+            headers: &HeaderMap::new(),
+            timestamp: 1_700_000_000,
+        })
+        .unwrap();
+    assert_eq!(outcome(&v, event), Ok(()));
+}
+
+#[test]
 fn dropbox_and_okta_echo_their_challenges() {
     let dropbox = build(r#"kind = "dropbox", secret = "s""#);
     let answer = dropbox
@@ -204,6 +250,7 @@ fn trello_head_is_answered_empty() {
 fn asana_handshake(secret: &str) -> Unverified {
     let mut req = request(&[("X-Hook-Secret", secret.as_bytes())], b"", 1_700_000_000);
     req.method = Method::POST;
+    req.query = Some("verify_token=ours".to_owned());
     req
 }
 
@@ -211,7 +258,7 @@ fn asana_handshake(secret: &str) -> Unverified {
 fn asana_handshake_is_taken_while_no_secret_is_configured_or_when_it_matches() {
     // The X-Hook-Secret example of Asana's "Establish a webhook".
     let value = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
-    let fresh = build(r#"kind = "asana""#);
+    let fresh = build(r#"kind = "asana", verify_token = "ours""#);
     let answer = fresh.challenge(&asana_handshake(value)).unwrap().unwrap();
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.headers[0].0, "x-hook-secret");
@@ -221,6 +268,19 @@ fn asana_handshake_is_taken_while_no_secret_is_configured_or_when_it_matches() {
         notice.contains("copy this request's X-Hook-Secret"),
         "{notice}"
     );
+    // Anyone else's handshake (a secret of their choosing for the operator to copy)
+    // does not carry the verify_token, and is refused.
+    for query in [None, Some("verify_token=theirs")] {
+        let mut foreign = asana_handshake("attacker-chosen");
+        foreign.query = query.map(str::to_owned);
+        assert!(matches!(
+            fresh.challenge(&foreign),
+            Some(Err(Rejection::ChallengeRefused { .. }))
+        ));
+    }
+    // Without a secret, the verify_token is required.
+    let err = config(r#"kind = "asana""#).build().unwrap_err().to_string();
+    assert!(err.contains("give `verify_token`"), "{err}");
     // Until the secret is configured, events are refused with the reason.
     let event = request(&[("X-Hook-Signature", b"00")], b"{}", 1_700_000_000);
     assert_eq!(fresh.challenge(&event), None);
