@@ -902,9 +902,11 @@ fn slack_url_verification(body: &[u8]) -> Option<Answer> {
     (handshake.kind == "url_verification").then(|| Answer::text(handshake.challenge))
 }
 
-/// Discord's interactions PING, `{"type": 1}` (other keys allowed), answered
-/// `{"type":1}` as JSON. Any other interaction is an event, and so is a Webhook Events
-/// delivery, which also has `"type": 1` but carries an `event`.
+/// Discord's two PINGs, neither carrying an `event`: the interactions PING,
+/// `{"type": 1}` (other keys allowed), answered `{"type":1}` as JSON; and the Webhook
+/// Events PING, `{"type": 0}`, answered `204` with no body ("Webhook Events",
+/// "Responding to PING events"). Any other interaction is an event, and so is a Webhook
+/// Events delivery, which has `"type": 1` but carries an `event`.
 fn discord_ping(body: &[u8]) -> Option<Answer> {
     #[derive(serde::Deserialize)]
     struct Interaction {
@@ -913,8 +915,14 @@ fn discord_ping(body: &[u8]) -> Option<Answer> {
         event: Option<serde::de::IgnoredAny>,
     }
     let interaction: Interaction = serde_json::from_slice(body).ok()?;
-    (interaction.kind == 1 && interaction.event.is_none())
-        .then(|| Answer::json(&serde_json::json!({"type": 1})))
+    match (interaction.kind, interaction.event) {
+        (1, None) => Some(Answer::json(&serde_json::json!({"type": 1}))),
+        (0, None) => Some(Answer {
+            status: http::StatusCode::NO_CONTENT,
+            ..Answer::empty()
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -1455,6 +1455,14 @@ fn discord_ping_is_answered_and_other_interactions_are_events() {
         signed_answer(&v, &signer, ping, now),
         Ok(Some(Answer::json(&serde_json::json!({"type": 1}))))
     );
+    // The Webhook Events PING ("Webhook Events", "Responding to PING events") is
+    // answered 204 with no body.
+    let events_ping = r#"{"version":1,"application_id":"1183461620351451136","type":0}"#;
+    let answer = signed_answer(&v, &signer, events_ping, now)
+        .unwrap()
+        .expect("answered");
+    assert_eq!(answer.status, http::StatusCode::NO_CONTENT);
+    assert!(answer.body.is_empty() && answer.content_type.is_none());
     // Commands, components, Webhook Events deliveries (type 1 with an event) and
     // non-JSON bodies are events.
     for body in [
