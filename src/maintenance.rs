@@ -23,6 +23,9 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Time between two looks for dead processes' claims (and for leadership).
 const RELEASE_EVERY: Duration = Duration::from_secs(1);
 
+/// How much later than its retention an event goes (see `purge_at`).
+const CLOCK_MARGIN_MS: i64 = 60_000;
+
 /// Most rows of each kind one pass removes (one transaction).
 const PASS_LIMIT: usize = 1000;
 
@@ -51,7 +54,9 @@ impl Retention {
     /// One pass's cutoffs at `now_ms`.
     pub fn purge_at(&self, now_ms: i64) -> Purge {
         let cutoffs = |r: &RetentionConfig| Cutoffs {
-            events: r.events.cutoff_ms(now_ms),
+            // A minute's margin: dedup reads the ingesting process's clock, and an
+            // event kept exactly as long as the dedup window must outlive it there too.
+            events: r.events.cutoff_ms(now_ms).map(|c| c - CLOCK_MARGIN_MS),
             attempts: r.attempts.cutoff_ms(now_ms),
             rejected: r.rejected.cutoff_ms(now_ms),
         };
@@ -81,17 +86,30 @@ impl Maintenance {
             if *stop.borrow() {
                 return;
             }
-            if self.store.lead_maintenance().await {
+            let leads = self.store.lead_maintenance().await;
+            if leads {
                 self.release_dead_claims().await;
                 if self.clock.now_ms() >= next_purge {
-                    self.purge_round().await;
+                    self.purge_round(&stop).await;
                     next_purge = self.clock.now_ms() + PURGE_EVERY.as_millis() as i64;
                 }
+            } else {
+                // Whoever takes over later purges at once: it has not purged lately.
+                next_purge = next_purge.min(self.clock.now_ms());
             }
+            // Only a leader waits for the next round on the clock (a test's manual clock
+            // may jump past it); a non-leader's round is never due, and waiting on a past
+            // instant would spin.
+            let round = async {
+                if leads {
+                    self.clock.sleep_until(next_purge).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(RELEASE_EVERY) => {}
-                // A test's manual clock may jump past the next round.
-                () = self.clock.sleep_until(next_purge) => {}
+                () = round => {}
                 _ = stop.changed() => {}
             }
         }
@@ -112,9 +130,12 @@ impl Maintenance {
 
     /// Passes until one comes back short (nothing more is due) or the round's budget is
     /// spent.
-    async fn purge_round(&self) -> Purged {
+    async fn purge_round(&self, stop: &watch::Receiver<bool>) -> Purged {
         let mut total = Purged::default();
         for _ in 0..MAX_PASSES {
+            if *stop.borrow() {
+                break;
+            }
             let purge = self.retention.purge_at(self.clock.now_ms());
             match self.store.purge(&purge).await {
                 Ok(purged) => {

@@ -84,15 +84,15 @@ impl Kind {
         }
     }
 
-    /// The `DELETE` of one scope, for either backend: `sigil` is `?` (SQLite) or `$`
-    /// (PostgreSQL), `scope` a condition on `e.source` over parameter 1. Parameters: 1
-    /// the scope's names, 2 the [`id_bound`] of the cutoff, 3 the cutoff, 4 the room
-    /// left in the pass. The walk follows ids up to the bound, so a pass costs the rows
-    /// it removes plus those it must keep, not the whole table.
-    pub fn delete_sql(self, scope: &str, sigil: char) -> String {
+    /// The `DELETE` for one source, for either backend: `sigil` is `?` (SQLite) or `$`
+    /// (PostgreSQL). Parameters: 1 the source, 2 the [`id_bound`] of the cutoff, 3 the
+    /// cutoff, 4 the room left in the pass. The walk follows the source's ids up to the
+    /// bound, so a pass costs the rows it removes plus those it must keep, not the
+    /// whole table.
+    pub fn delete_sql(self, sigil: char) -> String {
         let p = |n: u8| format!("{sigil}{n}");
-        let (names, bound, cutoff, room) = (p(1), p(2), p(3), p(4));
-        let scope = scope.replace("{names}", &names);
+        let (source, bound, cutoff, room) = (p(1), p(2), p(3), p(4));
+        let scope = format!("e.source = {source}");
         match self {
             // An event stays while one of its deliveries waits: pending, in flight,
             // retrying or dead (a dead letter is work the user has yet to decide on).
@@ -136,31 +136,42 @@ pub fn id_bound(prefix: &str, cutoff_ms: i64) -> String {
     crate::id::at_time(prefix, cutoff_ms.saturating_add(ID_SLACK_MS))
 }
 
-/// Which sources one step of a pass covers.
-#[derive(Debug, Clone, Copy)]
-pub enum Scope<'a> {
-    /// One configured source.
-    Source(&'a str),
-    /// Every source not among these (those no longer configured).
-    Others(&'a [(String, Cutoffs)]),
-}
+/// The sources that have events (then rejected requests): one index seek per source
+/// (a loose index scan over `(source, id)`), not a walk of the table. The same text
+/// runs on both backends.
+pub const DISTINCT_SOURCES: [&str; 2] = [
+    "WITH RECURSIVE s(source) AS (
+         SELECT min(source) FROM events
+         UNION ALL
+         SELECT (SELECT min(source) FROM events WHERE source > s.source) FROM s
+         WHERE s.source IS NOT NULL)
+     SELECT source FROM s WHERE source IS NOT NULL",
+    "WITH RECURSIVE s(source) AS (
+         SELECT min(source) FROM rejected
+         UNION ALL
+         SELECT (SELECT min(source) FROM rejected WHERE source > s.source) FROM s
+         WHERE s.source IS NOT NULL)
+     SELECT source FROM s WHERE source IS NOT NULL",
+];
 
 impl Purge {
-    /// Each scope with its cutoffs: the configured sources, then the others.
-    pub fn scopes(&self) -> impl Iterator<Item = (Scope<'_>, Cutoffs)> {
+    /// Each source with its cutoffs: the configured ones, then every other source that
+    /// has data (`stored`, from [`DISTINCT_SOURCES`]) with the cutoffs for others. Each
+    /// is then purged along its own `(source, id)` index, so what one source keeps
+    /// longer is never walked for another.
+    pub fn scopes<'a>(
+        &'a self,
+        stored: &'a [String],
+    ) -> impl Iterator<Item = (&'a str, Cutoffs)> + 'a {
+        let configured = |name: &String| self.sources.iter().any(|(n, _)| n == name);
         self.sources
             .iter()
-            .map(|(name, cutoffs)| (Scope::Source(name), *cutoffs))
-            .chain(std::iter::once((Scope::Others(&self.sources), self.others)))
-    }
-}
-
-impl Scope<'_> {
-    /// The names this scope is about: the source, or the ones it excludes.
-    pub fn names(&self) -> Vec<String> {
-        match self {
-            Scope::Source(name) => vec![(*name).to_owned()],
-            Scope::Others(named) => named.iter().map(|(n, _)| n.clone()).collect(),
-        }
+            .map(|(name, cutoffs)| (name.as_str(), *cutoffs))
+            .chain(
+                stored
+                    .iter()
+                    .filter(move |name| !configured(name))
+                    .map(|name| (name.as_str(), self.others)),
+            )
     }
 }

@@ -181,7 +181,8 @@ async fn two_ingest_and_two_delivery_processes_share_one_database() {
         }));
     }
     // Meanwhile, kill one delivery process mid-run; the maintenance leader sees its
-    // presence lock gone and ends its leases, and the other process sends what it held.
+    // presence lock gone, ends its leases after a 10 s grace, and the other process
+    // sends what it held (the bound below is well under the 60 s lease).
     let mut arrivals: Vec<(String, u64)> = Vec::new();
     let mut delivered = BTreeSet::new();
     while delivered.len() < KEYS * PER_KEY as usize {

@@ -95,6 +95,8 @@ pub struct PostgresStore {
     commit_timeout: Duration,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     presence: presence::Presence,
+    /// When each claim owner was first seen without its presence lock (the leader's).
+    absent_since: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
 }
 
 impl PostgresStore {
@@ -139,6 +141,7 @@ impl PostgresStore {
             commit_timeout: options.commit_timeout,
             writer: Mutex::new(Some(handle)),
             presence,
+            absent_since: Mutex::default(),
         }))
     }
 
@@ -399,7 +402,8 @@ impl Store for PostgresStore {
     async fn release_dead_claims(&self, now_ms: i64) -> Result<usize, StoreError> {
         let namespace = self.presence.presence_namespace();
         let released: Result<u64, StoreError> = in_transaction!(self, |tx| {
-            let released = presence::release_dead_claims(tx, namespace, now_ms).await?;
+            let released =
+                presence::release_dead_claims(tx, namespace, now_ms, &self.absent_since).await?;
             if released > 0 {
                 // Wake every engine: the released deliveries are due now.
                 cluster::notify(tx, &self.channel).await?;

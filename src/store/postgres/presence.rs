@@ -6,8 +6,8 @@
 //! alive without heartbeats or timeouts:
 //!
 //! - its **presence** lock, on a random key of its own: claims record that key
-//!   (`deliveries.claimed_by`), and a claim whose key no session holds belongs to a
-//!   process that has died ([`release_dead_claims`]);
+//!   (`deliveries.claimed_by`), and a claim whose key no session has held for
+//!   [`GRACE`] belongs to a process that has died ([`release_dead_claims`]);
 //! - the **maintenance** lock, one per schema, which at most one process holds: that
 //!   process runs retention and releases dead processes' claims. The others try to take
 //!   it every [`TRY_EVERY`], so when its holder dies another takes over within that.
@@ -18,9 +18,10 @@
 //! process neither claims as a known owner nor leads: its claims then fall back to
 //! plain lease expiry.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Transaction;
 
@@ -114,34 +115,45 @@ async fn hold(connect: Connect, keys: Keys, held: Arc<Held>) {
             Ok((client, connection)) => {
                 let mut connection = std::pin::pin!(connection);
                 let holding = async {
-                    let owner =
-                        take_presence(&client, keys, held.last.load(Ordering::SeqCst)).await?;
+                    let owner = bounded(take_presence(
+                        &client,
+                        keys,
+                        held.last.load(Ordering::SeqCst),
+                    ))
+                    .await?;
                     held.owner.store(owner, Ordering::SeqCst);
                     held.last.store(owner, Ordering::SeqCst);
                     loop {
-                        if !held.leader.load(Ordering::SeqCst) {
+                        // Every second, one query within a deadline: it takes the
+                        // maintenance lock when free (holding it already, it counts
+                        // twice, harmlessly), and proves the connection alive. A
+                        // connection that died silently (a moved address, a partition)
+                        // fails it, and this process stops claiming as an owner and
+                        // leading at once instead of when TCP keepalive notices.
+                        let leads = bounded(async {
                             let row = client
                                 .query_one(
                                     "SELECT pg_try_advisory_lock($1, 0)",
                                     &[&keys.maintenance],
                                 )
                                 .await?;
-                            if row.get::<_, bool>(0) {
-                                tracing::info!("this process now leads background maintenance");
-                                held.leader.store(true, Ordering::SeqCst);
-                            }
+                            Ok(row.get::<_, bool>(0))
+                        })
+                        .await?;
+                        if leads && !held.leader.swap(true, Ordering::SeqCst) {
+                            tracing::info!("this process now leads background maintenance");
                         }
                         tokio::time::sleep(TRY_EVERY).await;
                     }
                 };
                 // The connection must be driven while the queries run: poll both. Either
                 // ending means the locks are gone.
-                let outcome: Result<(), tokio_postgres::Error> = tokio::select! {
+                let outcome: Result<(), Lost> = tokio::select! {
                     result = holding => result,
                     _ = &mut connection => Ok(()),
                 };
                 if let Err(e) = outcome {
-                    tracing::debug!(error = %e, "presence connection lost");
+                    tracing::warn!(error = %e, "presence connection lost; reconnecting");
                 }
                 backoff = Duration::from_millis(100);
             }
@@ -153,6 +165,27 @@ async fn hold(connect: Connect, keys: Keys, held: Arc<Held>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Why the presence connection was given up.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Longest a presence query may take before the connection is given up.
+const QUERY_DEADLINE: Duration = Duration::from_secs(3);
+
+async fn bounded<T>(
+    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Lost> {
+    match tokio::time::timeout(QUERY_DEADLINE, query).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Lost::Timeout(QUERY_DEADLINE)),
     }
 }
 
@@ -183,31 +216,67 @@ async fn take_presence(
     }
 }
 
-/// Ends now the leases of in-flight claims whose owner holds no presence lock: its
-/// process has died. Their deliveries are then claimable at once, by any process.
+/// How long a claim's owner must have been without its presence lock before its leases
+/// are ended: a live process whose presence connection blips (a restart of
+/// PostgreSQL, a dropped connection) reconnects and takes its key again well within
+/// this, and keeps its claims.
+pub(super) const GRACE: Duration = Duration::from_secs(10);
+
+/// The condition "no session holds the presence lock of `d.claimed_by`" (parameter `$2`:
+/// the presence namespace), read from `pg_locks`: key 1 is `classid`, key 2 `objid`.
+const OWNER_ABSENT: &str = "NOT EXISTS (
+    SELECT 1 FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid::bigint = $2 AND l.objid::bigint = d.claimed_by
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
+
+/// Ends now the leases of in-flight claims whose owner has held no presence lock for
+/// [`GRACE`]: its process has died. Their deliveries are then claimable at once, by any
+/// process. `absent_since` is the leader's memory of when each owner was first seen
+/// without its lock.
 pub(super) async fn release_dead_claims(
     tx: &Transaction<'_>,
     presence_namespace: i32,
     now_ms: i64,
+    absent_since: &Mutex<HashMap<i64, Instant>>,
 ) -> Result<u64, StoreError> {
-    let live: Vec<i64> = tx
+    let namespace = i64::from(presence_namespace);
+    let absent: Vec<i64> = tx
         .query(
-            "SELECT objid::bigint FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND objsubid = 2
-               AND classid::bigint = $1
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[&i64::from(presence_namespace)],
+            &format!(
+                "SELECT DISTINCT d.claimed_by FROM deliveries AS d
+                 WHERE d.state = 'in_flight' AND d.lease_until > $1
+                   AND d.claimed_by IS NOT NULL AND {OWNER_ABSENT}"
+            ),
+            &[&now_ms, &namespace],
         )
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let dead: Vec<i64> = {
+        let mut since = absent_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.retain(|owner, _| absent.contains(owner));
+        let now = Instant::now();
+        absent
+            .iter()
+            .filter(|owner| now.duration_since(*since.entry(**owner).or_insert(now)) >= GRACE)
+            .copied()
+            .collect()
+    };
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    // The lock is checked again in the same statement: an owner that came back since
+    // keeps its claims.
     Ok(tx
         .execute(
-            "UPDATE deliveries SET lease_until = $1
-             WHERE state = 'in_flight' AND lease_until > $1
-               AND claimed_by IS NOT NULL AND claimed_by <> ALL($2::bigint[])",
-            &[&now_ms, &live],
+            &format!(
+                "UPDATE deliveries AS d SET lease_until = $1, claimed_by = NULL
+                 WHERE d.state = 'in_flight' AND d.lease_until > $1
+                   AND d.claimed_by = ANY($3::bigint[]) AND {OWNER_ABSENT}"
+            ),
+            &[&now_ms, &namespace, &dead],
         )
         .await?)
 }

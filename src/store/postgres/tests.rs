@@ -335,19 +335,19 @@ async fn the_rate_limit_holds_across_processes() {
     a.close().await;
 }
 
-/// Polls `check` every 50 ms until it holds, for at most 10 s: what another process's
-/// death looks like from here (its session ends, PostgreSQL frees its locks) comes with
-/// no notification to wait on.
-async fn within_ten_seconds<F, Fut>(what: &str, mut check: F)
+/// Polls `check` every 50 ms until it holds, for at most 30 s: what another process's
+/// death looks like from here (its session ends, PostgreSQL frees its locks, the
+/// leader's grace period passes) comes with no notification to wait on.
+async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: not within 10 s"
+            "{what}: not within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -368,20 +368,20 @@ async fn leaders(stores: &[Arc<PostgresStore>]) -> Vec<usize> {
 async fn one_process_leads_maintenance_and_another_takes_over_when_it_dies() {
     let (first, guard) = open_with(PostgresOptions::default()).await;
     let mut stores = vec![first, another(&guard.0).await, another(&guard.0).await];
-    within_ten_seconds("a leader is elected", || async {
+    eventually("a leader is elected", || async {
         leaders(&stores).await.len() == 1
     })
     .await;
     let leader = leaders(&stores).await[0];
     // The leader's process dies: its connections end, and its locks with them.
     drop(stores.remove(leader));
-    within_ten_seconds("another process leads", || async {
+    eventually("another process leads", || async {
         leaders(&stores).await.len() == 1
     })
     .await;
     // A process on another schema leads its own schema, not this one's.
     let (elsewhere, _other) = open_with(PostgresOptions::default()).await;
-    within_ten_seconds("the other schema has its own leader", || async {
+    eventually("the other schema has its own leader", || async {
         elsewhere.lead_maintenance().await
     })
     .await;
@@ -389,7 +389,7 @@ async fn one_process_leads_maintenance_and_another_takes_over_when_it_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_of_a_process_that_died_are_released_at_once() {
+async fn claims_of_a_process_that_died_are_released_after_a_grace_period() {
     let (survivor, guard) = open_with(PostgresOptions::default()).await;
     let victim = another(&guard.0).await;
     let now = crate::clock::now_ms();
@@ -398,7 +398,7 @@ async fn claims_of_a_process_that_died_are_released_at_once() {
         .await
         .unwrap();
     // The victim claims only once it holds its presence lock, as it would after start.
-    within_ten_seconds("the victim is present", || async {
+    eventually("the victim is present", || async {
         victim.presence.owner().is_some()
     })
     .await;
@@ -417,11 +417,34 @@ async fn claims_of_a_process_that_died_are_released_at_once() {
             .is_empty()
     );
 
+    let key = victim.presence.owner().expect("present");
     drop(victim);
-    within_ten_seconds("the dead process's claim is released", || async {
+    let (db, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    eventually("the victim's presence lock is gone", || async {
+        let held: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+                 AND objid::bigint = $1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        held == 0
+    })
+    .await;
+    // Just gone: within the grace period a blip of a live process's connection looks
+    // the same, so nothing is released yet.
+    assert_eq!(survivor.release_dead_claims(now).await.unwrap(), 0);
+    let gone = std::time::Instant::now();
+    eventually("the dead process's claim is released", || async {
         survivor.release_dead_claims(now).await.unwrap() == 1
     })
     .await;
+    assert!(gone.elapsed() >= super::presence::GRACE - Duration::from_millis(100));
     // Claimable now, long before the victim's lease would have run out.
     let again = survivor.claim_deliveries(claim(now)).await.unwrap();
     assert_eq!(again.len(), 1);

@@ -36,21 +36,34 @@ pub struct Connect {
 /// Parses `url`, with its `sslmode` and `sslrootcert`. The error names the problem and
 /// the fix, for `forebay check` and for the start of `serve`.
 pub fn parse(url: &str) -> Result<Connect, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut mode = Mode::Prefer;
     let mut root_cert = None;
-    let mut rest = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match &*key {
-            "sslmode" => mode = Mode::parse(&value)?,
-            "sslrootcert" => root_cert = Some(value.into_owned()),
-            _ => {
-                rest.append_pair(&key, &value);
+    // Only `sslmode` and `sslrootcert` are taken out; every other parameter is passed on
+    // exactly as written (re-encoding could change it: tokio-postgres reads `+` as a
+    // plus, not a space), and a URL without them is passed on untouched.
+    let url = match url.split_once('?') {
+        Some((base, query)) if query.split('&').any(is_ours) => {
+            let mut rest: Vec<&str> = Vec::new();
+            for pair in query.split('&') {
+                if !is_ours(pair) {
+                    rest.push(pair);
+                    continue;
+                }
+                let (key, value) = decoded(pair);
+                match key.as_str() {
+                    "sslmode" => mode = Mode::parse(&value)?,
+                    _ => root_cert = Some(value),
+                }
             }
+            rest.push(match mode.for_tokio_postgres() {
+                "disable" => "sslmode=disable",
+                "prefer" => "sslmode=prefer",
+                _ => "sslmode=require",
+            });
+            format!("{base}?{}", rest.join("&"))
         }
-    }
-    rest.append_pair("sslmode", mode.for_tokio_postgres());
-    let url = format!("{base}?{}", rest.finish());
+        _ => url.to_owned(),
+    };
     let config = url.parse::<tokio_postgres::Config>().map_err(|e| {
         format!(
             "not a valid PostgreSQL URL ({e}); use \"postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE\""
@@ -58,6 +71,22 @@ pub fn parse(url: &str) -> Result<Connect, String> {
     })?;
     let tls = MakeRustlsConnect::new(client_config(mode, root_cert.as_deref())?);
     Ok(Connect { config, tls })
+}
+
+/// Whether a raw `key=value` pair of the query is one this module reads.
+fn is_ours(pair: &str) -> bool {
+    matches!(decoded(pair).0.as_str(), "sslmode" | "sslrootcert")
+}
+
+/// A raw `key=value` pair, percent-decoded.
+fn decoded(pair: &str) -> (String, String) {
+    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (decode(key), decode(value))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +277,11 @@ mod tests {
             tokio_postgres::config::SslMode::Require
         );
         assert_eq!(c.config.get_application_name(), Some("a"));
+        // Other parameters pass through as written (`%20` stays a space for
+        // tokio-postgres, not a `+`).
+        let c = parse("postgres://u@db/x?options=-c%20statement_timeout%3D5000&sslmode=verify-ca")
+            .unwrap();
+        assert_eq!(c.config.get_options(), Some("-c statement_timeout=5000"));
         let c = parse("postgres://u@db/x?sslmode=disable").unwrap();
         assert_eq!(
             c.config.get_ssl_mode(),
