@@ -48,6 +48,12 @@ impl Purged {
     }
 }
 
+/// The condition that keeps an event `e`: one of its deliveries waits (pending, in
+/// flight, retrying or dead: a dead letter is work the user has yet to decide on).
+pub const NO_WAITING_DELIVERY: &str = "NOT EXISTS (
+    SELECT 1 FROM deliveries AS d WHERE d.event_id = e.id
+      AND d.state IN ('pending', 'in_flight', 'retrying', 'dead'))";
+
 /// The three kinds of data retention removes, each with its one bounded statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -94,15 +100,11 @@ impl Kind {
         let (source, bound, cutoff, room) = (p(1), p(2), p(3), p(4));
         let scope = format!("e.source = {source}");
         match self {
-            // An event stays while one of its deliveries waits: pending, in flight,
-            // retrying or dead (a dead letter is work the user has yet to decide on).
             Kind::Events => format!(
                 "DELETE FROM events WHERE id IN (
                      SELECT e.id FROM events AS e
                      WHERE {scope} AND e.id < {bound} AND e.received_at < {cutoff}
-                       AND NOT EXISTS (
-                           SELECT 1 FROM deliveries AS d WHERE d.event_id = e.id
-                             AND d.state IN ('pending', 'in_flight', 'retrying', 'dead'))
+                       AND {NO_WAITING_DELIVERY}
                      ORDER BY e.id LIMIT {room})"
             ),
             // Attempts go only once their delivery has finished: a retrying delivery

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use super::fixtures::{HOUR_MS, attempt, claim_to, event_on, insert, request, state_of};
 use crate::id;
-use crate::store::{AfterAttempt, Cutoffs, NewRejected, Purge, Purged, Store};
+use crate::store::{
+    AfterAttempt, Cutoffs, NewRejected, NewReplay, Purge, Purged, ReplayDelivery, ReplayStep,
+    ReplayWrite, Store,
+};
 
 const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -160,4 +163,69 @@ pub async fn retention_purges_old_finished_data_per_source_and_keeps_waiting_wor
 
     // Nothing more is due: a second round removes nothing.
     assert_eq!(store.purge(&purge).await.unwrap(), Purged::default());
+}
+
+pub async fn a_replay_step_skips_events_retention_removed_meanwhile(store: Arc<dyn Store>) {
+    let now = crate::clock::now_ms();
+    let old = now - 40 * DAY_MS;
+    let gone = event_at(&*store, "s", "gone", old).await;
+    attempt_at(&*store, "s", old, AfterAttempt::Delivered).await;
+    let kept = event_at(&*store, "s", "kept", now - DAY_MS).await;
+    attempt_at(&*store, "s", now - DAY_MS, AfterAttempt::Delivered).await;
+    let job = id::new(id::REPLAY);
+    store
+        .write_replay(ReplayWrite::Create(NewReplay {
+            id: job.clone(),
+            filter: r#"{"source":"s"}"#.into(),
+            destination: Some("s".into()),
+            rate: None,
+            created_at_ms: now,
+        }))
+        .await
+        .unwrap();
+    // The job has read both events; retention removes the old one before its step.
+    let cutoff = Cutoffs {
+        events: Some(now - 30 * DAY_MS),
+        ..Cutoffs::default()
+    };
+    let purge = Purge {
+        sources: vec![("s".to_owned(), cutoff)],
+        others: cutoff,
+        limit: 100,
+    };
+    assert_eq!(store.purge(&purge).await.unwrap().events, 1);
+    let step = ReplayStep {
+        replay_id: job.clone(),
+        cursor: Some(kept.clone()),
+        scanned: 2,
+        matched: 2,
+        deliveries: [&gone, &kept]
+            .iter()
+            .map(|e| ReplayDelivery {
+                id: id::new(id::DELIVERY),
+                event_id: (*e).clone(),
+                route: crate::replay::DIRECT_ROUTE.into(),
+                destination: "s".into(),
+                needs_preparing: false,
+            })
+            .collect(),
+        now_ms: now,
+        finish: None,
+    };
+    assert_eq!(
+        store
+            .write_replay(ReplayWrite::Advance(step))
+            .await
+            .unwrap(),
+        Some(true),
+        "the job goes on"
+    );
+    let replay = store.get_replay(&job).await.unwrap().unwrap();
+    assert_eq!((replay.state.as_str(), replay.queued), ("running", 1));
+    let queued = store.get_event(&kept).await.unwrap().unwrap();
+    assert_eq!(
+        queued.deliveries.len(),
+        2,
+        "the kept event got its replay delivery"
+    );
 }

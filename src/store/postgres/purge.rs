@@ -1,12 +1,16 @@
 //! Retention on PostgreSQL: the bounded `DELETE`s of [`crate::store::retention`] in one
-//! transaction, run by the process that leads maintenance (see [`super::presence`]).
+//! transaction, run by the process that leads maintenance (see [`super::presence`]);
+//! events in two steps, so that a replay queueing a delivery meanwhile is never undone
+//! ([`purge_events`]).
 //! Deliveries, attempts and duplicates of a purged event go with it (`ON DELETE
 //! CASCADE`).
 
 use deadpool_postgres::Transaction;
 
 use crate::store::StoreError;
-use crate::store::retention::{DISTINCT_SOURCES, Kind, Purge, Purged, id_bound};
+use crate::store::retention::{
+    DISTINCT_SOURCES, Kind, NO_WAITING_DELIVERY, Purge, Purged, id_bound,
+};
 
 /// One pass of `purge`: at most `purge.limit` rows of each kind.
 pub(super) async fn purge(tx: &Transaction<'_>, purge: &Purge) -> Result<Purged, StoreError> {
@@ -28,11 +32,52 @@ pub(super) async fn purge(tx: &Transaction<'_>, purge: &Purge) -> Result<Purged,
             let tally = kind.tally(&mut purged);
             let room = purge.limit.saturating_sub(*tally) as i64;
             let bound = id_bound(kind.id_prefix(), cutoff);
-            let stmt = tx.prepare_cached(&kind.delete_sql('$')).await?;
-            *tally += tx
-                .execute(&stmt, &[&source, &bound, &cutoff, &room])
-                .await? as usize;
+            *tally += if kind == Kind::Events {
+                purge_events(tx, source, &bound, cutoff, room).await?
+            } else {
+                let stmt = tx.prepare_cached(&kind.delete_sql('$')).await?;
+                tx.execute(&stmt, &[&source, &bound, &cutoff, &room])
+                    .await? as usize
+            };
         }
     }
     Ok(purged)
+}
+
+/// Events in two statements, because under READ COMMITTED one `DELETE` would judge
+/// "no waiting delivery" on a snapshot taken before a replay, committing meanwhile,
+/// queued a delivery for the event; the cascade would then take that delivery with it.
+/// So: lock the old events first (a replay's insert needs a key-share lock on its
+/// event, so from here on it waits), then delete those that still have no waiting
+/// delivery, on a fresh snapshot that sees every replay committed before the lock.
+async fn purge_events(
+    tx: &Transaction<'_>,
+    source: &str,
+    bound: &str,
+    cutoff: i64,
+    room: i64,
+) -> Result<usize, StoreError> {
+    let lock = tx
+        .prepare_cached(&format!(
+            "SELECT e.id FROM events AS e
+             WHERE e.source = $1 AND e.id < $2 AND e.received_at < $3 AND {NO_WAITING_DELIVERY}
+             ORDER BY e.id LIMIT $4
+             FOR UPDATE SKIP LOCKED"
+        ))
+        .await?;
+    let ids: Vec<String> = tx
+        .query(&lock, &[&source, &bound, &cutoff, &room])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let delete = tx
+        .prepare_cached(&format!(
+            "DELETE FROM events AS e WHERE e.id = ANY($1::text[]) AND {NO_WAITING_DELIVERY}"
+        ))
+        .await?;
+    Ok(tx.execute(&delete, &[&ids]).await? as usize)
 }

@@ -65,10 +65,28 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
         Some("running") => {}
         Some(_) => return Ok(Some(false)),
     }
+    let mut queued = 0i64;
     if !step.deliveries.is_empty() {
         // Deliveries draw positions: like ingest, under the lock that keeps position
         // order equal to commit order.
         ingest_lock(tx).await?;
+        // An event retention removed since the step read it is skipped, not an error
+        // that fails the job. The key-share lock keeps the rest from going meanwhile
+        // (retention locks events before it deletes them).
+        let event_ids: Vec<&str> = step
+            .deliveries
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect();
+        let present: Vec<String> = tx
+            .query(
+                "SELECT id FROM events WHERE id = ANY($1::text[]) FOR KEY SHARE",
+                &[&event_ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let insert = tx
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, route, destination, state,
@@ -77,7 +95,11 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
                  VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7)",
             )
             .await?;
-        for d in &step.deliveries {
+        for d in step
+            .deliveries
+            .iter()
+            .filter(|d| present.contains(&d.event_id))
+        {
             tx.execute(
                 &insert,
                 &[
@@ -91,6 +113,7 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
                 ],
             )
             .await?;
+            queued += 1;
         }
     }
     let (state, error) = match &step.finish {
@@ -108,7 +131,7 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
             &step.cursor,
             &step.scanned,
             &step.matched,
-            &(step.deliveries.len() as i64),
+            &queued,
             &state,
             &error,
             &step.now_ms,

@@ -61,13 +61,17 @@ fn advance(conn: &Connection, step: &ReplayStep) -> rusqlite::Result<Option<bool
         Some("running") => {}
         Some(_) => return Ok(Some(false)),
     }
+    // An event retention removed since the step read it is skipped, not an error that
+    // fails the job.
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
                                  created_at, updated_at, prepared, replay_id)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7)",
+         SELECT ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7
+         WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)",
     )?;
+    let mut queued = 0i64;
     for d in &step.deliveries {
-        insert.execute(params![
+        queued += insert.execute(params![
             d.id,
             d.event_id,
             d.route,
@@ -75,7 +79,7 @@ fn advance(conn: &Connection, step: &ReplayStep) -> rusqlite::Result<Option<bool
             step.now_ms,
             !d.needs_preparing,
             step.replay_id
-        ])?;
+        ])? as i64;
     }
     let (state, error) = match &step.finish {
         Some((state, error)) => (*state, error.as_deref()),
@@ -93,7 +97,7 @@ fn advance(conn: &Connection, step: &ReplayStep) -> rusqlite::Result<Option<bool
         step.cursor,
         step.scanned,
         step.matched,
-        step.deliveries.len() as i64,
+        queued,
         state,
         error,
         step.now_ms
