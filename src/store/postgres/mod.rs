@@ -129,7 +129,7 @@ impl PostgresStore {
             max_batch: options.max_batch,
         };
         let handle = tokio::spawn(writer.run());
-        let presence = presence::Presence::start(connect.clone(), options.schema.as_deref());
+        let presence = presence::Presence::start(connect.clone());
         Ok(Arc::new(Self {
             pool,
             connect,
@@ -400,10 +400,8 @@ impl Store for PostgresStore {
     }
 
     async fn release_dead_claims(&self, now_ms: i64) -> Result<usize, StoreError> {
-        let namespace = self.presence.presence_namespace();
         let released: Result<u64, StoreError> = in_transaction!(self, |tx| {
-            let released =
-                presence::release_dead_claims(tx, namespace, now_ms, &self.absent_since).await?;
+            let released = presence::release_dead_claims(tx, now_ms, &self.absent_since).await?;
             if released > 0 {
                 // Wake every engine: the released deliveries are due now.
                 cluster::notify(tx, &self.channel).await?;

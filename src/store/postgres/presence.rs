@@ -13,7 +13,8 @@
 //!   it every [`TRY_EVERY`], so when its holder dies another takes over within that.
 //!
 //! Both keys are pairs of `int4` (the two-key form of the advisory lock functions), the
-//! first naming the schema's namespace, so several schemas on one database do not mix.
+//! first naming the schema (from `current_schema()`), so several schemas on one
+//! database do not mix.
 //! While the presence connection is down (PostgreSQL restarting, a cut connection) the
 //! process neither claims as a known owner nor leads: its claims then fall back to
 //! plain lease expiry.
@@ -31,31 +32,15 @@ use crate::store::StoreError;
 /// How often a process that does not lead tries to take the maintenance lock.
 pub(super) const TRY_EVERY: Duration = Duration::from_secs(1);
 
-/// The lock namespaces of a schema: presence keys and the maintenance lock.
-#[derive(Debug, Clone, Copy)]
-struct Keys {
-    presence: i32,
-    maintenance: i32,
-}
+/// The first key of the presence locks: the schema's own, computed by the server from
+/// `current_schema()` as the claim and ingest locks are, so every process on the same
+/// schema (named or through `search_path`) agrees. Masked to non-negative, because
+/// `pg_locks` shows keys as unsigned `oid`s.
+const PRESENCE_NAMESPACE: &str = "(hashtext('forebay/presence/' || current_schema()) & 2147483647)";
 
-impl Keys {
-    fn for_schema(schema: Option<&str>) -> Self {
-        let schema = schema.unwrap_or("public");
-        Self {
-            presence: namespace(&format!("forebay/presence/{schema}")),
-            maintenance: namespace(&format!("forebay/maintenance/{schema}")),
-        }
-    }
-}
-
-/// A stable, non-negative `int4` for a name (FNV-1a), so that `pg_locks`, which shows
-/// keys as unsigned `oid`s, compares equal without sign games.
-fn namespace(name: &str) -> i32 {
-    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    (hash & 0x7fff_ffff) as i32
-}
+/// The maintenance lock of the schema.
+const MAINTENANCE_NAMESPACE: &str =
+    "(hashtext('forebay/maintenance/' || current_schema()) & 2147483647)";
 
 /// What the presence connection currently holds.
 #[derive(Debug, Default)]
@@ -71,7 +56,6 @@ struct Held {
 /// This process's presence; dropping it ends the connection and so releases its locks.
 pub(super) struct Presence {
     held: Arc<Held>,
-    keys: Keys,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -84,11 +68,10 @@ impl Drop for Presence {
 impl Presence {
     /// Starts holding a presence lock (and trying for the maintenance lock) on its own
     /// connection, reconnecting with backoff whenever that connection ends.
-    pub(super) fn start(connect: Connect, schema: Option<&str>) -> Self {
+    pub(super) fn start(connect: Connect) -> Self {
         let held = Arc::new(Held::default());
-        let keys = Keys::for_schema(schema);
-        let task = tokio::spawn(hold(connect, keys, held.clone()));
-        Self { held, keys, task }
+        let task = tokio::spawn(hold(connect, held.clone()));
+        Self { held, task }
     }
 
     /// The key claims record as their owner, while the presence lock is held.
@@ -102,25 +85,17 @@ impl Presence {
     pub(super) fn leads(&self) -> bool {
         self.held.leader.load(Ordering::SeqCst)
     }
-
-    pub(super) fn presence_namespace(&self) -> i32 {
-        self.keys.presence
-    }
 }
 
-async fn hold(connect: Connect, keys: Keys, held: Arc<Held>) {
+async fn hold(connect: Connect, held: Arc<Held>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match connect.config.connect(connect.tls.clone()).await {
             Ok((client, connection)) => {
                 let mut connection = std::pin::pin!(connection);
                 let holding = async {
-                    let owner = bounded(take_presence(
-                        &client,
-                        keys,
-                        held.last.load(Ordering::SeqCst),
-                    ))
-                    .await?;
+                    let owner =
+                        bounded(take_presence(&client, held.last.load(Ordering::SeqCst))).await?;
                     held.owner.store(owner, Ordering::SeqCst);
                     held.last.store(owner, Ordering::SeqCst);
                     loop {
@@ -133,8 +108,10 @@ async fn hold(connect: Connect, keys: Keys, held: Arc<Held>) {
                         let leads = bounded(async {
                             let row = client
                                 .query_one(
-                                    "SELECT pg_try_advisory_lock($1, 0)",
-                                    &[&keys.maintenance],
+                                    &format!(
+                                        "SELECT pg_try_advisory_lock({MAINTENANCE_NAMESPACE}, 0)"
+                                    ),
+                                    &[],
                                 )
                                 .await?;
                             Ok(row.get::<_, bool>(0))
@@ -193,7 +170,6 @@ async fn bounded<T>(
 /// random key (another if that one is taken).
 async fn take_presence(
     client: &tokio_postgres::Client,
-    keys: Keys,
     previous: i64,
 ) -> Result<i64, tokio_postgres::Error> {
     let mut candidate = i32::try_from(previous).ok().filter(|k| *k > 0);
@@ -206,8 +182,8 @@ async fn take_presence(
         });
         let row = client
             .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&keys.presence, &key],
+                &format!("SELECT pg_try_advisory_lock({PRESENCE_NAMESPACE}, $1)"),
+                &[&key],
             )
             .await?;
         if row.get::<_, bool>(0) {
@@ -222,13 +198,17 @@ async fn take_presence(
 /// this, and keeps its claims.
 pub(super) const GRACE: Duration = Duration::from_secs(10);
 
-/// The condition "no session holds the presence lock of `d.claimed_by`" (parameter `$2`:
-/// the presence namespace), read from `pg_locks`: key 1 is `classid`, key 2 `objid`.
-const OWNER_ABSENT: &str = "NOT EXISTS (
-    SELECT 1 FROM pg_locks AS l
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-      AND l.classid::bigint = $2 AND l.objid::bigint = d.claimed_by
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
+/// The condition "no session holds the presence lock of `d.claimed_by`", read from
+/// `pg_locks` (two-key form: key 1 is `classid`, key 2 `objid`).
+fn owner_absent() -> String {
+    format!(
+        "NOT EXISTS (
+            SELECT 1 FROM pg_locks AS l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+              AND l.classid::bigint = {PRESENCE_NAMESPACE} AND l.objid::bigint = d.claimed_by
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    )
+}
 
 /// Ends now the leases of in-flight claims whose owner has held no presence lock for
 /// [`GRACE`]: its process has died. Their deliveries are then claimable at once, by any
@@ -236,19 +216,18 @@ const OWNER_ABSENT: &str = "NOT EXISTS (
 /// without its lock.
 pub(super) async fn release_dead_claims(
     tx: &Transaction<'_>,
-    presence_namespace: i32,
     now_ms: i64,
     absent_since: &Mutex<HashMap<i64, Instant>>,
 ) -> Result<u64, StoreError> {
-    let namespace = i64::from(presence_namespace);
+    let owner_absent = owner_absent();
     let absent: Vec<i64> = tx
         .query(
             &format!(
                 "SELECT DISTINCT d.claimed_by FROM deliveries AS d
                  WHERE d.state = 'in_flight' AND d.lease_until > $1
-                   AND d.claimed_by IS NOT NULL AND {OWNER_ABSENT}"
+                   AND d.claimed_by IS NOT NULL AND {owner_absent}"
             ),
-            &[&now_ms, &namespace],
+            &[&now_ms],
         )
         .await?
         .iter()
@@ -274,24 +253,9 @@ pub(super) async fn release_dead_claims(
             &format!(
                 "UPDATE deliveries AS d SET lease_until = $1, claimed_by = NULL
                  WHERE d.state = 'in_flight' AND d.lease_until > $1
-                   AND d.claimed_by = ANY($3::bigint[]) AND {OWNER_ABSENT}"
+                   AND d.claimed_by = ANY($2::bigint[]) AND {owner_absent}"
             ),
-            &[&now_ms, &namespace, &dead],
+            &[&now_ms, &dead],
         )
         .await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaces_are_stable_non_negative_and_differ_by_schema() {
-        let a = Keys::for_schema(Some("a"));
-        let b = Keys::for_schema(Some("b"));
-        assert!(a.presence >= 0 && a.maintenance >= 0);
-        assert_ne!(a.presence, b.presence);
-        assert_ne!(a.presence, a.maintenance);
-        assert_eq!(namespace("forebay"), namespace("forebay"));
-    }
 }
