@@ -138,27 +138,26 @@ pub fn id_bound(prefix: &str, cutoff_ms: i64) -> String {
     crate::id::at_time(prefix, cutoff_ms.saturating_add(ID_SLACK_MS))
 }
 
-/// The sources that have events (then rejected requests): one index seek per source
-/// (a loose index scan over `(source, id)`), not a walk of the table. The same text
-/// runs on both backends.
-pub const DISTINCT_SOURCES: [&str; 2] = [
-    "WITH RECURSIVE s(source) AS (
-         SELECT min(source) FROM events
-         UNION ALL
-         SELECT (SELECT min(source) FROM events WHERE source > s.source) FROM s
-         WHERE s.source IS NOT NULL)
-     SELECT source FROM s WHERE source IS NOT NULL",
-    "WITH RECURSIVE s(source) AS (
-         SELECT min(source) FROM rejected
-         UNION ALL
-         SELECT (SELECT min(source) FROM rejected WHERE source > s.source) FROM s
-         WHERE s.source IS NOT NULL)
-     SELECT source FROM s WHERE source IS NOT NULL",
-];
+/// The tables whose sources retention looks for (see [`distinct_sources_sql`]).
+pub const SOURCE_TABLES: [&str; 2] = ["events", "rejected"];
+
+/// The sources that have rows in `table`: one index seek per source (a loose index
+/// scan over `(source, id)`), not a walk of the table. The same text runs on both
+/// backends.
+pub fn distinct_sources_sql(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE s(source) AS (
+             SELECT min(source) FROM {table}
+             UNION ALL
+             SELECT (SELECT min(source) FROM {table} WHERE source > s.source) FROM s
+             WHERE s.source IS NOT NULL)
+         SELECT source FROM s WHERE source IS NOT NULL"
+    )
+}
 
 impl Purge {
     /// Each source with its cutoffs: the configured ones, then every other source that
-    /// has data (`stored`, from [`DISTINCT_SOURCES`]) with the cutoffs for others. Each
+    /// has data (`stored`, from [`distinct_sources_sql`]) with the cutoffs for others. Each
     /// is then purged along its own `(source, id)` index, so what one source keeps
     /// longer is never walked for another.
     pub fn scopes<'a>(

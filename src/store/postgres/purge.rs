@@ -9,14 +9,14 @@ use deadpool_postgres::Transaction;
 
 use crate::store::StoreError;
 use crate::store::retention::{
-    DISTINCT_SOURCES, Kind, NO_WAITING_DELIVERY, Purge, Purged, id_bound,
+    Kind, NO_WAITING_DELIVERY, Purge, Purged, SOURCE_TABLES, distinct_sources_sql, id_bound,
 };
 
 /// One pass of `purge`: at most `purge.limit` rows of each kind.
 pub(super) async fn purge(tx: &Transaction<'_>, purge: &Purge) -> Result<Purged, StoreError> {
     let mut stored: Vec<String> = Vec::new();
-    for sql in DISTINCT_SOURCES {
-        for row in tx.query(sql, &[]).await? {
+    for table in SOURCE_TABLES {
+        for row in tx.query(&distinct_sources_sql(table), &[]).await? {
             let source: String = row.get(0);
             if !stored.contains(&source) {
                 stored.push(source);

@@ -4,13 +4,13 @@
 
 use rusqlite::{Connection, params};
 
-use crate::store::retention::{DISTINCT_SOURCES, Kind, Purge, Purged, id_bound};
+use crate::store::retention::{Kind, Purge, Purged, SOURCE_TABLES, distinct_sources_sql, id_bound};
 
 /// One pass of `purge`: at most `purge.limit` rows of each kind.
 pub(super) fn purge(conn: &Connection, purge: &Purge) -> rusqlite::Result<Purged> {
     let mut stored: Vec<String> = Vec::new();
-    for sql in DISTINCT_SOURCES {
-        let mut stmt = conn.prepare_cached(sql)?;
+    for table in SOURCE_TABLES {
+        let mut stmt = conn.prepare_cached(&distinct_sources_sql(table))?;
         for source in stmt.query_map([], |r| r.get::<_, String>(0))? {
             let source = source?;
             if !stored.contains(&source) {
