@@ -164,3 +164,35 @@ impl Maintenance {
         total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Keep, Span};
+
+    #[test]
+    fn cutoffs_follow_each_source_and_events_keep_a_minute_more() {
+        let day = |n: u64| Keep::For(Span::secs(n * 86_400));
+        let retention = Retention {
+            sources: BTreeMap::from([(
+                "stripe".to_owned(),
+                RetentionConfig {
+                    events: day(90),
+                    attempts: day(30),
+                    rejected: Keep::Forever,
+                },
+            )]),
+            others: RetentionConfig::default(),
+        };
+        let now = 1_000 * 86_400_000;
+        let purge = retention.purge_at(now);
+        let stripe = purge.sources[0].1;
+        assert_eq!(purge.sources[0].0, "stripe");
+        assert_eq!(stripe.events, Some(now - 90 * 86_400_000 - 60_000));
+        assert_eq!(stripe.attempts, Some(now - 30 * 86_400_000));
+        assert_eq!(stripe.rejected, None);
+        assert_eq!(purge.others.events, Some(now - 30 * 86_400_000 - 60_000));
+        assert_eq!(purge.others.rejected, Some(now - 3 * 86_400_000));
+        assert_eq!(purge.limit, PASS_LIMIT);
+    }
+}

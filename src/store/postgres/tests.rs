@@ -544,3 +544,53 @@ fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {
     }
     chain
 }
+
+/// The wall clock, counting how often it is read: a loop that reads it thousands of
+/// times a second is spinning.
+#[derive(Default)]
+struct CountingClock(std::sync::atomic::AtomicUsize);
+
+impl crate::clock::Clock for CountingClock {
+    fn now_ms(&self) -> i64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::clock::now_ms()
+    }
+
+    fn sleep_until(
+        &self,
+        at_ms: i64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        crate::clock::SystemClock.sleep_until(at_ms)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_does_not_lead_maintenance_waits_quietly() {
+    use crate::maintenance::{Maintenance, Retention};
+    let (leader, guard) = open_with(PostgresOptions::default()).await;
+    eventually("the first store leads", || async {
+        leader.lead_maintenance().await
+    })
+    .await;
+    let follower = another(&guard.0).await;
+    let clock = Arc::new(CountingClock::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(
+        Maintenance {
+            store: follower.clone(),
+            clock: clock.clone(),
+            retention: Retention {
+                sources: Default::default(),
+                others: crate::config::RetentionConfig::default(),
+            },
+        }
+        .run(stopped),
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(!follower.lead_maintenance().await);
+    let reads = clock.0.load(std::sync::atomic::Ordering::SeqCst);
+    // One look a second: a handful of clock reads, not one per loop of a spin.
+    assert!(reads < 50, "the clock was read {reads} times in 2.5 s");
+}

@@ -433,6 +433,16 @@ fn gitlab_token_and_signing_token() {
         signed.provider_dedup_key(&request(&sw, body, 0)).as_deref(),
         Some("msg_p5jXN8AQM9LWM0D4loKWxJek")
     );
+    // The signed `webhook-id` wins over the unsigned `Idempotency-Key`: a captured
+    // request replayed under a new key is still a duplicate.
+    let mut replayed = sw.to_vec();
+    replayed.push(("Idempotency-Key", b"fresh-key-chosen-by-a-replayer"));
+    assert_eq!(
+        signed
+            .provider_dedup_key(&request(&replayed, body, 0))
+            .as_deref(),
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek")
+    );
     // Both configured: both are required.
     let both = build(
         r#"kind = "gitlab", secret = "t", signing_token = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#,
