@@ -10,8 +10,8 @@
 //! path. A sender that truly only signs with SHA-1 can use the generic `hmac` kind
 //! (`header = "X-Hub-Signature"`, `algorithm = "sha1"`, `prefix = "sha1="`).
 
-use super::config::{BuildError, OneOrMany, resolve_secrets};
-use super::mac::{hmac_sha256, matches_any, required_header};
+use super::config::{BuildError, HmacAlgorithm, OneOrMany, resolve_secrets};
+use super::mac::{expected_macs, matches_any, required_header};
 use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
 use crate::ingest::request::Unverified;
@@ -41,11 +41,7 @@ impl Github {
             .ok_or_else(|| Rejection::malformed(SIGNATURE, "does not start with sha256="))?;
         let sig = hex::decode(hex_sig)
             .map_err(|_| Rejection::malformed(SIGNATURE, "is not hex after sha256="))?;
-        let expected: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .filter_map(|s| hmac_sha256(s.expose(), &[&req.body]))
-            .collect();
+        let expected = expected_macs(HmacAlgorithm::Sha256, &self.secrets, &[&req.body]);
         if matches_any(&expected, &sig) {
             Ok(())
         } else {

@@ -23,7 +23,7 @@ use super::config::{
     check_tolerance_setting, resolve_secrets,
 };
 use super::mac::{
-    BASE64_LENIENT, check_tolerance, hmac, matches_any, parse_unix_secs, required_header,
+    BASE64_LENIENT, check_tolerance, expected_macs, matches_any, parse_unix_secs, required_header,
 };
 use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
@@ -367,11 +367,7 @@ impl GenericHmac {
                 Part::Method => req.method.as_str().as_bytes(),
             });
         }
-        let expected: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .filter_map(|s| hmac(self.algorithm, s.expose(), &parts))
-            .collect();
+        let expected = expected_macs(self.algorithm, &self.secrets, &parts);
         // No early exit: every candidate is compared, as `matches_any` does per secret.
         let matched = candidates
             .iter()

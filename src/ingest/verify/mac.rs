@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::config::HmacAlgorithm;
 use super::rejection::{Rejection, Skew};
+use crate::config::secret::Secret;
 use crate::ingest::request::Unverified;
 
 /// Standard-alphabet base64 that accepts input with or without `=` padding: senders
@@ -27,6 +28,19 @@ pub(super) fn hmac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Opt
 
 pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
     hmac(HmacAlgorithm::Sha256, key, parts)
+}
+
+/// The HMAC of `parts` under each of `secrets` (several while a sender rotates), to
+/// compare a received signature against with [`matches_any`].
+pub(super) fn expected_macs(
+    algorithm: HmacAlgorithm,
+    secrets: &[Secret],
+    parts: &[&[u8]],
+) -> Vec<Vec<u8>> {
+    secrets
+        .iter()
+        .filter_map(|s| hmac(algorithm, s.expose(), parts))
+        .collect()
 }
 
 fn mac_with<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {

@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use super::config::{BuildError, OneOrMany, check_tolerance_setting, resolve_all};
-use super::mac::{check_tolerance, hmac_sha256, matches_any, parse_unix_secs};
+use super::config::{BuildError, HmacAlgorithm, OneOrMany, check_tolerance_setting, resolve_all};
+use super::mac::{check_tolerance, expected_macs, hmac_sha256, matches_any, parse_unix_secs};
 use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
 use crate::ingest::request::Unverified;
@@ -63,16 +63,11 @@ impl Mailgun {
             .parent_signature
             .as_deref()
             .and_then(|sig| hex::decode(sig).ok());
-        let expected: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .filter_map(|s| {
-                hmac_sha256(
-                    s.expose(),
-                    &[fields.timestamp.as_bytes(), fields.token.as_bytes()],
-                )
-            })
-            .collect();
+        let expected = expected_macs(
+            HmacAlgorithm::Sha256,
+            &self.secrets,
+            &[fields.timestamp.as_bytes(), fields.token.as_bytes()],
+        );
         let parent_matches = parent.is_some_and(|sig| matches_any(&expected, &sig));
         if !(matches_any(&expected, &signature) | parent_matches) {
             return Err(Rejection::NoSignatureMatched);

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{BuildError, OneOrMany, check_tolerance_setting, resolve_secrets};
-use super::mac::{check_tolerance, hmac_sha256, matches_any, parse_unix_secs, required_header};
+use super::config::{
+    BuildError, HmacAlgorithm, OneOrMany, check_tolerance_setting, resolve_secrets,
+};
+use super::mac::{check_tolerance, expected_macs, matches_any, parse_unix_secs, required_header};
 use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
 use crate::ingest::request::Unverified;
@@ -121,20 +123,15 @@ impl Stripe {
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
         let format = self.format;
         let parsed = parse(format, required_header(req, format.header)?)?;
-        let expected: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .filter_map(|s| {
-                hmac_sha256(
-                    s.expose(),
-                    &[
-                        parsed.timestamp_text.as_bytes(),
-                        format.joiner.as_bytes(),
-                        &req.body,
-                    ],
-                )
-            })
-            .collect();
+        let expected = expected_macs(
+            HmacAlgorithm::Sha256,
+            &self.secrets,
+            &[
+                parsed.timestamp_text.as_bytes(),
+                format.joiner.as_bytes(),
+                &req.body,
+            ],
+        );
         // An entry that is not hex cannot match; like Stripe's SDKs, skip it rather
         // than reject the header, since another entry may be valid.
         let matched = parsed
