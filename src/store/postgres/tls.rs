@@ -55,11 +55,8 @@ pub fn parse(url: &str) -> Result<Connect, String> {
                     _ => root_cert = Some(value),
                 }
             }
-            rest.push(match mode.for_tokio_postgres() {
-                "disable" => "sslmode=disable",
-                "prefer" => "sslmode=prefer",
-                _ => "sslmode=require",
-            });
+            let sslmode = format!("sslmode={}", mode.for_tokio_postgres());
+            rest.push(&sslmode);
             format!("{base}?{}", rest.join("&"))
         }
         _ => url.to_owned(),
