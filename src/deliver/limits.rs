@@ -23,6 +23,7 @@ pub const DEFAULT_CONCURRENCY: u32 = 64;
 #[derive(Debug)]
 pub struct Limits {
     slots: Arc<Semaphore>,
+    capacity: usize,
     rate: Option<DefaultDirectRateLimiter>,
 }
 
@@ -38,6 +39,7 @@ impl Limits {
         let slots = max_concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
         Self {
             slots: Arc::new(Semaphore::new(slots as usize)),
+            capacity: slots as usize,
             rate: rate.and_then(quota).map(RateLimiter::direct),
         }
     }
@@ -63,6 +65,21 @@ impl Limits {
             }
         }
         admission
+    }
+
+    /// Sends this process may have in flight at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sends in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.capacity - self.slots.available_permits()
+    }
+
+    /// Whether starts are metered by a rate (one token at a time, never gathered).
+    pub fn is_rated(&self) -> bool {
+        self.rate.is_some()
     }
 
     /// A slot for one send; `None` when all are taken.

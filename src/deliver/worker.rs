@@ -28,6 +28,13 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 /// Most deliveries claimed for one destination in one round.
 const CLAIM_BATCH: usize = 64;
+/// While sends to a destination are in flight, a claim waits until this share of its
+/// slots (1/N) is free, or [`GATHER_WAIT`] has passed: sends finish in waves (their
+/// records commit in groups), and one claim for the wave costs a round trip to the store
+/// where a claim per finished send cost one each.
+const GATHER_SHARE: usize = 4;
+/// Longest a claim waits to gather free slots.
+const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Worker {
     pub store: Arc<dyn Store>,
@@ -51,6 +58,8 @@ impl Worker {
         let names: Vec<String> = self.destinations.keys().cloned().collect();
         let this = Arc::new(self);
         let mut round = 0usize;
+        // Since when each destination has had free slots that were too few to claim for.
+        let mut gathering: BTreeMap<String, std::time::Instant> = BTreeMap::new();
         loop {
             if *stop.borrow() {
                 break;
@@ -71,6 +80,7 @@ impl Worker {
             let now = this.clock.now_ms();
             let mut claimed_any = false;
             let mut rate_wait: Option<Duration> = None;
+            let mut gather_wait: Option<Duration> = None;
             let start = round % names.len().max(1);
             for name in names.iter().cycle().skip(start).take(names.len()) {
                 let Some(dest) = this.destinations.get(name) else {
@@ -96,6 +106,21 @@ impl Worker {
                         continue;
                     }
                 };
+                if !probing && !dest.limits.is_rated() {
+                    let free = want.min(dest.limits.capacity() - dest.limits.in_flight());
+                    let enough = (dest.limits.capacity().min(CLAIM_BATCH) / GATHER_SHARE).max(1);
+                    if free > 0 && free < enough && dest.limits.in_flight() > 0 {
+                        let since = *gathering
+                            .entry(name.clone())
+                            .or_insert_with(std::time::Instant::now);
+                        let left = GATHER_WAIT.saturating_sub(since.elapsed());
+                        if !left.is_zero() {
+                            gather_wait = Some(gather_wait.map_or(left, |w| w.min(left)));
+                            continue;
+                        }
+                    }
+                    gathering.remove(name);
+                }
                 let admission = dest.limits.admit(want);
                 if let Some(wait) = admission.retry_in {
                     rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
@@ -144,6 +169,16 @@ impl Worker {
                 }
             }
             if claimed_any {
+                continue;
+            }
+            if let Some(wait) = gather_wait {
+                // Back within a moment to claim what has gathered: no need to look up
+                // the next due time for that.
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
             // Nothing could start: sleep until new work is committed, a send finishes, the

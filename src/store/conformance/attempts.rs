@@ -243,3 +243,104 @@ pub async fn the_next_due_time_is_the_earliest_due_or_lease_end_strictly_after(
         .unwrap();
     assert_eq!(store.next_due_ms(&dests(), 0).await.unwrap(), None);
 }
+
+/// Many sends finishing at once: every record is answered only once it is stored, each
+/// moves its own delivery, and a claim that never reported (its process died between
+/// claim and record) is claimed again when its lease ends, as its first attempt.
+pub async fn attempts_reported_together_are_each_recorded_and_move_their_delivery(
+    store: Arc<dyn Store>,
+) {
+    const N: usize = 120;
+    let t0 = 4_000_000;
+    for i in 0..N {
+        store
+            .insert_event(event("s", &format!("k{i}"), t0, 1))
+            .await
+            .unwrap();
+    }
+    let mut claimed = Vec::new();
+    while claimed.len() < N {
+        let mut c = claim(t0);
+        c.limit = 50;
+        let got = store.claim_deliveries(c).await.unwrap();
+        assert!(!got.is_empty(), "all {N} are due");
+        claimed.extend(got);
+    }
+    // A fifth never report; the others report all at once.
+    let outcome = |i: usize| match i % 3 {
+        0 => AfterAttempt::Delivered,
+        1 => AfterAttempt::RetryAt(t0 + 10_000 + i as i64),
+        _ => AfterAttempt::Dead,
+    };
+    let mut reports = tokio::task::JoinSet::new();
+    for (i, d) in claimed.iter().enumerate().filter(|(i, _)| i % 5 != 4) {
+        let record = attempt(d, t0, Some(if i % 3 == 0 { 200 } else { 503 }), outcome(i));
+        let store = store.clone();
+        reports.spawn(async move { store.record_attempt(record).await });
+    }
+    while let Some(done) = reports.join_next().await {
+        done.unwrap().unwrap();
+    }
+    for (i, d) in claimed.iter().enumerate() {
+        let stored = store.get_delivery(&d.id).await.unwrap().unwrap();
+        if i % 5 == 4 {
+            assert_eq!((stored.state.as_str(), stored.attempts), ("in_flight", 0));
+            assert!(stored.attempt_log.is_empty());
+            continue;
+        }
+        assert_eq!(
+            (stored.state.as_str(), stored.attempts),
+            (outcome(i).state(), 1),
+            "delivery {i}"
+        );
+        assert_eq!(stored.attempt_log.len(), 1);
+        assert_eq!(stored.attempt_log[0].number, 1);
+        if let AfterAttempt::RetryAt(at) = outcome(i) {
+            assert_eq!(stored.next_attempt_at_ms, at);
+        }
+    }
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + 10_001),
+        "the earliest retry (a lease ends later)"
+    );
+    // The unreported claims come back when their leases end, still at their first try.
+    let mut again = claim(t0 + LEASE);
+    again.limit = N;
+    let again = store.claim_deliveries(again).await.unwrap();
+    let unreported: Vec<_> = claimed
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 == 4 || outcome(*i).state() == "retrying")
+        .map(|(_, d)| d.id.clone())
+        .collect();
+    let mut expected = unreported;
+    expected.sort();
+    assert_eq!(super::fixtures::ids(&again), expected);
+    assert!(
+        again
+            .iter()
+            .filter(|d| claimed.iter().position(|c| c.id == d.id).unwrap() % 5 == 4)
+            .all(|d| d.attempt == 1)
+    );
+}
+
+/// A slow claim's late report and the newer claim's report arriving together: both are
+/// kept, and only the newer claim moves the delivery.
+pub async fn a_late_report_racing_the_newer_claims_report_is_kept_but_does_not_decide(
+    store: Arc<dyn Store>,
+) {
+    let t0 = 5_000_000;
+    store.insert_event(event("s", "k", t0, 1)).await.unwrap();
+    let first = store.claim_deliveries(claim(t0)).await.unwrap();
+    let second = store.claim_deliveries(claim(t0 + LEASE)).await.unwrap();
+    assert_eq!(first[0].id, second[0].id);
+    let late = attempt(&first[0], t0, Some(500), AfterAttempt::Dead);
+    let newer = attempt(&second[0], t0 + LEASE, Some(200), AfterAttempt::Delivered);
+    let (a, b) = tokio::join!(store.record_attempt(late), store.record_attempt(newer));
+    a.unwrap();
+    b.unwrap();
+    let stored = store.get_delivery(&first[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.state, "delivered");
+    assert_eq!(stored.attempt_log.len(), 2, "both attempts are kept");
+}

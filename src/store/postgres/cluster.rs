@@ -8,13 +8,13 @@
 //!   notification was missed meanwhile.
 //! - **Limits.** A destination's `max_concurrency` and `rate_limit` hold for the whole
 //!   cluster: the claim transaction, under the destination's advisory lock, counts live
-//!   leases and takes tokens from a bucket row ([`claim_allowance`]).
+//!   leases (in [`super::claim`]) and takes tokens from a bucket row ([`rate_allowance`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, Transaction};
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
@@ -102,43 +102,27 @@ pub(super) fn listen(
     })
 }
 
-/// How many deliveries this claim may take under the cluster-wide limits of its
-/// destination, and, when the rate limit is what holds it back, how long until the next
-/// token. Runs under the destination's claim lock, so no other claim of it interleaves.
-pub(super) async fn claim_allowance(
-    tx: &Transaction<'_>,
+/// How many deliveries this claim may take under its destination's cluster-wide rate
+/// limit of `count` per `per_ms`, and, when the rate is what holds it back, how long until
+/// the next token. Runs under the destination's claim lock, so no other claim of it
+/// interleaves. (The concurrency cap is counted in the claiming statement itself.)
+pub(super) async fn rate_allowance(
+    client: &Client,
     claim: &Claim,
-    limit: Option<&ClusterLimit>,
+    count: u32,
+    per_ms: i64,
 ) -> Result<(usize, Option<Duration>), StoreError> {
     let mut allowed = claim.limit;
-    let Some(limit) = limit else {
-        return Ok((allowed, None));
-    };
-    if let Some(max) = limit.max_in_flight {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT count(*) FROM deliveries
-                 WHERE destination = $1 AND state = 'in_flight' AND lease_until > $2",
-            )
-            .await?;
-        let live: i64 = tx
-            .query_one(&stmt, &[&claim.destination, &claim.now_ms])
-            .await?
-            .get(0);
-        allowed = allowed.min((i64::from(max) - live).max(0) as usize);
-    }
     let mut retry_in = None;
-    if let Some((count, per_ms)) = limit.rate {
-        let tokens = tokens_now(tx, &claim.destination, count, per_ms, claim.now_ms).await?;
-        // A hair of slack, so sums of fractions that make a whole token count as one.
-        let whole = (tokens + 1e-9).floor().max(0.0) as usize;
-        if whole < allowed {
-            allowed = whole;
-            let ms_per_token = per_ms as f64 / f64::from(count.max(1));
-            retry_in = Some(Duration::from_millis(
-                ((1.0 - tokens.fract()) * ms_per_token).ceil().max(1.0) as u64,
-            ));
-        }
+    let tokens = tokens_now(client, &claim.destination, count, per_ms, claim.now_ms).await?;
+    // A hair of slack, so sums of fractions that make a whole token count as one.
+    let whole = (tokens + 1e-9).floor().max(0.0) as usize;
+    if whole < allowed {
+        allowed = whole;
+        let ms_per_token = per_ms as f64 / f64::from(count.max(1));
+        retry_in = Some(Duration::from_millis(
+            ((1.0 - tokens.fract()) * ms_per_token).ceil().max(1.0) as u64,
+        ));
     }
     Ok((allowed, retry_in))
 }
@@ -147,7 +131,7 @@ pub(super) async fn claim_allowance(
 /// holding at most one (starts are spread evenly, no burst: no window of the stated
 /// length sees more than the limit, across all processes).
 async fn tokens_now(
-    tx: &Transaction<'_>,
+    tx: &Client,
     destination: &str,
     count: u32,
     per_ms: i64,
@@ -173,7 +157,7 @@ async fn tokens_now(
 
 /// Takes `used` tokens from the destination's bucket (after a claim).
 pub(super) async fn spend_tokens(
-    tx: &Transaction<'_>,
+    tx: &Client,
     destination: &str,
     used: usize,
 ) -> Result<(), StoreError> {

@@ -4,8 +4,10 @@
 //! - [`schema`]: versioned migrations, applied at start under an advisory lock.
 //! - [`writer`] and [`write_events`]: group commit for ingest (dedup and commit order
 //!   across processes are explained in [`write_events`]).
-//! - [`write_deliveries`]: claims (`FOR UPDATE SKIP LOCKED`, one advisory lock per
-//!   destination), attempts, preparation, retries, pauses, the dead-letter queue.
+//! - [`claim`]: claims (`FOR UPDATE SKIP LOCKED`, one advisory lock per destination),
+//!   many deliveries per statement; [`attempt_writer`]: attempt records in groups, one
+//!   commit and one NOTIFY per group; [`write_deliveries`]: the statements of both, and
+//!   preparation, retries, pauses, the dead-letter queue.
 //! - [`cluster`]: wake-ups across processes (LISTEN/NOTIFY) and cluster-wide limits.
 //! - [`presence`]: who is alive (claims of a dead process are released at once) and
 //!   which one process leads maintenance; [`purge`]: retention.
@@ -15,6 +17,8 @@
 //! reads run on pooled connections too. Nothing is kept in process memory that another
 //! process would need: leases, pauses and replay progress all live in the database.
 
+mod attempt_writer;
+mod claim;
 mod cluster;
 mod pool;
 mod presence;
@@ -94,6 +98,9 @@ pub struct PostgresStore {
     queue_depth: usize,
     commit_timeout: Duration,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Attempt records, committed in groups by [`attempt_writer`].
+    attempts: mpsc::Sender<attempt_writer::Op>,
+    attempt_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     presence: presence::Presence,
     /// When each claim owner was first seen without its presence lock (the leader's).
     absent_since: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
@@ -129,6 +136,14 @@ impl PostgresStore {
             max_batch: options.max_batch,
         };
         let handle = tokio::spawn(writer.run());
+        let (attempts, attempts_rx) = mpsc::channel(options.queue_depth);
+        let attempt_writer = attempt_writer::AttemptWriter {
+            pool: pool.clone(),
+            channel: channel.clone(),
+            rx: attempts_rx,
+            max_batch: options.max_batch,
+        };
+        let attempt_handle = tokio::spawn(attempt_writer.run());
         let presence = presence::Presence::start(connect.clone());
         Ok(Arc::new(Self {
             pool,
@@ -140,6 +155,8 @@ impl PostgresStore {
             queue_depth: options.queue_depth,
             commit_timeout: options.commit_timeout,
             writer: Mutex::new(Some(handle)),
+            attempts,
+            attempt_writer: Mutex::new(Some(attempt_handle)),
             presence,
             absent_since: Mutex::default(),
         }))
@@ -235,10 +252,9 @@ impl Store for PostgresStore {
             .lock()
             .ok()
             .and_then(|c| c.limits.get(&claim.destination).cloned());
-        let claimed: Result<_, StoreError> = in_transaction!(self, |tx| {
-            write_deliveries::claim(tx, &claim, limit.as_ref(), self.presence.owner()).await?
-        });
-        let (claimed, retry_in) = claimed?;
+        let client = self.client().await?;
+        let (claimed, retry_in) =
+            claim::claim(&client, &claim, limit.as_ref(), self.presence.owner()).await?;
         if let Some(wait) = retry_in {
             // The rate holds back due deliveries: wake the engine when the next token
             // is in (no notification would).
@@ -254,11 +270,13 @@ impl Store for PostgresStore {
     }
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| {
-            let out = write_deliveries::record_attempt(tx, &attempt).await?;
-            cluster::notify(tx, &self.channel).await?;
-            out
-        })
+        // Waits for room: the attempt was made, its record must not be dropped for load.
+        let (reply, answer) = oneshot::channel();
+        self.attempts
+            .send(attempt_writer::Op::Record(Box::new(attempt), reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
@@ -430,6 +448,19 @@ impl Store for PostgresStore {
             let _ = done.await;
         }
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        let (reply, done) = oneshot::channel();
+        if self
+            .attempts
+            .send(attempt_writer::Op::Close(reply))
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+        let handle = self.attempt_writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.await;
         }

@@ -1,159 +1,15 @@
-//! The writes of the delivery engine on PostgreSQL: claims under leases, attempts,
-//! preparation results, retries, pauses and the dead-letter actions. Each runs in its
-//! own transaction on a pooled connection.
-//!
-//! **Claims across processes.** A claim first takes a transaction-scoped advisory lock
-//! on its destination, so claims of one destination (from any process) run one at a
-//! time: the ordering-key check ("no earlier delivery of this route and key is
-//! unfinished") is then decided on a state no concurrent claim is changing. Candidate
-//! rows are still picked `FOR UPDATE SKIP LOCKED` in a CTE, so a claim never waits on a
-//! row an attempt is being recorded on. Claims of different destinations do not wait
-//! on each other.
+//! The writes of the delivery engine on PostgreSQL besides claims ([`super::claim`]):
+//! attempts (in groups, see [`super::attempt_writer`]), preparation results, retries,
+//! pauses and the dead-letter actions. Each runs in its own transaction on a pooled
+//! connection.
 
 use deadpool_postgres::Transaction;
 
-use super::{cluster, parse_headers};
 use crate::id;
 use crate::store::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, ClusterLimit, DeadAction, DeadFilter,
-    Pausable, Preparation, Prepared, RetryNow, StoreError,
+    AfterAttempt, AttemptRecord, DeadAction, DeadFilter, Pausable, Preparation, Prepared, RetryNow,
+    StoreError,
 };
-
-/// Serializes claims of one destination across the cluster, until the transaction ends.
-async fn destination_lock(tx: &Transaction<'_>, destination: &str) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/forebay/claim/' || $1::text))",
-        )
-        .await?;
-    tx.execute(&stmt, &[&destination]).await?;
-    Ok(())
-}
-
-/// The claim's two candidate sets, in turn: expired leases first (their workers died;
-/// they are the oldest work), then due deliveries, oldest due first. A keyed delivery
-/// waits while an earlier one of its route and key is unfinished, and while an earlier
-/// delivery of its route is not yet prepared (its key is not known yet; with several
-/// processes preparing, a later delivery can be prepared first).
-const CANDIDATES: [&str; 2] = [
-    "SELECT id FROM deliveries
-     WHERE state = 'in_flight' AND lease_until <= $2 AND destination = $4
-       AND route <> ALL($5::text[])
-     ORDER BY lease_until LIMIT $3
-     FOR UPDATE SKIP LOCKED",
-    "SELECT id FROM deliveries AS d
-     WHERE destination = $4 AND state IN ('pending', 'retrying') AND next_attempt_at <= $2
-       AND prepared AND route <> ALL($5::text[])
-       AND (ordering_key IS NULL OR (
-            NOT EXISTS (
-                SELECT 1 FROM deliveries AS e
-                WHERE e.route = d.route AND e.ordering_key = d.ordering_key
-                  AND e.state IN ('pending', 'in_flight', 'retrying')
-                  AND (e.seq < d.seq OR (e.seq = d.seq AND e.part < d.part)))
-            AND NOT EXISTS (
-                SELECT 1 FROM deliveries AS u
-                WHERE u.route = d.route AND NOT u.prepared AND u.state = 'pending'
-                  AND u.position < d.seq)))
-     ORDER BY next_attempt_at, position LIMIT $3
-     FOR UPDATE SKIP LOCKED",
-];
-
-/// Claims up to `claim.limit` deliveries, fewer if the destination's cluster-wide
-/// `limit` says so; also returns when the rate limit allows the next start, if it held
-/// this claim back.
-///
-/// Each claimed row records `owner`, this process's presence key while it holds one
-/// (see [`super::presence`]), so that the maintenance leader can end the leases of a
-/// process that died without waiting for them to run out.
-pub(super) async fn claim(
-    tx: &Transaction<'_>,
-    claim: &Claim,
-    limit: Option<&ClusterLimit>,
-    owner: Option<i64>,
-) -> Result<(Vec<ClaimedDelivery>, Option<std::time::Duration>), StoreError> {
-    destination_lock(tx, &claim.destination).await?;
-    let (allowed, retry_in) = cluster::claim_allowance(tx, claim, limit).await?;
-    let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
-    let mut claimed = Vec::new();
-    for candidates in CANDIDATES {
-        let left = allowed.saturating_sub(claimed.len());
-        if left == 0 {
-            break;
-        }
-        let sql = format!(
-            "WITH picked AS ({candidates}),
-                  claimed AS (
-                      UPDATE deliveries AS d
-                      SET state = 'in_flight', lease_until = $1, updated_at = $2, claimed_by = $6
-                      FROM picked WHERE d.id = picked.id
-                      RETURNING d.id, d.event_id, d.route, d.destination, d.attempts,
-                                d.payload, d.part, d.replay_id, d.next_attempt_at, d.position)
-             SELECT c.id, c.event_id, c.route, c.destination, c.attempts, c.payload, c.part,
-                    c.replay_id, e.source, e.received_at, e.headers, e.body
-             FROM claimed AS c JOIN events AS e ON e.id = c.event_id
-             ORDER BY c.next_attempt_at, c.position"
-        );
-        let stmt = tx.prepare_cached(&sql).await?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &lease_until,
-                    &claim.now_ms,
-                    &(left as i64),
-                    &claim.destination,
-                    &claim.skip_routes,
-                    &owner,
-                ],
-            )
-            .await?;
-        for r in rows {
-            let id: String = r.get(0);
-            let headers: Vec<u8> = r.get(10);
-            match parse_headers(&headers) {
-                Ok(headers) => claimed.push(ClaimedDelivery {
-                    id,
-                    event_id: r.get(1),
-                    route: r.get(2),
-                    destination: r.get(3),
-                    attempt: r.get::<_, i64>(4) + 1,
-                    lease_until_ms: lease_until,
-                    source: r.get(8),
-                    received_at_ms: r.get(9),
-                    headers,
-                    body: r.get(11),
-                    payload: r.get(5),
-                    part: r.get(6),
-                    replay_id: r.get(7),
-                }),
-                // A damaged event must not fail every claim of its destination: its
-                // delivery goes dead with the reason, and the others go on.
-                Err(e) => {
-                    let stmt = tx
-                        .prepare_cached(
-                            "UPDATE deliveries SET state = 'dead', lease_until = NULL,
-                                    last_error = $2, updated_at = $3
-                             WHERE id = $1",
-                        )
-                        .await?;
-                    tx.execute(
-                        &stmt,
-                        &[
-                            &id,
-                            &format!("the event cannot be read: {e}"),
-                            &claim.now_ms,
-                        ],
-                    )
-                    .await?;
-                }
-            }
-        }
-    }
-    if limit.is_some_and(|l| l.rate.is_some()) && !claimed.is_empty() {
-        cluster::spend_tokens(tx, &claim.destination, claimed.len()).await?;
-    }
-    Ok((claimed, retry_in))
-}
 
 /// Writes what the filters, transforms and ordering keys made of a batch. `seq` is the
 /// delivery's own position (receive order), and the parts of a split share their
@@ -254,71 +110,117 @@ pub(super) async fn prepare(
     Ok(())
 }
 
-pub(super) async fn record_attempt(
-    tx: &Transaction<'_>,
-    a: &AttemptRecord,
-) -> Result<(), StoreError> {
-    let number = tx
-        .prepare_cached("SELECT attempts + 1 FROM deliveries WHERE id = $1 FOR UPDATE")
-        .await?;
-    let Some(number) = tx.query_opt(&number, &[&a.delivery_id]).await? else {
-        return Err(StoreError::Corrupt(format!(
-            "an attempt for delivery {} which is not stored",
-            a.delivery_id
-        )));
-    };
-    let number: i64 = number.get(0);
-    let insert = tx
+/// Records a batch of attempts in one transaction of two round trips whatever its size:
+/// `BEGIN`, the attempts' insert (numbered from the delivery's count, and only for
+/// deliveries still stored), the deliveries' update and the NOTIFY go out pipelined, and
+/// `COMMIT` only once all of them succeeded. On any error the transaction is rolled back
+/// before the connection goes back to the pool.
+///
+/// Returns, per record and in order, whether it was written: `false` for an attempt of
+/// a delivery that is no longer stored. The batch holds at most one record per delivery
+/// (the group committer sees to it).
+pub(super) async fn record_attempts(
+    client: &deadpool_postgres::Client,
+    batch: &[&AttemptRecord],
+    channel: &str,
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let column =
+        |f: &dyn Fn(&AttemptRecord) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<i64>>();
+    let attempt_ids: Vec<&str> = batch.iter().map(|a| a.id.as_str()).collect();
+    let delivery_ids: Vec<&str> = batch.iter().map(|a| a.delivery_id.as_str()).collect();
+    let started = column(&|a| a.started_at_ms);
+    let durations = column(&|a| a.duration_ms);
+    let statuses: Vec<Option<i64>> = batch.iter().map(|a| a.status.map(i64::from)).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|a| a.error.as_deref()).collect();
+    let headers: Vec<&[u8]> = batch.iter().map(|a| &a.response_headers[..]).collect();
+    let bodies: Vec<&[u8]> = batch.iter().map(|a| &a.response_body[..]).collect();
+    let states: Vec<&str> = batch.iter().map(|a| a.then.state()).collect();
+    let next_at: Vec<Option<i64>> = batch
+        .iter()
+        .map(|a| match a.then {
+            AfterAttempt::RetryAt(at) => Some(at),
+            AfterAttempt::Delivered | AfterAttempt::Dead => None,
+        })
+        .collect();
+    let finished = column(&|a| a.started_at_ms.saturating_add(a.duration_ms));
+    let leases = column(&|a| a.lease_until_ms);
+
+    // An attempt is numbered one past the delivery's count of attempts. A late report
+    // of an expired claim does not add to that count (below), as it never did.
+    let insert = client
         .prepare_cached(
             "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status,
                                    error, response_headers, response_body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT u.id, u.delivery_id, d.attempts + 1, u.started_at, u.duration_ms,
+                    u.status, u.error, u.response_headers, u.response_body
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[],
+                         $6::text[], $7::bytea[], $8::bytea[])
+                  AS u (id, delivery_id, started_at, duration_ms, status, error,
+                        response_headers, response_body)
+             JOIN deliveries AS d ON d.id = u.delivery_id
+             RETURNING delivery_id",
         )
         .await?;
-    let status = a.status.map(i64::from);
-    tx.execute(
-        &insert,
-        &[
-            &a.id,
-            &a.delivery_id,
-            &number,
-            &a.started_at_ms,
-            &a.duration_ms,
-            &status,
-            &a.error,
-            &a.response_headers,
-            &a.response_body,
-        ],
-    )
-    .await?;
-    let next_attempt_at = match a.then {
-        AfterAttempt::RetryAt(at) => Some(at),
-        AfterAttempt::Delivered | AfterAttempt::Dead => None,
-    };
     // Only the claim that made the attempt moves the delivery on: if its lease expired
     // and the delivery was claimed again, the newer claim (another lease) owns its state.
-    let update = tx
+    // Rows are taken in id order, the same in every process's batch.
+    let update = client
         .prepare_cached(
-            "UPDATE deliveries
-             SET attempts = attempts + 1, state = $2, lease_until = NULL,
-                 next_attempt_at = coalesce($3, next_attempt_at),
-                 updated_at = $4, last_error = $5
-             WHERE id = $1 AND state = 'in_flight' AND lease_until = $6",
+            "UPDATE deliveries AS d
+             SET attempts = d.attempts + 1, state = u.state, lease_until = NULL,
+                 next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+                 updated_at = u.finished, last_error = u.error
+             FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[],
+                                        $5::text[], $6::int8[])
+                          AS u (id, state, next_at, finished, error, lease)
+                   ORDER BY id) AS u
+             WHERE d.id = u.id AND d.state = 'in_flight' AND d.lease_until = u.lease",
         )
         .await?;
-    tx.execute(
-        &update,
-        &[
-            &a.delivery_id,
-            &a.then.state(),
-            &next_attempt_at,
-            &a.started_at_ms.saturating_add(a.duration_ms),
-            &a.error,
-            &a.lease_until_ms,
-        ],
-    )
-    .await?;
-    Ok(())
+    let notify = client.prepare_cached(super::cluster::NOTIFY).await?;
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &attempt_ids,
+        &delivery_ids,
+        &started,
+        &durations,
+        &statuses,
+        &errors,
+        &headers,
+        &bodies,
+    ];
+    let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &delivery_ids,
+        &states,
+        &next_at,
+        &finished,
+        &errors,
+        &leases,
+    ];
+    let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
+    let pipelined = async {
+        let (_, inserted, _, _) = tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query(&insert, &insert_params),
+            client.execute(&update, &update_params),
+            client.execute(&notify, &notify_params),
+        )?;
+        client.batch_execute("COMMIT").await?;
+        Ok::<_, tokio_postgres::Error>(inserted)
+    };
+    let inserted = match pipelined.await {
+        Ok(inserted) => inserted,
+        Err(e) => {
+            // Whatever was sent is undone (after a failed COMMIT this only warns).
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let stored: std::collections::HashSet<String> =
+        inserted.into_iter().map(|r| r.get(0)).collect();
+    Ok(batch
+        .iter()
+        .map(|a| stored.contains(&a.delivery_id))
+        .collect())
 }
 
 /// Makes a delivery due now, unless it is being sent.

@@ -63,7 +63,7 @@ impl Write {
 }
 
 /// Why a group did not commit.
-enum GroupError {
+pub(super) enum GroupError {
     /// The server refused one of the writes (possibly only that write's fault).
     Write(tokio_postgres::Error),
     /// No connection, or the connection failed: the store's fault.

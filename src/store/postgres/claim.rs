@@ -1,0 +1,209 @@
+//! Claims on PostgreSQL: due deliveries of one destination taken under a lease, many at a
+//! time, in one statement.
+//!
+//! **Across processes.** A claim first takes a transaction-scoped advisory lock on its
+//! destination, so claims of one destination (from any process) run one at a time: the
+//! ordering-key check ("no earlier delivery of this route and key is unfinished") and the
+//! count of live leases for `max_concurrency` are then decided on a state no concurrent
+//! claim is changing. Candidate rows are still picked `FOR UPDATE SKIP LOCKED`, so a
+//! claim never waits on a row an attempt is being recorded on. Claims of different
+//! destinations do not wait on each other.
+//!
+//! **Round trips.** Without a rate limit a claim is two round trips whatever its size:
+//! `BEGIN`, the lock and the claiming statement go out pipelined, then `COMMIT`. The
+//! concurrency cap is computed inside the statement. A rate limit needs its token bucket
+//! read before the claim and spent after it, so those claims take a few more.
+
+use deadpool_postgres::Client;
+use tokio_postgres::Row;
+
+use super::{cluster, parse_headers};
+use crate::store::{Claim, ClaimedDelivery, ClusterLimit, StoreError};
+
+/// Serializes claims of one destination across the cluster, until the transaction ends.
+const LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/forebay/claim/' || $1::text))";
+
+/// Claims up to `$3` deliveries of destination `$4` for a lease until `$1` at `$2`,
+/// skipping routes `$5`, owned by presence key `$6`, with at most `$7` live leases of the
+/// destination in all (none when NULL).
+///
+/// Expired leases come first (their workers died; they are the oldest work), then due
+/// deliveries, oldest due first. A keyed delivery waits while an earlier one of its
+/// route and key is unfinished, and while an earlier delivery of its route is not yet
+/// prepared (its key is not known yet; with several processes preparing, a later
+/// delivery can be prepared first).
+const CLAIM: &str = "
+WITH allowed AS (
+    SELECT CASE WHEN $7::int8 IS NULL THEN $3::int8
+                ELSE greatest(0, least($3::int8, $7::int8 - (
+                    SELECT count(*) FROM deliveries
+                    WHERE destination = $4 AND state = 'in_flight' AND lease_until > $2)))
+           END AS n),
+expired AS (
+    SELECT id, 0 AS pass, lease_until AS due, 0::int8 AS pos FROM deliveries
+    WHERE state = 'in_flight' AND lease_until <= $2 AND destination = $4
+      AND route <> ALL($5::text[])
+    ORDER BY lease_until LIMIT (SELECT n FROM allowed)
+    FOR UPDATE SKIP LOCKED),
+due AS (
+    SELECT id, 1 AS pass, next_attempt_at AS due, position AS pos FROM deliveries AS d
+    WHERE destination = $4 AND state IN ('pending', 'retrying') AND next_attempt_at <= $2
+      AND prepared AND route <> ALL($5::text[])
+      AND (ordering_key IS NULL OR (
+           NOT EXISTS (
+               SELECT 1 FROM deliveries AS e
+               WHERE e.route = d.route AND e.ordering_key = d.ordering_key
+                 AND e.state IN ('pending', 'in_flight', 'retrying')
+                 AND (e.seq < d.seq OR (e.seq = d.seq AND e.part < d.part)))
+           AND NOT EXISTS (
+               SELECT 1 FROM deliveries AS u
+               WHERE u.route = d.route AND NOT u.prepared AND u.state = 'pending'
+                 AND u.position < d.seq)))
+    ORDER BY next_attempt_at, position LIMIT (SELECT n FROM allowed)
+    FOR UPDATE SKIP LOCKED),
+picked AS (
+    SELECT * FROM expired UNION ALL SELECT * FROM due
+    ORDER BY pass, due, pos LIMIT (SELECT n FROM allowed)),
+claimed AS (
+    UPDATE deliveries AS d
+    SET state = 'in_flight', lease_until = $1, updated_at = $2, claimed_by = $6
+    FROM picked WHERE d.id = picked.id
+    RETURNING d.id, d.event_id, d.route, d.destination, d.attempts, d.payload, d.part,
+              d.replay_id, picked.pass, picked.due, picked.pos)
+SELECT c.id, c.event_id, c.route, c.destination, c.attempts, c.payload, c.part,
+       c.replay_id, e.source, e.received_at, e.headers, e.body
+FROM claimed AS c JOIN events AS e ON e.id = c.event_id
+ORDER BY c.pass, c.due, c.pos";
+
+/// Claims up to `claim.limit` deliveries, fewer if the destination's cluster-wide
+/// `limit` says so; also returns when the rate limit allows the next start, if it held
+/// this claim back.
+///
+/// Each claimed row records `owner`, this process's presence key while it holds one
+/// (see [`super::presence`]), so that the maintenance leader can end the leases of a
+/// process that died without waiting for them to run out.
+pub(super) async fn claim(
+    client: &Client,
+    claim: &Claim,
+    limit: Option<&ClusterLimit>,
+    owner: Option<i64>,
+) -> Result<(Vec<ClaimedDelivery>, Option<std::time::Duration>), StoreError> {
+    let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
+    let claimed = match transact(client, claim, limit, owner, lease_until).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            // Whatever was sent is undone before the connection goes back to the pool.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let (rows, retry_in) = claimed;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.get(0);
+        let headers: Vec<u8> = r.get(10);
+        match parse_headers(&headers) {
+            Ok(headers) => out.push(ClaimedDelivery {
+                id,
+                event_id: r.get(1),
+                route: r.get(2),
+                destination: r.get(3),
+                attempt: r.get::<_, i64>(4) + 1,
+                lease_until_ms: lease_until,
+                source: r.get(8),
+                received_at_ms: r.get(9),
+                headers,
+                body: r.get(11),
+                payload: r.get(5),
+                part: r.get(6),
+                replay_id: r.get(7),
+            }),
+            // A damaged event must not fail every claim of its destination: its delivery
+            // goes dead with the reason (if this claim still holds it), the others go on.
+            Err(e) => {
+                let stmt = client
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'dead', lease_until = NULL,
+                                last_error = $2, updated_at = $3
+                         WHERE id = $1 AND state = 'in_flight' AND lease_until = $4",
+                    )
+                    .await?;
+                client
+                    .execute(
+                        &stmt,
+                        &[
+                            &id,
+                            &format!("the event cannot be read: {e}"),
+                            &claim.now_ms,
+                            &lease_until,
+                        ],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok((out, retry_in))
+}
+
+/// The claim's transaction: its rows, and the rate's wait when it held the claim back.
+async fn transact(
+    client: &Client,
+    claim: &Claim,
+    limit: Option<&ClusterLimit>,
+    owner: Option<i64>,
+    lease_until: i64,
+) -> Result<(Vec<Row>, Option<std::time::Duration>), StoreError> {
+    let lock = client.prepare_cached(LOCK).await?;
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&claim.destination];
+    let pick = client.prepare_cached(CLAIM).await?;
+    let max_in_flight = limit.and_then(|l| l.max_in_flight).map(i64::from);
+    let pick_rows = |n: i64| {
+        let pick = &pick;
+        async move {
+            client
+                .query(
+                    pick,
+                    &[
+                        &lease_until,
+                        &claim.now_ms,
+                        &n,
+                        &claim.destination,
+                        &claim.skip_routes,
+                        &owner,
+                        &max_in_flight,
+                    ],
+                )
+                .await
+        }
+    };
+    let (rows, retry_in) = match limit.and_then(|l| l.rate) {
+        None => {
+            let (_, _, rows) = tokio::try_join!(
+                client.batch_execute("BEGIN"),
+                client.execute(&lock, &lock_params),
+                pick_rows(claim.limit as i64),
+            )?;
+            (rows, None)
+        }
+        // The bucket is read under the lock, before the claim, and spent after it.
+        Some((count, per_ms)) => {
+            let (_, _) = tokio::try_join!(
+                client.batch_execute("BEGIN"),
+                client.execute(&lock, &lock_params),
+            )?;
+            let (allowed, retry_in) = cluster::rate_allowance(client, claim, count, per_ms).await?;
+            let rows = if allowed > 0 {
+                pick_rows(allowed as i64).await?
+            } else {
+                Vec::new()
+            };
+            if !rows.is_empty() {
+                cluster::spend_tokens(client, &claim.destination, rows.len()).await?;
+            }
+            (rows, retry_in)
+        }
+    };
+    client.batch_execute("COMMIT").await?;
+    Ok((rows, retry_in))
+}
