@@ -9,16 +9,26 @@
 //! claim never waits on a row an attempt is being recorded on. Claims of different
 //! destinations do not wait on each other.
 //!
-//! **Round trips.** Without a rate limit a claim is two round trips whatever its size:
-//! `BEGIN`, the lock and the claiming statement go out pipelined, then `COMMIT`. The
+//! **Plans.** Claims are planned once per connection, along the indexes
+//! ([`BEGIN_INDEX_PLANS`]).
+//!
+//! **Round trips.** Without a rate limit a claim is one round trip whatever its size:
+//! `BEGIN`, the lock, the claiming statement and `COMMIT` go out pipelined. The
 //! concurrency cap is computed inside the statement. A rate limit needs its token bucket
 //! read before the claim and spent after it, so those claims take a few more.
 
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
+use super::pool::BEGIN_INDEX_PLANS;
 use super::{cluster, parse_headers};
 use crate::store::{Claim, ClaimedDelivery, ClusterLimit, StoreError};
+
+/// A claim's transaction does not wait for its WAL flush at COMMIT, so the destination's
+/// lock is not held across one. Losing a claim in a server crash loses nothing: the
+/// delivery is simply due again (sent at least once, as after any crash), and the
+/// attempt record that follows a send commits durably, flushing the claim before it.
+const BEGIN: &str = "SET LOCAL synchronous_commit = off";
 
 /// Serializes claims of one destination across the cluster, until the transaction ends.
 const LOCK: &str =
@@ -178,18 +188,25 @@ async fn transact(
         }
     };
     let (rows, retry_in) = match limit.and_then(|l| l.rate) {
+        // Everything the claim does is in its one statement, so COMMIT can follow it in
+        // the same flight: if the statement fails, the transaction is aborted and COMMIT
+        // ends it without effect. The destination's lock is then held for the server's
+        // work alone, not for a round trip to this process.
         None => {
-            let (_, _, rows) = tokio::try_join!(
-                client.batch_execute("BEGIN"),
+            let (_, _, _, rows, _) = tokio::try_join!(
+                client.batch_execute(BEGIN_INDEX_PLANS),
+                client.batch_execute(BEGIN),
                 client.execute(&lock, &lock_params),
                 pick_rows(claim.limit as i64),
+                client.batch_execute("COMMIT"),
             )?;
-            (rows, None)
+            return Ok((rows, None));
         }
         // The bucket is read under the lock, before the claim, and spent after it.
         Some((count, per_ms)) => {
-            let (_, _) = tokio::try_join!(
-                client.batch_execute("BEGIN"),
+            let (_, _, _) = tokio::try_join!(
+                client.batch_execute(BEGIN_INDEX_PLANS),
+                client.batch_execute(BEGIN),
                 client.execute(&lock, &lock_params),
             )?;
             let (allowed, retry_in) = cluster::rate_allowance(client, claim, count, per_ms).await?;

@@ -6,6 +6,19 @@ use super::tls::{self, Connect};
 use crate::store::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+/// Begins a transaction whose statements are planned once per connection (a generic
+/// plan), along the indexes only. The delivery engine's statements run hundreds of times
+/// a second on a table with many partial indexes, and planning them anew each time (what
+/// `plan_cache_mode = force_custom_plan` does, see [`build`]) cost PostgreSQL as much as
+/// running them. Their right plan is known (walk the claim index in due order, find rows
+/// by id, join by nested loops over them), and with sequential scans, bitmap scans,
+/// sorts, hash and merge joins ruled out when the plan is made, a generic plan takes it whatever the tables held at that moment; an empty table
+/// cannot leave a sequential scan behind.
+pub(super) const BEGIN_INDEX_PLANS: &str = "BEGIN; \
+    SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; \
+    SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// Builds the pool for `url` (and returns the connection settings, for the dedicated
 /// connections of [`super::cluster`] and [`super::presence`]). TLS as `sslmode` in the
 /// URL asks ([`tls`]). Connections are opened lazily, each with `search_path`
@@ -31,6 +44,10 @@ pub fn build(
     // sequential scans as they grow: ingest on a fresh schema ran at a third of its
     // speed. Planning these statements costs far less than one such scan.
     options.push_str(" -c plan_cache_mode=force_custom_plan");
+    // Compiling a plan to machine code pays off for long analytical queries, never for
+    // forebay's short ones; and the plans of [`BEGIN_INDEX_PLANS`] carry costs so high
+    // (ruled-out paths) that JIT would take hundreds of milliseconds over each of them.
+    options.push_str(" -c jit=off");
     config.options(options.trim());
     // Operators (and tests) tell the processes of one schema apart by this name.
     config.application_name(&match schema {

@@ -111,7 +111,7 @@ pub(super) async fn prepare(
 }
 
 /// Records a batch of attempts in one transaction of two round trips whatever its size:
-/// `BEGIN`, the attempts' insert (numbered from the delivery's count, and only for
+/// `BEGIN` (planned along the indexes, [`super::pool::BEGIN_INDEX_PLANS`]), the attempts' insert (numbered from the delivery's count, and only for
 /// deliveries still stored), the deliveries' update and the NOTIFY go out pipelined, and
 /// `COMMIT` only once all of them succeeded. On any error the transaction is rolled back
 /// before the connection goes back to the pool.
@@ -124,6 +124,12 @@ pub(super) async fn record_attempts(
     batch: &[&AttemptRecord],
     channel: &str,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
+    // In delivery id order, the same in every process's batch: the update takes its rows
+    // in the order of its input, so two batches cannot wait on each other in a circle.
+    let unsorted = batch;
+    let mut sorted = batch.to_vec();
+    sorted.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
+    let batch = &sorted[..];
     let column =
         |f: &dyn Fn(&AttemptRecord) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<i64>>();
     let attempt_ids: Vec<&str> = batch.iter().map(|a| a.id.as_str()).collect();
@@ -163,18 +169,18 @@ pub(super) async fn record_attempts(
         .await?;
     // Only the claim that made the attempt moves the delivery on: if its lease expired
     // and the delivery was claimed again, the newer claim (another lease) owns its state.
-    // Rows are taken in id order, the same in every process's batch.
+    // The state and lease are compared as expressions (`|| ''`, `+ 0`) so that the plan
+    // finds each row by id rather than walking the index of leases, which is long with
+    // the entries of rows that were in flight a moment ago.
     let update = client
         .prepare_cached(
             "UPDATE deliveries AS d
              SET attempts = d.attempts + 1, state = u.state, lease_until = NULL,
                  next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
                  updated_at = u.finished, last_error = u.error
-             FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[],
-                                        $5::text[], $6::int8[])
-                          AS u (id, state, next_at, finished, error, lease)
-                   ORDER BY id) AS u
-             WHERE d.id = u.id AND d.state = 'in_flight' AND d.lease_until = u.lease",
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[],
+                         $6::int8[]) AS u (id, state, next_at, finished, error, lease)
+             WHERE d.id = u.id AND d.state || '' = 'in_flight' AND d.lease_until + 0 = u.lease",
         )
         .await?;
     let notify = client.prepare_cached(super::cluster::NOTIFY).await?;
@@ -199,7 +205,7 @@ pub(super) async fn record_attempts(
     let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
     let pipelined = async {
         let (_, inserted, _, _) = tokio::try_join!(
-            client.batch_execute("BEGIN"),
+            client.batch_execute(super::pool::BEGIN_INDEX_PLANS),
             client.query(&insert, &insert_params),
             client.execute(&update, &update_params),
             client.execute(&notify, &notify_params),
@@ -217,7 +223,7 @@ pub(super) async fn record_attempts(
     };
     let stored: std::collections::HashSet<String> =
         inserted.into_iter().map(|r| r.get(0)).collect();
-    Ok(batch
+    Ok(unsorted
         .iter()
         .map(|a| stored.contains(&a.delivery_id))
         .collect())
