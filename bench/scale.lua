@@ -1,0 +1,69 @@
+-- wrk script for bench/scale.sh: the request of bench/post.lua (a 1 KiB JSON body,
+-- unique per request), spread over several servers by one wrk process.
+--
+-- BENCH_ADDRS: space-separated HOST:PORT list; wrk thread i connects to address
+--   i mod n (the URL given to wrk only names the first and sets the Host header), so
+--   -tT -cC gives each server T/n threads and C/n connections when n divides T.
+-- BENCH_LIMIT: if set, each thread stops after that many requests (to fill a backlog).
+-- BENCH_PATH: the request path (default /in/bench).
+-- BENCH_TAG: part of every event id, so runs started in the same second (and several
+--   runs on one schema) never send the same body (default: the time in seconds).
+--
+-- One wrk process, one latency histogram: the p99 it reports is over all servers.
+-- Non-2xx answers are counted in each thread's global `non2xx` and summed in done(),
+-- which runs in the main Lua state: it must read them with thread:get(), and get() only
+-- sees globals (a `local` counter, or the main state's own copy, would read as 0).
+local path = os.getenv("BENCH_PATH") or "/in/bench"
+local limit = tonumber(os.getenv("BENCH_LIMIT") or "")
+local tag = os.getenv("BENCH_TAG") or tostring(os.time())
+local addrs = nil
+local threads = {}
+
+setup = function(thread)
+  if not addrs then
+    addrs = {}
+    for hostport in string.gmatch(os.getenv("BENCH_ADDRS") or "", "%S+") do
+      local host, port = string.match(hostport, "^(.+):(%d+)$")
+      local found = wrk.lookup(host, port)
+      if not found or #found == 0 then
+        error("cannot resolve " .. hostport)
+      end
+      table.insert(addrs, found[1])
+    end
+    if #addrs == 0 then
+      error("BENCH_ADDRS is empty")
+    end
+  end
+  local i = #threads + 1
+  thread.addr = addrs[((i - 1) % #addrs) + 1]
+  thread:set("thread_tag", tag .. "-" .. tostring(i))
+  table.insert(threads, thread)
+end
+
+local counter = 0
+non2xx = 0 -- global on purpose: read by done() through thread:get()
+
+request = function()
+  counter = counter + 1
+  if limit and counter > limit then
+    wrk.thread:stop()
+  end
+  local head = string.format('{"id":"evt_%s_%d","type":"invoice.paid","data":{"pad":"', thread_tag, counter)
+  local tail = '"}}'
+  local body = head .. string.rep("x", 1024 - #head - #tail) .. tail
+  return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
+end
+
+response = function(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+done = function(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do
+    bad = bad + (t:get("non2xx") or 0)
+  end
+  io.write(string.format("non2xx %d\n", bad))
+end
