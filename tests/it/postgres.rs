@@ -363,3 +363,84 @@ fn a_postgres_url_is_checked_when_the_config_loads() {
         );
     }
 }
+
+/// Two delivery processes draining a backlog under load, one killed with SIGKILL while
+/// it holds sends (claimed and recorded in batches): every acknowledged event is
+/// delivered, and no delivery is ever sent twice by live processes. The only repeats
+/// allowed are of what the dead process held, sent once more by the survivor after the
+/// 10 s grace for dead claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_process_killed_under_load_loses_nothing_and_live_ones_never_send_twice() {
+    const SENDERS: usize = 16;
+    const PER_SENDER: usize = 60;
+    const EVENTS: usize = SENDERS * PER_SENDER;
+    let mut receiver = Receiver::start_slow(&[], std::time::Duration::from_millis(2)).await;
+    let schema = Schema::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let config = schema.write_config(
+        dir.path(),
+        &routes_to(&receiver.url, "max_concurrency = 32"),
+    );
+    let ingest = spawn_serve_with(&config, &["--role", "ingest"]);
+    let mut victim = Some(spawn_serve_with(&config, &["--role", "deliver"]));
+    let _survivor = spawn_serve_with(&config, &["--role", "deliver"]);
+    let client = crate::support::client();
+
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (client, addr) = (client.clone(), ingest.ingest);
+        senders.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..PER_SENDER {
+                let body = format!(r#"{{"s":{s},"n":{n}}}"#);
+                acked.push(post_until_acked(&client, addr, body).await.0);
+            }
+            acked
+        }));
+    }
+    let mut copies: std::collections::BTreeMap<String, Vec<std::time::Instant>> =
+        Default::default();
+    let mut killed_at = None;
+    let mut arrivals = 0;
+    while copies.len() < EVENTS {
+        let r = receiver
+            .next_within(std::time::Duration::from_secs(30))
+            .await;
+        arrivals += 1;
+        copies
+            .entry(r.header("webhook-id").to_owned())
+            .or_default()
+            .push(r.at);
+        if arrivals == EVENTS / 4
+            && let Some(v) = victim.take()
+        {
+            v.signal(libc::SIGKILL);
+            drop(v);
+            killed_at = Some(std::time::Instant::now());
+        }
+    }
+    let killed_at = killed_at.expect("a delivery process was killed mid-run");
+    let mut acked = BTreeSet::new();
+    for s in senders {
+        acked.extend(s.await.expect("sender"));
+    }
+    let delivered: BTreeSet<String> = copies.keys().cloned().collect();
+    assert_eq!(delivered, acked, "every acknowledged event was delivered");
+    let repeats: Vec<_> = copies.iter().filter(|(_, at)| at.len() > 1).collect();
+    for (id, at) in &repeats {
+        assert_eq!(at.len(), 2, "{id} was sent {} times", at.len());
+        assert!(
+            at[0] <= killed_at + std::time::Duration::from_secs(1),
+            "{id}: its first copy came after the kill, from a live process"
+        );
+        assert!(
+            at[1] >= at[0] + std::time::Duration::from_secs(5),
+            "{id}: sent twice {:?} apart, by live processes",
+            at[1] - at[0]
+        );
+    }
+    eprintln!(
+        "killed under load: {EVENTS} acknowledged, all delivered; {} sent again after the kill",
+        repeats.len()
+    );
+}
