@@ -31,12 +31,16 @@
 # (DROP SCHEMA ... CASCADE), dropped again after it. With defaults it took 4 minutes on
 # a busy 2-core machine (six 10 s wrk runs, four backlogs, three ~45 s PostgreSQL drains).
 #
-# Usage: bench/scale.sh [DURATION] [EVENTS] [URL]
+# Usage: [CAP=N] bench/scale.sh [DURATION] [EVENTS] [URL]
 #   defaults: 10s, 20000, postgres://root@127.0.0.1:5432/test?sslmode=disable
 #   needs wrk, psql and sqlite3 (apt-get install wrk postgresql-client sqlite3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# CAP=N sets the destination's max_concurrency, a cap for the whole cluster (processes
+# then share N sends in flight). Unset, each process has its own default of 64, as a
+# destination that takes whatever it is sent: the curve shows what processes add.
+cap_line=${CAP:+max_concurrency = $CAP}
 duration=${1:-10s}
 events=${2:-20000}
 url=${3:-postgres://root@127.0.0.1:5432/test?sslmode=disable}
@@ -126,7 +130,7 @@ $4
 [destinations.sink]
 kind = "http"
 url = "$5"
-max_concurrency = 64
+$cap_line
 [[routes]]
 source = "bench"
 destination = "sink"
@@ -330,7 +334,8 @@ logged=$(cat "$work"/*.log | grep -cv 'listening' || true)
   echo
   echo "wrk -t$threads -c$connections -d$duration (one wrk spread over the processes), 1 KiB JSON;" \
     "backlog $events events; $(nproc) cores, load average before $load_before;" \
-    "PostgreSQL $(sql 'SHOW server_version'), synchronous_commit = on"
+    "PostgreSQL $(sql 'SHOW server_version'), synchronous_commit = on;" \
+    "destination ${CAP:+max_concurrency = $CAP for the cluster}${CAP:-default concurrency (64 per process)}"
   echo
   echo "| config | processes | req/s or deliveries/s | p99 | server CPU % | PostgreSQL CPU % | WAL bytes/event |"
   echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -314,6 +314,10 @@ fn cluster_of(config: &Config, wake: &Arc<Notify>, prepare_wake: &Arc<Notify>) -
             };
             ClusterLimit {
                 destination: name.clone(),
+                ordered: config
+                    .routes
+                    .iter()
+                    .any(|r| &r.destination == name && r.ordering_key.is_some()),
                 max_in_flight,
                 rate: rate.map(|r| {
                     (

@@ -288,4 +288,7 @@ pub struct ClusterLimit {
     pub max_in_flight: Option<u32>,
     /// Most starts per period: (count, period in ms), spread evenly.
     pub rate: Option<(u32, i64)>,
+    /// Whether a route to it has an ordering key (its claims must then see every other
+    /// claim's outcome to keep each key in order).
+    pub ordered: bool,
 }

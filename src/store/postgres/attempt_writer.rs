@@ -1,6 +1,6 @@
 //! Group commit for attempt records: one task per process takes every queued
 //! `record_attempt` and commits them in one transaction, with one NOTIFY, then answers
-//! each. Sends finish many at a time under load, so one commit (and one WAL flush) serves
+//! each; up to [`GROUPS_IN_FLIGHT`] groups commit at once, each on its own connection. Sends finish many at a time under load, so one commit (and one WAL flush) serves
 //! all of them, where a transaction per attempt made COMMIT most of PostgreSQL's work.
 //!
 //! An attempt is queued only once it was made, and its caller is answered only after
@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::writer::GroupError;
 use crate::store::{AttemptRecord, StoreError};
@@ -41,10 +41,25 @@ pub(super) struct AttemptWriter {
     pub(super) max_batch: usize,
 }
 
+/// Groups committing at once, each on its own connection: a record waits for the
+/// group being committed only when both are busy, not for every group ahead of it.
+const GROUPS_IN_FLIGHT: usize = 2;
+
+/// What a group's commit needs, shared by the groups in flight.
+struct Committer {
+    pool: Pool,
+    channel: String,
+}
+
 impl AttemptWriter {
     /// Runs until a `Close` op arrives or every sender is gone.
     pub(super) async fn run(mut self) {
-        let mut batch: Vec<Queued> = Vec::with_capacity(self.max_batch);
+        let committer = Arc::new(Committer {
+            pool: self.pool.clone(),
+            channel: self.channel.clone(),
+        });
+        let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+        let all = GROUPS_IN_FLIGHT as u32;
         // A record held over from the last group (its delivery was already in it).
         let mut held: Vec<Queued> = Vec::new();
         let mut close = None;
@@ -53,9 +68,17 @@ impl AttemptWriter {
                 match self.rx.recv().await {
                     Some(Op::Record(a, reply)) => held.push((a, reply)),
                     Some(Op::Close(reply)) => close = Some(reply),
-                    None => return,
+                    None => break,
                 }
+            } else if !held.is_empty() {
+                // A second record of a delivery goes after its first has committed.
+                drop(in_flight.acquire_many(all).await);
             }
+            // While both groups are busy, records gather for the next one.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let mut batch: Vec<Queued> = Vec::with_capacity(self.max_batch);
             let mut in_group = HashSet::new();
             let mut later = Vec::new();
             for (a, reply) in held.drain(..) {
@@ -79,16 +102,24 @@ impl AttemptWriter {
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch).await;
-            if held.is_empty()
-                && let Some(reply) = close.take()
-            {
-                let _ = reply.send(());
-                return;
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                committer.commit(&mut batch).await;
+                drop(permit);
+            });
+            if held.is_empty() && close.is_some() {
+                break;
             }
         }
+        // Every group in flight is answered before the writer says it is closed.
+        drop(in_flight.acquire_many(all).await);
+        if let Some(reply) = close {
+            let _ = reply.send(());
+        }
     }
+}
 
+impl Committer {
     async fn commit(&self, batch: &mut Vec<Queued>) {
         if batch.is_empty() {
             return;

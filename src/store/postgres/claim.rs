@@ -1,13 +1,16 @@
 //! Claims on PostgreSQL: due deliveries of one destination taken under a lease, many at a
 //! time, in one statement.
 //!
-//! **Across processes.** A claim first takes a transaction-scoped advisory lock on its
+//! **Across processes.** A claim of a destination with a cluster-wide cap, a rate, or a
+//! route with an ordering key first takes a transaction-scoped advisory lock on its
 //! destination, so claims of one destination (from any process) run one at a time: the
 //! ordering-key check ("no earlier delivery of this route and key is unfinished") and the
 //! count of live leases for `max_concurrency` are then decided on a state no concurrent
 //! claim is changing. Candidate rows are still picked `FOR UPDATE SKIP LOCKED`, so a
-//! claim never waits on a row an attempt is being recorded on. Claims of different
-//! destinations do not wait on each other.
+//! claim never waits on a row an attempt is being recorded on, and that alone keeps two
+//! claims from taking one delivery: a destination with none of those limits is claimed
+//! without the lock, by every process at once. Claims of different destinations never
+//! wait on each other.
 //!
 //! **Plans.** Claims are planned once per connection, along the indexes
 //! ([`BEGIN_INDEX_PLANS`]).
@@ -187,7 +190,21 @@ async fn transact(
                 .await
         }
     };
+    // Nothing to decide across claims (no cap, rate or order, as the engine that joined
+    // the cluster said): `SKIP LOCKED` alone keeps two claims from taking one delivery,
+    // and claims of every process run side by side instead of one at a time.
+    let unconstrained =
+        limit.is_some_and(|l| !l.ordered && l.max_in_flight.is_none() && l.rate.is_none());
     let (rows, retry_in) = match limit.and_then(|l| l.rate) {
+        None if unconstrained => {
+            let (_, _, rows, _) = tokio::try_join!(
+                client.batch_execute(BEGIN_INDEX_PLANS),
+                client.batch_execute(BEGIN),
+                pick_rows(claim.limit as i64),
+                client.batch_execute("COMMIT"),
+            )?;
+            return Ok((rows, None));
+        }
         // Everything the claim does is in its one statement, so COMMIT can follow it in
         // the same flight: if the statement fails, the transaction is aborted and COMMIT
         // ends it without effect. The destination's lock is then held for the server's

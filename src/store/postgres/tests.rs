@@ -247,12 +247,44 @@ async fn limited_pair(
     (a, b, guard)
 }
 
+/// A destination with no cap, rate or order is claimed without its lock, by both
+/// processes at once: `SKIP LOCKED` alone still gives each delivery to one claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconstrained_claims_run_side_by_side_and_never_share_a_delivery() {
+    let limit = ClusterLimit {
+        destination: "d".into(),
+        max_in_flight: None,
+        rate: None,
+        ordered: false,
+    };
+    let (a, b, _guard) = limited_pair(limit, 200).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store: Arc<PostgresStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut c = claim(10_000);
+            c.limit = 20;
+            store.claim_deliveries(c).await.expect("claim")
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("task").into_iter().map(|d| d.id));
+    }
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a delivery was claimed twice");
+    assert_eq!(ids.len(), 200, "all of them, 16 claims of 20");
+    b.close().await;
+    a.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_holds_across_processes() {
     let limit = ClusterLimit {
         destination: "d".into(),
         max_in_flight: Some(3),
         rate: None,
+        ordered: false,
     };
     let (a, b, _guard) = limited_pair(limit, 10).await;
     let first = a.claim_deliveries(claim(10_000)).await.expect("claim");
@@ -295,6 +327,7 @@ async fn the_rate_limit_holds_across_processes() {
         destination: "d".into(),
         max_in_flight: None,
         rate: Some((2, 1_000)),
+        ordered: false,
     };
     let (a, b, _guard) = limited_pair(limit, 10).await;
     assert_eq!(
