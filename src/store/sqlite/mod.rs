@@ -5,6 +5,7 @@
 //! thread pool, so they never queue behind commits.
 
 mod checkpoint;
+mod dedup;
 mod purge;
 mod read;
 mod read_deliveries;
@@ -498,6 +499,8 @@ fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
 }
 
+#[cfg(test)]
+mod dedup_tests;
 #[cfg(test)]
 mod sqlite_conformance;
 #[cfg(test)]
