@@ -127,13 +127,42 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN replay_id TEXT;
     CREATE INDEX deliveries_by_replay ON deliveries (replay_id, state) WHERE replay_id IS NOT NULL;
     "#,
+    // 6: dedup through a narrow table of key hashes (see `dedup.rs`) instead of an index
+    // of the full key, whose random pages were most of what a commit wrote. The rows of
+    // earlier events are added by `dedup::backfill` in the same transaction.
+    r#"
+    ALTER TABLE events ADD COLUMN dedup_hash INTEGER;   -- dedup::hash(source, dedup_key)
+    CREATE TABLE dedup (
+        hash   INTEGER NOT NULL,                  -- dedup::hash(source, dedup_key)
+        event  INTEGER NOT NULL,                  -- events.rowid
+        PRIMARY KEY (hash, event)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TRIGGER events_leave_dedup AFTER DELETE ON events BEGIN
+        DELETE FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid;
+    END;
+    DROP INDEX events_by_dedup_key;
+    "#,
 ];
+
+/// Data changes SQL alone cannot make, by the version whose migration they complete;
+/// each runs in that migration's transaction, after its SQL.
+fn backfill(version: usize, conn: &Connection) -> rusqlite::Result<()> {
+    match version {
+        6 => super::dedup::backfill(conn),
+        _ => Ok(()),
+    }
+}
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database up to `target` (tests build databases of earlier versions).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let found = version(conn)?;
     if found > VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -141,9 +170,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let upto = usize::try_from(target).unwrap_or(0);
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(upto)
+        .skip(found as usize)
+    {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
+        backfill(i + 1, &tx)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }

@@ -3,28 +3,15 @@
 
 use rusqlite::{Connection, params};
 
+use super::dedup;
 use crate::id;
 use crate::store::{Inserted, NewEvent, NewRejected};
 
 pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
     // The latest event with this key decides: an earlier one is either outside the
-    // window too, or this latest one would have been its duplicate. There is at most one
-    // row per key and window, so the latest is picked here: with `ORDER BY … LIMIT 1`
-    // SQLite (built with STAT4) re-prepared the statement on every execution, which cost
-    // a tenth of the writer's time.
-    let mut latest: Option<(String, i64)> = None;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, received_at FROM events WHERE source = ?1 AND dedup_key = ?2",
-    )?;
-    let mut rows = stmt.query(params![e.source, e.dedup_key])?;
-    while let Some(row) = rows.next()? {
-        let received_at: i64 = row.get(1)?;
-        if latest.as_ref().is_none_or(|(_, at)| received_at > *at) {
-            latest = Some((row.get(0)?, received_at));
-        }
-    }
-    drop(rows);
-    drop(stmt);
+    // window too, or this latest one would have been its duplicate.
+    let hash = dedup::hash(&e.source, &e.dedup_key);
+    let latest = dedup::latest(conn, hash, &e.source, &e.dedup_key)?;
     let original = latest
         .filter(|(_, received_at)| *received_at >= e.dedup_since_ms)
         .map(|(id, _)| id);
@@ -46,8 +33,8 @@ pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<
     }
     conn.prepare_cached(
         "INSERT INTO events (id, source, received_at, method, path, query, headers, body,
-                             remote_addr, dedup_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                             remote_addr, dedup_key, dedup_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         e.id,
@@ -59,8 +46,10 @@ pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<
         e.headers,
         &e.body[..],
         e.remote_addr,
-        e.dedup_key
+        e.dedup_key,
+        hash
     ])?;
+    dedup::record(conn, hash, conn.last_insert_rowid())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
                                  created_at, updated_at, prepared)
