@@ -37,19 +37,34 @@ pub(super) async fn ingest_lock(tx: &Transaction<'_>) -> Result<(), tokio_postgr
     Ok(())
 }
 
-/// Inserts `events` and `rejected` in the open transaction; returns one outcome per
-/// event, in order.
+/// Inserts `events` and `rejected` in the open transaction, and sends NOTIFY on
+/// `channel` when there are events; returns one outcome per event, in order.
+///
+/// The ingest lock serializes every process's groups, so its hold time is the cluster's
+/// ingest capacity: what follows it is pipelined. The dedup lookup goes out right behind
+/// the lock (the server runs it once the lock is granted, with a snapshot taken then, so
+/// it sees every earlier group), and the inserts go out together with the NOTIFY: the
+/// lock is held for two round trips and COMMIT.
 pub(super) async fn insert_group(
     tx: &Transaction<'_>,
     events: &[&NewEvent],
     rejected: &[&NewRejected],
+    channel: &str,
 ) -> Result<Vec<Inserted>, tokio_postgres::Error> {
     let mut outcomes = Vec::with_capacity(events.len());
     if !events.is_empty() {
-        ingest_lock(tx).await?;
-        let latest = latest_of_keys(tx, events).await?;
+        // Both prepared first, so that they are sent in this order.
+        let lock = tx.prepare_cached(INGEST_LOCK).await?;
+        let lookup = tx.prepare_cached(LATEST_OF_KEYS).await?;
+        let (_, latest) =
+            tokio::try_join!(tx.execute(&lock, &[]), latest_of_keys(tx, &lookup, events))?;
         outcomes = decide(events, latest);
-        write_events(tx, events, &outcomes).await?;
+        let notify = tx.prepare_cached(super::cluster::NOTIFY).await?;
+        let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
+        tokio::try_join!(
+            write_events(tx, events, &outcomes),
+            tx.execute(&notify, &notify_params)
+        )?;
     }
     if !rejected.is_empty() {
         write_rejected(tx, rejected).await?;
@@ -57,11 +72,20 @@ pub(super) async fn insert_group(
     Ok(outcomes)
 }
 
+/// The latest stored event (id, received_at) of each (source, dedup key) of `$1`, `$2`.
+const LATEST_OF_KEYS: &str =
+    "SELECT DISTINCT ON (e.source, e.dedup_key) e.source, e.dedup_key, e.id, e.received_at
+     FROM events AS e
+     JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k (source, dedup_key)
+       ON e.source = k.source AND e.dedup_key = k.dedup_key
+     ORDER BY e.source, e.dedup_key, e.received_at DESC";
+
 type Key = (String, String);
 
 /// The latest stored event (id, received_at) for each (source, dedup key) in `events`.
 async fn latest_of_keys(
     tx: &Transaction<'_>,
+    stmt: &tokio_postgres::Statement,
     events: &[&NewEvent],
 ) -> Result<HashMap<Key, (String, i64)>, tokio_postgres::Error> {
     let mut sources = Vec::with_capacity(events.len());
@@ -70,16 +94,7 @@ async fn latest_of_keys(
         sources.push(e.source.as_str());
         keys.push(e.dedup_key.as_str());
     }
-    let stmt = tx
-        .prepare_cached(
-            "SELECT DISTINCT ON (e.source, e.dedup_key) e.source, e.dedup_key, e.id, e.received_at
-             FROM events AS e
-             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k (source, dedup_key)
-               ON e.source = k.source AND e.dedup_key = k.dedup_key
-             ORDER BY e.source, e.dedup_key, e.received_at DESC",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&sources, &keys]).await?;
+    let rows = tx.query(stmt, &[&sources, &keys]).await?;
     Ok(rows
         .into_iter()
         .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))

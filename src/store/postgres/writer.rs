@@ -213,16 +213,9 @@ impl Writer {
                 Write::Rejected(r, _) => rejected.push(&**r),
             }
         }
-        let outcomes = insert_group(&tx, &events, &rejected)
+        let outcomes = insert_group(&tx, &events, &rejected, &self.channel)
             .await
             .map_err(before)?;
-        if !events.is_empty() {
-            let stmt = tx
-                .prepare_cached(super::cluster::NOTIFY)
-                .await
-                .map_err(before)?;
-            tx.execute(&stmt, &[&self.channel]).await.map_err(before)?;
-        }
         tx.commit().await.map_err(|e| Failed::Commit(e.into()))?;
         Ok(outcomes)
     }
