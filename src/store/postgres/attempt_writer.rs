@@ -6,8 +6,10 @@
 //! An attempt is queued only once it was made, and its caller is answered only after
 //! COMMIT returned, so nothing is recorded before it happened and a caller told "done"
 //! can rely on it. A group holds at most one record per delivery: a second one (a late
-//! report racing a newer claim's, in one process) waits for the next group, so attempt
-//! numbers follow the order of commits as they did one transaction at a time.
+//! report racing a newer claim's, in one process) waits until the groups in flight have
+//! committed. An attempt is numbered one past the delivery's count when its group
+//! commits; two reports of one delivery committing at once (from two processes) can
+//! share a number, as they always could.
 //!
 //! If the group fails for a reason of its own, it is committed again one record per
 //! transaction, so one bad record cannot spoil its neighbours. If the database is
@@ -162,12 +164,16 @@ impl Committer {
     /// Writes `records` in one transaction with one NOTIFY; per record, whether its
     /// delivery was still stored.
     async fn transact(&self, records: &[&AttemptRecord]) -> Result<Vec<bool>, GroupError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| GroupError::Store(Arc::new(e)))?;
-        Ok(super::write_deliveries::record_attempts(&client, records, &self.channel).await?)
+        let client = super::pool::HandRun::new(
+            self.pool
+                .get()
+                .await
+                .map_err(|e| GroupError::Store(Arc::new(e)))?,
+        );
+        let stored =
+            super::write_deliveries::record_attempts(&client, records, &self.channel).await;
+        client.done();
+        Ok(stored?)
     }
 }
 

@@ -27,12 +27,6 @@ use super::pool::BEGIN_INDEX_PLANS;
 use super::{cluster, parse_headers};
 use crate::store::{Claim, ClaimedDelivery, ClusterLimit, StoreError};
 
-/// A claim's transaction does not wait for its WAL flush at COMMIT, so the destination's
-/// lock is not held across one. Losing a claim in a server crash loses nothing: the
-/// delivery is simply due again (sent at least once, as after any crash), and the
-/// attempt record that follows a send commits durably, flushing the claim before it.
-const BEGIN: &str = "SET LOCAL synchronous_commit = off";
-
 /// Serializes claims of one destination across the cluster, until the transaction ends.
 const LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/forebay/claim/' || $1::text))";
@@ -134,29 +128,46 @@ pub(super) async fn claim(
             }),
             // A damaged event must not fail every claim of its destination: its delivery
             // goes dead with the reason (if this claim still holds it), the others go on.
+            // The claim has committed: if this fails, the delivery waits out its lease
+            // and comes here again, and the good ones are still sent now.
             Err(e) => {
-                let stmt = client
-                    .prepare_cached(
-                        "UPDATE deliveries SET state = 'dead', lease_until = NULL,
-                                last_error = $2, updated_at = $3
-                         WHERE id = $1 AND state = 'in_flight' AND lease_until = $4",
-                    )
-                    .await?;
-                client
-                    .execute(
-                        &stmt,
-                        &[
-                            &id,
-                            &format!("the event cannot be read: {e}"),
-                            &claim.now_ms,
-                            &lease_until,
-                        ],
-                    )
-                    .await?;
+                if let Err(failed) = mark_dead(client, &id, &e, claim.now_ms, lease_until).await {
+                    tracing::warn!(delivery = %id, error = %crate::error_chain::Chain(&failed), "cannot set aside a delivery whose event is damaged");
+                }
             }
         }
     }
     Ok((out, retry_in))
+}
+
+/// Sends a claimed delivery whose event cannot be read to the dead letters, with the
+/// reason, if this claim still holds it.
+async fn mark_dead(
+    client: &Client,
+    id: &str,
+    damage: &StoreError,
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'dead', lease_until = NULL,
+                    last_error = $2, updated_at = $3
+             WHERE id = $1 AND state = 'in_flight' AND lease_until = $4",
+        )
+        .await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &id,
+                &format!("the event cannot be read: {damage}"),
+                &now_ms,
+                &lease_until,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The claim's transaction: its rows, and the rate's wait when it held the claim back.
@@ -197,9 +208,8 @@ async fn transact(
         limit.is_some_and(|l| !l.ordered && l.max_in_flight.is_none() && l.rate.is_none());
     let (rows, retry_in) = match limit.and_then(|l| l.rate) {
         None if unconstrained => {
-            let (_, _, rows, _) = tokio::try_join!(
+            let (_, rows, _) = tokio::try_join!(
                 client.batch_execute(BEGIN_INDEX_PLANS),
-                client.batch_execute(BEGIN),
                 pick_rows(claim.limit as i64),
                 client.batch_execute("COMMIT"),
             )?;
@@ -210,9 +220,8 @@ async fn transact(
         // ends it without effect. The destination's lock is then held for the server's
         // work alone, not for a round trip to this process.
         None => {
-            let (_, _, _, rows, _) = tokio::try_join!(
+            let (_, _, rows, _) = tokio::try_join!(
                 client.batch_execute(BEGIN_INDEX_PLANS),
-                client.batch_execute(BEGIN),
                 client.execute(&lock, &lock_params),
                 pick_rows(claim.limit as i64),
                 client.batch_execute("COMMIT"),
@@ -221,9 +230,8 @@ async fn transact(
         }
         // The bucket is read under the lock, before the claim, and spent after it.
         Some((count, per_ms)) => {
-            let (_, _, _) = tokio::try_join!(
+            let (_, _) = tokio::try_join!(
                 client.batch_execute(BEGIN_INDEX_PLANS),
-                client.batch_execute(BEGIN),
                 client.execute(&lock, &lock_params),
             )?;
             let (allowed, retry_in) = cluster::rate_allowance(client, claim, count, per_ms).await?;

@@ -252,9 +252,10 @@ impl Store for PostgresStore {
             .lock()
             .ok()
             .and_then(|c| c.limits.get(&claim.destination).cloned());
-        let client = self.client().await?;
-        let (claimed, retry_in) =
-            claim::claim(&client, &claim, limit.as_ref(), self.presence.owner()).await?;
+        let client = pool::HandRun::new(self.client().await?);
+        let claimed = claim::claim(&client, &claim, limit.as_ref(), self.presence.owner()).await;
+        client.done();
+        let (claimed, retry_in) = claimed?;
         if let Some(wait) = retry_in {
             // The rate holds back due deliveries: wake the engine when the next token
             // is in (no notification would).
@@ -296,7 +297,10 @@ impl Store for PostgresStore {
         destinations: &[String],
         after_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        read_deliveries::next_due_ms(&self.client().await?, destinations, after_ms).await
+        let client = pool::HandRun::new(self.client().await?);
+        let due = read_deliveries::next_due_ms(&client, destinations, after_ms).await;
+        client.done();
+        due
     }
 
     async fn list_deliveries(

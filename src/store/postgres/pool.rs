@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::tls::{self, Connect};
 use crate::store::StoreError;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 /// Begins a transaction whose statements are planned once per connection (a generic
 /// plan), along the indexes only. The delivery engine's statements run hundreds of times
@@ -18,6 +18,44 @@ pub(super) const BEGIN_INDEX_PLANS: &str = "BEGIN; \
     SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; \
     SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// A pooled connection on which this process runs a transaction by hand (`BEGIN` …
+/// `COMMIT` sent pipelined, not through a `Transaction` that rolls back when dropped).
+/// If it is dropped before [`HandRun::done`] (its future cancelled, or a panic), it may
+/// still be inside that transaction, holding its locks and `SET LOCAL`s; so it is closed
+/// instead of going back to the pool, where the next user would inherit them.
+pub(super) struct HandRun(Option<Client>);
+
+impl HandRun {
+    pub(super) fn new(client: Client) -> Self {
+        Self(Some(client))
+    }
+
+    /// The transaction ended (committed or rolled back): the connection may be reused.
+    pub(super) fn done(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl std::ops::Deref for HandRun {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Only `done` and `drop` take it, and both consume the guard.
+        self.0
+            .as_ref()
+            .expect("a HandRun holds its client until done")
+    }
+}
+
+impl Drop for HandRun {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // Detached from the pool, and closed when dropped.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
 
 /// Builds the pool for `url` (and returns the connection settings, for the dedicated
 /// connections of [`super::cluster`] and [`super::presence`]). TLS as `sslmode` in the
