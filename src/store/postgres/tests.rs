@@ -627,3 +627,36 @@ async fn a_process_that_does_not_lead_maintenance_waits_quietly() {
     // One look a second: a handful of clock reads, not one per loop of a spin.
     assert!(reads < 50, "the clock was read {reads} times in 2.5 s");
 }
+
+/// A transaction run by hand and abandoned (its future dropped, or a panic) must not
+/// hand its open transaction, locks and `SET LOCAL`s to the pool's next user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_hand_run_transaction_never_goes_back_to_the_pool() {
+    let (pool, _) = super::pool::build(&url(), None, 1, Duration::from_secs(5)).expect("pool");
+    let abandoned = super::pool::HandRun::new(pool.get().await.expect("client"));
+    abandoned
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = '123ms'")
+        .await
+        .expect("begin");
+    drop(abandoned);
+    let next = pool.get().await.expect("client");
+    let timeout: String = next
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_ne!(
+        timeout, "123ms",
+        "the abandoned transaction came back from the pool"
+    );
+
+    // Finished properly, the connection is reused as usual.
+    drop(next);
+    let finished = super::pool::HandRun::new(pool.get().await.expect("client"));
+    finished
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = '123ms'; COMMIT")
+        .await
+        .expect("transaction");
+    finished.done();
+    assert_eq!(pool.status().size, 1);
+}
