@@ -8,7 +8,7 @@
 #     - forebay on SQLite, `--role ingest`; and SQLite delivery: a backlog of EVENTS events
 #       drained by one `--role deliver` process to the bare server;
 #   PostgreSQL, with N = 1, 2 and 4 forebay processes on one schema (own ports each):
-#     - ingest: N `--role ingest` processes. ONE wrk process (-t4 -c64, bench/scale.lua)
+#     - ingest: N `--role ingest` processes. ONE wrk process (-t4 -c64, bench/post.lua)
 #       spreads its threads round-robin over the N processes, so each gets 4/N threads
 #       and 64/N connections: the same offered load, spread. req/s is the total and p99
 #       is over all requests (one histogram, not a worst-of). Every ingest row, the
@@ -143,7 +143,7 @@ sqlite_storage() { printf 'url = "sqlite://%s"' "$1"; }
 run_wrk() {
   local name=$1; shift
   BENCH_ADDRS="$*" BENCH_TAG="$name-$RANDOM" wrk -t$threads -c$connections -d"$duration" \
-    --latency -s bench/scale.lua "http://$1" > "$work/$name.txt"
+    --latency -s bench/post.lua "http://$1" > "$work/$name.txt"
 }
 # wrk_summary NAME -> "rps p99 non2xx"
 wrk_summary() {
@@ -166,7 +166,7 @@ fill() {
     [ "$have" -ge "$events" ] && return 0
     per_thread=$(( (events - have + threads - 1) / threads + connections / threads ))
     BENCH_ADDRS="$addr" BENCH_TAG="fill-$round-$RANDOM" BENCH_LIMIT=$per_thread \
-      wrk -t$threads -c$connections -d60s -s bench/scale.lua "http://$addr" >> "$work/fill.txt" &
+      wrk -t$threads -c$connections -d60s -s bench/post.lua "http://$addr" >> "$work/fill.txt" &
     wrk_pid=$!; pids+=($wrk_pid)
     last=-1 same=0
     for _ in $(seq 1 300); do

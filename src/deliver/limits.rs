@@ -72,9 +72,9 @@ impl Limits {
         self.capacity
     }
 
-    /// Sends in flight now.
-    pub fn in_flight(&self) -> usize {
-        self.capacity - self.slots.available_permits()
+    /// Slots free now.
+    pub fn free(&self) -> usize {
+        self.slots.available_permits()
     }
 
     /// Whether starts are metered by a rate (one token at a time, never gathered).

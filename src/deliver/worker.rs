@@ -107,9 +107,11 @@ impl Worker {
                     }
                 };
                 if !probing && !dest.limits.is_rated() {
-                    let free = want.min(dest.limits.capacity() - dest.limits.in_flight());
-                    let enough = (dest.limits.capacity().min(CLAIM_BATCH) / GATHER_SHARE).max(1);
-                    if free > 0 && free < enough && dest.limits.in_flight() > 0 {
+                    let capacity = dest.limits.capacity();
+                    let free = want.min(dest.limits.free());
+                    let enough = (capacity.min(CLAIM_BATCH) / GATHER_SHARE).max(1);
+                    let sending = dest.limits.free() < capacity;
+                    if free > 0 && free < enough && sending {
                         let since = *gathering
                             .entry(name.clone())
                             .or_insert_with(std::time::Instant::now);

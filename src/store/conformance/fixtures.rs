@@ -7,6 +7,7 @@ use http::{HeaderMap, Method};
 use crate::id;
 use crate::ingest::request::Unverified;
 use crate::ingest::verify::Verifier;
+use crate::store::retention::{Cutoffs, Purge};
 use crate::store::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Inserted, NewDelivery, NewEvent,
     Preparation, Prepared, Store,
@@ -75,6 +76,20 @@ pub async fn insert(store: &dyn Store, event: NewEvent) -> String {
     match store.insert_event(event).await.expect("insert") {
         Inserted::New { id } => id,
         other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+/// A retention pass over `source` (and every other source) that removes events received
+/// before `events_before_ms`, at most 100 of them.
+pub fn purge_events_before(source: &str, events_before_ms: i64) -> Purge {
+    let cutoff = Cutoffs {
+        events: Some(events_before_ms),
+        ..Cutoffs::default()
+    };
+    Purge {
+        sources: vec![(source.to_owned(), cutoff)],
+        others: cutoff,
+        limit: 100,
     }
 }
 

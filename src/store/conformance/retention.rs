@@ -184,15 +184,7 @@ pub async fn a_replay_step_skips_events_retention_removed_meanwhile(store: Arc<d
         .await
         .unwrap();
     // The job has read both events; retention removes the old one before its step.
-    let cutoff = Cutoffs {
-        events: Some(now - 30 * DAY_MS),
-        ..Cutoffs::default()
-    };
-    let purge = Purge {
-        sources: vec![("s".to_owned(), cutoff)],
-        others: cutoff,
-        limit: 100,
-    };
+    let purge = super::fixtures::purge_events_before("s", now - 30 * DAY_MS);
     assert_eq!(store.purge(&purge).await.unwrap().events, 1);
     let step = ReplayStep {
         replay_id: job.clone(),

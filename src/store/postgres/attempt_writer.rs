@@ -172,8 +172,7 @@ impl Committer {
         );
         let stored =
             super::write_deliveries::record_attempts(&client, records, &self.channel).await;
-        client.done();
-        Ok(stored?)
+        Ok(client.end(stored).await?)
     }
 }
 

@@ -97,15 +97,7 @@ pub(super) async fn claim(
     owner: Option<i64>,
 ) -> Result<(Vec<ClaimedDelivery>, Option<std::time::Duration>), StoreError> {
     let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
-    let claimed = match transact(client, claim, limit, owner, lease_until).await {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            // Whatever was sent is undone before the connection goes back to the pool.
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    };
-    let (rows, retry_in) = claimed;
+    let (rows, retry_in) = transact(client, claim, limit, owner, lease_until).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: String = r.get(0);
@@ -206,15 +198,13 @@ async fn transact(
     // and claims of every process run side by side instead of one at a time.
     let unconstrained =
         limit.is_some_and(|l| !l.ordered && l.max_in_flight.is_none() && l.rate.is_none());
-    let (rows, retry_in) = match limit.and_then(|l| l.rate) {
-        None if unconstrained => {
-            let (_, rows, _) = tokio::try_join!(
-                client.batch_execute(BEGIN_INDEX_PLANS),
-                pick_rows(claim.limit as i64),
-                client.batch_execute("COMMIT"),
-            )?;
-            return Ok((rows, None));
+    let locked = async {
+        if !unconstrained {
+            client.execute(&lock, &lock_params).await?;
         }
+        Ok(())
+    };
+    let (rows, retry_in) = match limit.and_then(|l| l.rate) {
         // Everything the claim does is in its one statement, so COMMIT can follow it in
         // the same flight: if the statement fails, the transaction is aborted and COMMIT
         // ends it without effect. The destination's lock is then held for the server's
@@ -222,7 +212,7 @@ async fn transact(
         None => {
             let (_, _, rows, _) = tokio::try_join!(
                 client.batch_execute(BEGIN_INDEX_PLANS),
-                client.execute(&lock, &lock_params),
+                locked,
                 pick_rows(claim.limit as i64),
                 client.batch_execute("COMMIT"),
             )?;
@@ -230,10 +220,7 @@ async fn transact(
         }
         // The bucket is read under the lock, before the claim, and spent after it.
         Some((count, per_ms)) => {
-            let (_, _) = tokio::try_join!(
-                client.batch_execute(BEGIN_INDEX_PLANS),
-                client.execute(&lock, &lock_params),
-            )?;
+            let (_, _) = tokio::try_join!(client.batch_execute(BEGIN_INDEX_PLANS), locked)?;
             let (allowed, retry_in) = cluster::rate_allowance(client, claim, count, per_ms).await?;
             let rows = if allowed > 0 {
                 pick_rows(allowed as i64).await?

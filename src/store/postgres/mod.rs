@@ -254,8 +254,7 @@ impl Store for PostgresStore {
             .and_then(|c| c.limits.get(&claim.destination).cloned());
         let client = pool::HandRun::new(self.client().await?);
         let claimed = claim::claim(&client, &claim, limit.as_ref(), self.presence.owner()).await;
-        client.done();
-        let (claimed, retry_in) = claimed?;
+        let (claimed, retry_in) = client.end(claimed).await?;
         if let Some(wait) = retry_in {
             // The rate holds back due deliveries: wake the engine when the next token
             // is in (no notification would).
@@ -299,8 +298,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<i64>, StoreError> {
         let client = pool::HandRun::new(self.client().await?);
         let due = read_deliveries::next_due_ms(&client, destinations, after_ms).await;
-        client.done();
-        due
+        client.end(due).await
     }
 
     async fn list_deliveries(

@@ -21,7 +21,7 @@ pub(super) const BEGIN_INDEX_PLANS: &str = "BEGIN; \
 
 /// A pooled connection on which this process runs a transaction by hand (`BEGIN` …
 /// `COMMIT` sent pipelined, not through a `Transaction` that rolls back when dropped).
-/// If it is dropped before [`HandRun::done`] (its future cancelled, or a panic), it may
+/// If it is dropped before [`HandRun::end`] (its future cancelled, or a panic), it may
 /// still be inside that transaction, holding its locks and `SET LOCAL`s; so it is closed
 /// instead of going back to the pool, where the next user would inherit them.
 pub(super) struct HandRun(Option<Client>);
@@ -31,9 +31,15 @@ impl HandRun {
         Self(Some(client))
     }
 
-    /// The transaction ended (committed or rolled back): the connection may be reused.
-    pub(super) fn done(mut self) {
+    /// Ends the hand-run transaction that came to `result`: on an error whatever was sent
+    /// is rolled back (after a failed COMMIT that only warns), then the connection goes
+    /// back to the pool.
+    pub(super) async fn end<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
+        if result.is_err() {
+            let _ = self.batch_execute("ROLLBACK").await;
+        }
         drop(self.0.take());
+        result
     }
 }
 
@@ -41,10 +47,10 @@ impl std::ops::Deref for HandRun {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        // Only `done` and `drop` take it, and both consume the guard.
+        // Only `end` and `drop` take it, and both consume the guard.
         self.0
             .as_ref()
-            .expect("a HandRun holds its client until done")
+            .expect("a HandRun holds its client until it ends")
     }
 }
 

@@ -158,19 +158,10 @@ pub(super) async fn next_due_ms(
     // Asked each time the engine goes idle: planned once per connection, along the
     // indexes, in a transaction of its own sent in one go.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&destinations, &after_ms];
-    let asked = async {
-        let (_, row, _) = tokio::try_join!(
-            c.batch_execute(super::pool::BEGIN_INDEX_PLANS),
-            c.query_one(&stmt, &params),
-            c.batch_execute("COMMIT"),
-        )?;
-        Ok::<_, tokio_postgres::Error>(row.get(0))
-    };
-    match asked.await {
-        Ok(due) => Ok(due),
-        Err(e) => {
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e.into())
-        }
-    }
+    let (_, row, _) = tokio::try_join!(
+        c.batch_execute(super::pool::BEGIN_INDEX_PLANS),
+        c.query_one(&stmt, &params),
+        c.batch_execute("COMMIT"),
+    )?;
+    Ok(row.get(0))
 }

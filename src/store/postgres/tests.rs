@@ -106,6 +106,30 @@ async fn repeats_sent_to_different_processes_make_one_event() {
     a.close().await;
 }
 
+/// The ids of `claims` claims of up to `limit` each, made all at once and alternately
+/// from two processes' stores.
+async fn claim_from_both(
+    a: &Arc<PostgresStore>,
+    b: &Arc<PostgresStore>,
+    claims: usize,
+    limit: usize,
+) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..claims {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut c = claim(10_000);
+            c.limit = limit;
+            store.claim_deliveries(c).await.expect("claim")
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("task").into_iter().map(|d| d.id));
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_never_claim_one_delivery() {
     let (a, guard) = open_with(PostgresOptions::default()).await;
@@ -115,19 +139,7 @@ async fn two_processes_never_claim_one_delivery() {
             .await
             .expect("insert");
     }
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let store: Arc<PostgresStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let mut c = claim(10_000);
-            c.limit = 7;
-            store.claim_deliveries(c).await.expect("claim")
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.extend(t.await.expect("task").into_iter().map(|d| d.id));
-    }
+    let ids = claim_from_both(&a, &b, 10, 7).await;
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "a delivery was claimed twice");
     assert_eq!(ids.len(), 50);
@@ -258,19 +270,7 @@ async fn unconstrained_claims_run_side_by_side_and_never_share_a_delivery() {
         ordered: false,
     };
     let (a, b, _guard) = limited_pair(limit, 200).await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let store: Arc<PostgresStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let mut c = claim(10_000);
-            c.limit = 20;
-            store.claim_deliveries(c).await.expect("claim")
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.extend(t.await.expect("task").into_iter().map(|d| d.id));
-    }
+    let ids = claim_from_both(&a, &b, 16, 20).await;
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "a delivery was claimed twice");
     assert_eq!(ids.len(), 200, "all of them, 16 claims of 20");
@@ -628,8 +628,17 @@ async fn a_process_that_does_not_lead_maintenance_waits_quietly() {
     assert!(reads < 50, "the clock was read {reads} times in 2.5 s");
 }
 
+async fn statement_timeout(client: &deadpool_postgres::Client) -> String {
+    client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0)
+}
+
 /// A transaction run by hand and abandoned (its future dropped, or a panic) must not
-/// hand its open transaction, locks and `SET LOCAL`s to the pool's next user.
+/// hand its open transaction, locks and `SET LOCAL`s to the pool's next user; one that
+/// ended, well or badly, leaves its connection clean for reuse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_hand_run_transaction_never_goes_back_to_the_pool() {
     let (pool, _) = super::pool::build(&url(), None, 1, Duration::from_secs(5)).expect("pool");
@@ -640,11 +649,7 @@ async fn an_abandoned_hand_run_transaction_never_goes_back_to_the_pool() {
         .expect("begin");
     drop(abandoned);
     let next = pool.get().await.expect("client");
-    let timeout: String = next
-        .query_one("SHOW statement_timeout", &[])
-        .await
-        .expect("show")
-        .get(0);
+    let timeout = statement_timeout(&next).await;
     assert_ne!(
         timeout, "123ms",
         "the abandoned transaction came back from the pool"
@@ -657,6 +662,21 @@ async fn an_abandoned_hand_run_transaction_never_goes_back_to_the_pool() {
         .batch_execute("BEGIN; SET LOCAL statement_timeout = '123ms'; COMMIT")
         .await
         .expect("transaction");
-    finished.done();
+    finished.end(Ok::<(), ()>(())).await.expect("ended");
     assert_eq!(pool.status().size, 1);
+
+    // One that failed is rolled back before its connection is reused.
+    let failed = super::pool::HandRun::new(pool.get().await.expect("client"));
+    failed
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = '123ms'")
+        .await
+        .expect("begin");
+    assert!(failed.end(Err::<(), ()>(())).await.is_err());
+    let reused = pool.get().await.expect("client");
+    let timeout = statement_timeout(&reused).await;
+    assert_ne!(
+        timeout, "123ms",
+        "the failed transaction was not rolled back"
+    );
+    assert_eq!(pool.status().size, 1, "its connection was reused");
 }

@@ -203,24 +203,13 @@ pub(super) async fn record_attempts(
         &leases,
     ];
     let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
-    let pipelined = async {
-        let (_, inserted, _, _) = tokio::try_join!(
-            client.batch_execute(super::pool::BEGIN_INDEX_PLANS),
-            client.query(&insert, &insert_params),
-            client.execute(&update, &update_params),
-            client.execute(&notify, &notify_params),
-        )?;
-        client.batch_execute("COMMIT").await?;
-        Ok::<_, tokio_postgres::Error>(inserted)
-    };
-    let inserted = match pipelined.await {
-        Ok(inserted) => inserted,
-        Err(e) => {
-            // Whatever was sent is undone (after a failed COMMIT this only warns).
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    };
+    let (_, inserted, _, _) = tokio::try_join!(
+        client.batch_execute(super::pool::BEGIN_INDEX_PLANS),
+        client.query(&insert, &insert_params),
+        client.execute(&update, &update_params),
+        client.execute(&notify, &notify_params),
+    )?;
+    client.batch_execute("COMMIT").await?;
     let stored: std::collections::HashSet<String> =
         inserted.into_iter().map(|r| r.get(0)).collect();
     Ok(unsorted

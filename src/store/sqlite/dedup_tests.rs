@@ -9,8 +9,7 @@ use rusqlite::{Connection, StatementStatus, params};
 use super::tests::open;
 use super::{SqliteOptions, SqliteStore, configure_writer, dedup, schema, write_events};
 use crate::id;
-use crate::store::conformance::fixtures::{HOUR_MS, event};
-use crate::store::retention::{Cutoffs, Purge};
+use crate::store::conformance::fixtures::{HOUR_MS, event, purge_events_before};
 use crate::store::{EventQuery, Inserted, Store};
 
 const T0: i64 = 1_700_000_000_000;
@@ -142,15 +141,7 @@ async fn purged_events_leave_the_dedup_table() {
     raw.execute("UPDATE deliveries SET state = 'delivered'", [])
         .unwrap();
     // Past now: the fixture's ids are made now, and a purge bounds ids by the cutoff too.
-    let cutoff = Cutoffs {
-        events: Some(crate::clock::now_ms() + HOUR_MS),
-        ..Cutoffs::default()
-    };
-    let purge = Purge {
-        sources: vec![("s".to_owned(), cutoff)],
-        others: cutoff,
-        limit: 100,
-    };
+    let purge = purge_events_before("s", crate::clock::now_ms() + HOUR_MS);
     assert_eq!(store.purge(&purge).await.unwrap().events, 1);
     let left: i64 = raw
         .query_row("SELECT count(*) FROM dedup", [], |r| r.get(0))
