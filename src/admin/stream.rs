@@ -3,9 +3,12 @@
 //!
 //! A client resumes with `Last-Event-ID` (or `?after=evt_…`): it first gets every event
 //! committed after that one, then new ones as they come. Without either it gets only
-//! events committed after it connected. Events go in commit order, so one committed late
-//! (its id made earlier) is not skipped. New commits are picked up by asking the store
-//! every [`POLL`]: that also sees events committed by other processes.
+//! events committed after it connected (on PostgreSQL, possibly also a few committed the
+//! moment before). Events go in commit order, so one committed late (its id made
+//! earlier) is not skipped; on PostgreSQL an event shows once every transaction older
+//! than its own has ended (see `Store::events_after_position`). New commits are picked
+//! up by asking the store every [`POLL`]: that also sees events committed by other
+//! processes.
 
 use std::convert::Infallible;
 use std::time::Duration;

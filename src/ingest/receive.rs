@@ -142,6 +142,7 @@ async fn handle(
             route: r.name.clone(),
             destination: r.destination.clone(),
             needs_preparing: r.needs_preparing(),
+            ordered: r.ordering_key.is_some(),
         })
         .collect();
     let event = NewEvent::with_guard(

@@ -6,6 +6,7 @@ mod commit;
 pub(crate) mod conformance;
 pub mod delivery;
 pub mod headers;
+pub mod key_hash;
 pub mod model;
 pub mod postgres;
 pub mod replay;
@@ -23,7 +24,7 @@ pub use delivery::{
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
-    StoredRejected, StoredRequest,
+    StoredRejected, StoredRequest, StreamPosition,
 };
 pub use replay::{NewReplay, ReplayDelivery, ReplayStep, ReplayWrite, StoredReplay};
 pub use retention::{Cutoffs, Purge, Purged};
@@ -111,20 +112,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Where event `id` stands in commit order (later commits stand higher), if stored.
-    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError>;
+    async fn event_position(&self, id: &str) -> Result<Option<StreamPosition>, StoreError>;
 
-    /// The position of the last committed event (0 when there is none).
-    async fn last_event_position(&self) -> Result<i64, StoreError>;
+    /// Where a follower starts to see only what commits from now on: every event
+    /// committed later stands after it. (On PostgreSQL a few events committed just
+    /// before, while other commits were still open, may stand after it too.)
+    async fn last_event_position(&self) -> Result<StreamPosition, StoreError>;
 
     /// Up to `limit` events committed after `position`, in commit order, with bodies and
     /// their positions. Commit order, not id order: an event whose id was made earlier
-    /// but whose commit came later still comes after, so a follower never skips it.
+    /// but whose commit came later still comes after, so a follower never skips it. (On
+    /// PostgreSQL an event shows only once every transaction older than its own has
+    /// ended: the stream lags by the longest open transaction.)
     async fn events_after_position(
         &self,
-        position: i64,
+        position: StreamPosition,
         source: Option<String>,
         limit: usize,
-    ) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
+    ) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError>;
 
     /// A page of rejected requests, newest first, without bodies.
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError>;

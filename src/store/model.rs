@@ -56,6 +56,19 @@ pub struct NewDelivery {
     /// The route has a filter, transform or ordering key: the delivery waits until the
     /// engine has run them.
     pub needs_preparing: bool,
+    /// The route has an ordering key: its deliveries must be committed in receive order
+    /// (on PostgreSQL such a group commits alone, see `postgres::write_events`).
+    pub ordered: bool,
+}
+
+/// Where an event stands in the live stream (commit order): later commits stand
+/// higher. `txn` orders commits where several can be open at once (PostgreSQL's
+/// transaction id; always 0 on SQLite, whose one writer commits in `seq` order), `seq`
+/// orders events within one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamPosition {
+    pub txn: i64,
+    pub seq: i64,
 }
 
 impl NewEvent {

@@ -177,6 +177,7 @@ pub async fn an_event_is_stored_as_received_with_one_pending_delivery_per_route(
                 route: (*route).into(),
                 destination: (*destination).into(),
                 needs_preparing: false,
+                ordered: false,
             })
             .collect(),
     );

@@ -59,6 +59,7 @@ pub fn event_on(
                 route: (*route).to_owned(),
                 destination: (*destination).to_owned(),
                 needs_preparing: false,
+                ordered: false,
             })
             .collect(),
     )

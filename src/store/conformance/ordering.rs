@@ -134,6 +134,7 @@ pub async fn ordering_keys_hold_per_route(store: Arc<dyn Store>) {
         let mut e = event_on("s", key, 1_000 + i as i64, 1, &[("r1", "d"), ("r2", "d")]);
         for d in &mut e.deliveries {
             d.needs_preparing = true;
+            d.ordered = true;
         }
         store.insert_event(e).await.unwrap();
     }

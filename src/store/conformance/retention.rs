@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::fixtures::{HOUR_MS, attempt, claim_to, event_on, insert, request, state_of};
 use crate::id;
 use crate::store::{
-    AfterAttempt, Cutoffs, NewRejected, NewReplay, Purge, Purged, ReplayDelivery, ReplayStep,
-    ReplayWrite, Store,
+    AfterAttempt, Cutoffs, Inserted, NewRejected, NewReplay, Purge, Purged, ReplayDelivery,
+    ReplayStep, ReplayWrite, Store,
 };
 
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -163,6 +163,14 @@ pub async fn retention_purges_old_finished_data_per_source_and_keeps_waiting_wor
 
     // Nothing more is due: a second round removes nothing.
     assert_eq!(store.purge(&purge).await.unwrap(), Purged::default());
+
+    // A purged event no longer counts for dedup, however long the window: its key is
+    // new again.
+    let repeat = store
+        .insert_event(event_on("a", "a1", now, 100 * DAY_MS, &[("r", "a")]))
+        .await
+        .unwrap();
+    assert!(matches!(repeat, Inserted::New { .. }), "{repeat:?}");
 }
 
 pub async fn a_replay_step_skips_events_retention_removed_meanwhile(store: Arc<dyn Store>) {

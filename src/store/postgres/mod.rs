@@ -43,7 +43,7 @@ use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
     RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
-    Unprepared,
+    StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -221,20 +221,20 @@ impl Store for PostgresStore {
         read::list_events(&self.client().await?, &query).await
     }
 
-    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError> {
+    async fn event_position(&self, id: &str) -> Result<Option<StreamPosition>, StoreError> {
         read::event_position(&self.client().await?, id).await
     }
 
-    async fn last_event_position(&self) -> Result<i64, StoreError> {
+    async fn last_event_position(&self) -> Result<StreamPosition, StoreError> {
         read::last_event_position(&self.client().await?).await
     }
 
     async fn events_after_position(
         &self,
-        position: i64,
+        position: StreamPosition,
         source: Option<String>,
         limit: usize,
-    ) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+    ) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
         read::events_after_position(&self.client().await?, position, source.as_deref(), limit).await
     }
 

@@ -2,12 +2,14 @@
 //! transaction, run by the process that leads maintenance (see [`super::presence`]);
 //! events in two steps, so that a replay queueing a delivery meanwhile is never undone
 //! ([`purge_events`]).
-//! Deliveries, attempts and duplicates of a purged event go with it (`ON DELETE
-//! CASCADE`).
+//! Deliveries, attempts and duplicates of a purged event go with it, deleted here (the
+//! schema has no foreign keys: checking one cost a query per inserted row), and so does
+//! its dedup key if it was the key's latest event.
 
 use deadpool_postgres::Transaction;
 
 use crate::store::StoreError;
+use crate::store::key_hash::dedup_hash_sql;
 use crate::store::retention::{
     Kind, NO_WAITING_DELIVERY, Purge, Purged, SOURCE_TABLES, distinct_sources_sql, id_bound,
 };
@@ -46,7 +48,7 @@ pub(super) async fn purge(tx: &Transaction<'_>, purge: &Purge) -> Result<Purged,
 
 /// Events in two statements, because under READ COMMITTED one `DELETE` would judge
 /// "no waiting delivery" on a snapshot taken before a replay, committing meanwhile,
-/// queued a delivery for the event; the cascade would then take that delivery with it.
+/// queued a delivery for the event; the delete would then take that delivery with it.
 /// So: lock the old events first (a replay's insert needs a key-share lock on its
 /// event, so from here on it waits), then delete those that still have no waiting
 /// delivery, on a fresh snapshot that sees every replay committed before the lock.
@@ -74,10 +76,29 @@ async fn purge_events(
     if ids.is_empty() {
         return Ok(0);
     }
+    // What hangs off a purged event goes with it: its deliveries and their attempts, its
+    // duplicates, and its dedup key if it was the key's latest event (a repeat arriving
+    // later is then new, as on a store that never had the event).
     let delete = tx
         .prepare_cached(&format!(
-            "DELETE FROM events AS e WHERE e.id = ANY($1::text[]) AND {NO_WAITING_DELIVERY}"
+            "WITH gone AS (
+                 DELETE FROM events AS e WHERE e.id = ANY($1::text[]) AND {NO_WAITING_DELIVERY}
+                 RETURNING e.source, e.dedup_key, e.id),
+             gone_deliveries AS (
+                 DELETE FROM deliveries AS d USING gone WHERE d.event_id = gone.id
+                 RETURNING d.id),
+             gone_attempts AS (
+                 DELETE FROM attempts AS a USING gone_deliveries AS d
+                 WHERE a.delivery_id = d.id),
+             gone_duplicates AS (
+                 DELETE FROM duplicates AS u USING gone WHERE u.event_id = gone.id),
+             gone_keys AS (
+                 DELETE FROM dedup_keys AS k USING gone
+                 WHERE k.hash = {} AND k.event_id = gone.id)
+             SELECT count(*) FROM gone",
+            dedup_hash_sql("gone.source", "gone.dedup_key")
         ))
         .await?;
-    Ok(tx.execute(&delete, &[&ids]).await? as usize)
+    let purged: i64 = tx.query_one(&delete, &[&ids]).await?.get(0);
+    Ok(purged as usize)
 }

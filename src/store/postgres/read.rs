@@ -7,6 +7,7 @@ use super::parse_headers;
 use crate::id;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
+    StreamPosition,
 };
 
 /// The request columns both tables share, in [`request_row`]'s order.
@@ -89,42 +90,67 @@ pub(super) async fn list_events(
     Ok(events)
 }
 
-// Positions are the `position` column: drawn under the ingest lock, so their order is
-// commit order (see `write_events`).
+// Stream positions are (`txid`, `position`): the inserting transaction's id, then the
+// `bigserial` drawn for the row. Ingest groups of several processes commit side by side,
+// so neither alone is commit order: a group can draw lower positions, or get a lower
+// transaction id, and commit after another. But every event a follower reads is older
+// than the oldest transaction still open (`txid` below the snapshot's xmin), and every
+// transaction that commits later has a `txid` at or above that xmin: so in (`txid`,
+// `position`) order nothing that commits later lands behind what was read.
 
-pub(super) async fn event_position(c: &Client, id: &str) -> Result<Option<i64>, StoreError> {
+/// The oldest transaction id still open, as of this statement: every event with a
+/// lower `txid` has committed (or never will).
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+pub(super) async fn event_position(
+    c: &Client,
+    id: &str,
+) -> Result<Option<StreamPosition>, StoreError> {
     let stmt = c
-        .prepare_cached("SELECT position FROM events WHERE id = $1")
+        .prepare_cached("SELECT txid, position FROM events WHERE id = $1")
         .await?;
-    Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+    Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| StreamPosition {
+        txn: r.get(0),
+        seq: r.get(1),
+    }))
 }
 
-pub(super) async fn last_event_position(c: &Client) -> Result<i64, StoreError> {
-    let stmt = c
-        .prepare_cached("SELECT coalesce(max(position), 0) FROM events")
-        .await?;
-    Ok(c.query_one(&stmt, &[]).await?.get(0))
+/// The horizon itself: what commits from now on stands after it (as may a few events of
+/// transactions that were open a moment ago and have just committed).
+pub(super) async fn last_event_position(c: &Client) -> Result<StreamPosition, StoreError> {
+    let stmt = c.prepare_cached(&format!("SELECT {HORIZON}")).await?;
+    Ok(StreamPosition {
+        txn: c.query_one(&stmt, &[]).await?.get(0),
+        seq: 0,
+    })
 }
 
 pub(super) async fn events_after_position(
     c: &Client,
-    position: i64,
+    position: StreamPosition,
     source: Option<&str>,
     limit: usize,
-) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
     let sql = format!(
-        "SELECT {}, body, position FROM events
-         WHERE position > $1 AND ($2::text IS NULL OR source = $2)
-         ORDER BY position LIMIT $3",
+        "SELECT {}, body, txid, position FROM events
+         WHERE (txid, position) > ($1, $2) AND txid < {HORIZON}
+           AND ($3::text IS NULL OR source = $3)
+         ORDER BY txid, position LIMIT $4",
         event_columns()
     );
     let stmt = c.prepare_cached(&sql).await?;
     let rows = c
-        .query(&stmt, &[&position, &source, &(limit as i64)])
+        .query(
+            &stmt,
+            &[&position.txn, &position.seq, &source, &(limit as i64)],
+        )
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
-        let position: i64 = r.get(EXTRA + 3);
+        let position = StreamPosition {
+            txn: r.get(EXTRA + 3),
+            seq: r.get(EXTRA + 4),
+        };
         events.push((
             position,
             complete_event(c, event_row(r, Some(EXTRA + 2))?).await?,

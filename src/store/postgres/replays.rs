@@ -67,8 +67,9 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
     }
     let mut queued = 0i64;
     if !step.deliveries.is_empty() {
-        // Deliveries draw positions: like ingest, under the lock that keeps position
-        // order equal to commit order.
+        // Deliveries draw positions, and may be on ordered routes: under the ingest lock
+        // taken exclusively, as an ordered ingest group takes it, so that positions
+        // drawn here commit in order with every ingest group's.
         ingest_lock(tx).await?;
         // An event retention removed since the step read it is skipped, not an error
         // that fails the job. The key-share lock keeps the rest from going meanwhile

@@ -7,8 +7,8 @@
 //! new one.
 //!
 //! Times are `bigint` milliseconds since the Unix epoch, like SQLite's. `position`
-//! columns (`bigserial`) give receive order: see [`super::write_events`] for why their
-//! order is also commit order.
+//! columns (`bigserial`) give receive order; see [`super::write_events`] for when their
+//! order is also commit order, and [`super::read`] for the live stream's order.
 
 use deadpool_postgres::Client;
 
@@ -141,6 +141,40 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deliveries ADD COLUMN claimed_by bigint;
     "#,
+    // 4: ingest groups of several processes commit side by side (see `write_events.rs`):
+    // dedup through a row per (source, dedup key) holding its latest event, keyed by
+    // an 8-byte hash of the two (a narrow index: see `key_hash.rs`), and
+    // the live stream in (inserting transaction, position) order. Events stored before
+    // have `txid` 0: they stand before every later one, in position order as before.
+    // The full-key index of events served only the dedup lookup (a search by dedup key
+    // scans, as on SQLite): every event wrote a random page of it. The foreign keys
+    // checked every delivery and attempt row with a query of their own (half the cost
+    // of inserting a delivery); retention deletes the children of a purged event itself.
+    r#"
+    CREATE TABLE dedup_keys (
+        hash         bigint PRIMARY KEY,           -- key_hash::dedup_hash(source, dedup_key)
+        source       text NOT NULL,
+        dedup_key    text NOT NULL,
+        event_id     text NOT NULL,                -- the latest event with this key
+        received_at  bigint NOT NULL               -- ... and when it was received
+    );
+    INSERT INTO dedup_keys (hash, source, dedup_key, event_id, received_at)
+        SELECT DISTINCT ON (hash) hash, source, dedup_key, id, received_at
+        FROM (SELECT ('x' || left(encode(sha256(convert_to(source, 'UTF8') || '\x00'::bytea
+                                                || convert_to(dedup_key, 'UTF8')), 'hex'),
+                                  16))::bit(64)::bigint AS hash,
+                     source, dedup_key, id, received_at
+              FROM events) AS e
+        ORDER BY hash, received_at DESC;
+    ALTER TABLE events ADD COLUMN txid bigint NOT NULL DEFAULT 0;
+    ALTER TABLE events ALTER COLUMN txid SET DEFAULT pg_current_xact_id()::text::bigint;
+    ALTER TABLE events DROP CONSTRAINT events_position_key;
+    CREATE INDEX events_in_commit_order ON events (txid, position);
+    DROP INDEX events_by_dedup_key;
+    ALTER TABLE deliveries DROP CONSTRAINT deliveries_event_id_fkey;
+    ALTER TABLE duplicates DROP CONSTRAINT duplicates_event_id_fkey;
+    ALTER TABLE attempts DROP CONSTRAINT attempts_delivery_id_fkey;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -149,6 +183,15 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Creates `schema` if asked to, and brings it up to [`VERSION`], under an advisory
 /// lock so that concurrent starts apply each migration once.
 pub async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
+    migrate_to(client, schema, VERSION).await
+}
+
+/// [`migrate`], stopping at version `target` (tests build older schemas with it).
+pub(super) async fn migrate_to(
+    client: &mut Client,
+    schema: Option<&str>,
+    target: i64,
+) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     // Keyed by the schema's name: processes on other schemas of the database do not wait.
     let name = schema.unwrap_or("");
@@ -174,14 +217,14 @@ pub async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), St
             known: VERSION,
         });
     }
-    for sql in MIGRATIONS.iter().skip(found as usize) {
+    for sql in MIGRATIONS.iter().take(target as usize).skip(found as usize) {
         tx.batch_execute(sql).await?;
     }
-    if found < VERSION {
+    if found < target {
         tx.execute("DELETE FROM forebay_schema", &[]).await?;
         tx.execute(
             "INSERT INTO forebay_schema (version) VALUES ($1)",
-            &[&VERSION],
+            &[&target],
         )
         .await?;
     }

@@ -9,9 +9,12 @@ use async_trait::async_trait;
 
 use super::test_support::{SchemaGuard, open_with, schema_name, url};
 use super::{PostgresOptions, PostgresStore};
+use crate::id;
 use crate::store::conformance::Fresh;
 use crate::store::conformance::fixtures::{HOUR_MS, attempt, claim, event};
-use crate::store::{AfterAttempt, Cluster, ClusterLimit, EventQuery, Inserted, Store, StoreError};
+use crate::store::{
+    AfterAttempt, Cluster, ClusterLimit, EventQuery, Inserted, Store, StoreError, StreamPosition,
+};
 
 /// A store on a schema of its own, dropped after the check.
 struct FreshSchema;
@@ -679,4 +682,216 @@ async fn an_abandoned_hand_run_transaction_never_goes_back_to_the_pool() {
         "the failed transaction was not rolled back"
     );
     assert_eq!(pool.status().size, 1, "its connection was reused");
+}
+
+/// A plain connection to `schema`, as another process mid-transaction would hold.
+async fn raw_client(schema: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .await
+        .expect("search path");
+    client
+}
+
+/// Inserts a bare event with `id` and dedup key `key` on `client` (in whatever
+/// transaction it has open).
+async fn insert_raw_event(client: &tokio_postgres::Client, id: &str, key: &str, at: i64) {
+    client
+        .execute(
+            "INSERT INTO events (id, source, received_at, method, path, headers, body, dedup_key)
+             VALUES ($1, 's', $2, 'POST', '/in/s', ''::bytea, 'raw'::bytea, $3)",
+            &[&id, &at, &key],
+        )
+        .await
+        .expect("insert");
+}
+
+/// The ids of the events after `from`, once `n` show (other checks' transactions,
+/// running beside, can hold the stream back a moment), for at most 30 s.
+async fn stream_ids_once(store: &PostgresStore, from: StreamPosition, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids: Vec<String> = store
+            .events_after_position(from, None, 10)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.request.id)
+            .collect();
+        if ids.len() >= n || tokio::time::Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Groups of different processes commit side by side, so one that started first can
+/// commit last: the live stream holds back what committed after it started until it
+/// ends, then gives it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_waits_for_an_open_transaction_and_never_skips_it() {
+    let (store, guard) = open_with(PostgresOptions::default()).await;
+    let start = store.last_event_position().await.expect("start");
+    let open = raw_client(&guard.0).await;
+    open.batch_execute("BEGIN").await.expect("begin");
+    let slow = id::new(id::EVENT);
+    insert_raw_event(&open, &slow, "slow", 10 * HOUR_MS).await;
+
+    let quick = match store
+        .insert_event(event("s", "quick", 10 * HOUR_MS, HOUR_MS))
+        .await
+        .expect("insert")
+    {
+        Inserted::New { id } => id,
+        other => panic!("new expected: {other:?}"),
+    };
+    assert!(
+        store
+            .events_after_position(start, None, 10)
+            .await
+            .expect("read")
+            .is_empty(),
+        "nothing shows while an older transaction is open"
+    );
+
+    open.batch_execute("COMMIT").await.expect("commit");
+    let seen = stream_ids_once(&store, start, 2).await;
+    assert_eq!(seen, [slow, quick], "the older transaction's event first");
+    store.close().await;
+}
+
+/// A schema of version 3 with events in it: upgraded in place, its events still dedup
+/// new repeats and still stand first in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_schema_keeps_its_events_their_dedup_and_their_stream_order() {
+    let schema = schema_name();
+    let guard = SchemaGuard(schema.clone());
+    let (pool, _) =
+        super::pool::build(&url(), Some(&schema), 1, Duration::from_secs(5)).expect("pool");
+    let mut client = pool.get().await.expect("client");
+    super::schema::migrate_to(&mut client, Some(&schema), 3)
+        .await
+        .expect("version 3");
+    drop(client);
+    let old = raw_client(&schema).await;
+    let at = 10 * HOUR_MS;
+    let (first, second) = (id::new_at(id::EVENT, at), id::new_at(id::EVENT, at + 1));
+    insert_raw_event(&old, &first, "k1", at).await;
+    insert_raw_event(&old, &second, "k2", at + 1).await;
+    // A later repeat of k1 outside its window was stored as new: the latest counts.
+    let third = id::new_at(id::EVENT, at + 2 * HOUR_MS);
+    insert_raw_event(&old, &third, "k1", at + 2 * HOUR_MS).await;
+
+    let store = another(&schema).await;
+    assert_eq!(
+        super::schema::version(&store.client().await.expect("client"))
+            .await
+            .expect("version"),
+        super::schema::VERSION
+    );
+    let repeat = store
+        .insert_event(event("s", "k1", at + 2 * HOUR_MS + 10, HOUR_MS))
+        .await
+        .expect("insert");
+    assert_eq!(
+        repeat,
+        Inserted::Duplicate {
+            original_id: third.clone()
+        }
+    );
+    let repeat = store
+        .insert_event(event("s", "k2", at + 10, HOUR_MS))
+        .await
+        .expect("insert");
+    assert_eq!(
+        repeat,
+        Inserted::Duplicate {
+            original_id: second.clone()
+        }
+    );
+
+    // A follower resuming after the first old event reads the other old ones, then
+    // the new.
+    let new = store
+        .insert_event(event("s", "k3", at + 3 * HOUR_MS, HOUR_MS))
+        .await
+        .expect("insert");
+    let from = store
+        .event_position(&first)
+        .await
+        .expect("position")
+        .expect("stored");
+    let seen = stream_ids_once(&store, from, 3).await;
+    assert_eq!(seen, [second, third, new.event_id().to_owned()]);
+    store.close().await;
+    drop(guard);
+}
+
+/// The migration and retention compute dedup hashes in SQL; ingest in Rust: they agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_hashes_agree_between_rust_and_sql() {
+    let (store, _guard) = open_with(PostgresOptions::default()).await;
+    let client = store.client().await.expect("client");
+    let keys = [("s", "k"), ("stripe", "evt_1"), ("é", "ключ ✓"), ("", "")];
+    for (source, key) in keys {
+        let sql = format!(
+            "SELECT {}",
+            crate::store::key_hash::dedup_hash_sql("$1::text", "$2::text")
+        );
+        let in_sql: i64 = client
+            .query_one(&sql, &[&source, &key])
+            .await
+            .expect("hash")
+            .get(0);
+        assert_eq!(
+            in_sql,
+            crate::store::key_hash::dedup_hash(source, key),
+            "{source:?}/{key:?}"
+        );
+    }
+    store.close().await;
+}
+
+/// A dedup row found under a key's hash but holding another key (a hash collision) is
+/// never taken for a match, and is left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_collision_never_makes_a_distinct_event_a_duplicate() {
+    let (store, guard) = open_with(PostgresOptions::default()).await;
+    let at = 10 * HOUR_MS;
+    let other = match store
+        .insert_event(event("s", "other", at, HOUR_MS))
+        .await
+        .expect("insert")
+    {
+        Inserted::New { id } => id,
+        dup => panic!("new expected: {dup:?}"),
+    };
+    // Make the row of "other" look like the row of "k"'s hash.
+    let raw = raw_client(&guard.0).await;
+    raw.execute(
+        "UPDATE dedup_keys SET hash = $1 WHERE event_id = $2",
+        &[&crate::store::key_hash::dedup_hash("s", "k"), &other],
+    )
+    .await
+    .expect("collide");
+
+    let first = store
+        .insert_event(event("s", "k", at + 1, HOUR_MS))
+        .await
+        .expect("insert");
+    assert!(matches!(first, Inserted::New { .. }), "{first:?}");
+    let row: (String, String) = raw
+        .query_one(
+            "SELECT dedup_key, event_id FROM dedup_keys WHERE hash = $1",
+            &[&crate::store::key_hash::dedup_hash("s", "k")],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("row");
+    assert_eq!(row, ("other".to_owned(), other), "the row is left as it is");
+    store.close().await;
 }

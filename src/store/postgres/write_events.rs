@@ -2,35 +2,50 @@
 //! and duplicates) and rejected requests in one transaction, as multi-row inserts
 //! (`unnest` of arrays), pipelined on one connection.
 //!
-//! **Dedup and order across processes.** A group that inserts events first takes
-//! [`ingest_lock`], one transaction-scoped advisory lock per schema, and holds it to
-//! its COMMIT. So group transactions of every process run one after another:
-//! - the dedup check (the latest event with the same source and key, within the window)
-//!   sees every event committed before it, and no other process can insert the same key
-//!   between the check and the commit. A unique constraint cannot say this (a key may be
-//!   stored again once its window has passed), and a lock per key would cost a lock per
-//!   event; one lock per group costs one per group.
-//! - `position` values (from `bigserial` sequences) are drawn under the lock, so
-//!   position order is commit order. A follower of `events_after_position` that has read
-//!   position `p` will never later see a commit below `p`. (Without the lock, a sequence
-//!   value drawn earlier can commit later, and the stream would skip it.)
-//!
-//! The price: the cluster's ingest commits are serial, one group per commit latency, as
-//! with SQLite's single writer. Group commit keeps that from being one event per commit.
+//! **Several processes at once.** Groups of different processes commit side by side;
+//! what stays exact across them:
+//! - **Dedup.** `dedup_keys` holds one row per (source, dedup key): its latest event,
+//!   keyed by an 8-byte hash of the two (`key_hash.rs`: a narrow index, of which each
+//!   new key dirties a small share). A group first upserts the rows of its keys in hash
+//!   order ([`CLAIM_KEYS`]): a key new to the store gets the group's event, a known one
+//!   comes back as it is, and either way the row stays locked to COMMIT. A second group
+//!   with the same key waits on that row, not on every other group, and then sees what
+//!   the first committed. Whether an event is a duplicate (its key's latest event is
+//!   within the window) is decided here, and a key whose latest event changed is
+//!   written back before COMMIT. Hash order keeps two groups from locking each other's
+//!   rows in opposite orders. A row found under another key's hash (a collision) is
+//!   left alone: that key is judged against its own group only, so a collision can miss
+//!   a repeat, never make a distinct event a duplicate.
+//! - **Receive order of ordered routes.** A delivery's `position` (from a `bigserial`)
+//!   is its place in its route's order, and a route with an ordering key may send one
+//!   only once nothing earlier of its key is pending. So a group with a delivery on such
+//!   a route takes the ingest lock ([`INGEST_LOCK`]) exclusively, held to COMMIT, and
+//!   every other group takes it shared: an ordered group runs alone, after every group
+//!   that drew lower positions has committed and before any that draws higher ones. The
+//!   others run side by side.
+//! - **The live stream** reads in (transaction, position) order, not position order
+//!   alone (see `read.rs`), so a group that draws lower positions and commits later is
+//!   never skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Transaction;
 
 use crate::id;
+use crate::store::key_hash;
 use crate::store::{Inserted, NewEvent, NewRejected};
 
-/// The SQL of the ingest lock: every transaction that inserts events or deliveries takes
-/// it first (ingest groups and replay steps), so positions are committed in order.
+/// The ingest lock, exclusive: a transaction whose deliveries' positions must be drawn
+/// in commit order (an ordered route's, a replay's) takes it first.
 pub(super) const INGEST_LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/forebay/ingest'))";
 
-/// Takes the ingest lock for the rest of the transaction.
+/// The ingest lock, shared: what every other ingest group takes, so that it waits only
+/// for an ordered group.
+const INGEST_LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared(hashtext(current_schema() || '/forebay/ingest'))";
+
+/// Takes the ingest lock exclusively for the rest of the transaction.
 pub(super) async fn ingest_lock(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
     let stmt = tx.prepare_cached(INGEST_LOCK).await?;
     tx.execute(&stmt, &[]).await?;
@@ -40,11 +55,8 @@ pub(super) async fn ingest_lock(tx: &Transaction<'_>) -> Result<(), tokio_postgr
 /// Inserts `events` and `rejected` in the open transaction, and sends NOTIFY on
 /// `channel` when there are events; returns one outcome per event, in order.
 ///
-/// The ingest lock serializes every process's groups, so its hold time is the cluster's
-/// ingest capacity: what follows it is pipelined. The dedup lookup goes out right behind
-/// the lock (the server runs it once the lock is granted, with a snapshot taken then, so
-/// it sees every earlier group), and the inserts go out together with the NOTIFY: the
-/// lock is held for two round trips and COMMIT.
+/// Two round trips before COMMIT: the lock and the key upsert, then (once the outcomes
+/// are known) the inserts, the keys written back and the NOTIFY.
 pub(super) async fn insert_group(
     tx: &Transaction<'_>,
     events: &[&NewEvent],
@@ -53,16 +65,35 @@ pub(super) async fn insert_group(
 ) -> Result<Vec<Inserted>, tokio_postgres::Error> {
     let mut outcomes = Vec::with_capacity(events.len());
     if !events.is_empty() {
+        let ordered = events
+            .iter()
+            .any(|e| e.deliveries.iter().any(|d| d.ordered));
         // Both prepared first, so that they are sent in this order.
-        let lock = tx.prepare_cached(INGEST_LOCK).await?;
-        let lookup = tx.prepare_cached(LATEST_OF_KEYS).await?;
-        let (_, latest) =
-            tokio::try_join!(tx.execute(&lock, &[]), latest_of_keys(tx, &lookup, events))?;
-        outcomes = decide(events, latest);
+        let lock = tx
+            .prepare_cached(if ordered {
+                INGEST_LOCK
+            } else {
+                INGEST_LOCK_SHARED
+            })
+            .await?;
+        let claim = tx.prepare_cached(CLAIM_KEYS).await?;
+        let keys = GroupKeys::of(events);
+        let (_, claimed) =
+            tokio::try_join!(tx.execute(&lock, &[]), keys.claim(tx, &claim, events))?;
+        let (decided, latest) = decide(events, claimed.stored.clone());
+        outcomes = decided;
+        let changed: Vec<(i64, &(String, i64))> = latest
+            .iter()
+            .filter(|(key, now)| {
+                claimed.stored.get(*key) != Some(*now) && !claimed.not_held.contains(*key)
+            })
+            .map(|(key, now)| (keys.hash_of[key], now))
+            .collect();
         let notify = tx.prepare_cached(super::cluster::NOTIFY).await?;
         let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
         tokio::try_join!(
             write_events(tx, events, &outcomes),
+            write_back_keys(tx, &changed),
             tx.execute(&notify, &notify_params)
         )?;
     }
@@ -72,38 +103,133 @@ pub(super) async fn insert_group(
     Ok(outcomes)
 }
 
-/// The latest stored event (id, received_at) of each (source, dedup key) of `$1`, `$2`.
-const LATEST_OF_KEYS: &str =
-    "SELECT DISTINCT ON (e.source, e.dedup_key) e.source, e.dedup_key, e.id, e.received_at
-     FROM events AS e
-     JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k (source, dedup_key)
-       ON e.source = k.source AND e.dedup_key = k.dedup_key
-     ORDER BY e.source, e.dedup_key, e.received_at DESC";
+/// Upserts one row per hash of `$1` (source `$2`, key `$3`, event `$4` received at
+/// `$5`) in hash order, leaving a known one as it is (an update of no indexed column,
+/// so the row is locked cheaply): returns each hash's row, locked to COMMIT.
+const CLAIM_KEYS: &str =
+    "INSERT INTO dedup_keys AS k (hash, source, dedup_key, event_id, received_at)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+     ORDER BY 1
+     ON CONFLICT (hash) DO UPDATE SET event_id = k.event_id
+     RETURNING k.hash, k.source, k.dedup_key, k.event_id, k.received_at";
 
 type Key = (String, String);
 
-/// The latest stored event (id, received_at) for each (source, dedup key) in `events`.
-async fn latest_of_keys(
-    tx: &Transaction<'_>,
-    stmt: &tokio_postgres::Statement,
-    events: &[&NewEvent],
-) -> Result<HashMap<Key, (String, i64)>, tokio_postgres::Error> {
-    let mut sources = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len());
-    for e in events {
-        sources.push(e.source.as_str());
-        keys.push(e.dedup_key.as_str());
+/// The keys of a group: the hash of each, and the first event of each hash.
+struct GroupKeys {
+    hash_of: HashMap<Key, i64>,
+    /// Indexes into the group's events, in order: the first event of each hash.
+    firsts: Vec<usize>,
+}
+
+/// What claiming a group's keys found.
+struct Claimed {
+    /// The latest event (id, received_at) stored before this group, for each key that
+    /// had one.
+    stored: HashMap<Key, (String, i64)>,
+    /// Keys whose hash's row belongs to another key (a hash collision): their events
+    /// are judged against the group alone and the row is left as it is.
+    not_held: HashSet<Key>,
+}
+
+impl GroupKeys {
+    fn of(events: &[&NewEvent]) -> Self {
+        let mut hash_of = HashMap::with_capacity(events.len());
+        let mut hashes = HashSet::with_capacity(events.len());
+        let mut firsts = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let key = (e.source.clone(), e.dedup_key.clone());
+            if hash_of.contains_key(&key) {
+                continue;
+            }
+            let hash = key_hash::dedup_hash(&e.source, &e.dedup_key);
+            hash_of.insert(key, hash);
+            // A second key of the same hash in one group cannot be upserted twice in
+            // one statement: it is not claimed (see `Claimed::not_held`).
+            if hashes.insert(hash) {
+                firsts.push(i);
+            }
+        }
+        GroupKeys { hash_of, firsts }
     }
-    let rows = tx.query(stmt, &[&sources, &keys]).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
-        .collect())
+
+    /// Claims the row of each hash (a new one gets the first event of its key) and
+    /// returns what was stored before.
+    async fn claim(
+        &self,
+        tx: &Transaction<'_>,
+        stmt: &tokio_postgres::Statement,
+        events: &[&NewEvent],
+    ) -> Result<Claimed, tokio_postgres::Error> {
+        let n = self.firsts.len();
+        let (mut hashes, mut sources, mut keys, mut ids, mut received) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for &i in &self.firsts {
+            let e = events[i];
+            hashes.push(self.hash_of[&(e.source.clone(), e.dedup_key.clone())]);
+            sources.push(e.source.as_str());
+            keys.push(e.dedup_key.as_str());
+            ids.push(e.id.as_str());
+            received.push(e.received_at_ms);
+        }
+        let ours: HashSet<&str> = ids.iter().copied().collect();
+        let rows = tx
+            .query(stmt, &[&hashes, &sources, &keys, &ids, &received])
+            .await?;
+        let mut claimed = Claimed {
+            stored: HashMap::new(),
+            not_held: HashSet::new(),
+        };
+        let mut holder: HashMap<i64, Key> = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let key: Key = (r.get(1), r.get(2));
+            holder.insert(r.get(0), key.clone());
+            if !ours.contains(r.get::<_, &str>(3)) {
+                claimed.stored.insert(key, (r.get(3), r.get(4)));
+            }
+        }
+        for (key, hash) in &self.hash_of {
+            if holder.get(hash) != Some(key) {
+                claimed.not_held.insert(key.clone());
+            }
+        }
+        Ok(claimed)
+    }
+}
+
+/// Points the rows of the hashes in `changed` at their key's new latest event.
+async fn write_back_keys(
+    tx: &Transaction<'_>,
+    changed: &[(i64, &(String, i64))],
+) -> Result<u64, tokio_postgres::Error> {
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let hashes: Vec<i64> = changed.iter().map(|(h, _)| *h).collect();
+    let ids: Vec<&str> = changed.iter().map(|(_, v)| v.0.as_str()).collect();
+    let received: Vec<i64> = changed.iter().map(|(_, v)| v.1).collect();
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE dedup_keys AS k SET event_id = c.event_id, received_at = c.received_at
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS c (hash, event_id, received_at)
+             WHERE k.hash = c.hash",
+        )
+        .await?;
+    tx.execute(&stmt, &[&hashes, &ids, &received]).await
 }
 
 /// New or duplicate, for each event in order: the latest event with its key decides,
-/// counting the group's own earlier events.
-fn decide(events: &[&NewEvent], mut latest: HashMap<Key, (String, i64)>) -> Vec<Inserted> {
+/// counting the group's own earlier events. Also returns each key's latest event after
+/// the group.
+fn decide(
+    events: &[&NewEvent],
+    mut latest: HashMap<Key, (String, i64)>,
+) -> (Vec<Inserted>, HashMap<Key, (String, i64)>) {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         let key = (e.source.clone(), e.dedup_key.clone());
@@ -122,7 +248,7 @@ fn decide(events: &[&NewEvent], mut latest: HashMap<Key, (String, i64)>) -> Vec<
             }
         }
     }
-    out
+    (out, latest)
 }
 
 async fn write_events(

@@ -19,20 +19,8 @@
 //! `events.dedup_hash`).
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
-/// The hash of `key` within `source`: the first 8 bytes of SHA-256(source, NUL, key),
-/// big-endian, as SQLite's signed integer.
-pub(super) fn hash(source: &str, key: &str) -> i64 {
-    let digest = Sha256::new()
-        .chain_update(source.as_bytes())
-        .chain_update([0])
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
-}
+pub(super) use crate::store::key_hash::dedup_hash as hash;
 
 /// Rows of `dedup` with a given hash (usually none; one for a repeat).
 pub(super) const CANDIDATES_SQL: &str = "SELECT event FROM dedup WHERE hash = ?1";

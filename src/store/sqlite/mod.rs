@@ -27,7 +27,7 @@ use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
     RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
-    Unprepared,
+    StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -157,21 +157,21 @@ impl Store for SqliteStore {
         self.read(move |c| read::list_events(c, &query)).await
     }
 
-    async fn event_position(&self, id: &str) -> Result<Option<i64>, StoreError> {
+    async fn event_position(&self, id: &str) -> Result<Option<StreamPosition>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| read::event_position(c, &id)).await
     }
 
-    async fn last_event_position(&self) -> Result<i64, StoreError> {
+    async fn last_event_position(&self) -> Result<StreamPosition, StoreError> {
         self.read(read::last_event_position).await
     }
 
     async fn events_after_position(
         &self,
-        position: i64,
+        position: StreamPosition,
         source: Option<String>,
         limit: usize,
-    ) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+    ) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
         self.read(move |c| read::events_after_position(c, position, source.as_deref(), limit))
             .await
     }

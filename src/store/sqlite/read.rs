@@ -6,6 +6,7 @@ use super::parse_headers;
 use crate::id;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
+    StreamPosition,
 };
 
 /// The request columns both tables share, in [`request_row`]'s order; `{size}` is how the
@@ -90,25 +91,35 @@ pub(super) fn list_events(
 // (Events are only ever deleted oldest first, and forebay never runs VACUUM, which could
 // renumber them.)
 
-pub(super) fn event_position(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+/// The stream position of rowid `seq` (one writer: `txn` is always 0).
+fn at(seq: i64) -> StreamPosition {
+    StreamPosition { txn: 0, seq }
+}
+
+pub(super) fn event_position(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<StreamPosition>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT rowid FROM events WHERE id = ?1")?
         .query_row(params![id], |r| r.get(0))
-        .optional()?)
+        .optional()?
+        .map(at))
 }
 
-pub(super) fn last_event_position(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn
+pub(super) fn last_event_position(conn: &Connection) -> Result<StreamPosition, StoreError> {
+    Ok(at(conn
         .prepare_cached("SELECT coalesce(max(rowid), 0) FROM events")?
-        .query_row([], |r| r.get(0))?)
+        .query_row([], |r| r.get(0))?))
 }
 
 pub(super) fn events_after_position(
     conn: &Connection,
-    position: i64,
+    position: StreamPosition,
     source: Option<&str>,
     limit: usize,
-) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
+    let position = position.seq;
     let sql = format!(
         "SELECT {}, body, rowid FROM events
          WHERE rowid > ?1 AND (?2 IS NULL OR source = ?2)
@@ -122,7 +133,7 @@ pub(super) fn events_after_position(
     let mut events = Vec::new();
     for row in rows {
         let (position, row) = row?;
-        events.push((position, complete_event(conn, row)?));
+        events.push((at(position), complete_event(conn, row)?));
     }
     Ok(events)
 }
