@@ -43,7 +43,7 @@ impl ApiError {
 
     /// The store could not serve the request; the client should retry later.
     pub fn unavailable(error: &crate::store::StoreError, retry_after_secs: u64) -> Self {
-        tracing::warn!(error = %crate::error_chain::Chain(error), "store unavailable");
+        crate::throttled!(warn, error = %crate::error_chain::Chain(error), "store unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -60,7 +60,7 @@ impl ApiError {
         if error.is_unavailable() {
             Self::unavailable(error, 1)
         } else {
-            tracing::error!(error = %crate::error_chain::Chain(error), "store error");
+            crate::throttled!(error, error = %crate::error_chain::Chain(error), "store error");
             Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

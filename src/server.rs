@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::middleware::from_fn_with_state;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,6 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, DestinationConfig, Role, Server, Storage};
 use crate::deliver::{self, Worker};
+use crate::header_limits::{self, HeaderLimits};
 use crate::ingest::{self, IngestState};
 use crate::maintenance::{Maintenance, Retention};
 use crate::replay::Replayer;
@@ -221,6 +223,10 @@ pub async fn run_with_clock(
         senders,
     });
 
+    // Both listeners hold requests to the configured header limits (JSON 431).
+    let limits = header_limits_of(&config.server);
+    let ingest = ingest.layer(from_fn_with_state(limits, header_limits::enforce));
+    let admin = admin.layer(from_fn_with_state(limits, header_limits::enforce));
     let builder = connection_builder(&config.server);
     let graceful = GracefulShutdown::new();
     let stopper = async {
@@ -346,22 +352,31 @@ fn lease_for(
     (slowest + Duration::from_secs(30)).max(Duration::from_secs(60))
 }
 
+/// hyper's side of the header limits: a wall well past them (see `header_limits`).
 fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {
+    let limits = header_limits_of(server);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.read_timeout.0)
-        .max_headers(server.max_headers)
-        .max_buf_size(server.max_header_bytes);
+        .max_headers(limits.hyper_max_headers())
+        .max_buf_size(limits.hyper_max_buf());
     // HTTP/2 connections (h2c) have no header-read timeout; pings close dead ones.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.hyper_max_buf()).unwrap_or(u32::MAX));
     builder
+}
+
+fn header_limits_of(server: &Server) -> HeaderLimits {
+    HeaderLimits {
+        max_headers: server.max_headers,
+        max_header_bytes: server.max_header_bytes,
+    }
 }
 
 /// Accepts connections until `stop` changes; each connection is watched by `graceful`.

@@ -104,7 +104,7 @@ pub async fn stream(
             {
                 Ok(events) => events,
                 Err(e) => {
-                    tracing::warn!(error = %crate::error_chain::Chain(&e), "the event stream cannot read the store; trying again");
+                    crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "the event stream cannot read the store; trying again");
                     Vec::new()
                 }
             };

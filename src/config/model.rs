@@ -22,7 +22,7 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Bearer token for the admin API; required when `admin_listen` is not loopback.
     pub admin_token: Option<SecretRef>,
-    /// Most header bytes a request may send (hyper answers 431 past it).
+    /// Most header bytes a request may send (answered 431 past it, see `header_limits`).
     pub max_header_bytes: Size,
     /// Most header lines a request may send.
     pub max_headers: usize,

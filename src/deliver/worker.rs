@@ -33,6 +33,11 @@ const CLAIM_BATCH: usize = 64;
 /// records commit in groups), and one claim for the wave costs a round trip to the store
 /// where a claim per finished send cost one each.
 const GATHER_SHARE: usize = 4;
+/// The first wait before trying a failed attempt record again; it doubles up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(50);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Longest a claim waits to gather free slots.
 const GATHER_WAIT: Duration = Duration::from_millis(1);
 
@@ -165,7 +170,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(destination = %name, error = %crate::error_chain::Chain(&e), "cannot claim deliveries; trying again shortly");
+                        crate::throttled!(warn, destination = %name, error = %crate::error_chain::Chain(&e), "cannot claim deliveries; trying again shortly");
                         rate_wait = Some(STORE_BACKOFF);
                     }
                 }
@@ -220,6 +225,34 @@ impl Worker {
         }
     }
 
+    /// Records an attempt that was made; false if it could not be.
+    ///
+    /// A failed record (the store restarting, a full disk) is tried again, backing off,
+    /// while the claim's lease still holds the delivery: giving up at once would leave it
+    /// `in_flight` until the lease ends and then send it again, a duplicate a minute
+    /// late. Past the lease another claim may already be sending it, so the record is
+    /// dropped there (the store would not apply it to the newer claim anyway). Trying a
+    /// record again is safe: one that landed without its answer is not applied twice.
+    async fn record(&self, d: &ClaimedDelivery, record: AttemptRecord) -> bool {
+        let mut wait = RECORD_RETRY_FIRST;
+        loop {
+            let e = match self.store.record_attempt(record.clone()).await {
+                Ok(()) => return true,
+                Err(e) => e,
+            };
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            if !e.is_unavailable()
+                || self.clock.now_ms().saturating_add(wait_ms) >= d.lease_until_ms
+            {
+                crate::throttled!(error, error = %crate::error_chain::Chain(&e), delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt; the delivery is sent again when its lease ends");
+                return false;
+            }
+            crate::throttled!(warn, error = %crate::error_chain::Chain(&e), delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt yet; trying again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECORD_RETRY_MAX);
+        }
+    }
+
     /// Sends one claimed delivery and records the attempt.
     async fn deliver(&self, d: ClaimedDelivery) {
         let started_at_ms = self.clock.now_ms();
@@ -260,9 +293,7 @@ impl Worker {
             response_body: sent.response_body,
             then,
         };
-        if let Err(e) = self.store.record_attempt(record).await {
-            // The lease still holds the delivery; it is sent again when the lease ends.
-            tracing::error!(error = %crate::error_chain::Chain(&e), delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt");
+        if !self.record(&d, record).await {
             return;
         }
         crate::metrics::delivery_outcome(&d.destination, then);

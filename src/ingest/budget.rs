@@ -63,7 +63,10 @@ impl Budget {
     }
 
     fn spent(&self) -> ApiError {
-        tracing::warn!("in-flight body budget spent (server.max_inflight_bytes); answering 503");
+        crate::throttled!(
+            warn,
+            "in-flight body budget spent (server.max_inflight_bytes); answering 503"
+        );
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

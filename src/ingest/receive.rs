@@ -193,7 +193,7 @@ async fn record_rejected(
         state.rejected_body_limit,
     );
     if let Err(e) = state.store.insert_rejected(record).await {
-        tracing::warn!(source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
+        crate::throttled!(warn, source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
     }
     rejected_id
 }

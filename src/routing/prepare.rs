@@ -43,7 +43,7 @@ impl Preparer {
             let batch = match self.store.unprepared(BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read deliveries to prepare; trying again shortly");
+                    crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot read deliveries to prepare; trying again shortly");
                     tokio::select! {
                         _ = tokio::time::sleep(STORE_BACKOFF) => {}
                         _ = stop.changed() => {}
@@ -74,7 +74,7 @@ impl Preparer {
             match self.store.prepare(prepared, now_ms()).await {
                 Ok(()) => self.deliver.notify_one(),
                 Err(e) => {
-                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot record prepared deliveries; trying again shortly");
+                    crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot record prepared deliveries; trying again shortly");
                     tokio::time::sleep(STORE_BACKOFF).await;
                 }
             }

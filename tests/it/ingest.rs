@@ -228,8 +228,17 @@ async fn custom_success_answer() {
     );
 }
 
+/// The error body of a 431: JSON, naming the limit to raise.
+async fn header_error(r: reqwest::Response) -> serde_json::Value {
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
+    body
+}
+
 #[tokio::test]
-async fn too_many_or_too_large_headers_are_431() {
+async fn too_many_or_too_large_headers_are_431_in_json() {
     let server = TestServer::start(&format!(
         "[server]\nmax_headers = 20\nmax_header_bytes = \"8KiB\"\n{DEMO}"
     ))
@@ -238,13 +247,46 @@ async fn too_many_or_too_large_headers_are_431() {
     for i in 0..40 {
         req = req.header(format!("x-h{i}"), "v");
     }
-    assert_eq!(req.send().await.unwrap().status(), 431);
+    let body = header_error(req.send().await.unwrap()).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_headers"),
+        "{body}"
+    );
 
-    // One header larger than the whole allowance: hyper stops reading and answers 431.
+    // One header larger than the whole allowance.
+    let big = "v".repeat(20_000);
+    let r = server
+        .client
+        .post(server.ingest_url("/in/demo"))
+        .header("x-big", big.as_str())
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let body = header_error(r).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_header_bytes"),
+        "{body}"
+    );
+
+    // The admin listener answers the same way.
+    let mut req = server.client.get(server.admin_url("/api/v1/sources"));
+    for i in 0..40 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    header_error(req.send().await.unwrap()).await;
+
+    // Far past the limit, hyper stops reading and answers 431 itself.
     let mut stream = TcpStream::connect(server.ingest).await.unwrap();
     let head = format!(
         "POST /in/demo HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 1\r\n\r\nx",
-        "v".repeat(20_000)
+        "v".repeat(200_000)
     );
     // The server may stop reading (and close) before the whole head is written.
     let _ = stream.write_all(head.as_bytes()).await;
@@ -252,11 +294,13 @@ async fn too_many_or_too_large_headers_are_431() {
         .await
         .expect("answered");
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
-    // Within the caps all is well.
+    // Within the caps all is well, and nothing refused was stored.
     assert_eq!(
         server.post("demo", &[("x-ok", "1")], "x").await.status(),
         200
     );
+    let events = server.admin_json("/api/v1/events").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
 }
 
 #[tokio::test]

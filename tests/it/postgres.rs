@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::support::binary::{spawn_serve, spawn_serve_with};
+use crate::support::binary::{spawn_serve, spawn_serve_logging_to, spawn_serve_with};
 use crate::support::postgres::Schema;
 use crate::support::receiver::Receiver;
 
@@ -443,4 +443,132 @@ async fn a_delivery_process_killed_under_load_loses_nothing_and_live_ones_never_
         "killed under load: {EVENTS} acknowledged, all delivered; {} sent again after the kill",
         repeats.len()
     );
+}
+
+/// One process on a schema of its own, routing source `load` to `url`, its log
+/// written to a file (in the directory returned last, which must outlive it).
+fn logged_process(
+    url: &str,
+) -> (
+    Schema,
+    std::path::PathBuf,
+    crate::support::binary::Process,
+    tempfile::TempDir,
+) {
+    let schema = Schema::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let config = schema.write_config(dir.path(), &routes_to(url, ""));
+    let log = dir.path().join("forebay.log");
+    let process = spawn_serve_logging_to(&config, &log);
+    (schema, log, process, dir)
+}
+
+/// While the store refuses every write, each request is answered 503 with Retry-After,
+/// but the log gets a line per kind of failure and window, not one per request (which
+/// on a full disk would fill the disk further); the process recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_is_logged_once_per_window_not_once_per_request() {
+    const REQUESTS: usize = 300;
+    let receiver = Receiver::start(&[]).await;
+    let (schema, log, process, _dir) = logged_process(&receiver.url);
+    let client = crate::support::client();
+    let post = |n: usize| {
+        client
+            .post(format!("http://{}/in/load", process.ingest))
+            .body(format!(r#"{{"n":{n}}}"#))
+            .send()
+    };
+    assert_eq!(post(0).await.unwrap().status(), 200);
+
+    // Every insert into events now fails, as on a full disk.
+    schema.refuse_inserts("events").await;
+    let mut refused = 0;
+    for n in 1..=REQUESTS {
+        let r = post(n).await.unwrap();
+        assert_eq!(r.status(), 503, "request {n}");
+        assert!(r.headers().contains_key("retry-after"));
+        refused += 1;
+    }
+
+    // Space is back: the next request is stored.
+    schema.allow_inserts("events").await;
+    assert_eq!(post(REQUESTS + 1).await.unwrap().status(), 200);
+    drop(process);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("No space left on device")),
+        "the failure is logged: {text}"
+    );
+    // A few kinds of line (the group, the write, the answer), each once per 10 s.
+    assert!(
+        lines.len() <= 12,
+        "{refused} refused requests made {} log lines:\n{text}",
+        lines.len()
+    );
+}
+
+/// Polls `check` every 20 ms for at most `bound`; true once it held.
+async fn within<F, Fut>(bound: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// An attempt made while the store cannot record it is recorded once the store is back,
+/// well before its lease (60 s) would end and send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_cannot_be_recorded_is_recorded_when_the_store_is_back() {
+    let mut receiver = Receiver::start(&[]).await;
+    let (schema, log, process, _dir) = logged_process(&receiver.url);
+    let client = crate::support::client();
+
+    schema.refuse_inserts("attempts").await;
+    let r = client
+        .post(format!("http://{}/in/load", process.ingest))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    receiver
+        .next_within(std::time::Duration::from_secs(30))
+        .await;
+    let retrying = within(std::time::Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot record an attempt yet; trying again")
+    })
+    .await;
+    assert!(retrying, "the record failed and is being tried again");
+
+    schema.allow_inserts("attempts").await;
+    let delivered = || async {
+        process
+            .admin_json("/api/v1/deliveries?state=delivered")
+            .await["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let recorded = within(std::time::Duration::from_secs(20), || async {
+        delivered().await.len() == 1
+    })
+    .await;
+    assert!(
+        recorded,
+        "the attempt was recorded without waiting for its lease"
+    );
+    assert_eq!(delivered().await[0]["attempts"], 1);
+    drop(process);
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::fixtures::{LEASE, attempt, claim, dests, event, event_on};
+use super::fixtures::{LEASE, attempt, claim, dests, event, event_on, state_of};
 use crate::store::{AfterAttempt, Store};
 
 pub async fn attempts_move_deliveries_to_retrying_delivered_or_dead(store: Arc<dyn Store>) {
@@ -343,4 +343,30 @@ pub async fn a_late_report_racing_the_newer_claims_report_is_kept_but_does_not_d
     let stored = store.get_delivery(&first[0].id).await.unwrap().unwrap();
     assert_eq!(stored.state, "delivered");
     assert_eq!(stored.attempt_log.len(), 2, "both attempts are kept");
+}
+
+/// A record sent again (its first answer was lost, though it landed) changes nothing:
+/// one attempt, the delivery as the first record left it.
+pub async fn an_attempt_recorded_twice_counts_once(store: Arc<dyn Store>) {
+    let t0 = 9_000_000;
+    store.insert_event(event("s", "k", t0, 1)).await.unwrap();
+    let claimed = store.claim_deliveries(claim(t0)).await.unwrap();
+    let record = attempt(
+        &claimed[0],
+        t0,
+        Some(503),
+        AfterAttempt::RetryAt(t0 + 5_000),
+    );
+    store.record_attempt(record.clone()).await.unwrap();
+    store.record_attempt(record).await.unwrap();
+    assert_eq!(
+        state_of(&*store, &claimed[0].id).await,
+        ("retrying".to_owned(), 1)
+    );
+    let d = store.get_delivery(&claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(d.attempt_log.len(), 1);
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + 5_000)
+    );
 }

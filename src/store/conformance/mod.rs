@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             attempts::the_next_due_time_is_the_earliest_due_or_lease_end_strictly_after,
             attempts::attempts_reported_together_are_each_recorded_and_move_their_delivery,
             attempts::a_late_report_racing_the_newer_claims_report_is_kept_but_does_not_decide,
+            attempts::an_attempt_recorded_twice_counts_once,
             deliveries::deliveries_are_listed_newest_first_by_state_route_and_destination,
             dead_letters::retry_now_makes_waiting_or_dead_deliveries_due_and_leaves_others,
             dead_letters::dead_letters_are_retried_or_discarded_by_route_destination_or_id,

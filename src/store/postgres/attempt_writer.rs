@@ -136,7 +136,7 @@ impl Committer {
                 }
             }
             Err(GroupError::Write(e)) if size > 1 => {
-                tracing::warn!(error = %e, size, "an attempt record failed; committing the group one by one");
+                tracing::warn!(error = %crate::error_chain::Chain(&e), size, "an attempt record failed; committing the group one by one");
                 for (a, reply) in batch.drain(..) {
                     let answer = match self.transact(&[&*a]).await {
                         Ok(stored) if stored.first() == Some(&true) => Ok(()),

@@ -106,8 +106,17 @@ pub(super) async fn event_position(
     c: &Client,
     id: &str,
 ) -> Result<Option<StreamPosition>, StoreError> {
+    // An event the stream has not given yet (its transaction is at or past the horizon:
+    // an id found by search, say) stands no higher than the horizon: a transaction
+    // still open below its own may yet commit events, and resuming after the event
+    // itself would skip them. From the horizon they come, and the event again.
     let stmt = c
-        .prepare_cached("SELECT txid, position FROM events WHERE id = $1")
+        .prepare_cached(&format!(
+            "SELECT CASE WHEN txid < h THEN txid ELSE h END,
+                    CASE WHEN txid < h THEN position ELSE 0 END
+             FROM events, (SELECT {HORIZON} AS h) AS horizon
+             WHERE id = $1"
+        ))
         .await?;
     Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| StreamPosition {
         txn: r.get(0),

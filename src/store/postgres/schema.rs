@@ -151,6 +151,9 @@ const MIGRATIONS: &[&str] = &[
     // checked every delivery and attempt row with a query of their own (half the cost
     // of inserting a delivery); retention deletes the children of a purged event itself.
     r#"
+    -- Processes of the previous version still running keep no dedup keys: inserts wait
+    -- for this migration, and its notes ask for every process to be stopped first.
+    LOCK TABLE events IN EXCLUSIVE MODE;
     CREATE TABLE dedup_keys (
         hash         bigint PRIMARY KEY,           -- key_hash::dedup_hash(source, dedup_key)
         source       text NOT NULL,

@@ -757,10 +757,27 @@ async fn the_stream_waits_for_an_open_transaction_and_never_skips_it() {
             .is_empty(),
         "nothing shows while an older transaction is open"
     );
+    // A follower resuming after the quick event (found by search, not given by the
+    // stream) must not skip the slow one either.
+    let after_quick = store
+        .event_position(&quick)
+        .await
+        .expect("position")
+        .expect("stored");
 
     open.batch_execute("COMMIT").await.expect("commit");
     let seen = stream_ids_once(&store, start, 2).await;
-    assert_eq!(seen, [slow, quick], "the older transaction's event first");
+    assert_eq!(
+        seen,
+        [slow.clone(), quick.clone()],
+        "the older transaction's event first"
+    );
+    let seen = stream_ids_once(&store, after_quick, 1).await;
+    assert_eq!(
+        seen.first(),
+        Some(&slow),
+        "resuming after the quick one: {seen:?}"
+    );
     store.close().await;
 }
 

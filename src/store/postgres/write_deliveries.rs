@@ -152,7 +152,9 @@ pub(super) async fn record_attempts(
     let leases = column(&|a| a.lease_until_ms);
 
     // An attempt is numbered one past the delivery's count of attempts. A late report
-    // of an expired claim does not add to that count (below), as it never did.
+    // of an expired claim does not add to that count (below), as it never did. A record
+    // sent again after its first COMMIT landed unanswered finds its row (kept as it was)
+    // and its delivery already moved on (the update below needs the old lease).
     let insert = client
         .prepare_cached(
             "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status,
@@ -164,6 +166,7 @@ pub(super) async fn record_attempts(
                   AS u (id, delivery_id, started_at, duration_ms, status, error,
                         response_headers, response_body)
              JOIN deliveries AS d ON d.id = u.delivery_id
+             ON CONFLICT (id) DO UPDATE SET id = excluded.id
              RETURNING delivery_id",
         )
         .await?;
@@ -203,12 +206,18 @@ pub(super) async fn record_attempts(
         &leases,
     ];
     let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
-    let (_, inserted, _, _) = tokio::try_join!(
+    // Checked in the order sent: the first failure says why, the ones behind it only
+    // that the transaction is aborted.
+    let (began, inserted, updated, notified) = tokio::join!(
         client.batch_execute(super::pool::BEGIN_INDEX_PLANS),
         client.query(&insert, &insert_params),
         client.execute(&update, &update_params),
         client.execute(&notify, &notify_params),
-    )?;
+    );
+    began?;
+    let inserted = inserted?;
+    updated?;
+    notified?;
     client.batch_execute("COMMIT").await?;
     let stored: std::collections::HashSet<String> =
         inserted.into_iter().map(|r| r.get(0)).collect();

@@ -78,8 +78,12 @@ pub(super) async fn insert_group(
             .await?;
         let claim = tx.prepare_cached(CLAIM_KEYS).await?;
         let keys = GroupKeys::of(events);
-        let (_, claimed) =
-            tokio::try_join!(tx.execute(&lock, &[]), keys.claim(tx, &claim, events))?;
+        // Pipelined, and checked in the order sent: when one statement fails, the ones
+        // behind it fail only with "transaction is aborted", and the first says why.
+        let (locked, claimed) =
+            tokio::join!(tx.execute(&lock, &[]), keys.claim(tx, &claim, events));
+        locked?;
+        let claimed = claimed?;
         let (decided, latest) = decide(events, claimed.stored.clone());
         outcomes = decided;
         let changed: Vec<(i64, &(String, i64))> = latest
@@ -91,11 +95,14 @@ pub(super) async fn insert_group(
             .collect();
         let notify = tx.prepare_cached(super::cluster::NOTIFY).await?;
         let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
-        tokio::try_join!(
+        let (written, written_back, notified) = tokio::join!(
             write_events(tx, events, &outcomes),
             write_back_keys(tx, &changed),
             tx.execute(&notify, &notify_params)
-        )?;
+        );
+        written?;
+        written_back?;
+        notified?;
     }
     if !rejected.is_empty() {
         write_rejected(tx, rejected).await?;

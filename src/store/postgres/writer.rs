@@ -144,7 +144,7 @@ impl Writer {
                 }
             }
             Err(GroupError::Write(e)) if size > 1 => {
-                tracing::warn!(error = %e, size, "a write failed; committing the group one by one");
+                crate::throttled!(warn, error = %crate::error_chain::Chain(&e), size, "a write failed; committing the group one by one");
                 let writes: Vec<Write> = std::mem::take(batch);
                 for w in writes {
                     let mut one = vec![w];
@@ -154,24 +154,24 @@ impl Writer {
                             w.answer(outcomes.pop());
                         }
                         Err(GroupError::Write(e)) => {
-                            tracing::warn!(error = %e, "a write failed on its own; answering 503");
+                            crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "a write failed on its own; answering 503");
                             let e: Shared = Arc::new(e);
                             one.remove(0).fail(&e);
                         }
                         Err(GroupError::Store(e)) => {
-                            tracing::error!(error = %e, "commit failed; the write was not stored");
+                            crate::throttled!(error, error = %crate::error_chain::Chain(&e), "commit failed; the write was not stored");
                             one.remove(0).fail(&e);
                         }
                     }
                 }
             }
             Err(GroupError::Write(e)) => {
-                tracing::warn!(error = %e, "a write failed; answering 503");
+                crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "a write failed; answering 503");
                 let e: Shared = Arc::new(e);
                 batch.drain(..).for_each(|w| w.fail(&e));
             }
             Err(GroupError::Store(e)) => {
-                tracing::error!(error = %e, size, "commit failed; nothing in the group was stored");
+                crate::throttled!(error, error = %crate::error_chain::Chain(&e), size, "commit failed; nothing in the group was stored");
                 batch.drain(..).for_each(|w| w.fail(&e));
             }
         }
@@ -189,7 +189,7 @@ impl Writer {
             tries += 1;
             match self.transact_once(batch).await {
                 Err(Failed::BeforeCommit(GroupError::Store(e))) if tries < TRIES => {
-                    tracing::debug!(error = %e, "a connection failed before COMMIT; trying another");
+                    tracing::debug!(error = %crate::error_chain::Chain(&e), "a connection failed before COMMIT; trying another");
                 }
                 Err(Failed::BeforeCommit(e) | Failed::Commit(e)) => return Err(e),
                 Ok(outcomes) => return Ok(outcomes),

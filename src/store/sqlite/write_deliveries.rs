@@ -221,6 +221,9 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
     Ok(())
 }
 
+/// Records attempt `a`. Sent again (its first answer lost to a commit timeout while it
+/// still committed), it changes nothing: the attempt is kept as it was, and the delivery
+/// has already moved on from the lease the update below needs.
 pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::Result<()> {
     let number: i64 = conn
         .prepare_cached("SELECT attempts + 1 FROM deliveries WHERE id = ?1")?
@@ -228,7 +231,8 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::
     conn.prepare_cached(
         "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status, error,
                                response_headers, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
         a.id,

@@ -135,11 +135,11 @@ impl Writer {
                 }
             }
             Err(GroupError::Write(e)) if size > 1 => {
-                tracing::warn!(error = %e, size, "a write failed; committing the group one by one");
+                crate::throttled!(warn, error = %e, size, "a write failed; committing the group one by one");
                 self.commit_one_by_one(batch);
             }
             Err(GroupError::Write(e) | GroupError::Transaction(e)) => {
-                tracing::error!(error = %e, size, "commit failed; nothing in it was stored");
+                crate::throttled!(error, error = %e, size, "commit failed; nothing in it was stored");
                 let e = Arc::new(e);
                 for w in batch.drain(..) {
                     w.fail(&e);
@@ -162,11 +162,11 @@ impl Writer {
                     None => w.fail(&Arc::new(rusqlite::Error::QueryReturnedNoRows)),
                 },
                 Err(GroupError::Write(e)) => {
-                    tracing::warn!(error = %e, "a write failed on its own; answering 503");
+                    crate::throttled!(warn, error = %e, "a write failed on its own; answering 503");
                     w.fail(&Arc::new(e));
                 }
                 Err(GroupError::Transaction(e)) => {
-                    tracing::error!(error = %e, "commit failed; nothing left in the group was stored");
+                    crate::throttled!(error, error = %e, "commit failed; nothing left in the group was stored");
                     let e = Arc::new(e);
                     w.fail(&e);
                     writes.by_ref().for_each(|rest| rest.fail(&e));

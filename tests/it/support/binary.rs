@@ -18,6 +18,16 @@ pub fn spawn_serve(config: &Path) -> Process {
 
 /// [`spawn_serve`] with more arguments (`--role ingest`, say).
 pub fn spawn_serve_with(config: &Path, args: &[&str]) -> Process {
+    spawn(config, args, Stdio::inherit())
+}
+
+/// [`spawn_serve`] with its log (stderr) written to the file `log`.
+pub fn spawn_serve_logging_to(config: &Path, log: &Path) -> Process {
+    let file = std::fs::File::create(log).expect("create the log file");
+    spawn(config, &[], Stdio::from(file))
+}
+
+fn spawn(config: &Path, args: &[&str], stderr: Stdio) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_forebay"))
         .args(["serve", "--config"])
         .arg(config)
@@ -25,7 +35,7 @@ pub fn spawn_serve_with(config: &Path, args: &[&str]) -> Process {
         .env("FOREBAY_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn forebay");
     let stdout = child.stdout.take().expect("stdout");
@@ -61,6 +71,18 @@ pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 }
 
 impl Process {
+    /// GET `path` on the admin listener, as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        crate::support::client()
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with our own child's pid has no memory effects.
         let rc = unsafe { libc::kill(self.child.id() as i32, signal) };

@@ -40,6 +40,29 @@ impl Schema {
         client.execute(sql, &[]).await.expect("sql")
     }
 
+    /// Makes every insert into `table` fail as on a full disk, until
+    /// [`Self::allow_inserts`].
+    pub async fn refuse_inserts(&self, table: &str) {
+        self.execute(&format!(
+            "CREATE OR REPLACE FUNCTION {0}.refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+            self.0
+        ))
+        .await;
+        self.execute(&format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON {0}.{table}
+             FOR EACH ROW EXECUTE FUNCTION {0}.refuse()",
+            self.0
+        ))
+        .await;
+    }
+
+    /// Ends [`Self::refuse_inserts`] on `table`.
+    pub async fn allow_inserts(&self, table: &str) {
+        self.execute(&format!("DROP TRIGGER refuse ON {}.{table}", self.0))
+            .await;
+    }
+
     /// Ends every connection forebay processes hold on this schema.
     pub async fn cut_connections(&self) -> u64 {
         self.execute(&format!(

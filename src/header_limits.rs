@@ -1,0 +1,78 @@
+//! `server.max_headers` and `server.max_header_bytes`, answered in JSON like every other
+//! error of both listeners.
+//!
+//! hyper's own limits answer with an empty 431 and no way to shape it, so hyper is given
+//! [`HEADROOM`] times the configured limits and this layer holds requests to the
+//! configured ones, answering 431 with the usual error body. Only a request far past
+//! them (more than [`HEADROOM`] times) meets hyper's bare 431: hyper stops reading it
+//! there, which bounds the memory a hostile head can take per connection.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::http_error::ApiError;
+
+/// How far past the configured limits hyper itself reads before giving up.
+pub const HEADROOM: usize = 4;
+
+/// hyper refuses a read buffer smaller than this.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// The configured limits of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLimits {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+impl HeaderLimits {
+    /// The header count hyper is given.
+    pub fn hyper_max_headers(&self) -> usize {
+        self.max_headers.saturating_mul(HEADROOM)
+    }
+
+    /// The read buffer hyper is given (it holds the request line and headers).
+    pub fn hyper_max_buf(&self) -> usize {
+        self.max_header_bytes
+            .saturating_mul(HEADROOM)
+            .max(HYPER_MIN_BUF)
+    }
+}
+
+/// Header bytes as sent on the wire: `name: value\r\n` per header.
+fn wire_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+/// The layer: a request past either limit is answered 431 and never reaches a handler.
+pub async fn enforce(State(limits): State<HeaderLimits>, req: Request, next: Next) -> Response {
+    let count = req.headers().len();
+    if count > limits.max_headers {
+        return too_large(format!(
+            "the request has {count} headers; at most {} are accepted (server.max_headers)",
+            limits.max_headers
+        ));
+    }
+    let bytes = wire_bytes(req.headers());
+    if bytes > limits.max_header_bytes {
+        return too_large(format!(
+            "the request's headers take {bytes} bytes; at most {} are accepted (server.max_header_bytes)",
+            limits.max_header_bytes
+        ));
+    }
+    next.run(req).await
+}
+
+fn too_large(message: String) -> Response {
+    ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+        format!("{message}; send fewer or smaller headers, or raise the limit"),
+    )
+    .into_response()
+}
