@@ -1,5 +1,6 @@
 -- wrk script: POST a 1 KiB JSON body, unique per request (so dedup never short-cuts).
 --
+-- BENCH_SIZE: the body size in bytes instead (default 1024).
 -- BENCH_PATH: the request path (default /in/bench).
 -- BENCH_ADDRS: optional space-separated HOST:PORT list; wrk thread i then connects to
 --   address i mod n (the URL given to wrk names only the first and sets the Host
@@ -9,6 +10,7 @@
 -- BENCH_TAG: part of every event id, so runs started in the same second (and several
 --   runs on one schema) never send the same body (default: the time in seconds).
 local path = os.getenv("BENCH_PATH") or "/in/bench"
+local size = tonumber(os.getenv("BENCH_SIZE") or "") or 1024
 local limit = tonumber(os.getenv("BENCH_LIMIT") or "")
 local tag = os.getenv("BENCH_TAG") or tostring(os.time())
 local addrs = nil
@@ -47,7 +49,7 @@ request = function()
   end
   local head = string.format('{"id":"evt_%s_%d","type":"invoice.paid","data":{"pad":"', thread_tag, counter)
   local tail = '"}}'
-  local body = head .. string.rep("x", 1024 - #head - #tail) .. tail
+  local body = head .. string.rep("x", size - #head - #tail) .. tail
   return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
 end
 

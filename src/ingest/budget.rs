@@ -1,8 +1,9 @@
 //! The in-flight body budget: bytes held in memory across all requests being read or
 //! committed are bounded by `server.max_inflight_bytes`.
 //!
-//! A request is charged for the bytes it has actually sent, as they arrive, so a
-//! connection that announces a large body (or none) and then stalls holds nothing. The
+//! A request is charged for the memory its body takes as it arrives (see
+//! `body::read_capped`), so a connection that announces a large body (or none) and
+//! then stalls holds nothing. The
 //! charge travels with the event to the writer and is released when the writer is done
 //! with the body, so a stalled disk cannot let bodies pile up in its queue either. When
 //! the budget is spent the sender gets 503 with `Retry-After`: a spike costs senders a

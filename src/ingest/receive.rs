@@ -72,9 +72,15 @@ async fn handle(
     if !for_events && !source.verifier.answers_challenges_on(&parts.method) {
         return Err(method_not_allowed(&source));
     }
-    check_declared_length(&parts.headers, source.max_body)?;
-    let (body, charge) =
-        read_capped(body, source.max_body, state.read_timeout, &state.budget).await?;
+    let declared = check_declared_length(&parts.headers, source.max_body)?;
+    let (body, charge) = read_capped(
+        body,
+        source.max_body,
+        declared,
+        state.read_timeout,
+        &state.budget,
+    )
+    .await?;
 
     let unverified = Unverified {
         source: source.name.clone(),

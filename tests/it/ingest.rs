@@ -393,10 +393,11 @@ async fn announced_but_unsent_bodies_hold_no_budget() {
 #[tokio::test]
 async fn spent_body_budget_is_503_not_memory() {
     let server = TestServer::start(
-        "[server]\nmax_inflight_bytes = \"3KiB\"\nread_timeout = \"30s\"\n[sources.demo]\nmax_body = \"3KiB\"\n",
+        "[server]\nmax_inflight_bytes = \"4KiB\"\nread_timeout = \"30s\"\n[sources.demo]\nmax_body = \"3KiB\"\n",
     )
     .await;
-    // One sender has sent 2 KiB of a 3 KiB body and stalls.
+    // One sender has sent 2 KiB of a 3 KiB body and stalls: its buffer, allocated to the
+    // declared 3 KiB, is what it holds of the budget.
     let mut holder = TcpStream::connect(server.ingest).await.unwrap();
     holder
         .write_all(b"POST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 3072\r\n\r\n")
@@ -404,7 +405,7 @@ async fn spent_body_budget_is_503_not_memory() {
         .unwrap();
     holder.write_all(&[b'z'; 2048]).await.unwrap();
     // No signal says when the server has read those bytes, so ask until it has (bounded):
-    // a 2 KiB body cannot fit beside them in a 3 KiB budget.
+    // a 2 KiB body cannot fit beside them in a 4 KiB budget.
     let mut answer = None;
     for _ in 0..200 {
         let r = server.post("demo", &[], vec![b'y'; 2048]).await;
@@ -421,7 +422,7 @@ async fn spent_body_budget_is_503_not_memory() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "overloaded"
     );
-    // Small requests still fit beside the held 2 KiB.
+    // Small requests still fit beside the held 3 KiB.
     assert_eq!(server.post("demo", &[], "small").await.status(), 200);
     // Once the first finishes, its share is free again.
     holder.write_all(&[b'z'; 1024]).await.unwrap();
