@@ -19,155 +19,27 @@ Usage: bench/faults/crash_loop.py sqlite|postgres [CYCLES] [SENDERS]
 Only 127.0.0.1 is used. Standard library only.
 """
 
-import http.client
-import http.server
-import json
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-BIN = os.environ.get("FOREBAY_BIN", "target/release/forebay")
-PG_URL = os.environ.get("FOREBAY_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
-RECEIVER_PORT = 18390
-INGEST_PORTS = [18391, 18392]
-ADMIN_PORTS = [18393, 18394]
-DRAIN = 120  # seconds to wait for the last deliveries
-START_WAIT = 30  # seconds a restarted process may take to listen
-
-
-class Receiver(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", RECEIVER_PORT), Handler)
-        self.lock = threading.Lock()
-        self.seen = {}  # webhook-id -> times delivered
-
-    def handle_error(self, request, client_address):
-        pass  # a killed forebay cuts its connections mid-request: expected here
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        length = int(self.headers.get("content-length", "0"))
-        self.rfile.read(length)
-        hook = self.headers.get("webhook-id", "")
-        with self.server.lock:
-            self.server.seen[hook] = self.server.seen.get(hook, 0) + 1
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def config(store, work, i):
-    storage = (
-        f'url = "sqlite://{work}/forebay.db"'
-        if store == "sqlite"
-        else f'url = "{PG_URL}"\nschema = "{schema_name()}"'
-    )
-    return f"""[server]
-ingest_listen = "127.0.0.1:{INGEST_PORTS[i]}"
-admin_listen = "127.0.0.1:{ADMIN_PORTS[i]}"
-[storage]
-{storage}
-[sources.load]
-[destinations.d]
-kind = "http"
-url = "http://127.0.0.1:{RECEIVER_PORT}/"
-timeout = "5s"
-retry = {{ schedule = ["100ms", "200ms", "500ms", "1s", "1s", "1s", "1s", "1s"] }}
-[[routes]]
-source = "load"
-destination = "d"
-"""
-
-
-_schema = None
-
-
-def schema_name():
-    global _schema
-    if _schema is None:
-        _schema = f"forebay_crash_{os.getpid()}_{int(time.time())}"
-    return _schema
-
-
-def psql(sql):
-    subprocess.run(["psql", "-qtAX", PG_URL, "-c", sql], check=True, capture_output=True)
-
-
-def listening(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def start(conf, log):
-    p = subprocess.Popen(
-        [BIN, "serve", "-c", conf],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env={**os.environ, "FOREBAY_LOG": "warn"},
-    )
-    return p
-
-
-def wait_listening(port, proc):
-    deadline = time.time() + START_WAIT
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"forebay exited with {proc.returncode} at start; see the log")
-        if listening(port):
-            return
-        time.sleep(0.02)
-    raise SystemExit(f"forebay did not listen on {port} within {START_WAIT} s")
-
-
-class Senders:
-    def __init__(self, count, ports):
-        self.ports = ports
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.acked = set()
-        self.refused = 0  # 503s and cut connections: the sender would retry
-        self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(count)]
-
-    def run(self, n):
-        k = 0
-        while not self.stop.is_set():
-            port = self.ports[(n + k) % len(self.ports)]
-            body = json.dumps({"sender": n, "n": k, "pad": "x" * 200})
-            k += 1
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                c.request("POST", "/in/load", body, {"content-type": "application/json"})
-                r = c.getresponse()
-                data = r.read()
-                c.close()
-                if 200 <= r.status < 300:
-                    with self.lock:
-                        self.acked.add(json.loads(data)["id"])
-                else:
-                    with self.lock:
-                        self.refused += 1
-            except (OSError, http.client.HTTPException):
-                with self.lock:
-                    self.refused += 1
-                time.sleep(0.01)
+from common import (
+    INGEST_PORTS,
+    Receiver,
+    Senders,
+    config,
+    psql,
+    schema_name,
+    start,
+    wait_delivered,
+    wait_listening,
+)
 
 
 def main():
@@ -193,8 +65,7 @@ def main():
             procs.append(start(conf, log))
             wait_listening(INGEST_PORTS[i], procs[i])
         load = Senders(senders, INGEST_PORTS[:count])
-        for t in load.threads:
-            t.start()
+        load.start()
         t0 = time.time()
         recoveries = []
         for _ in range(cycles):
@@ -206,23 +77,10 @@ def main():
             procs[i] = start(confs[i], log)
             wait_listening(INGEST_PORTS[i], procs[i])
             recoveries.append(time.time() - killed)
-        load.stop.set()
-        for t in load.threads:
-            t.join()
+        load.finish()
         loaded = time.time() - t0
-        with load.lock:
-            acked = set(load.acked)
-        deadline = time.time() + DRAIN
-        while time.time() < deadline:
-            with receiver.lock:
-                if acked.issubset(receiver.seen.keys()):
-                    break
-            time.sleep(0.2)
-        with receiver.lock:
-            seen = dict(receiver.seen)
-        lost = len(acked - seen.keys())
-        deliveries = sum(seen.values())
-        duplicates = deliveries - len(seen)
+        acked = set(load.acked)
+        lost, duplicates, deliveries = wait_delivered(receiver, acked)
         verdict = "PASS" if lost == 0 else "FAIL"
         print(
             f"{verdict} crash loop on {store}: {cycles} SIGKILLs in {loaded:.0f} s, "
