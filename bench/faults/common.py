@@ -104,6 +104,16 @@ def start(conf, log):
     return p
 
 
+def stop(proc):
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def wait_listening(port, proc):
     deadline = time.time() + START_WAIT
     while time.time() < deadline:

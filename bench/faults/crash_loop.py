@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from common import (
     psql,
     schema_name,
     start,
+    stop,
     wait_delivered,
     wait_listening,
 )
@@ -93,12 +93,7 @@ def main():
         return 0 if lost == 0 else 1
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(p)
         receiver.shutdown()
         if store == "postgres":
             psql(f"DROP SCHEMA IF EXISTS {schema_name()} CASCADE")

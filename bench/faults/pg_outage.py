@@ -18,7 +18,6 @@ for pg_ctlcluster; FOREBAY_BIN, FOREBAY_TEST_POSTGRES_URL as in common.py)
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from common import (
     psql,
     schema_name,
     start,
+    stop,
     wait_delivered,
     wait_listening,
 )
@@ -147,12 +147,7 @@ def main():
         return 1 if failed else 0
     finally:
         subprocess.run(cluster() + ["start"], capture_output=True)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
         receiver.shutdown()
         try:
             psql(f"DROP SCHEMA IF EXISTS {schema_name()} CASCADE")
