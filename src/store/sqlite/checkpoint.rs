@@ -137,7 +137,7 @@ fn run(
                 .copied
                 .store(usize::try_from(copied).unwrap_or(0), Ordering::Relaxed),
             Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry after the next commit")
+                crate::throttled!(warn, error = %e, "WAL checkpoint failed; will retry after the next commit")
             }
         }
     }

@@ -82,7 +82,7 @@ impl Writer {
                 "WAL not fully checkpointed (a reader holds an old snapshot); it rewinds later"
             ),
             Ok(_) => self.checkpointer.rewound(),
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint from the writer failed"),
+            Err(e) => crate::throttled!(warn, error = %e, "WAL checkpoint from the writer failed"),
         }
     }
 
