@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Faulty destinations beside a healthy one: the healthy destination's delivery latency
+must not suffer from the others.
+
+Every event is routed to a healthy receiver and, in the faulty run, also to six bad
+destinations on 127.0.0.1: one that accepts and never answers (hang), one that resets
+every connection (reset), one that drips its answer a byte every 100 ms (drip), one that
+answers a 100 MiB body (huge), an https URL on a plain-HTTP port (TLS error), and one
+that answers 429 with Retry-After: 1 (429 storm). Destinations have forebay's defaults
+(`max_concurrency` 64, the default timeout, retries and breaker). Senders post at a
+steady rate for DURATION seconds; latency is from the sender's clock in the body to the
+healthy receiver's arrival. The same load is run first with the healthy route alone.
+(No DNS failure case: a lookup could leave the machine.)
+
+Usage: bench/faults/destinations.py [DURATION] [RATE]   (defaults: 20 s, 200 events/s)
+"""
+
+import json
+import os
+import shutil
+import socket
+import socketserver
+import sys
+import tempfile
+import threading
+import time
+import http.client
+import http.server
+
+from common import BIN, INGEST_PORTS, ADMIN_PORTS, start, stop, wait_listening
+
+HEALTHY_PORT = 18400
+BAD_PORTS = {"hang": 18401, "reset": 18402, "drip": 18403, "huge": 18404, "throttle": 18405}
+
+
+class Healthy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", HEALTHY_PORT), HealthyHandler)
+        self.lock = threading.Lock()
+        self.latencies = []
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+class HealthyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        sent = json.loads(body)["at"]
+        with self.server.lock:
+            self.server.latencies.append(time.time() - sent)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Bad(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+def bad_handler(kind):
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            s = self.request
+            if kind == "hang":
+                while s.recv(65536):
+                    pass
+            elif kind == "reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+            elif kind == "drip":
+                s.recv(65536)
+                s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+                for _ in range(1000):
+                    s.sendall(b"x")
+                    time.sleep(0.1)
+            elif kind == "huge":
+                s.recv(65536)
+                s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n")
+                chunk = b"\0" * 65536
+                for _ in range(1600):
+                    s.sendall(chunk)
+            elif kind == "throttle":
+                s.recv(65536)
+                s.sendall(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n")
+
+    return Handler
+
+
+def config(work, faulty):
+    dests = {"healthy": f"http://127.0.0.1:{HEALTHY_PORT}/"}
+    if faulty:
+        for kind, port in BAD_PORTS.items():
+            dests[kind] = f"http://127.0.0.1:{port}/"
+        dests["tls"] = f"https://127.0.0.1:{HEALTHY_PORT}/"
+    text = f"""[server]
+ingest_listen = "127.0.0.1:{INGEST_PORTS[0]}"
+admin_listen = "127.0.0.1:{ADMIN_PORTS[0]}"
+[storage]
+url = "sqlite://{work}/forebay.db"
+[sources.load]
+"""
+    for name, url in dests.items():
+        text += f'[destinations.{name}]\nkind = "http"\nurl = "{url}"\n'
+    for name in dests:
+        text += f'[[routes]]\nsource = "load"\ndestination = "{name}"\n'
+    return text
+
+
+def post_steadily(duration, rate):
+    """Posts `rate` events a second for `duration` seconds; returns how many were 2xx."""
+    acked = 0
+    interval = 1.0 / rate
+    conn = http.client.HTTPConnection("127.0.0.1", INGEST_PORTS[0], timeout=10)
+    t0 = time.time()
+    n = 0
+    while time.time() - t0 < duration:
+        body = json.dumps({"n": n, "at": time.time()})
+        conn.request("POST", "/in/load", body, {"content-type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        acked += 200 <= r.status < 300
+        n += 1
+        time.sleep(max(0.0, t0 + n * interval - time.time()))
+    conn.close()
+    return acked
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def run(faulty, duration, rate, healthy):
+    work = tempfile.mkdtemp(prefix="forebay-dest-")
+    conf = os.path.join(work, "forebay.toml")
+    with open(conf, "w") as f:
+        f.write(config(work, faulty))
+    log = open(os.path.join(work, "forebay.log"), "ab")
+    proc = start(conf, log)
+    with healthy.lock:
+        healthy.latencies.clear()
+    try:
+        wait_listening(INGEST_PORTS[0], proc)
+        acked = post_steadily(duration, rate)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with healthy.lock:
+                if len(healthy.latencies) >= acked:
+                    break
+            time.sleep(0.1)
+        with healthy.lock:
+            lat = list(healthy.latencies)
+        c = http.client.HTTPConnection("127.0.0.1", ADMIN_PORTS[0], timeout=10)
+        c.request("GET", "/api/v1/destinations")
+        states = {
+            d["name"]: f"{d['breaker']}/{d['backlog']}" for d in json.loads(c.getresponse().read())["data"]
+        }
+        c.close()
+        rss = 0
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    rss = int(line.split()[1]) // 1024
+        return acked, lat, proc.poll() is None, rss, states
+    finally:
+        stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    duration = float(sys.argv[1]) if len(sys.argv) > 1 else 20
+    rate = float(sys.argv[2]) if len(sys.argv) > 2 else 200
+    print(f"{BIN}: {duration:.0f} s at {rate:.0f} events/s")
+    healthy = Healthy()
+    threading.Thread(target=healthy.serve_forever, daemon=True).start()
+    bad = []
+    for kind, port in BAD_PORTS.items():
+        server = Bad(("127.0.0.1", port), bad_handler(kind))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        bad.append(server)
+    results = {}
+    for faulty in (False, True):
+        acked, lat, running, rss, states = run(faulty, duration, rate, healthy)
+        results[faulty] = (acked, lat)
+        label = "with six faulty destinations" if faulty else "healthy destination alone  "
+        if lat:
+            figures = (
+                f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms, "
+                f"max {max(lat) * 1000:.1f} ms"
+            )
+        else:
+            figures = "no delivery"
+        print(
+            f"  {label}: {acked} acknowledged, {len(lat)} delivered to the healthy one; "
+            f"latency {figures}; peak RSS {rss} MiB; forebay {'running' if running else 'EXITED'}"
+        )
+        print(f"    breaker/backlog at the end: {states}")
+    base, faulty = results[False], results[True]
+    ok = (
+        faulty[1]
+        and len(faulty[1]) >= faulty[0]
+        and percentile(faulty[1], 0.99) <= max(2 * percentile(base[1], 0.99), 0.1)
+    )
+    print(f"{'PASS' if ok else 'FAIL'} healthy p99 beside faulty destinations within 2x (or 100 ms) of alone")
+    healthy.shutdown()
+    for s in bad:
+        s.shutdown()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
