@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -102,6 +103,20 @@ def start(conf, log):
         env={**os.environ, "FOREBAY_LOG": "warn"},
     )
     return p
+
+
+def arg(i, default):
+    """Command-line argument `i` (1-based), of `default`'s type, or `default`."""
+    return type(default)(sys.argv[i]) if len(sys.argv) > i else default
+
+
+def peak_rss_mib(pid):
+    """The peak resident memory of process `pid` (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return 0
 
 
 def stop(proc):

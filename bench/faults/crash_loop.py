@@ -29,6 +29,7 @@ import threading
 import time
 
 from common import (
+    arg,
     INGEST_PORTS,
     Receiver,
     Senders,
@@ -46,8 +47,8 @@ def main():
     store = sys.argv[1] if len(sys.argv) > 1 else ""
     if store not in ("sqlite", "postgres"):
         raise SystemExit(__doc__)
-    cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    senders = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    cycles = arg(2, 50)
+    senders = arg(3, 8)
     count = 1 if store == "sqlite" else 2
     work = tempfile.mkdtemp(prefix="forebay-crash-")
     receiver = Receiver()

@@ -27,7 +27,7 @@ import time
 import http.client
 import http.server
 
-from common import BIN, INGEST_PORTS, ADMIN_PORTS, start, stop, wait_listening
+from common import arg, peak_rss_mib, BIN, INGEST_PORTS, ADMIN_PORTS, start, stop, wait_listening
 
 HEALTHY_PORT = 18400
 BAD_PORTS = {"hang": 18401, "reset": 18402, "drip": 18403, "huge": 18404, "throttle": 18405}
@@ -77,7 +77,9 @@ def bad_handler(kind):
                 while s.recv(65536):
                     pass
             elif kind == "reset":
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
                 s.close()
             elif kind == "drip":
                 s.recv(65536)
@@ -93,7 +95,9 @@ def bad_handler(kind):
                     s.sendall(chunk)
             elif kind == "throttle":
                 s.recv(65536)
-                s.sendall(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n")
+                s.sendall(
+                    b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n"
+                )
 
     return Handler
 
@@ -165,14 +169,11 @@ def run(faulty, duration, rate, healthy):
         c = http.client.HTTPConnection("127.0.0.1", ADMIN_PORTS[0], timeout=10)
         c.request("GET", "/api/v1/destinations")
         states = {
-            d["name"]: f"{d['breaker']}/{d['backlog']}" for d in json.loads(c.getresponse().read())["data"]
+            d["name"]: f"{d['breaker']}/{d['backlog']}"
+            for d in json.loads(c.getresponse().read())["data"]
         }
         c.close()
-        rss = 0
-        with open(f"/proc/{proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    rss = int(line.split()[1]) // 1024
+        rss = peak_rss_mib(proc.pid)
         return acked, lat, proc.poll() is None, rss, states
     finally:
         stop(proc)
@@ -180,8 +181,8 @@ def run(faulty, duration, rate, healthy):
 
 
 def main():
-    duration = float(sys.argv[1]) if len(sys.argv) > 1 else 20
-    rate = float(sys.argv[2]) if len(sys.argv) > 2 else 200
+    duration = arg(1, 20.0)
+    rate = arg(2, 200.0)
     print(f"{BIN}: {duration:.0f} s at {rate:.0f} events/s")
     healthy = Healthy()
     threading.Thread(target=healthy.serve_forever, daemon=True).start()
@@ -213,7 +214,9 @@ def main():
         and len(faulty[1]) >= faulty[0]
         and percentile(faulty[1], 0.99) <= max(2 * percentile(base[1], 0.99), 0.1)
     )
-    print(f"{'PASS' if ok else 'FAIL'} healthy p99 beside faulty destinations within 2x (or 100 ms) of alone")
+    print(
+        f"{'PASS' if ok else 'FAIL'} healthy p99 beside faulty destinations within 2x (or 100 ms) of alone"
+    )
     healthy.shutdown()
     for s in bad:
         s.shutdown()

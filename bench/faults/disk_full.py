@@ -22,6 +22,7 @@ import threading
 import time
 
 from common import (
+    arg,
     INGEST_PORTS,
     Receiver,
     Senders,
@@ -40,9 +41,9 @@ def mount(path, mib, remount=False):
 
 
 def main():
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 32
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5
-    senders = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    size = arg(1, 32)
+    seconds = arg(2, 5.0)
+    senders = arg(3, 8)
     work = tempfile.mkdtemp(prefix="forebay-full-")
     disk = os.path.join(work, "disk")
     os.mkdir(disk)

@@ -25,6 +25,7 @@ import threading
 import time
 
 from common import (
+    arg,
     INGEST_PORTS,
     Receiver,
     Senders,
@@ -82,8 +83,8 @@ def difference(before, after):
 
 
 def main():
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5
-    senders = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+    seconds = arg(1, 5.0)
+    senders = arg(2, 8)
     work = tempfile.mkdtemp(prefix="forebay-outage-")
     receiver = Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
