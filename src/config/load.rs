@@ -193,12 +193,16 @@ fn named_items(table: &Table, key: &str, errors: &mut ConfigErrors) -> Vec<(Stri
     }
 }
 
-fn check_name(path: &str, name: &str, errors: &mut ConfigErrors) {
-    let ok = !name.is_empty()
+/// A name a source, route or destination may have: it appears in URLs.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_name(path: &str, name: &str, errors: &mut ConfigErrors) {
+    if !is_valid_name(name) {
         errors.push(
             path,
             "names may use only letters, digits, `-` and `_` (they appear in URLs)",

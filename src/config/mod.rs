@@ -19,6 +19,7 @@ use std::sync::Arc;
 use http::Method;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use load::is_valid_name;
 pub use model::{
     DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig, ServerConfig, StorageConfig,
 };

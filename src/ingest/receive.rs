@@ -58,11 +58,14 @@ async fn handle(
     request: Request,
 ) -> Result<Response, ApiError> {
     let Some(source) = state.sources.get(&source_name).cloned() else {
+        let fix = if crate::config::is_valid_name(&source_name) {
+            format!("add [sources.{source_name}] to the configuration")
+        } else {
+            "source names use only letters, digits, `-` and `_`; check the URL".to_owned()
+        };
         return Err(ApiError::not_found(
             "unknown_source",
-            format!(
-                "no source named {source_name:?}; add [sources.{source_name}] to the configuration"
-            ),
+            format!("no source named {source_name:?}; {fix}"),
         ));
     };
     let (parts, body) = request.into_parts();

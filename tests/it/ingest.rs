@@ -498,3 +498,63 @@ async fn a_deliver_only_process_turns_senders_away() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Everything a connection sends back until the server closes it (10 s at most).
+async fn exchange(server: &TestServer, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.ingest).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A request with both Content-Length and Transfer-Encoding is read as chunked (RFC 9112)
+/// and its connection closed after one answer, so whatever follows on it (a smuggled
+/// second request) is never read; two different Content-Lengths are refused.
+#[tokio::test]
+async fn requests_that_could_smuggle_another_are_answered_once_and_closed() {
+    let server = TestServer::start(DEMO).await;
+    let answer = exchange(
+        &server,
+        b"POST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n\
+          0\r\n\r\nPOST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nsmuggled",
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+
+    let answer = exchange(
+        &server,
+        b"POST /in/demo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 8\r\n\r\nsmuggled",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let events = server.admin_json("/api/v1/events?include_body=true").await;
+    let events = events["data"].as_array().unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "only the first request was stored: {events:?}"
+    );
+    assert_eq!(events[0]["body_size"], 0);
+}
+
+/// A source name that could never be configured (a path trick) is 404 with a message
+/// about names, not advice to configure it.
+#[tokio::test]
+async fn a_path_trick_is_no_source() {
+    let server = TestServer::start(DEMO).await;
+    let answer = exchange(
+        &server,
+        b"POST /in/..%2f..%2fetc%2fpasswd HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("letters, digits"), "{answer}");
+    assert!(!answer.contains("[sources."), "{answer}");
+}
