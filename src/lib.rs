@@ -17,6 +17,7 @@
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`cli`]: the `forebay` command line.
 
+pub mod address_guard;
 pub mod admin;
 pub mod cli;
 pub mod clock;

@@ -528,6 +528,16 @@ fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErr
                     format!("{:?} must start with http:// or https://", http.url),
                 );
             }
+            if http.deny_private
+                && let Ok(url) = reqwest::Url::parse(&http.url)
+                && let Some(ip) = crate::address_guard::literal_host(&url)
+                && crate::address_guard::is_private(ip)
+            {
+                errors.push(
+                    format!("{path}.url"),
+                    crate::address_guard::refusal(&ip.to_string()),
+                );
+            }
             if Method::from_bytes(http.method.as_bytes()).is_err() {
                 errors.push(
                     format!("{path}.method"),
@@ -685,6 +695,25 @@ mod tests {
                     None => g == e,
                 });
         assert!(matches, "got {got:#?}\nexpected {expected:#?}");
+    }
+
+    #[test]
+    fn deny_private_refuses_a_private_address_written_in_the_url() {
+        let config = |url: &str| {
+            format!(
+                "[sources.s]\n[destinations.d]\nkind = \"http\"\nurl = \"{url}\"\ndeny_private = true\n\
+                 [[routes]]\nsource = \"s\"\ndestination = \"d\"\n"
+            )
+        };
+        assert_lines(
+            &errors(&config("http://127.0.0.1:9000/hook"), &[]),
+            &[
+                "destinations.d.url: 127.0.0.1 is not a public address, and the destination has deny_private = true; point it at a public address or set deny_private = false",
+            ],
+        );
+        assert_eq!(errors(&config("http://[fd00::1]/"), &[]).len(), 1);
+        // Names are checked when they are resolved, at each send.
+        assert!(errors(&config("https://hooks.example.com/"), &[]).is_empty());
     }
 
     fn ok(text: &str, vars: &[(&str, &str)]) -> Config {

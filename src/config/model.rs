@@ -241,6 +241,11 @@ pub struct HttpDestination {
     /// Follow redirects (off by default: a redirect usually means a wrong URL).
     #[serde(default)]
     pub follow_redirects: bool,
+    /// Refuse to send to loopback, private, link-local and other non-public addresses,
+    /// checked after name resolution and on every redirect (for URLs that users of a
+    /// multi-tenant setup may enter).
+    #[serde(default)]
+    pub deny_private: bool,
     /// Pass the sender's original headers on (`X-GitHub-Event`, `X-Shopify-Topic`, …), except
     /// transport headers and the sender's credentials (`Authorization`, `Cookie`,
     /// `X-Gitlab-Token`).

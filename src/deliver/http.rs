@@ -7,9 +7,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use super::outcome::{Sent, capture};
 use super::sign::Signer;
+use crate::address_guard;
 use crate::config::model::HttpDestination;
 use crate::store::ClaimedDelivery;
 use crate::store::delivery::RESPONSE_CAPTURE;
+
+/// Most redirects followed with `follow_redirects`.
+const MAX_REDIRECTS: usize = 5;
 
 /// A configured HTTP destination, ready to send.
 #[derive(Debug, Clone)]
@@ -27,17 +31,33 @@ impl HttpTarget {
     pub fn new(cfg: &HttpDestination, signer: Option<Signer>) -> Result<Self, String> {
         // reqwest uses the process-wide rustls provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let redirects = if cfg.follow_redirects {
-            reqwest::redirect::Policy::limited(5)
-        } else {
+        let deny_private = cfg.deny_private;
+        let redirects = if !cfg.follow_redirects {
             reqwest::redirect::Policy::none()
+        } else if deny_private {
+            // A redirect to an address written out skips name resolution: checked here.
+            reqwest::redirect::Policy::custom(|attempt| {
+                match address_guard::literal_host(attempt.url()) {
+                    Some(ip) if address_guard::is_private(ip) => {
+                        attempt.error(address_guard::refusal(&format!("the redirect to {ip}")))
+                    }
+                    _ if attempt.previous().len() >= MAX_REDIRECTS => attempt.stop(),
+                    _ => attempt.follow(),
+                }
+            })
+        } else {
+            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
         };
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .redirect(redirects)
             // Deliveries go straight to the handler; a proxy from the environment would
             // reroute every customer's webhook without anyone noticing.
             .no_proxy()
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(64);
+        if deny_private {
+            client = client.dns_resolver(std::sync::Arc::new(address_guard::PublicOnly));
+        }
+        let client = client
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let mut headers = HeaderMap::new();

@@ -675,3 +675,39 @@ async fn the_dead_letter_queue_is_retried_or_discarded_by_filter() {
     let dead = server.admin_json("/api/v1/dlq").await;
     assert_eq!(dead["data"].as_array().unwrap().len(), 0);
 }
+
+/// `deny_private = true`: a name that resolves to a private address (here `localhost`,
+/// from /etc/hosts) is refused at each send, with an error that names the setting; the
+/// receiver hears nothing.
+#[tokio::test]
+async fn deny_private_refuses_a_name_that_resolves_to_a_private_address() {
+    let receiver = Receiver::start(&[]).await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/');
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.inside]
+        kind = "http"
+        url = "http://localhost:{port}/"
+        deny_private = true
+        retry = {{ schedule = [] }}
+        [[routes]]
+        source = "shop"
+        destination = "inside"
+        "#
+    ))
+    .await;
+    let id = post(&server, "{}").await;
+    let event = server.wait_for_deliveries(&id, "dead").await;
+    let d = event["deliveries"][0]["id"].as_str().unwrap();
+    let shown = server.admin_json(&format!("/api/v1/deliveries/{d}")).await;
+    let error = shown["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("deny_private = true"), "{error}");
+    assert!(error.contains("localhost resolves to"), "{error}");
+    assert_eq!(receiver.peak_in_flight(), 0, "the receiver heard nothing");
+}
