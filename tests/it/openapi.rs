@@ -437,3 +437,37 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         "schemathesis found problems:\n{report}"
     );
 }
+
+/// With `server.admin_token` set, every endpoint the router serves (the live stream and
+/// `/metrics` too) answers 401 without the token or with a wrong one; only `/healthz`
+/// stays open, for load balancers.
+#[tokio::test]
+async fn every_admin_endpoint_needs_the_token() {
+    let server = TestServer::start("[server]\nadmin_token = \"s3cret\"\n[sources.s]\n").await;
+    let served = served();
+    assert!(served.len() > 20);
+    for (method, path) in served.iter().filter(|(_, p)| p != "/healthz") {
+        // Path parameters get harmless values: the token is checked before anything else.
+        let concrete = path
+            .replace("{id}", "evt_0")
+            .replace("{name}", "x")
+            .replace("{action}", "pause");
+        let url = server.admin_url(&concrete);
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        for token in [None, Some("wrong"), Some("")] {
+            let mut request = server.client.request(method.clone(), &url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {concrete} with {token:?}");
+        }
+    }
+    let healthz = server
+        .client
+        .get(server.admin_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+}
