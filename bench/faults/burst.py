@@ -18,17 +18,7 @@ import threading
 import time
 import http.client
 
-from common import (
-    ADMIN_PORTS,
-    INGEST_PORTS,
-    RECEIVER_PORT,
-    Receiver,
-    arg,
-    peak_rss_mib,
-    start,
-    stop,
-    wait_listening,
-)
+from common import INGEST_PORTS, Receiver, arg, peak_rss_mib, start_on_sqlite, stop
 
 PORT = INGEST_PORTS[0]
 
@@ -58,18 +48,9 @@ def main():
     work = tempfile.mkdtemp(prefix="forebay-burst-")
     receiver = Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    conf = os.path.join(work, "forebay.toml")
-    with open(conf, "w") as f:
-        f.write(
-            f'[server]\ningest_listen = "127.0.0.1:{PORT}"\n'
-            f'admin_listen = "127.0.0.1:{ADMIN_PORTS[0]}"\n'
-            f'[storage]\nurl = "sqlite://{work}/forebay.db"\n[sources.load]\n'
-            f'[destinations.d]\nkind = "http"\nurl = "http://127.0.0.1:{RECEIVER_PORT}/"\n'
-            f'[[routes]]\nsource = "load"\ndestination = "d"\n'
-        )
-    proc = start(conf, open(os.path.join(work, "forebay.log"), "ab"))
+    proc = None
     try:
-        wait_listening(PORT, proc)
+        proc = start_on_sqlite(work)
         steady(5, rate)
         out = subprocess.run(
             [

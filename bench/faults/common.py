@@ -50,19 +50,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def config(store, work, i):
+def config(store, work, i, routed=True):
+    """Process `i`'s configuration: source `load`, routed (unless not `routed`) to the
+    receiver, on an SQLite file in `work` or on the PostgreSQL schema of this run."""
     storage = (
         f'url = "sqlite://{work}/forebay.db"'
         if store == "sqlite"
         else f'url = "{PG_URL}"\nschema = "{schema_name()}"'
     )
-    return f"""[server]
+    head = f"""[server]
 ingest_listen = "127.0.0.1:{INGEST_PORTS[i]}"
 admin_listen = "127.0.0.1:{ADMIN_PORTS[i]}"
 [storage]
 {storage}
 [sources.load]
-[destinations.d]
+"""
+    return head if not routed else head + f"""[destinations.d]
 kind = "http"
 url = "http://127.0.0.1:{RECEIVER_PORT}/"
 timeout = "5s"
@@ -119,9 +122,19 @@ def peak_rss_mib(pid):
     return 0
 
 
+def start_on_sqlite(work, routed=True):
+    """forebay (process 0) on an SQLite file in `work`, its log there, once listening."""
+    conf = os.path.join(work, "forebay.toml")
+    with open(conf, "w") as f:
+        f.write(config("sqlite", work, 0, routed))
+    proc = start(conf, open(os.path.join(work, "forebay.log"), "ab"))
+    wait_listening(INGEST_PORTS[0], proc)
+    return proc
+
+
 def stop(proc):
-    """SIGTERM, then SIGKILL after 30 s."""
-    if proc.poll() is None:
+    """SIGTERM, then SIGKILL after 30 s (nothing for None)."""
+    if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=30)

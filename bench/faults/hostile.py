@@ -25,7 +25,7 @@ import threading
 import time
 import http.client
 
-from common import arg, peak_rss_mib, ADMIN_PORTS, INGEST_PORTS, start, stop, wait_listening
+from common import INGEST_PORTS, arg, peak_rss_mib, start_on_sqlite, stop
 
 PORT = INGEST_PORTS[0]
 
@@ -151,60 +151,78 @@ def normal(duration, rate):
     return times, bad
 
 
+def report(name, proc, alone, attacked, stats):
+    """Prints the verdict and figures of a run of the normal sender alone and under
+    attack (each: answer times of the 2xx, count of the others); true if it passed:
+    forebay still running, every request answered 2xx, and p99 under attack within
+    twice the p99 alone (or 25 ms)."""
+    (alone, alone_bad), (attacked, attacked_bad) = alone, attacked
+    running = proc.poll() is None
+    rss = peak_rss_mib(proc.pid) if running else 0
+    ok = (
+        running
+        and not attacked_bad
+        and percentile(attacked, 0.99) <= max(2 * percentile(alone, 0.99), 0.025)
+    )
+    print(
+        f"{'PASS' if ok else 'FAIL'} {name}: the normal sender's p99 "
+        f"{percentile(alone, 0.99) * 1000:.1f} ms alone ({len(alone)} answered 2xx, "
+        f"{alone_bad} not), {percentile(attacked, 0.99) * 1000:.1f} ms under attack "
+        f"({len(attacked)} 2xx, {attacked_bad} not); forebay "
+        f"{'kept running' if running else 'EXITED'}, peak RSS {rss} MiB"
+    )
+    for key in sorted(stats):
+        print(f"  {key}: {stats[key]}")
+    return ok
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-def main():
+def beside(name, begin, end, prefix):
+    """Runs the normal sender (DURATION s at RATE/s, arguments 1 and 2) alone, then again
+    from 2 s after `begin()` (which starts the attack) until `end()` (which stops it and
+    returns its counts); prints the verdict and returns the exit code."""
     duration = arg(1, 20.0)
     rate = arg(2, 100.0)
-    slow = arg(3, 500)
-    work = tempfile.mkdtemp(prefix="forebay-hostile-")
-    conf = os.path.join(work, "forebay.toml")
-    with open(conf, "w") as f:
-        f.write(
-            f'[server]\ningest_listen = "127.0.0.1:{PORT}"\nadmin_listen = "127.0.0.1:{ADMIN_PORTS[0]}"\n'
-            f'[storage]\nurl = "sqlite://{work}/forebay.db"\n[sources.load]\n'
-        )
-    proc = start(conf, open(os.path.join(work, "forebay.log"), "ab"))
+    work = tempfile.mkdtemp(prefix=prefix)
+    proc = None
     try:
-        wait_listening(PORT, proc)
-        alone, alone_bad = normal(duration, rate)
-        stats = {}
-        stop_event = threading.Event()
-        attackers = [
-            threading.Thread(target=slowloris, args=(stop_event, slow, stats)),
-            threading.Thread(target=headers_flood, args=(stop_event, stats)),
-            threading.Thread(target=bodies, args=(stop_event, stats)),
-            threading.Thread(target=garbage, args=(stop_event, stats)),
-        ]
-        for t in attackers:
-            t.start()
-        time.sleep(2)  # the slow connections are open before the measurement
-        attacked, attacked_bad = normal(duration, rate)
-        stop_event.set()
-        for t in attackers:
-            t.join()
-        running = proc.poll() is None
-        rss = peak_rss_mib(proc.pid) if running else 0
-        ok = (
-            running
-            and not attacked_bad
-            and percentile(attacked, 0.99) <= max(2 * percentile(alone, 0.99), 0.025)
-        )
-        print(
-            f"{'PASS' if ok else 'FAIL'} hostile clients: the normal sender's p99 "
-            f"{percentile(alone, 0.99) * 1000:.1f} ms alone ({len(alone)} answered 2xx, {alone_bad} not), "
-            f"{percentile(attacked, 0.99) * 1000:.1f} ms under attack ({len(attacked)} 2xx, "
-            f"{attacked_bad} not); forebay {'kept running' if running else 'EXITED'}, peak RSS {rss} MiB"
-        )
-        for key in sorted(stats):
-            print(f"  {key} {stats[key]}")
-        return 0 if ok else 1
+        proc = start_on_sqlite(work, routed=False)
+        alone = normal(duration, rate)
+        begin()
+        time.sleep(2)  # slow connections are open, attackers running, before measuring
+        attacked = normal(duration, rate)
+        return 0 if report(name, proc, alone, attacked, end()) else 1
     finally:
         stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    slow = arg(3, 500)
+    stats = {}
+    stop_event = threading.Event()
+    attackers = [
+        threading.Thread(target=slowloris, args=(stop_event, slow, stats)),
+        threading.Thread(target=headers_flood, args=(stop_event, stats)),
+        threading.Thread(target=bodies, args=(stop_event, stats)),
+        threading.Thread(target=garbage, args=(stop_event, stats)),
+    ]
+
+    def begin():
+        for t in attackers:
+            t.start()
+
+    def end():
+        stop_event.set()
+        for t in attackers:
+            t.join()
+        return stats
+
+    return beside("hostile clients", begin, end, "forebay-hostile-")
 
 
 if __name__ == "__main__":
