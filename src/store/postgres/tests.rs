@@ -912,3 +912,64 @@ async fn a_hash_collision_never_makes_a_distinct_event_a_duplicate() {
     assert_eq!(row, ("other".to_owned(), other), "the row is left as it is");
     store.close().await;
 }
+
+/// `dedup_keys` rows changed in the current transaction, as PostgreSQL counts them.
+async fn dedup_rows_updated(tx: &deadpool_postgres::Transaction<'_>) -> i64 {
+    tx.query_one(
+        "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_xact_user_tables
+         WHERE relname = 'dedup_keys' AND schemaname = current_schema()",
+        &[],
+    )
+    .await
+    .expect("stats")
+    .get(0)
+}
+
+/// A group writes each new key's row once; a key whose latest event changes within the
+/// group (a repeat after its window) is written back, and later repeats find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_writes_back_only_the_keys_whose_latest_event_changed() {
+    let (store, _guard) = open_with(PostgresOptions::default()).await;
+    let mut client = store.client().await.expect("client");
+    let channel = super::cluster::channel(None);
+    let at = 10 * HOUR_MS;
+
+    let tx = client.transaction().await.expect("begin");
+    let fresh: Vec<_> = (0..5)
+        .map(|i| event("s", &format!("k{i}"), at, HOUR_MS))
+        .collect();
+    let refs: Vec<&_> = fresh.iter().collect();
+    let outcomes = super::write_events::insert_group(&tx, &refs, &[], &channel)
+        .await
+        .expect("group");
+    assert!(outcomes.iter().all(|o| matches!(o, Inserted::New { .. })));
+    assert_eq!(
+        dedup_rows_updated(&tx).await,
+        0,
+        "new keys are written once"
+    );
+    tx.commit().await.expect("commit");
+
+    // One key twice in a group, the second past the first's window: both new, and the
+    // row ends at the second.
+    let tx = client.transaction().await.expect("begin");
+    let first = event("s", "again", at, 1_000);
+    let second = event("s", "again", at + 5_000, 1_000);
+    let outcomes = super::write_events::insert_group(&tx, &[&first, &second], &[], &channel)
+        .await
+        .expect("group");
+    assert!(outcomes.iter().all(|o| matches!(o, Inserted::New { .. })));
+    assert_eq!(dedup_rows_updated(&tx).await, 1);
+    tx.commit().await.expect("commit");
+    let repeat = store
+        .insert_event(event("s", "again", at + 5_500, 1_000))
+        .await
+        .expect("insert");
+    assert_eq!(
+        repeat,
+        Inserted::Duplicate {
+            original_id: second.id.clone()
+        }
+    );
+    store.close().await;
+}

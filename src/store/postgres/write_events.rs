@@ -84,13 +84,13 @@ pub(super) async fn insert_group(
             tokio::join!(tx.execute(&lock, &[]), keys.claim(tx, &claim, events));
         locked?;
         let claimed = claimed?;
-        let (decided, latest) = decide(events, claimed.stored.clone());
+        let (decided, latest) = decide(events, claimed.stored);
         outcomes = decided;
+        // Only a row whose key's latest event is no longer what it holds is written (a
+        // repeat after its window, or a later event of a new key in the same group).
         let changed: Vec<(i64, &(String, i64))> = latest
             .iter()
-            .filter(|(key, now)| {
-                claimed.stored.get(*key) != Some(*now) && !claimed.not_held.contains(*key)
-            })
+            .filter(|(key, now)| claimed.held.get(*key).is_some_and(|row| row != *now))
             .map(|(key, now)| (keys.hash_of[key], now))
             .collect();
         let notify = tx.prepare_cached(super::cluster::NOTIFY).await?;
@@ -125,8 +125,8 @@ type Key = (String, String);
 /// The keys of a group: the hash of each, and the first event of each hash.
 struct GroupKeys {
     hash_of: HashMap<Key, i64>,
-    /// Indexes into the group's events, in order: the first event of each hash.
-    firsts: Vec<usize>,
+    /// The first event of each hash (its index in the group) and the hash, in order.
+    firsts: Vec<(usize, i64)>,
 }
 
 /// What claiming a group's keys found.
@@ -134,9 +134,11 @@ struct Claimed {
     /// The latest event (id, received_at) stored before this group, for each key that
     /// had one.
     stored: HashMap<Key, (String, i64)>,
-    /// Keys whose hash's row belongs to another key (a hash collision): their events
-    /// are judged against the group alone and the row is left as it is.
-    not_held: HashSet<Key>,
+    /// What each row this group holds names now (stored, or this group's first event of
+    /// a new key). A key missing here shares its hash with the key that holds the row
+    /// (a collision): its events are judged against the group alone and the row is left
+    /// as it is.
+    held: HashMap<Key, (String, i64)>,
 }
 
 impl GroupKeys {
@@ -152,16 +154,16 @@ impl GroupKeys {
             let hash = key_hash::dedup_hash(&e.source, &e.dedup_key);
             hash_of.insert(key, hash);
             // A second key of the same hash in one group cannot be upserted twice in
-            // one statement: it is not claimed (see `Claimed::not_held`).
+            // one statement: it is not claimed (see `Claimed::held`).
             if hashes.insert(hash) {
-                firsts.push(i);
+                firsts.push((i, hash));
             }
         }
         GroupKeys { hash_of, firsts }
     }
 
     /// Claims the row of each hash (a new one gets the first event of its key) and
-    /// returns what was stored before.
+    /// returns what was stored before and what the rows hold now.
     async fn claim(
         &self,
         tx: &Transaction<'_>,
@@ -176,9 +178,9 @@ impl GroupKeys {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        for &i in &self.firsts {
+        for &(i, hash) in &self.firsts {
             let e = events[i];
-            hashes.push(self.hash_of[&(e.source.clone(), e.dedup_key.clone())]);
+            hashes.push(hash);
             sources.push(e.source.as_str());
             keys.push(e.dedup_key.as_str());
             ids.push(e.id.as_str());
@@ -190,20 +192,18 @@ impl GroupKeys {
             .await?;
         let mut claimed = Claimed {
             stored: HashMap::new(),
-            not_held: HashSet::new(),
+            held: HashMap::with_capacity(rows.len()),
         };
-        let mut holder: HashMap<i64, Key> = HashMap::with_capacity(rows.len());
         for r in rows {
             let key: Key = (r.get(1), r.get(2));
-            holder.insert(r.get(0), key.clone());
-            if !ours.contains(r.get::<_, &str>(3)) {
-                claimed.stored.insert(key, (r.get(3), r.get(4)));
+            let row: (String, i64) = (r.get(3), r.get(4));
+            if !self.hash_of.contains_key(&key) {
+                continue; // another key's row under one of this group's hashes
             }
-        }
-        for (key, hash) in &self.hash_of {
-            if holder.get(hash) != Some(key) {
-                claimed.not_held.insert(key.clone());
+            if !ours.contains(row.0.as_str()) {
+                claimed.stored.insert(key.clone(), row.clone());
             }
+            claimed.held.insert(key, row);
         }
         Ok(claimed)
     }
