@@ -36,13 +36,36 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_private_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
-        || ip.to_ipv4().is_some_and(|v4| ip.segments()[..6] == [0; 6] && is_private_v4(v4)) // IPv4-compatible
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some networks)
+        || (first == 0x2001 && second == 0x0db8) // documentation
+        || (first == 0x0100 && ip.segments()[1..4] == [0; 3]) // discard-only
+        || (first == 0x0064 && second == 0xff9b && ip.segments()[2] == 1) // local-use NAT64
+        || embedded_v4(ip).is_some_and(is_private_v4)
+}
+
+/// The IPv4 address an IPv6 address carries to its destination, for the forms that
+/// reach an IPv4 host through a translator or tunnel: without this, `[64:ff9b::7f00:1]`
+/// would be a way to write 127.0.0.1.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        // IPv4-compatible (deprecated): ::a.b.c.d
+        [0, 0, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        // Well-known NAT64 prefix: 64:ff9b::a.b.c.d
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        // 6to4: 2002:aabb:ccdd::/48 tunnels to a.b.c.d
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        // Teredo: 2001:0::/32, the client's address inverted in the last 32 bits
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(Ipv4Addr::from(!u32::from(low(hi, lo)))),
+        _ => None,
+    }
 }
 
 /// The message for a refused address (no URL: it may hold credentials).
@@ -107,6 +130,16 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "fec0::1",
+            "2001:db8::1",
+            "100::1",
         ] {
             assert!(is_private(refused.parse().unwrap()), "{refused}");
         }
@@ -115,6 +148,9 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
         ] {
             assert!(!is_private(allowed.parse().unwrap()), "{allowed}");
         }

@@ -41,12 +41,17 @@ impl HeaderLimits {
     }
 }
 
-/// Header bytes as sent on the wire: `name: value\r\n` per header.
-fn wire_bytes(headers: &http::HeaderMap) -> usize {
-    headers
+/// The head as sent on the wire: `METHOD target HTTP/1.1\r\n`, then `name: value\r\n`
+/// per header. The request line counts too, or a 100 KiB query string would pass.
+fn wire_bytes<B>(req: &http::Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let request_line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum()
+        .sum();
+    request_line + headers
 }
 
 /// The layer: a request past either limit is answered 431 and never reaches a handler.
@@ -58,10 +63,10 @@ pub async fn enforce(State(limits): State<HeaderLimits>, req: Request, next: Nex
             limits.max_headers
         ));
     }
-    let bytes = wire_bytes(req.headers());
+    let bytes = wire_bytes(&req);
     if bytes > limits.max_header_bytes {
         return too_large(format!(
-            "the request's headers take {bytes} bytes; at most {} are accepted (server.max_header_bytes)",
+            "the request line and headers take {bytes} bytes; at most {} are accepted (server.max_header_bytes)",
             limits.max_header_bytes
         ));
     }

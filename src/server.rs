@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
@@ -236,15 +236,17 @@ pub async fn run_with_clock(
         // The worker stops claiming at once; its sends in flight drain meanwhile.
         let _ = worker_stop.send(true);
     };
+    let serve = |listener, router| Acceptor {
+        listener,
+        router,
+        builder: &builder,
+        graceful: &graceful,
+        open: Arc::new(Semaphore::new(config.server.max_connections)),
+        limit: config.server.max_connections,
+    };
     tokio::join!(
-        accept_loop(
-            &listeners.ingest,
-            &ingest,
-            &builder,
-            &graceful,
-            stop_rx.clone()
-        ),
-        accept_loop(&listeners.admin, &admin, &builder, &graceful, stop_rx),
+        serve(&listeners.ingest, &ingest).run(stop_rx.clone()),
+        serve(&listeners.admin, &admin).run(stop_rx),
         stopper,
     );
     // Close the sockets now, so new connections are refused rather than left waiting in
@@ -368,9 +370,16 @@ fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
-        .max_header_list_size(u32::try_from(limits.hyper_max_buf()).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.hyper_max_buf()).unwrap_or(u32::MAX))
+        // Data a client may send ahead of what is read, per connection: with
+        // `max_connections`, the bound on memory held in HTTP/2 buffers.
+        .initial_connection_window_size(H2_WINDOW)
+        .initial_stream_window_size(H2_WINDOW);
     builder
 }
+
+/// The HTTP/2 flow-control window of a connection and of each of its streams.
+const H2_WINDOW: u32 = 256 * 1024;
 
 fn header_limits_of(server: &Server) -> HeaderLimits {
     HeaderLimits {
@@ -379,42 +388,71 @@ fn header_limits_of(server: &Server) -> HeaderLimits {
     }
 }
 
-/// Accepts connections until `stop` changes; each connection is watched by `graceful`.
-async fn accept_loop(
-    listener: &TcpListener,
-    router: &Router,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+/// One listener's accept loop.
+struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    router: &'a Router,
+    builder: &'a auto::Builder<TokioExecutor>,
+    graceful: &'a GracefulShutdown,
+    /// One permit per open connection (`server.max_connections`): each connection
+    /// holds memory (its read buffer, an HTTP/2 window), so their number is what
+    /// bounds it. At the cap, accepting waits and new connections queue in the kernel.
+    open: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Acceptor<'_> {
+    /// Accepts connections until `stop` changes; each connection is watched by `graceful`.
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let permit = match self.open.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    crate::throttled!(
+                        warn,
+                        limit = self.limit,
+                        "every connection allowed is open (server.max_connections); new ones wait until one closes"
+                    );
+                    tokio::select! {
+                        permit = self.open.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return, // never closed
+                        },
+                        _ = stop.changed() => return,
+                    }
                 }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                req
+            };
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let service =
+                self.router
+                    .clone()
+                    .map_request(move |mut req: http::Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(remote));
+                        req
+                    });
+            let connection = self
+                .builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .into_owned();
+            let connection = self.graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %remote, "connection ended with an error");
+                }
+                drop(permit);
             });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
-            }
-        });
+        }
     }
 }

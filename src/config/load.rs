@@ -243,6 +243,12 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
             "must be at least 1KiB; it bounds the memory of all request bodies in progress",
         );
     }
+    if cfg.max_connections == 0 {
+        errors.push(
+            "server.max_connections",
+            "must be at least 1; it is how many connections each listener holds open",
+        );
+    }
     if cfg.max_headers == 0 {
         errors.push("server.max_headers", "must be at least 1");
     }
@@ -276,6 +282,7 @@ fn resolve_server(cfg: ServerConfig, errors: &mut ConfigErrors) -> Option<Server
         read_timeout: cfg.read_timeout,
         shutdown_timeout: cfg.shutdown_timeout,
         max_inflight_bytes: cfg.max_inflight_bytes.0,
+        max_connections: cfg.max_connections,
     })
 }
 
@@ -763,6 +770,16 @@ mod tests {
         assert_eq!(
             errors("[destinations.d]\nkind = \"ftp\"\n", &[]),
             ["destinations.d.kind: unknown variant `ftp`, expected `http` or `exec`"]
+        );
+    }
+
+    #[test]
+    fn a_listener_must_allow_one_connection() {
+        assert_eq!(
+            errors("[server]\nmax_connections = 0\n", &[]),
+            [
+                "server.max_connections: must be at least 1; it is how many connections each listener holds open"
+            ]
         );
     }
 

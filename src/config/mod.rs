@@ -70,6 +70,7 @@ pub struct Server {
     pub read_timeout: Span,
     pub shutdown_timeout: Span,
     pub max_inflight_bytes: u64,
+    pub max_connections: usize,
 }
 
 /// `[storage]` with its URL understood.

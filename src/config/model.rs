@@ -33,6 +33,9 @@ pub struct ServerConfig {
     /// Most body bytes held in memory across all requests being read or committed;
     /// past it ingest answers 503 with `Retry-After` instead of reading more.
     pub max_inflight_bytes: Size,
+    /// Most connections each listener holds open; past it, new ones wait in the
+    /// kernel's backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             read_timeout: Span::secs(10),
             shutdown_timeout: Span::secs(30),
             max_inflight_bytes: Size::mib(256),
+            max_connections: 1024,
         }
     }
 }

@@ -241,8 +241,7 @@ impl Worker {
                 Err(e) => e,
             };
             let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-            if !e.is_unavailable()
-                || self.clock.now_ms().saturating_add(wait_ms) >= d.lease_until_ms
+            if !e.is_transient() || self.clock.now_ms().saturating_add(wait_ms) >= d.lease_until_ms
             {
                 crate::throttled!(error, error = %crate::error_chain::Chain(&e), delivery = %d.id, route = %d.route, destination = %d.destination, "cannot record an attempt; the delivery is sent again when its lease ends");
                 return false;

@@ -95,6 +95,53 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the same write may succeed if tried again soon: the database is
+    /// restarting, unreachable, busy or out of space. False for what a retry cannot
+    /// change (a rejected statement, damaged data) and for a store that has closed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Overloaded(_) | StoreError::Commit(_) | StoreError::CommitTimeout(_) => {
+                true
+            }
+            StoreError::Database(e) => transient_database_error(e.as_ref()),
+            StoreError::Closed
+            | StoreError::Corrupt(_)
+            | StoreError::InUse(_)
+            | StoreError::SchemaTooNew { .. } => false,
+        }
+    }
+}
+
+/// Connection loss, resource exhaustion and lock contention, as each driver reports them.
+fn transient_database_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+        return match pg.code() {
+            // No SQLSTATE: the connection closed, timed out or never opened.
+            None => true,
+            // 08 connection, 40 rollback (serialization, deadlock), 53 insufficient
+            // resources, 57 operator intervention (shutdown), 58 system error.
+            Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58"),
+        };
+    }
+    if let Some(sqlite) = e.downcast_ref::<rusqlite::Error>() {
+        use rusqlite::ErrorCode::*;
+        return matches!(
+            sqlite.sqlite_error_code(),
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | OutOfMemory
+            )
+        );
+    }
+    // The pool could not hand out a connection: the database is unreachable or busy.
+    e.downcast_ref::<deadpool_postgres::PoolError>().is_some()
+}
+
 /// The storage operations forebay needs.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -245,4 +292,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits what is queued and stops the writer. Later writes fail with `Closed`.
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::StoreError;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None).into()
+    }
+
+    #[test]
+    fn a_busy_or_full_sqlite_is_worth_retrying_a_rejected_statement_is_not() {
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert!(sqlite(code).is_transient(), "code {code}");
+        }
+        for code in [
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+            rusqlite::ffi::SQLITE_MISMATCH,
+        ] {
+            assert!(!sqlite(code).is_transient(), "code {code}");
+        }
+        assert!(
+            !StoreError::Closed.is_transient(),
+            "a closed store stays closed"
+        );
+        assert!(!StoreError::Corrupt("x".into()).is_transient());
+        assert!(StoreError::CommitTimeout(std::time::Duration::from_secs(1)).is_transient());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_worth_retrying_a_rejected_statement_is_not() {
+        // Nothing listens on port 1: a connection error, no SQLSTATE.
+        let refused =
+            tokio_postgres::connect("postgres://root@127.0.0.1:1/test", tokio_postgres::NoTls)
+                .await
+                .map(|_| ())
+                .expect_err("nothing listens on port 1");
+        assert!(StoreError::from(refused).is_transient());
+
+        let url = super::postgres::test_support::url();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the local PostgreSQL");
+        tokio::spawn(connection);
+        let syntax = client
+            .batch_execute("SELEC 1")
+            .await
+            .expect_err("syntax error");
+        assert!(!StoreError::from(syntax).is_transient());
+        let division = client
+            .query_one("SELECT 1 / 0", &[])
+            .await
+            .expect_err("division by zero");
+        assert!(!StoreError::from(division).is_transient());
+    }
 }

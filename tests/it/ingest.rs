@@ -228,13 +228,14 @@ async fn custom_success_answer() {
     );
 }
 
-/// The error body of a 431: JSON, naming the limit to raise.
-async fn header_error(r: reqwest::Response) -> serde_json::Value {
+/// Checks a 431: JSON, its message holding `names` (the limit to raise).
+async fn header_error(r: reqwest::Response, names: &str) {
     assert_eq!(r.status(), 431);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
-    body
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(names), "{body}");
 }
 
 #[tokio::test]
@@ -247,14 +248,7 @@ async fn too_many_or_too_large_headers_are_431_in_json() {
     for i in 0..40 {
         req = req.header(format!("x-h{i}"), "v");
     }
-    let body = header_error(req.send().await.unwrap()).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("server.max_headers"),
-        "{body}"
-    );
+    header_error(req.send().await.unwrap(), "server.max_headers").await;
 
     // One header larger than the whole allowance.
     let big = "v".repeat(20_000);
@@ -266,21 +260,25 @@ async fn too_many_or_too_large_headers_are_431_in_json() {
         .send()
         .await
         .unwrap();
-    let body = header_error(r).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("server.max_header_bytes"),
-        "{body}"
-    );
+    header_error(r, "server.max_header_bytes").await;
+
+    // The request line counts: a long query string is no way around the limit.
+    let long_query = format!("/in/demo?q={}", "a".repeat(9_000));
+    let r = server
+        .client
+        .post(server.ingest_url(&long_query))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    header_error(r, "request line and headers").await;
 
     // The admin listener answers the same way.
     let mut req = server.client.get(server.admin_url("/api/v1/sources"));
     for i in 0..40 {
         req = req.header(format!("x-h{i}"), "v");
     }
-    header_error(req.send().await.unwrap()).await;
+    header_error(req.send().await.unwrap(), "server.max_headers").await;
 
     // Far past the limit, hyper stops reading and answers 431 itself.
     let mut stream = TcpStream::connect(server.ingest).await.unwrap();
@@ -557,4 +555,36 @@ async fn a_path_trick_is_no_source() {
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert!(answer.contains("letters, digits"), "{answer}");
     assert!(!answer.contains("[sources."), "{answer}");
+}
+
+#[tokio::test]
+async fn past_max_connections_a_new_connection_waits_for_one_to_close() {
+    let server = TestServer::start(&format!("[server]\nmax_connections = 2\n{DEMO}")).await;
+    let request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.ingest).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 200"));
+        open.push(stream);
+    }
+    // The kernel takes the third connection, but forebay does not read it yet.
+    let mut third = TcpStream::connect(server.ingest).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), read_head(&mut third)).await;
+    assert!(early.is_err(), "answered past the cap: {early:?}");
+    // One closes: the waiting connection is served.
+    drop(open.pop());
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_head(&mut third))
+        .await
+        .expect("served once a connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // The admin listener has a cap of its own, untouched by the ingest one.
+    let r = server
+        .client
+        .get(server.admin_url("/api/v1/sources"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
