@@ -9,6 +9,7 @@
 //! - [`store`]: the [`store::Store`] trait, with SQLite and PostgreSQL implementations.
 //! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
+//! - [`dashboard`]: the web UI at `/` on the admin listener, over the admin API's handlers.
 //! - [`jq`]: jq expressions, compiled with jaq and evaluated in sandbox processes.
 //! - [`routing`]: routes' filters, transforms and ordering keys at work (the preparer).
 //! - [`replay`]: replay jobs, sending stored events again.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod deliver;
 pub mod error_chain;
 pub mod header_limits;

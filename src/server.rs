@@ -210,7 +210,7 @@ pub async fn run_with_clock(
     let replayer = Replayer::new(&config, store.clone(), wake.clone(), prepare_wake.clone());
     replayer.resume().await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = admin::router(AdminState {
+    let admin_state = AdminState {
         stopping: stop_rx.clone(),
         replayer,
         store: store.clone(),
@@ -221,7 +221,8 @@ pub async fn run_with_clock(
         sources: Arc::new(config.sources.clone()),
         destinations: Arc::new(config.destinations.clone()),
         senders,
-    });
+    };
+    let admin = admin::router(admin_state.clone()).merge(crate::dashboard::router(admin_state));
 
     // Both listeners hold requests to the configured header limits (JSON 431).
     let limits = header_limits_of(&config.server);

@@ -17,7 +17,7 @@ use crate::http_error::ApiError;
 use crate::id;
 use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow, StoredDelivery};
 
-pub(super) const STATES: [&str; 7] = [
+pub(crate) const STATES: [&str; 7] = [
     "pending",
     "in_flight",
     "retrying",
@@ -29,11 +29,11 @@ pub(super) const STATES: [&str; 7] = [
 
 #[derive(Deserialize)]
 pub struct DeliveryParams {
-    state: Option<String>,
-    route: Option<String>,
-    destination: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) route: Option<String>,
+    pub(crate) destination: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 pub async fn list(
@@ -131,8 +131,8 @@ fn not_found(id: &str) -> ApiError {
 
 #[derive(Deserialize)]
 pub struct DeadParams {
-    route: Option<String>,
-    destination: Option<String>,
+    pub(crate) route: Option<String>,
+    pub(crate) destination: Option<String>,
 }
 
 /// `GET /api/v1/dlq`: the dead deliveries, as `GET /api/v1/deliveries?state=dead`.

@@ -16,20 +16,20 @@ use crate::store::EventQuery;
 
 #[derive(Deserialize)]
 pub struct ListParams {
-    source: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// `GET /api/v1/events`: the filters of [`Filter`], plus order, bodies and paging.
 #[derive(Deserialize)]
 pub struct SearchParams {
     #[serde(flatten)]
-    filter: Filter,
-    order: Option<String>,
-    include_body: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(crate) filter: Filter,
+    pub(crate) order: Option<String>,
+    pub(crate) include_body: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 const SEARCH_PARAMS: &str =

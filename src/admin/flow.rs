@@ -15,48 +15,51 @@ use crate::store::Pausable;
 
 #[derive(Serialize)]
 pub struct RouteJson {
-    name: String,
-    source: String,
-    destination: String,
-    filter: Option<String>,
-    transform: Option<String>,
-    ordering_key: Option<String>,
-    paused: bool,
+    pub(crate) name: String,
+    pub(crate) source: String,
+    pub(crate) destination: String,
+    pub(crate) filter: Option<String>,
+    pub(crate) transform: Option<String>,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) paused: bool,
     /// Deliveries still to send: pending, in flight or retrying.
-    backlog: u64,
+    pub(crate) backlog: u64,
     /// Dead deliveries (the route's share of the dead-letter queue).
-    dead: u64,
+    pub(crate) dead: u64,
 }
 
 #[derive(Serialize)]
 pub struct DestinationJson {
-    name: String,
-    kind: &'static str,
-    paused: bool,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) paused: bool,
     /// `closed`, `open` (deliveries wait without spending attempts) or `probing`.
-    breaker: &'static str,
-    backlog: u64,
-    dead: u64,
+    pub(crate) breaker: &'static str,
+    pub(crate) backlog: u64,
+    pub(crate) dead: u64,
+    pub(crate) max_concurrency: Option<u32>,
+    /// `N/s`, `N/m` or `N/h`.
+    pub(crate) rate_limit: Option<String>,
 }
 
 #[derive(Serialize)]
 pub struct SourceJson {
-    name: String,
-    verify: &'static str,
-    methods: Vec<String>,
-    max_body: u64,
+    pub(crate) name: String,
+    pub(crate) verify: &'static str,
+    pub(crate) methods: Vec<String>,
+    pub(crate) max_body: u64,
     /// Seconds.
-    dedup_window: u64,
+    pub(crate) dedup_window: u64,
     /// Seconds each kind of data is kept; `null` keeps it forever.
-    retention: RetentionJson,
-    routes: Vec<String>,
+    pub(crate) retention: RetentionJson,
+    pub(crate) routes: Vec<String>,
 }
 
 #[derive(Serialize)]
 pub struct RetentionJson {
-    events: Option<u64>,
-    attempts: Option<u64>,
-    rejected: Option<u64>,
+    pub(crate) events: Option<u64>,
+    pub(crate) attempts: Option<u64>,
+    pub(crate) rejected: Option<u64>,
 }
 
 impl From<crate::config::RetentionConfig> for RetentionJson {
@@ -137,7 +140,13 @@ pub async fn destinations(
         .iter()
         .map(|(name, cfg)| {
             let (backlog, dead) = sum(&counts, |c| &c.destination == name);
+            let (max_concurrency, rate_limit) = match cfg {
+                DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
+                DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
+            };
             DestinationJson {
+                max_concurrency,
+                rate_limit: rate_limit.map(|r| r.to_string()),
                 paused: state.pauses.is_paused(Pausable::Destination, name),
                 breaker: state
                     .senders

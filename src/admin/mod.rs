@@ -4,15 +4,16 @@
 //! With `server.admin_token` set every request needs `Authorization: Bearer TOKEN`;
 //! without it the listener must be on loopback (configuration refuses anything else).
 
-mod deliveries;
-mod events;
+pub(crate) mod activity;
+pub(crate) mod deliveries;
+pub(crate) mod events;
 mod export;
-mod flow;
-mod json;
-mod paging;
-mod replays;
+pub(crate) mod flow;
+pub(crate) mod json;
+pub(crate) mod paging;
+pub(crate) mod replays;
 pub(crate) mod search;
-mod stream;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use http::{StatusCode, header};
 use subtle::ConstantTimeEq;
 
@@ -47,7 +48,7 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/export", get(export::export))
@@ -64,6 +65,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/dlq", get(deliveries::dead))
         .route("/api/v1/dlq/retry", post(deliveries::retry_dead))
         .route("/api/v1/dlq/discard", post(deliveries::discard_dead))
+        .route("/api/v1/activity", get(activity::activity))
         .route("/api/v1/sources", get(flow::sources))
         .route("/api/v1/routes", get(flow::routes))
         .route("/api/v1/routes/{name}/{action}", post(flow::pause_route))
@@ -73,12 +75,8 @@ pub fn router(state: AdminState) -> Router {
             post(flow::pause_destination),
         )
         .route("/metrics", get(crate::metrics::render))
-        .fallback(|| async {
-            ApiError::not_found(
-                "not_found",
-                "no such endpoint; the admin API lives under /api/v1",
-            )
-        })
+        // Unknown addresses under the API answer in JSON, after the token check.
+        .route("/api/{*rest}", any(not_found))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -87,8 +85,20 @@ pub fn router(state: AdminState) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state.clone());
+    // The dashboard (merged in beside this by the server) has its own login: a
+    // session cookie, not the bearer token.
+    Router::new()
+        .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .fallback(|| async { not_found().await })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        "no such endpoint; the admin API lives under /api/v1, the dashboard at /",
+    )
 }
 
 async fn require_token(
@@ -107,9 +117,7 @@ async fn require_token(
         .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
         .map(|v| &v[7..])
         .unwrap_or_default();
-    // Compare digests so that neither content nor length leaks through timing.
-    let matches = sha256(presented).ct_eq(&sha256(token.expose()));
-    if bool::from(matches) && !presented.is_empty() {
+    if token_matches(presented, token) {
         Ok(next.run(request).await)
     } else {
         Err(ApiError::new(
@@ -122,6 +130,13 @@ async fn require_token(
             http::HeaderValue::from_static("Bearer"),
         ))
     }
+}
+
+/// Whether `presented` is the admin token. Digests are compared, so that neither the
+/// content nor the length leaks through timing.
+pub(crate) fn token_matches(presented: &[u8], token: &Secret) -> bool {
+    let matches = sha256(presented).ct_eq(&sha256(token.expose()));
+    bool::from(matches) && !presented.is_empty()
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -28,34 +28,34 @@ const MAX_EVENT_IDS: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     #[serde(flatten)]
-    filter: Filter,
+    pub(crate) filter: Filter,
     /// These events instead of a search.
-    event_ids: Option<Vec<String>>,
+    pub(crate) event_ids: Option<Vec<String>>,
     /// Every stored event (a search with no filter must say so).
     #[serde(default)]
-    all: bool,
+    pub(crate) all: bool,
     /// Send to this destination only, instead of the events' routes.
-    destination: Option<String>,
+    pub(crate) destination: Option<String>,
     /// Events queued per period: `N/s`, `N/m` or `N/h`.
-    rate: Option<String>,
+    pub(crate) rate: Option<String>,
 }
 
 #[derive(Serialize)]
 pub struct ReplayJson {
-    id: String,
+    pub(crate) id: String,
     /// `running`, `done`, `cancelled` or `failed`.
-    state: String,
-    filter: serde_json::Value,
-    destination: Option<String>,
-    rate: Option<String>,
-    scanned: i64,
-    matched: i64,
-    queued: i64,
+    pub(crate) state: String,
+    pub(crate) filter: serde_json::Value,
+    pub(crate) destination: Option<String>,
+    pub(crate) rate: Option<String>,
+    pub(crate) scanned: i64,
+    pub(crate) matched: i64,
+    pub(crate) queued: i64,
     /// The job's deliveries per state (shown with one job).
-    deliveries: BTreeMap<String, i64>,
-    created_at: String,
-    finished_at: Option<String>,
-    error: Option<String>,
+    pub(crate) deliveries: BTreeMap<String, i64>,
+    pub(crate) created_at: String,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl From<StoredReplay> for ReplayJson {

@@ -36,8 +36,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 pub struct StreamParams {
-    source: Option<String>,
-    after: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) after: Option<String>,
 }
 
 pub async fn stream(

@@ -1,6 +1,7 @@
 //! The durable store: one [`Store`] trait shaped by what ingest, delivery and the admin
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
+pub mod activity;
 mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -246,6 +247,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many deliveries are in each state, per route and destination (finished
     /// states included), for backlogs, the dead-letter size and metrics.
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
+
+    /// Events, deliveries and attempts over a recent window, for the dashboard.
+    async fn activity(&self, window: activity::Window) -> Result<activity::Activity, StoreError>;
 
     /// Creates, advances or cancels a replay job. Returns whether the job is still
     /// running afterwards (`false` when it was cancelled meanwhile or has finished), or

@@ -2,10 +2,12 @@
 //! real binary where a process must die), real SQLite files, a real HTTP client.
 
 mod admin;
+mod browser;
 mod challenges;
 mod cli;
 mod config;
 mod crash;
+mod dashboard;
 mod dedup;
 mod deliver;
 mod ingest;

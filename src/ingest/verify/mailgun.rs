@@ -106,8 +106,9 @@ pub(super) fn fields(body: &[u8]) -> Option<Fields> {
 }
 
 /// `body` with a signature for `timestamp` and `token` put in, as Mailgun would send
-/// it: into a JSON object's `signature`, or appended as form fields. `None` when the
-/// body is JSON but not an object.
+/// it: into a JSON object's `signature`, or appended as form fields (in place of any
+/// signature fields the form already has: [`fields`] reads the first of each). `None`
+/// when the body is JSON but not an object.
 pub(super) fn sign_body(key: &[u8], timestamp: u64, token: &str, body: &[u8]) -> Option<Vec<u8>> {
     let timestamp = timestamp.to_string();
     let signature = hex::encode(hmac_sha256(key, &[timestamp.as_bytes(), token.as_bytes()])?);
@@ -118,9 +119,15 @@ pub(super) fn sign_body(key: &[u8], timestamp: u64, token: &str, body: &[u8]) ->
         );
         return serde_json::to_vec(&value).ok();
     }
-    let mut out = body.to_vec();
-    if !out.is_empty() && !out.ends_with(b"&") {
-        out.push(b'&');
+    let mut out = Vec::with_capacity(body.len() + 128);
+    for pair in body.split(|b| *b == b'&') {
+        let signature_field = form_urlencoded::parse(pair).next().is_some_and(|(key, _)| {
+            ["timestamp", "token", "signature", "parent-signature"].contains(&key.as_ref())
+        });
+        if !pair.is_empty() && !signature_field {
+            out.extend_from_slice(pair);
+            out.push(b'&');
+        }
     }
     let fields = form_urlencoded::Serializer::new(String::new())
         .append_pair("timestamp", &timestamp)
@@ -129,4 +136,32 @@ pub(super) fn sign_body(key: &[u8], timestamp: u64, token: &str, body: &[u8]) ->
         .finish();
     out.extend_from_slice(fields.as_bytes());
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::request;
+    use super::*;
+
+    /// Found by `fuzz/fuzz_targets/verify_headers.rs`: a form body that already carried
+    /// signature fields (a captured Mailgun post sent again) was signed by appending a
+    /// second set, and the verifier, which reads the first, refused it.
+    #[test]
+    fn signing_a_form_replaces_its_signature_fields() {
+        let mailgun = Mailgun {
+            secrets: vec![Secret::from_bytes(b"key".to_vec())],
+            tolerance: Duration::from_secs(300),
+        };
+        let old = b"timestamp=1&token=old&signature=00&parent-signature=11&event=opened&";
+        let signed = sign_body(b"key", 1_700_000_000, "new", old).unwrap();
+        let text = String::from_utf8(signed.clone()).unwrap();
+        assert!(text.starts_with("event=opened&timestamp=1700000000&token=new&signature="));
+        assert_eq!(text.matches("token=").count(), 1, "{text}");
+        assert!(!text.contains("parent-signature"), "{text}");
+        assert_eq!(mailgun.check(&request(&[], &signed, 1_700_000_000)), Ok(()));
+        // Other fields stay byte for byte, empty pairs are dropped.
+        let signed = sign_body(b"key", 1_700_000_000, "t", b"a=%41+b&&tokens=x").unwrap();
+        assert!(signed.starts_with(b"a=%41+b&tokens=x&timestamp="));
+        assert_eq!(mailgun.check(&request(&[], &signed, 1_700_000_000)), Ok(()));
+    }
 }

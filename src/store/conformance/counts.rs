@@ -80,3 +80,64 @@ pub async fn delivery_counts_are_per_route_destination_and_state(store: Arc<dyn 
         .sum();
     assert_eq!(backlog, 3);
 }
+
+/// The dashboard's last hour: events per source in time buckets, deliveries made in the
+/// window by state, attempts per destination with their failures; older rows left out.
+pub async fn activity_counts_the_window_only(store: Arc<dyn Store>) {
+    use crate::store::activity::{DestinationActivity, Window};
+    let now = crate::clock::now_ms();
+    let window = Window {
+        until_ms: now + 1_000,
+        bucket_ms: 5 * 60_000,
+        buckets: 12,
+    };
+    // Two hours ago: outside the window.
+    let mut old = event_on("old", "k-old", now - 2 * 3_600_000, 1, &[("a", "d1")]);
+    old.id = crate::id::new_at(crate::id::EVENT, old.received_at_ms);
+    old.deliveries[0].id = crate::id::new_at(crate::id::DELIVERY, old.received_at_ms);
+    store.insert_event(old).await.unwrap();
+    for (i, (source, ago_ms)) in [("s", 1_000), ("s", 2_000), ("t", 40 * 60_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = now - ago_ms;
+        let mut e = event_on(source, &format!("k{i}"), at, 1, &[("a", "d1")]);
+        e.id = crate::id::new_at(crate::id::EVENT, at);
+        store.insert_event(e).await.unwrap();
+    }
+    let claimed = store.claim_deliveries(claim_to("d1", now)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    for (d, status) in claimed.iter().zip([Some(200), Some(500)]) {
+        let then = if status == Some(200) {
+            AfterAttempt::Delivered
+        } else {
+            AfterAttempt::RetryAt(now + 60_000)
+        };
+        store
+            .record_attempt(attempt(d, now, status, then))
+            .await
+            .unwrap();
+    }
+
+    let activity = store.activity(window).await.unwrap();
+    let sources: Vec<(&str, u64, Option<usize>)> = activity
+        .sources
+        .iter()
+        .map(|s| {
+            let last = s.per_bucket.iter().rposition(|n| *n > 0);
+            (s.source.as_str(), s.per_bucket.iter().sum(), last)
+        })
+        .collect();
+    assert_eq!(sources, [("s", 2, Some(11)), ("t", 1, Some(3))]);
+    // The old event's delivery was made two hours ago; the others now.
+    let total: u64 = activity.deliveries.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3, "{:?}", activity.deliveries);
+    assert_eq!(
+        activity.destinations,
+        [DestinationActivity {
+            destination: "d1".into(),
+            attempts: 2,
+            failed: 1
+        }]
+    );
+}

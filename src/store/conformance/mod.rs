@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             replays::cancelling_a_replay_discards_what_waits_and_stops_it,
             replays::replays_are_listed_newest_first_and_running_only_to_resume,
             counts::delivery_counts_are_per_route_destination_and_state,
+            counts::activity_counts_the_window_only,
             retention::retention_purges_old_finished_data_per_source_and_keeps_waiting_work,
             retention::a_replay_step_skips_events_retention_removed_meanwhile,
             lifecycle::a_ready_store_refuses_writes_once_closed,

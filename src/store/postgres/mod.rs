@@ -17,6 +17,7 @@
 //! reads run on pooled connections too. Nothing is kept in process memory that another
 //! process would need: leases, pauses and replay progress all live in the database.
 
+mod activity;
 mod attempt_writer;
 mod claim;
 mod cluster;
@@ -369,6 +370,13 @@ impl Store for PostgresStore {
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
         read_deliveries::counts(&self.client().await?).await
+    }
+
+    async fn activity(
+        &self,
+        window: crate::store::activity::Window,
+    ) -> Result<crate::store::activity::Activity, StoreError> {
+        activity::activity(&self.client().await?, window).await
     }
 
     async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError> {

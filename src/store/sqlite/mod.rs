@@ -4,6 +4,7 @@
 //! ([`writer`]); reads run on a small pool of read-only connections on the blocking
 //! thread pool, so they never queue behind commits.
 
+mod activity;
 mod checkpoint;
 mod dedup;
 mod purge;
@@ -228,6 +229,13 @@ impl Store for SqliteStore {
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
         self.read(read_deliveries::counts).await
+    }
+
+    async fn activity(
+        &self,
+        window: crate::store::activity::Window,
+    ) -> Result<crate::store::activity::Activity, StoreError> {
+        self.read(move |c| activity::activity(c, window)).await
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {

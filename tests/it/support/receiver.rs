@@ -26,6 +26,11 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The body as JSON (panics when it is not).
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing with cargo-fuzz (libFuzzer) of forebay's own code: config
+# loading, every request verifier, jq compile/eval, and the ingest HTTP path (targets in
+# fuzz/fuzz_targets/, one job at a time). Each target runs for SECONDS_PER_TARGET from its
+# corpus in fuzz/corpus/<target>, which is then minimized with `cargo fuzz cmin` and left
+# updated; findings go to fuzz/artifacts/<target>. Prints one verdict line per target
+# (runs, exec/s, coverage, corpus size, crashes) and exits non-zero if any target crashed,
+# ran out of memory or timed out.
+#
+# Usage: [TARGETS="jq config"] [RSS_MB=4096] [CMIN=0] [SANITIZER=none] bench/fuzz.sh [SECONDS_PER_TARGET]
+#   default 600 s per target; CMIN=0 keeps the corpus as the run left it; SANITIZER is
+#   cargo-fuzz's --sanitizer (default address).
+#   Runs on stable Rust: RUSTC_BOOTSTRAP=1 unlocks the nightly flags cargo-fuzz passes.
+#   Installs cargo-fuzz (the version below) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+rss_mb=${RSS_MB:-4096}
+sanitizer=${SANITIZER:-address}
+cargo_fuzz_version=0.13.2
+export RUSTC_BOOTSTRAP=1
+
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+  cargo install cargo-fuzz --version "$cargo_fuzz_version" --locked
+fi
+# -a: debug assertions and overflow checks, so arithmetic overflow is a finding.
+flags=(--fuzz-dir fuzz -a --sanitizer "$sanitizer")
+targets=${TARGETS:-$(cargo fuzz list --fuzz-dir fuzz)}
+cargo fuzz build "${flags[@]}"
+
+work=bench/results/fuzz
+rm -rf "$work" && mkdir -p "$work"
+verdicts=()
+failed=0
+for target in $targets; do
+  corpus=fuzz/corpus/$target
+  artifacts=fuzz/artifacts/$target
+  mkdir -p "$corpus" "$artifacts"
+  log=$work/$target.log
+  touch "$work/$target.start"
+  dict=()
+  [ -f "fuzz/dict/$target.dict" ] && dict=(-dict="fuzz/dict/$target.dict")
+  # One process, one job; stdin closed so nothing can wait on it.
+  status=0
+  cargo fuzz run "${flags[@]}" "$target" "$corpus" -- \
+    -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=30 \
+    -print_final_stats=1 "${dict[@]}" </dev/null >"$log" 2>&1 || status=$?
+  rm -rf /dev/shm/forebay-fuzz-* /tmp/forebay-fuzz-* 2>/dev/null || true
+  found() { find "$artifacts" -newer "$work/$target.start" -name "$1-*" | wc -l; }
+  crashes=$(found crash) ooms=$(found oom) timeouts=$(found timeout) leaks=$(found leak)
+  # The last status line: "#RUNS ... cov: C ft: F corp: N/SIZE ... exec/s: E rss: R".
+  last=$(grep -aE '^#[0-9]+' "$log" | tail -1 || true)
+  runs=$(grep -aoE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{ print $2 }' || true)
+  runs=${runs:-$(awk '{ sub("#", "", $1); print $1 }' <<<"$last")}
+  rate=$(grep -aoE 'stat::average_exec_per_sec: [0-9]+' "$log" | awk '{ print $2 }' || true)
+  rate=${rate:-$(grep -aoE 'exec/s: [0-9]+' <<<"$last" | awk '{ print $2 }' || true)}
+  cov=$(grep -aoE 'cov: [0-9]+' <<<"$last" | awk '{ print $2 }' || true)
+  ft=$(grep -aoE 'ft: [0-9]+' <<<"$last" | awk '{ print $2 }' || true)
+  peak=$(grep -aoE 'stat::peak_rss_mb: [0-9]+' "$log" | awk '{ print $2 }' || true)
+  if [ "${CMIN:-1}" != 0 ] && [ "$status" = 0 ]; then
+    cargo fuzz cmin "${flags[@]}" "$target" "$corpus" -- -rss_limit_mb="$rss_mb" -timeout=30 \
+      </dev/null >"$work/$target.cmin.log" 2>&1 || echo "$target: cmin failed, see $work/$target.cmin.log" >&2
+    rm -rf /dev/shm/forebay-fuzz-* /tmp/forebay-fuzz-* 2>/dev/null || true
+  fi
+  files=$(find "$corpus" -type f | wc -l)
+  kib=$(du -sk "$corpus" | awk '{ print $1 }')
+  bad=$((crashes + ooms + timeouts + leaks))
+  if [ "$bad" -gt 0 ] || [ "$status" != 0 ]; then
+    failed=1
+    verdict=FAIL
+  else
+    verdict=ok
+  fi
+  verdicts+=("$(printf '%-15s %s: %s s, %s runs, %s exec/s, cov %s, ft %s, corpus %s files (%s KiB), peak rss %s MB, crashes %s/%s (oom %s, timeout %s, leak %s), exit %s' \
+    "$target" "$verdict" "$seconds" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$files" "$kib" "${peak:-?}" \
+    "$crashes" "${runs:-?}" "$ooms" "$timeouts" "$leaks" "$status")")
+  echo "${verdicts[-1]}"
+  if [ "$bad" -gt 0 ]; then
+    find "$artifacts" -newer "$work/$target.start" -type f | sed 's/^/  finding: /'
+  fi
+done
+
+echo
+echo "fuzzing, ${seconds}s per target (logs in $work):"
+printf '%s\n' "${verdicts[@]}"
+exit "$failed"
