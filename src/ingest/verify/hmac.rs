@@ -163,14 +163,19 @@ pub(super) fn parse_timestamp(format: TimestampFormat, text: &str) -> Option<i64
     }
 }
 
-/// Writes Unix seconds as a timestamp header's value in `format` (for signers).
-pub(super) fn format_timestamp(format: TimestampFormat, secs: u64) -> String {
+/// Writes Unix seconds as a timestamp header's value in `format` (for signers). `None`
+/// for a time RFC 3339 cannot write (after the year 9999).
+pub(super) fn format_timestamp(format: TimestampFormat, secs: u64) -> Option<String> {
     match format {
-        TimestampFormat::Unix => secs.to_string(),
-        TimestampFormat::UnixMs => secs.saturating_mul(1000).to_string(),
+        TimestampFormat::Unix => Some(secs.to_string()),
+        TimestampFormat::UnixMs => Some(secs.saturating_mul(1000).to_string()),
         TimestampFormat::Rfc3339 => {
-            let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
-            humantime::format_rfc3339_seconds(at).to_string()
+            use std::fmt::Write as _;
+            let at = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
+            let mut text = String::new();
+            // humantime refuses (with a formatting error) what has more than 4 year digits.
+            write!(text, "{}", humantime::format_rfc3339_seconds(at)).ok()?;
+            Some(text)
         }
     }
 }

@@ -508,7 +508,10 @@ impl HmacSigner {
         out: &mut HeaderMap,
     ) -> Result<(), SignError> {
         let secs = timestamp.parse().unwrap_or_default();
-        let timestamp = &hmac::format_timestamp(self.timestamp_format, secs);
+        let timestamp = &hmac::format_timestamp(self.timestamp_format, secs).ok_or_else(|| {
+            let name = self.timestamp_header.as_ref().unwrap_or(&self.header);
+            header_error(name, "the timestamp is after the year 9999")
+        })?;
         let url = self.url_form.apply(self.public_url.clone());
         let mut signed = Vec::with_capacity(message.body.len() + 64);
         for piece in &self.template {

@@ -3,7 +3,8 @@
 
 use super::super::test_support::{build, outcome, request};
 use super::super::{BuildError, Rejection, Skew, Verifier};
-use super::{Part, TemplateError, parse_template};
+use super::{Part, TemplateError, format_timestamp, parse_template};
+use crate::ingest::verify::TimestampFormat;
 
 // RFC 2202 (HMAC-SHA1) and RFC 4231 (HMAC-SHA256/512), test case 2: key "Jefe",
 // data "what do ya want for nothing?". The base64 column is the same bytes re-encoded.
@@ -373,5 +374,26 @@ fn bad_header_names_are_build_errors() {
             }
         ),
         "{err:?}"
+    );
+}
+
+/// Found by `fuzz/fuzz_targets/verify_headers.rs`: signing with an RFC 3339 timestamp
+/// past the year 9999 (`forebay send --timestamp`) panicked in `to_string`.
+#[test]
+fn rfc3339_timestamps_past_the_year_9999_are_refused_not_a_panic() {
+    let rfc3339 = |secs| format_timestamp(TimestampFormat::Rfc3339, secs);
+    assert_eq!(
+        rfc3339(1_700_000_000).as_deref(),
+        Some("2023-11-14T22:13:20Z")
+    );
+    assert_eq!(
+        rfc3339(253_402_300_799).as_deref(),
+        Some("9999-12-31T23:59:59Z")
+    );
+    assert_eq!(rfc3339(253_402_300_800), None);
+    assert_eq!(rfc3339(u64::MAX), None);
+    assert_eq!(
+        format_timestamp(TimestampFormat::UnixMs, u64::MAX).as_deref(),
+        Some("18446744073709551615")
     );
 }

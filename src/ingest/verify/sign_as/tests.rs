@@ -523,3 +523,29 @@ fn debug_never_shows_a_secret() {
     assert!(shown.contains("bearer"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+/// Found by `fuzz/fuzz_targets/verify_headers.rs`: an RFC 3339 timestamp past the year
+/// 9999 is an error naming the timestamp header, not a panic.
+#[test]
+fn a_timestamp_rfc3339_cannot_write_is_an_error() {
+    let twitch = signer(r#"kind = "twitch", secret = "s""#);
+    let none = HeaderMap::new();
+    for at in [1_700_000_000_000, u64::MAX] {
+        let err = twitch
+            .sign(&Message {
+                body: BODY,
+                timestamp: at,
+                id: ID,
+                headers: &none,
+            })
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SignError::Header {
+                name: "twitch-eventsub-message-timestamp".into(),
+                problem: "the timestamp is after the year 9999",
+            }
+        );
+    }
+    assert!(!sign_with(&twitch, &none, BODY, 253_402_300_799, ID).is_empty());
+}
