@@ -40,7 +40,8 @@ impl ActivityParams {
 pub struct ActivityJson {
     pub since: String,
     pub until: String,
-    pub bucket_seconds: u64,
+    /// Each bucket's length in milliseconds (a window need not divide into whole seconds).
+    pub bucket_ms: u64,
     pub sources: Vec<SourceActivityJson>,
     pub deliveries: BTreeMap<String, u64>,
     pub destinations: Vec<DestinationActivityJson>,
@@ -109,7 +110,7 @@ fn to_json(a: Activity, window: Window) -> ActivityJson {
     ActivityJson {
         since: crate::clock::rfc3339(window.since_ms()),
         until: crate::clock::rfc3339(window.until_ms),
-        bucket_seconds: u64::try_from(window.bucket_ms / 1000).unwrap_or(0),
+        bucket_ms: u64::try_from(window.bucket_ms).unwrap_or(0),
         sources: a
             .sources
             .into_iter()

@@ -75,7 +75,10 @@ pub fn router(state: AdminState) -> Router {
             post(flow::pause_destination),
         )
         .route("/metrics", get(crate::metrics::render))
-        // Unknown addresses under the API answer in JSON, after the token check.
+        // Unknown addresses under the API answer in JSON, after the token check (so
+        // without the token nothing under /api tells what exists).
+        .route("/api", any(not_found))
+        .route("/api/", any(not_found))
         .route("/api/{*rest}", any(not_found))
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -2,14 +2,14 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{StatusCode, header};
 use serde::Deserialize;
 
 use super::DashboardState;
 use super::session::Session;
-use super::view::render;
+use super::view::{Lenient, render};
 
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
@@ -18,7 +18,7 @@ struct LoginPage<'a> {
     failed: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct Next {
     next: Option<String>,
 }
@@ -29,15 +29,29 @@ pub struct Login {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a path of this dashboard, never another site.
+/// Where to go after logging in: a path of this dashboard, never another site. Browsers
+/// drop tabs and newlines from a `Location` and read `\` as `/`, so `/\t/evil.example`
+/// would lead off the site; anything but a plain path and query goes to `/`.
 fn local(next: Option<&str>) -> &str {
+    let plain = |n: &str| {
+        n.is_ascii()
+            && n.starts_with('/')
+            && !n.starts_with("//")
+            && !n
+                .bytes()
+                .any(|b| b == b'\\' || b.is_ascii_whitespace() || b.is_ascii_control())
+            && n.parse::<http::uri::PathAndQuery>().is_ok()
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if plain(n) => n,
         _ => "/",
     }
 }
 
-pub async fn login_page(State(state): State<DashboardState>, Query(q): Query<Next>) -> Response {
+pub async fn login_page(
+    State(state): State<DashboardState>,
+    Lenient(q): Lenient<Next>,
+) -> Response {
     if !state.has_login() {
         return Redirect::to("/").into_response();
     }
@@ -80,4 +94,31 @@ pub async fn logout(
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local;
+
+    #[test]
+    fn only_a_plain_path_of_this_site_is_a_place_to_go_after_login() {
+        for fine in ["/", "/events?source=shop", "/deliveries/d_1?x=%2F%2Fa"] {
+            assert_eq!(local(Some(fine)), fine);
+        }
+        for away in [
+            "//evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/x\r\nSet-Cookie: a=b",
+            " /events",
+            "https://evil.example/",
+            "events",
+            "/caf\u{e9}",
+            "",
+        ] {
+            assert_eq!(local(Some(away)), "/", "{away:?}");
+        }
+        assert_eq!(local(None), "/");
+    }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::DashboardState;
 use super::session::Session;
 use super::view::{
-    FormFields, Frame, api_error, body_text, error_page, header_lines, render, when,
+    FormFields, Frame, Lenient, api_error, body_text, error_page, header_lines, render, when,
 };
 use crate::admin::deliveries::{DeadParams, DeliveryParams};
 use crate::admin::json::DeliveryDetailJson;
@@ -134,8 +134,8 @@ pub async fn list(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
     query: Result<Query<DeliveryParams>, QueryRejection>,
-    Query(echo): Query<Echo>,
-    Query(notice): Query<Notice>,
+    Lenient(echo): Lenient<Echo>,
+    Lenient(notice): Lenient<Notice>,
     uri: http::Uri,
 ) -> Response {
     let found = crate::admin::deliveries::list(State(state.admin.clone()), query).await;
@@ -146,8 +146,8 @@ pub async fn dead(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
     query: Result<Query<DeliveryParams>, QueryRejection>,
-    Query(echo): Query<Echo>,
-    Query(notice): Query<Notice>,
+    Lenient(echo): Lenient<Echo>,
+    Lenient(notice): Lenient<Notice>,
     uri: http::Uri,
 ) -> Response {
     let found = crate::admin::deliveries::dead(State(state.admin.clone()), query).await;
@@ -181,7 +181,7 @@ pub async fn show(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
     path: Result<Path<String>, PathRejection>,
-    Query(notice): Query<Notice>,
+    Lenient(notice): Lenient<Notice>,
 ) -> Response {
     let d = match crate::admin::deliveries::show(State(state.admin.clone()), path).await {
         Ok(d) => d.0,
@@ -239,9 +239,25 @@ pub async fn discard(
     }
 }
 
+#[derive(Template)]
+#[template(path = "dashboard/confirm.html")]
+struct ConfirmPage {
+    page: Frame,
+    /// "every dead delivery", or which ones of a route or destination.
+    what: String,
+    route: String,
+    destination: String,
+    back: String,
+}
+
 /// The dead-letter form: `action` (`retry` or `discard`) for the checked `id`s, or,
 /// with `all`, for every dead delivery of the `route` and `destination` shown.
-pub async fn act_on_dead(State(state): State<DashboardState>, form: Bytes) -> Response {
+/// Discarding all of them is asked again first (`confirm`): it cannot be undone.
+pub async fn act_on_dead(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    form: Bytes,
+) -> Response {
     let form = FormFields::parse(&form);
     let field = |name: &str| form.one(name);
     let ids = form.all("id");
@@ -256,11 +272,47 @@ pub async fn act_on_dead(State(state): State<DashboardState>, form: Bytes) -> Re
             );
         }
     };
+    let (route, destination) = (field("route"), field("destination"));
+    // The dead letters as they were filtered (a query string, built now: the encoder
+    // is not `Send`).
+    let back = |notice: Option<(&str, usize)>| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [("route", &route), ("destination", &destination)] {
+            if let Some(v) = value {
+                query.append_pair(key, v);
+            }
+        }
+        if let Some((notice, n)) = notice {
+            query.append_pair("notice", notice);
+            query.append_pair("n", &n.to_string());
+        }
+        format!("/dead-letters?{}", query.finish())
+    };
     let admin = State(state.admin.clone());
     let n = if field("all").is_some() {
+        if !retrying && field("confirm").is_none() {
+            let what = match (&route, &destination) {
+                (None, None) => "every dead delivery".to_owned(),
+                (Some(r), None) => format!("every dead delivery of route {r}"),
+                (None, Some(d)) => format!("every dead delivery to destination {d}"),
+                (Some(r), Some(d)) => {
+                    format!("every dead delivery of route {r} to destination {d}")
+                }
+            };
+            return render(
+                StatusCode::OK,
+                &ConfirmPage {
+                    page: Frame::new("dead", &session, state.has_login()),
+                    what,
+                    back: back(None),
+                    route: route.unwrap_or_default(),
+                    destination: destination.unwrap_or_default(),
+                },
+            );
+        }
         let params = Ok(Query(DeadParams {
-            route: field("route"),
-            destination: field("destination"),
+            route: route.clone(),
+            destination: destination.clone(),
         }));
         let counted = if retrying {
             crate::admin::deliveries::retry_dead(admin, params).await
@@ -282,7 +334,7 @@ pub async fn act_on_dead(State(state): State<DashboardState>, form: Bytes) -> Re
             "Tick the dead deliveries to act on, or use the buttons for all of them.",
         );
     } else {
-        let mut done = 0;
+        let (picked, mut done, mut failed) = (ids.len(), 0, None);
         for id in ids {
             let path = Ok(Path(id));
             let result = if retrying {
@@ -298,19 +350,24 @@ pub async fn act_on_dead(State(state): State<DashboardState>, form: Bytes) -> Re
                 Ok(()) => done += 1,
                 // Another hand got there first (retried, discarded): nothing to do.
                 Err(e) if e.status == StatusCode::CONFLICT => {}
-                Err(e) => return api_error(e),
+                // The rest are still tried; the page then says what was done.
+                Err(e) => {
+                    let (count, status, message) = failed.unwrap_or((0, e.status, e.message));
+                    failed = Some((count + 1, status, message));
+                }
             }
+        }
+        if let Some((count, status, message)) = failed {
+            let verb = if retrying { "Retried" } else { "Discarded" };
+            return error_page(
+                status,
+                &format!(
+                    "{verb} {done} of the {picked} ticked deliveries; {count} could not be: {message}"
+                ),
+            );
         }
         done
     };
     let notice = if retrying { "retried" } else { "discarded" };
-    let mut back = form_urlencoded::Serializer::new(String::new());
-    for key in ["route", "destination"] {
-        if let Some(v) = field(key) {
-            back.append_pair(key, &v);
-        }
-    }
-    back.append_pair("notice", notice);
-    back.append_pair("n", &n.to_string());
-    Redirect::to(&format!("/dead-letters?{}", back.finish())).into_response()
+    Redirect::to(&back(Some((notice, n)))).into_response()
 }

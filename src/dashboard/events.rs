@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::DashboardState;
 use super::session::Session;
-use super::view::{Frame, api_error, body_text, header_lines, render, size, when};
+use super::view::{Frame, Lenient, api_error, body_text, header_lines, render, size, when};
 use crate::admin::events::{ListParams, SearchParams};
 use crate::admin::json::{EventJson, RejectedJson, RequestJson};
 
@@ -76,7 +76,7 @@ pub async fn list(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
     query: Result<Query<SearchParams>, QueryRejection>,
-    Query(echo): Query<Echo>,
+    Lenient(echo): Lenient<Echo>,
     uri: http::Uri,
 ) -> Response {
     let found = crate::admin::events::list(State(state.admin.clone()), query).await;
@@ -116,10 +116,11 @@ pub async fn list(
     )
 }
 
-/// This page's address with `cursor` set (the other parameters kept).
+/// This page's address with `cursor` set: the filters kept, the notice of the last
+/// action dropped (it was said once).
 pub(super) fn with_cursor(uri: &http::Uri, cursor: &str) -> String {
     let kept = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k != "cursor")
+        .filter(|(k, _)| !matches!(k.as_ref(), "cursor" | "notice" | "n"))
         .collect::<Vec<_>>();
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (k, v) in kept {
@@ -254,5 +255,18 @@ pub async fn rejected_show(
             },
         ),
         Err(e) => api_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_cursor;
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_drops_the_notice() {
+        let uri: http::Uri = "/dead-letters?route=r&notice=retried&n=2&cursor=old"
+            .parse()
+            .unwrap();
+        assert_eq!(with_cursor(&uri, "c2"), "/dead-letters?route=r&cursor=c2");
     }
 }

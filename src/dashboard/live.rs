@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::DashboardState;
 use super::session::Session;
-use super::view::{Frame, api_error, render};
+use super::view::{Frame, Lenient, api_error, render};
 use crate::admin::stream::StreamParams;
 
 #[derive(Template)]
@@ -23,7 +23,7 @@ struct LivePage {
     stream: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct Pick {
     #[serde(default)]
     source: String,
@@ -32,7 +32,7 @@ pub struct Pick {
 pub async fn page(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
-    Query(pick): Query<Pick>,
+    Lenient(pick): Lenient<Pick>,
 ) -> Response {
     let mut stream = form_urlencoded::Serializer::new("/live/stream?".to_owned());
     if !pick.source.is_empty() {

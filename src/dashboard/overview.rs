@@ -113,7 +113,7 @@ pub async fn page(
 /// The stacked bars: one column per bucket, one segment per source.
 fn chart(activity: &ActivityJson) -> (Vec<Legend>, Vec<Bar>, u64) {
     let buckets = activity.sources.first().map_or(BUCKETS, |s| s.events.len());
-    let bucket_minutes = activity.bucket_seconds / 60;
+    let bucket_minutes = activity.bucket_ms / 60_000;
     let per_bucket: Vec<u64> = (0..buckets)
         .map(|b| activity.sources.iter().map(|s| s.events[b]).sum())
         .collect();
@@ -170,7 +170,7 @@ mod tests {
         let activity = ActivityJson {
             since: String::new(),
             until: String::new(),
-            bucket_seconds: 300,
+            bucket_ms: 300_000,
             sources: vec![source("a", vec![1, 3]), source("b", vec![0, 1])],
             deliveries: Default::default(),
             destinations: Vec::new(),

@@ -29,7 +29,8 @@ pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts without a new login.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Most open sessions; the oldest go first past it (a login loop cannot grow memory).
+/// Most open sessions; past it the one used least recently goes (a login loop cannot
+/// grow memory, and a burst of new visitors does not end a session in use).
 const MAX_SESSIONS: usize = 10_000;
 /// Largest form a state-changing request may send.
 const MAX_FORM: usize = 1024 * 1024;
@@ -38,7 +39,13 @@ const MAX_FORM: usize = 1024 * 1024;
 pub struct Sessions {
     /// Signs CSRF tokens; made at start, never stored.
     key: [u8; 32],
-    open: Mutex<HashMap<String, Instant>>,
+    open: Mutex<HashMap<String, Lease>>,
+}
+
+/// When a session ends, and when it was last used.
+struct Lease {
+    expires: Instant,
+    used: Instant,
 }
 
 /// The session a request belongs to.
@@ -63,13 +70,20 @@ impl Sessions {
         let id = hex::encode(rand::random::<[u8; 32]>());
         if let Ok(mut open) = self.open.lock() {
             let now = Instant::now();
-            open.retain(|_, expires| *expires > now);
+            open.retain(|_, lease| lease.expires > now);
             if open.len() >= MAX_SESSIONS
-                && let Some(oldest) = open.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
+                && let Some(idle) = open
+                    .iter()
+                    .min_by_key(|(_, lease)| lease.used)
+                    .map(|(k, _)| k.clone())
             {
-                open.remove(&oldest);
+                open.remove(&idle);
             }
-            open.insert(id.clone(), now + LIFETIME);
+            let lease = Lease {
+                expires: now + LIFETIME,
+                used: now,
+            };
+            open.insert(id.clone(), lease);
         }
         let cookie = format!(
             "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -82,12 +96,23 @@ impl Sessions {
         )
     }
 
+    /// A session for one request, never stored (its forms could post nothing).
+    pub fn passing(&self) -> Session {
+        self.session(hex::encode(rand::random::<[u8; 32]>()))
+    }
+
     /// The live session the request's cookie names, if any.
     pub fn current(&self, headers: &HeaderMap) -> Option<Session> {
         let id = cookie(headers, COOKIE)?;
-        let open = self.open.lock().ok()?;
-        let expires = open.get(id)?;
-        (*expires > Instant::now()).then(|| self.session(id.to_owned()))
+        let mut open = self.open.lock().ok()?;
+        let lease = open.get_mut(id)?;
+        let now = Instant::now();
+        if lease.expires <= now {
+            return None;
+        }
+        lease.used = now;
+        drop(open);
+        Some(self.session(id.to_owned()))
     }
 
     /// Ends a session; the returned `Set-Cookie` clears it in the browser.
@@ -106,16 +131,20 @@ impl Sessions {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers. Read as bytes: another
+/// cookie of this host with bytes outside ASCII must not hide the session's.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let at = pair.iter().position(|b| *b == b'=')?;
+            Some((&pair[..at], &pair[at + 1..]))
+        })
+        .find(|(k, _)| *k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Every dashboard page but `/login` and the assets: finds (or, without a token,
@@ -125,10 +154,14 @@ pub async fn guard(State(state): State<DashboardState>, request: Request, next: 
     let mut set_cookie = None;
     let session = match state.sessions.current(request.headers()) {
         Some(session) => session,
-        None if state.admin.token.is_none() && is_read(request.method()) => {
+        None if state.admin.token.is_none() && request.method() == Method::GET => {
             let (session, cookie) = state.sessions.open();
             set_cookie = Some(cookie);
             session
+        }
+        // What only asks for headers gets them without a session kept for it.
+        None if state.admin.token.is_none() && request.method() == Method::HEAD => {
+            state.sessions.passing()
         }
         None if is_read(request.method()) => {
             let next = request
@@ -240,6 +273,18 @@ mod tests {
         assert_ne!(found.csrf, sessions.open().0.csrf, "a token per session");
         sessions.close(&found);
         assert!(sessions.current(&headers).is_none());
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_beside_cookies_that_are_not_ascii() {
+        let sessions = Sessions::default();
+        let (session, _) = sessions.open();
+        let mut headers = HeaderMap::new();
+        let mut value = b"theme=caf\xc3\xa9; forebay_session=".to_vec();
+        value.extend_from_slice(session.id.as_bytes());
+        value.extend_from_slice(b"; other=\xff");
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&value).unwrap());
+        assert_eq!(sessions.current(&headers).expect("found").id, session.id);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! values into text people read.
 
 use askama::Template;
+use axum::extract::{FromRequestParts, Query};
 use axum::response::{Html, IntoResponse, Response};
 use http::StatusCode;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
 
 use super::session::Session;
 use crate::admin::json::BodyJson;
@@ -25,6 +28,22 @@ impl Frame {
             csrf: session.csrf.clone(),
             logout,
         }
+    }
+}
+
+/// Query parameters that only shape a page (the filters shown again in its form, the
+/// notice of the last action, where to go after login): when they do not parse (a
+/// parameter given twice, `n=abc`), the page shows its defaults instead of refusing.
+/// What a page looks up goes through the admin API's own parameters, which answer
+/// such mistakes with a message.
+pub struct Lenient<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequestParts<S> for Lenient<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let parsed = Query::<T>::try_from_uri(&parts.uri).map(|q| q.0);
+        Ok(Self(parsed.unwrap_or_default()))
     }
 }
 

@@ -117,6 +117,20 @@ impl<'a> Visitor<'a> {
     }
 }
 
+/// Posts `n` events (`{"n": i}`) to `shop`, each dead after the receiver's one 500.
+async fn dead_events(server: &TestServer, receiver: &mut Receiver, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = server
+            .post_for_id("shop", JSON, format!(r#"{{"n":{i}}}"#))
+            .await;
+        server.wait_for_deliveries(&id, "dead").await;
+        receiver.next().await;
+        ids.push(id);
+    }
+    ids
+}
+
 fn no_redirects() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -260,7 +274,41 @@ async fn with_a_token_the_dashboard_needs_a_login_and_the_api_still_needs_the_to
         )
         .await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/"));
+    // Nor does a tab browsers would drop, and a CRLF is refused, not a broken header.
+    for next in ["/\t/evil.example", "/x\r\nSet-Cookie: a=b"] {
+        let (status, to) = visitor
+            .post_raw("/login", &[("token", TOKEN), ("next", next)], None)
+            .await;
+        assert_eq!(
+            (status, to.as_str()),
+            (StatusCode::SEE_OTHER, "/"),
+            "{next:?}"
+        );
+    }
     let cookie = visitor.cookie.clone().expect("a session");
+    // Another cookie of this host with bytes outside ASCII does not hide the session.
+    let r = no_redirects()
+        .get(server.admin_url("/events"))
+        .header(
+            COOKIE,
+            reqwest::header::HeaderValue::from_bytes(
+                format!("theme=caf\u{e9}; {cookie}").as_bytes(),
+            )
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Nothing under /api answers without the token, not even "no such endpoint".
+    for path in ["/api", "/api/", "/api/v2/nothing"] {
+        let r = no_redirects()
+            .get(server.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
 
     let (status, html) = visitor.get("/events").await;
     assert_eq!(status, 200);
@@ -355,15 +403,7 @@ async fn dead_deliveries_are_retried_one_by_selection_or_all_and_discarded() {
     // Four failures, then the handler is fixed.
     let mut receiver = Receiver::start(&[500, 500, 500, 500]).await;
     let server = TestServer::start(&config(&receiver.url, false)).await;
-    let mut ids = Vec::new();
-    for n in 0..4 {
-        let id = server
-            .post_for_id("shop", JSON, format!(r#"{{"n":{n}}}"#))
-            .await;
-        server.wait_for_deliveries(&id, "dead").await;
-        receiver.next().await;
-        ids.push(id);
-    }
+    let ids = dead_events(&server, &mut receiver, 4).await;
     let delivery_of =
         |event: serde_json::Value| event["deliveries"][0]["id"].as_str().unwrap().to_owned();
     let mut deliveries = Vec::new();
@@ -421,6 +461,112 @@ async fn dead_deliveries_are_retried_one_by_selection_or_all_and_discarded() {
     server.wait_for_deliveries(&ids[3], "delivered").await;
     let (status, _) = visitor.post("/dead-letters", &[("action", "retry")]).await;
     assert_eq!(status, 400, "nothing ticked");
+}
+
+#[tokio::test]
+async fn discarding_every_dead_delivery_is_asked_again_and_a_partial_selection_says_so() {
+    let mut receiver = Receiver::start(&[500, 500]).await;
+    let server = TestServer::start(&config(&receiver.url, false)).await;
+    let ids = dead_events(&server, &mut receiver, 2).await;
+    let event = server
+        .admin_json(&format!("/api/v1/events/{}", ids[0]))
+        .await;
+    let first = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let mut visitor = Visitor::new(&server);
+    let (_, dead) = visitor.get("/dead-letters").await;
+    assert!(dead.contains("Discard every dead delivery"), "{dead}");
+    let (_, filtered) = visitor.get("/dead-letters?destination=orders").await;
+    assert!(filtered.contains("Discard all dead deliveries of this filter"));
+
+    // With no filter, "discard all" first asks; nothing is discarded until confirmed.
+    let (status, page) = visitor
+        .post("/dead-letters", &[("action", "discard"), ("all", "1")])
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Discard every dead delivery?"), "{page}");
+    assert_eq!(
+        server.admin_json("/api/v1/dlq").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A ticked delivery that no longer exists: the others are still acted on, and the
+    // page says how many were.
+    let (status, page) = visitor
+        .post(
+            "/dead-letters",
+            &[("action", "discard"), ("id", &first), ("id", "dlv_nope")],
+        )
+        .await;
+    assert_eq!(status, 404, "{page}");
+    assert!(
+        page.contains("Discarded 1 of the 2 ticked deliveries; 1 could not be"),
+        "{page}"
+    );
+    server.wait_for_deliveries(&ids[0], "discarded").await;
+
+    let (status, to) = visitor
+        .post(
+            "/dead-letters",
+            &[("action", "discard"), ("all", "1"), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        to.contains("notice=discarded") && to.contains("n=1"),
+        "{to}"
+    );
+    server.wait_for_deliveries(&ids[1], "discarded").await;
+    // A notice is said once: the next page's address does not carry it.
+    let (status, page) = visitor.get(&format!("{to}&n=abc&n=2")).await;
+    assert_eq!(status, 200, "a malformed notice is ignored: {page}");
+}
+
+#[tokio::test]
+async fn activity_counts_events_per_source_and_deliveries_in_the_window() {
+    let receiver = Receiver::start(&[]).await;
+    let server = TestServer::start(&config(&receiver.url, false)).await;
+    for n in 0..3 {
+        let id = server
+            .post_for_id("shop", JSON, format!(r#"{{"n":{n}}}"#))
+            .await;
+        server.wait_for_deliveries(&id, "delivered").await;
+    }
+    server.post_for_id("other", JSON, "{}").await;
+    // A minute in 120 buckets: half a second each, said exactly.
+    let a = server
+        .admin_json("/api/v1/activity?window=1m&buckets=120")
+        .await;
+    assert_eq!(a["bucket_ms"], 500, "{a}");
+    let events = |source: &str| -> u64 {
+        let s = a["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == source)
+            .unwrap_or_else(|| panic!("{source} in {a}"));
+        assert_eq!(s["events"].as_array().unwrap().len(), 120);
+        s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((events("shop"), events("other")), (3, 1), "{a}");
+    assert_eq!(a["deliveries"]["delivered"], 3, "{a}");
+    let orders = &a["destinations"][0];
+    assert_eq!(
+        (
+            &orders["destination"],
+            &orders["attempts"],
+            &orders["failed"]
+        ),
+        (&"orders".into(), &3.into(), &0.into()),
+        "{a}"
+    );
 }
 
 #[tokio::test]
