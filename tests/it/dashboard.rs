@@ -217,6 +217,11 @@ async fn every_page_renders_with_a_strict_policy_and_stored_markup_stays_text() 
     );
     let (_, overview) = visitor.get("/").await;
     assert!(overview.contains("id=\"events-total\">1<"), "{overview}");
+    let (_, replays) = visitor.get("/replays").await;
+    assert!(
+        replays.contains("forebay replay --from - --to URL"),
+        "a replay to any URL is shown as the command that does it: {replays}"
+    );
     let (_, flow) = visitor.get("/destinations").await;
     assert!(
         flow.contains("100/s") && flow.contains("shop-orders"),
