@@ -10,6 +10,9 @@
 -- BENCH_TAG: part of every event id, so runs started in the same second (and several
 --   runs on one schema) never send the same body (default: the time in seconds).
 local path = os.getenv("BENCH_PATH") or "/in/bench"
+-- BENCH_GET=1: GET the URL given to wrk instead (its path and query, headers from -H),
+--   still counting answers that are not 2xx (a redirect included).
+local get = os.getenv("BENCH_GET") == "1"
 local size = tonumber(os.getenv("BENCH_SIZE") or "") or 1024
 local limit = tonumber(os.getenv("BENCH_LIMIT") or "")
 local tag = os.getenv("BENCH_TAG") or tostring(os.time())
@@ -43,6 +46,9 @@ end
 
 local counter = 0
 request = function()
+  if get then
+    return wrk.format("GET")
+  end
   counter = counter + 1
   if limit and counter > limit then
     wrk.thread:stop()

@@ -244,8 +244,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every paused route and destination.
     async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError>;
 
-    /// How many deliveries are in each state, per route and destination (finished
-    /// states included), for backlogs, the dead-letter size and metrics.
+    /// How many deliveries are open (pending, in flight, retrying) or dead, per route,
+    /// destination and state, for backlogs, the dead-letter size and metrics. Finished
+    /// states are left out: counting them would read every delivery ever made.
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
 
     /// Events, deliveries and attempts over a recent window, for the dashboard.

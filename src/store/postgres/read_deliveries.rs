@@ -116,11 +116,13 @@ pub(super) async fn unprepared(c: &Client, limit: usize) -> Result<Vec<Unprepare
     Ok(out)
 }
 
-/// Deliveries per route, destination and state (one grouped scan).
+/// Open and dead deliveries per route, destination and state, through
+/// `deliveries_by_state`: the cost follows the backlog and the dead letters.
 pub(super) async fn counts(c: &Client) -> Result<Vec<DeliveryCount>, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT route, destination, state, count(*) FROM deliveries
+             WHERE state IN ('pending', 'in_flight', 'retrying', 'dead')
              GROUP BY route, destination, state ORDER BY route, destination, state",
         )
         .await?;

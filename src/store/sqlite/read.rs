@@ -1,6 +1,7 @@
 //! Queries on the read-only connections.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::parse_headers;
 use crate::id;
@@ -52,39 +53,78 @@ pub(super) fn list_events(
     const SLACK_MS: i64 = 60_000;
     let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
     let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
+    // Only the filters given go into the statement: SQLite plans before it sees the
+    // values, and a `(?n IS NULL OR id < ?n)` is no range it can seek to, so a page
+    // far back in time (or of one source) would read every newer row to get there.
+    let mut filters = Filters::default();
+    if let Some(source) = &q.source {
+        filters.add("source = ?", source.clone());
+    }
+    if let (Some(ms), Some(id)) = (q.since_ms, id_from) {
+        filters.add("received_at >= ?", ms);
+        filters.add("id >= ?", id);
+    }
+    if let (Some(ms), Some(id)) = (q.until_ms, id_to) {
+        filters.add("received_at < ?", ms);
+        filters.add("id < ?", id);
+    }
+    if let Some(key) = &q.dedup_key {
+        filters.add("dedup_key = ?", key.clone());
+    }
+    if let Some(state) = &q.status {
+        filters.add(
+            "EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.state = ?)",
+            state.clone(),
+        );
+    }
+    if let Some(cursor) = &q.cursor {
+        filters.add(&format!("id {past} ?"), cursor.clone());
+    }
+    let limit = filters.bind(q.limit as i64);
     let sql = format!(
-        "SELECT {}{body} FROM events
-         WHERE (?1 IS NULL OR source = ?1)
-           AND (?2 IS NULL OR received_at >= ?2) AND (?3 IS NULL OR received_at < ?3)
-           AND (?4 IS NULL OR id >= ?4) AND (?5 IS NULL OR id < ?5)
-           AND (?6 IS NULL OR dedup_key = ?6)
-           AND (?7 IS NULL OR EXISTS (SELECT 1 FROM deliveries AS d
-                                      WHERE d.event_id = events.id AND d.state = ?7))
-           AND (?8 IS NULL OR id {past} ?8)
-         ORDER BY id {order} LIMIT ?9",
-        event_columns()
+        "SELECT {}{body} FROM events {} ORDER BY id {order} LIMIT {limit}",
+        event_columns(),
+        filters.clause()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let body_at = q.with_bodies.then_some(EXTRA + 2);
-    let rows = stmt.query_map(
-        params![
-            q.source,
-            q.since_ms,
-            q.until_ms,
-            id_from,
-            id_to,
-            q.dedup_key,
-            q.status,
-            q.cursor,
-            q.limit as i64
-        ],
-        |r| event_row(r, body_at),
-    )?;
+    let rows = stmt.query_map(params_from_iter(filters.values), |r| event_row(r, body_at))?;
     let mut events = Vec::new();
     for row in rows {
         events.push(complete_event(conn, row?)?);
     }
     Ok(events)
+}
+
+/// The conditions of a query that has only some of its filters, with their values as
+/// numbered parameters.
+#[derive(Default)]
+struct Filters {
+    conditions: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Filters {
+    /// Adds `condition`, whose one `?` takes `value`.
+    fn add(&mut self, condition: &str, value: impl Into<Value>) {
+        let n = self.bind(value);
+        self.conditions.push(condition.replacen('?', &n, 1));
+    }
+
+    /// A parameter for `value`, as `?N`.
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("?{}", self.values.len())
+    }
+
+    /// `WHERE …`, or nothing.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
 }
 
 // Commit order is the rowid: the one writer gives each new row the largest rowid so far.

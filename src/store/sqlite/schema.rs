@@ -142,6 +142,11 @@ const MIGRATIONS: &[&str] = &[
     END;
     DROP INDEX events_by_dedup_key;
     "#,
+    // 7: the dead letters by route and destination, so counting them (the dashboard,
+    // /metrics) reads the dead-letter queue, not every delivery ever made.
+    r#"
+    CREATE INDEX deliveries_dead ON deliveries (route, destination) WHERE state = 'dead';
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;
