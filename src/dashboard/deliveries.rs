@@ -334,7 +334,7 @@ pub async fn act_on_dead(
             "Tick the dead deliveries to act on, or use the buttons for all of them.",
         );
     } else {
-        let (picked, mut done, mut failed) = (ids.len(), 0, None);
+        let (picked, mut done, mut handled, mut failed) = (ids.len(), 0, 0, None);
         for id in ids {
             let path = Ok(Path(id));
             let result = if retrying {
@@ -349,7 +349,7 @@ pub async fn act_on_dead(
             match result {
                 Ok(()) => done += 1,
                 // Another hand got there first (retried, discarded): nothing to do.
-                Err(e) if e.status == StatusCode::CONFLICT => {}
+                Err(e) if e.status == StatusCode::CONFLICT => handled += 1,
                 // The rest are still tried; the page then says what was done.
                 Err(e) => {
                     let (count, status, message) = failed.unwrap_or((0, e.status, e.message));
@@ -362,7 +362,12 @@ pub async fn act_on_dead(
             return error_page(
                 status,
                 &format!(
-                    "{verb} {done} of the {picked} ticked deliveries; {count} could not be: {message}"
+                    "{verb} {done} of the {picked} ticked deliveries{}; {count} could not be: {message}",
+                    if handled > 0 {
+                        format!(" ({handled} already retried or discarded)")
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         }

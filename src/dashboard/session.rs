@@ -103,14 +103,13 @@ impl Sessions {
 
     /// The live session the request's cookie names, if any.
     pub fn current(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers, COOKIE)?;
         let mut open = self.open.lock().ok()?;
-        let lease = open.get_mut(id)?;
         let now = Instant::now();
-        if lease.expires <= now {
-            return None;
+        let id =
+            cookies(headers, COOKIE).find(|id| open.get(*id).is_some_and(|l| l.expires > now))?;
+        if let Some(lease) = open.get_mut(id) {
+            lease.used = now;
         }
-        lease.used = now;
         drop(open);
         Some(self.session(id.to_owned()))
     }
@@ -131,20 +130,19 @@ impl Sessions {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers. Read as bytes: another
-/// cookie of this host with bytes outside ASCII must not hide the session's.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of cookie `name` in the request's `Cookie` headers, in order. Read as
+/// bytes: another cookie of this host with bytes outside ASCII must not hide the
+/// session's. There may be several (a stale one set for another path comes first).
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let pair = pair.trim_ascii();
             let at = pair.iter().position(|b| *b == b'=')?;
-            Some((&pair[..at], &pair[at + 1..]))
+            (&pair[..at] == name.as_bytes()).then(|| std::str::from_utf8(&pair[at + 1..]).ok())?
         })
-        .find(|(k, _)| *k == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Every dashboard page but `/login` and the assets: finds (or, without a token,
@@ -283,6 +281,11 @@ mod tests {
         let mut value = b"theme=caf\xc3\xa9; forebay_session=".to_vec();
         value.extend_from_slice(session.id.as_bytes());
         value.extend_from_slice(b"; other=\xff");
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&value).unwrap());
+        assert_eq!(sessions.current(&headers).expect("found").id, session.id);
+        // A stale session cookie (another path's, an old login) before the live one.
+        let mut value = b"forebay_session=0000; forebay_session=\xff; forebay_session=".to_vec();
+        value.extend_from_slice(session.id.as_bytes());
         headers.insert(header::COOKIE, HeaderValue::from_bytes(&value).unwrap());
         assert_eq!(sessions.current(&headers).expect("found").id, session.id);
     }

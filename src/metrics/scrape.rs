@@ -49,7 +49,8 @@ pub async fn render(State(state): State<AdminState>) -> Response {
     match counts {
         Ok(counts) => {
             // Every configured destination shows, at 0 when it has nothing; a destination
-            // no longer configured shows while the store still holds its deliveries.
+            // no longer configured shows while the store holds open or dead deliveries
+            // of it.
             let mut by_destination: BTreeMap<&str, (u64, u64)> = state
                 .destinations
                 .keys()

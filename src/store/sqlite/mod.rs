@@ -497,6 +497,8 @@ impl ReadPool {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 c.busy_timeout(self.busy_timeout)?;
+                // The event list has a statement per combination of filters given.
+                c.set_prepared_statement_cache_capacity(64);
                 c
             }
         };

@@ -107,6 +107,7 @@ struct Filters {
 impl Filters {
     /// Adds `condition`, whose one `?` takes `value`.
     fn add(&mut self, condition: &str, value: impl Into<Value>) {
+        debug_assert_eq!(condition.matches('?').count(), 1, "{condition}");
         let n = self.bind(value);
         self.conditions.push(condition.replacen('?', &n, 1));
     }
