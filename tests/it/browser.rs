@@ -145,6 +145,23 @@ impl Browser {
         }
     }
 
+    /// Waits until the address holds `part` (a form's GET has navigated: until then the
+    /// page is still the one the form was on).
+    async fn wait_for_address(&self, part: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let url = self.c().current_url().await.expect("address").to_string();
+            if url.contains(part) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the address never held {part:?}: {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves the page as `NAME.png` when screenshots are asked for.
     async fn shot(&self, name: &str) {
         let Ok(dir) = std::env::var("FOREBAY_SCREENSHOTS") else {
@@ -229,6 +246,8 @@ async fn on_call_in_the_browser_search_retry_discard_pause_replay_and_follow() {
     b.click("nav a[href='/events']").await;
     b.fill("#q", r#".body.type == "order.refunded""#).await;
     b.click("#search-button").await;
+    // The list before the search holds `found` too: wait for the search's page first.
+    b.wait_for_address("q=").await;
     b.wait_for_text(&found, false).await;
     let page = b.page().await;
     assert!(!page.contains(&broken), "the search narrowed the list");

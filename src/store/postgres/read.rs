@@ -2,6 +2,7 @@
 
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::parse_headers;
 use crate::id;
@@ -53,41 +54,75 @@ pub(super) async fn list_events(
     const SLACK_MS: i64 = 60_000;
     let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
     let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
+    // Only the filters given go into the statement: a prepared statement may run on a
+    // generic plan, which cannot seek with `($n IS NULL OR id < $n)`.
+    let limit = q.limit as i64;
+    let mut filters = Filters::default();
+    if let Some(source) = &q.source {
+        filters.add("source = $", source);
+    }
+    if let (Some(ms), Some(id)) = (&q.since_ms, &id_from) {
+        filters.add("received_at >= $", ms);
+        filters.add("id >= $", id);
+    }
+    if let (Some(ms), Some(id)) = (&q.until_ms, &id_to) {
+        filters.add("received_at < $", ms);
+        filters.add("id < $", id);
+    }
+    if let Some(key) = &q.dedup_key {
+        filters.add("dedup_key = $", key);
+    }
+    if let Some(state) = &q.status {
+        filters.add(
+            "EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.state = $)",
+            state,
+        );
+    }
+    if let Some(cursor) = &q.cursor {
+        filters.add(&format!("id {past} $"), cursor);
+    }
+    filters.values.push(&limit);
     let sql = format!(
-        "SELECT {}{body} FROM events
-         WHERE ($1::text IS NULL OR source = $1)
-           AND ($2::bigint IS NULL OR received_at >= $2) AND ($3::bigint IS NULL OR received_at < $3)
-           AND ($4::text IS NULL OR id >= $4) AND ($5::text IS NULL OR id < $5)
-           AND ($6::text IS NULL OR dedup_key = $6)
-           AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM deliveries AS d
-                                            WHERE d.event_id = events.id AND d.state = $7))
-           AND ($8::text IS NULL OR id {past} $8)
-         ORDER BY id {order} LIMIT $9",
-        event_columns()
+        "SELECT {}{body} FROM events {} ORDER BY id {order} LIMIT ${}",
+        event_columns(),
+        filters.clause(),
+        filters.values.len()
     );
     let stmt = c.prepare_cached(&sql).await?;
-    let rows = c
-        .query(
-            &stmt,
-            &[
-                &q.source,
-                &q.since_ms,
-                &q.until_ms,
-                &id_from,
-                &id_to,
-                &q.dedup_key,
-                &q.status,
-                &q.cursor,
-                &(q.limit as i64),
-            ],
-        )
-        .await?;
+    let rows = c.query(&stmt, &filters.values).await?;
     let body_at = q.with_bodies.then_some(EXTRA + 2);
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
         events.push(complete_event(c, event_row(r, body_at)?).await?);
     }
     Ok(events)
+}
+
+/// The conditions of a query that has only some of its filters, with their values as
+/// numbered parameters.
+#[derive(Default)]
+struct Filters<'a> {
+    conditions: Vec<String>,
+    values: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Filters<'a> {
+    /// Adds `condition`, whose one `$` takes `value`.
+    fn add(&mut self, condition: &str, value: &'a (dyn ToSql + Sync)) {
+        debug_assert_eq!(condition.matches('$').count(), 1, "{condition}");
+        self.values.push(value);
+        let n = format!("${}", self.values.len());
+        self.conditions.push(condition.replacen('$', &n, 1));
+    }
+
+    /// `WHERE …`, or nothing.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
 }
 
 // Stream positions are (`txid`, `position`): the inserting transaction's id, then the
