@@ -67,7 +67,7 @@ impl Default for Sessions {
 impl Sessions {
     /// Opens a session, and the `Set-Cookie` value that hands it to the browser.
     pub fn open(&self) -> (Session, HeaderValue) {
-        let id = hex::encode(rand::random::<[u8; 32]>());
+        let id = new_id();
         if let Ok(mut open) = self.open.lock() {
             let now = Instant::now();
             open.retain(|_, lease| lease.expires > now);
@@ -98,18 +98,21 @@ impl Sessions {
 
     /// A session for one request, never stored (its forms could post nothing).
     pub fn passing(&self) -> Session {
-        self.session(hex::encode(rand::random::<[u8; 32]>()))
+        self.session(new_id())
     }
 
     /// The live session the request's cookie names, if any.
     pub fn current(&self, headers: &HeaderMap) -> Option<Session> {
         let mut open = self.open.lock().ok()?;
         let now = Instant::now();
-        let id =
-            cookies(headers, COOKIE).find(|id| open.get(*id).is_some_and(|l| l.expires > now))?;
-        if let Some(lease) = open.get_mut(id) {
-            lease.used = now;
-        }
+        // The first live one; using it marks it used.
+        let id = cookies(headers, COOKIE).find(|id| match open.get_mut(*id) {
+            Some(lease) if lease.expires > now => {
+                lease.used = now;
+                true
+            }
+            _ => false,
+        })?;
         drop(open);
         Some(self.session(id.to_owned()))
     }
@@ -128,6 +131,11 @@ impl Sessions {
         let csrf = hex::encode(mac.finalize().into_bytes());
         Session { id, csrf }
     }
+}
+
+/// A session id nobody can guess.
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
 }
 
 /// The values of cookie `name` in the request's `Cookie` headers, in order. Read as

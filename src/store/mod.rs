@@ -6,6 +6,7 @@ mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod delivery;
+pub mod event_filter;
 pub mod headers;
 pub mod key_hash;
 pub mod model;

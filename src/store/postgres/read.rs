@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::parse_headers;
-use crate::id;
+use crate::store::event_filter::{self, Param};
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
     StreamPosition,
@@ -43,86 +43,31 @@ pub(super) async fn list_events(
     c: &Client,
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let (order, past) = if q.oldest_first {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
     let body = if q.with_bodies { ", body" } else { "" };
-    // Ids start with their creation time (UUIDv7): a time range also bounds the ids, so
-    // the primary key does the work; `received_at` itself decides.
-    const SLACK_MS: i64 = 60_000;
-    let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
-    let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
-    // Only the filters given go into the statement: a prepared statement may run on a
-    // generic plan, which cannot seek with `($n IS NULL OR id < $n)`.
-    let limit = q.limit as i64;
-    let mut filters = Filters::default();
-    if let Some(source) = &q.source {
-        filters.add("source = $", source);
-    }
-    if let (Some(ms), Some(id)) = (&q.since_ms, &id_from) {
-        filters.add("received_at >= $", ms);
-        filters.add("id >= $", id);
-    }
-    if let (Some(ms), Some(id)) = (&q.until_ms, &id_to) {
-        filters.add("received_at < $", ms);
-        filters.add("id < $", id);
-    }
-    if let Some(key) = &q.dedup_key {
-        filters.add("dedup_key = $", key);
-    }
-    if let Some(state) = &q.status {
-        filters.add(
-            "EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.state = $)",
-            state,
-        );
-    }
-    if let Some(cursor) = &q.cursor {
-        filters.add(&format!("id {past} $"), cursor);
-    }
-    filters.values.push(&limit);
+    let list = event_filter::event_list(q, |n| format!("${n}"));
     let sql = format!(
-        "SELECT {}{body} FROM events {} ORDER BY id {order} LIMIT ${}",
+        "SELECT {}{body} FROM events {} ORDER BY id {} LIMIT {}",
         event_columns(),
-        filters.clause(),
-        filters.values.len()
+        list.clause,
+        list.order,
+        list.limit
     );
     let stmt = c.prepare_cached(&sql).await?;
-    let rows = c.query(&stmt, &filters.values).await?;
+    let values: Vec<&(dyn ToSql + Sync)> = list
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Text(text) => text as &(dyn ToSql + Sync),
+            Param::Int(n) => n,
+        })
+        .collect();
+    let rows = c.query(&stmt, &values).await?;
     let body_at = q.with_bodies.then_some(EXTRA + 2);
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
         events.push(complete_event(c, event_row(r, body_at)?).await?);
     }
     Ok(events)
-}
-
-/// The conditions of a query that has only some of its filters, with their values as
-/// numbered parameters.
-#[derive(Default)]
-struct Filters<'a> {
-    conditions: Vec<String>,
-    values: Vec<&'a (dyn ToSql + Sync)>,
-}
-
-impl<'a> Filters<'a> {
-    /// Adds `condition`, whose one `$` takes `value`.
-    fn add(&mut self, condition: &str, value: &'a (dyn ToSql + Sync)) {
-        debug_assert_eq!(condition.matches('$').count(), 1, "{condition}");
-        self.values.push(value);
-        let n = format!("${}", self.values.len());
-        self.conditions.push(condition.replacen('$', &n, 1));
-    }
-
-    /// `WHERE …`, or nothing.
-    fn clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        }
-    }
 }
 
 // Stream positions are (`txid`, `position`): the inserting transaction's id, then the

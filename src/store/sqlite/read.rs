@@ -4,7 +4,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::parse_headers;
-use crate::id;
+use crate::store::event_filter::{self, Param};
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
     StreamPosition,
@@ -41,91 +41,27 @@ pub(super) fn list_events(
     conn: &Connection,
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let (order, past) = if q.oldest_first {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
     let body = if q.with_bodies { ", body" } else { "" };
-    // Ids start with their creation time (UUIDv7), so a time range also bounds the ids:
-    // that lets the primary key do the work. A minute of slack covers the moment between
-    // stamping `received_at` and making the id; `received_at` itself decides.
-    const SLACK_MS: i64 = 60_000;
-    let id_from = q.since_ms.map(|ms| id::at_time(id::EVENT, ms - SLACK_MS));
-    let id_to = q.until_ms.map(|ms| id::at_time(id::EVENT, ms + SLACK_MS));
-    // Only the filters given go into the statement: SQLite plans before it sees the
-    // values, and a `(?n IS NULL OR id < ?n)` is no range it can seek to, so a page
-    // far back in time (or of one source) would read every newer row to get there.
-    let mut filters = Filters::default();
-    if let Some(source) = &q.source {
-        filters.add("source = ?", source.clone());
-    }
-    if let (Some(ms), Some(id)) = (q.since_ms, id_from) {
-        filters.add("received_at >= ?", ms);
-        filters.add("id >= ?", id);
-    }
-    if let (Some(ms), Some(id)) = (q.until_ms, id_to) {
-        filters.add("received_at < ?", ms);
-        filters.add("id < ?", id);
-    }
-    if let Some(key) = &q.dedup_key {
-        filters.add("dedup_key = ?", key.clone());
-    }
-    if let Some(state) = &q.status {
-        filters.add(
-            "EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.state = ?)",
-            state.clone(),
-        );
-    }
-    if let Some(cursor) = &q.cursor {
-        filters.add(&format!("id {past} ?"), cursor.clone());
-    }
-    let limit = filters.bind(q.limit as i64);
+    let list = event_filter::event_list(q, |n| format!("?{n}"));
     let sql = format!(
-        "SELECT {}{body} FROM events {} ORDER BY id {order} LIMIT {limit}",
+        "SELECT {}{body} FROM events {} ORDER BY id {} LIMIT {}",
         event_columns(),
-        filters.clause()
+        list.clause,
+        list.order,
+        list.limit
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let body_at = q.with_bodies.then_some(EXTRA + 2);
-    let rows = stmt.query_map(params_from_iter(filters.values), |r| event_row(r, body_at))?;
+    let values = list.params.into_iter().map(|p| match p {
+        Param::Text(text) => Value::Text(text),
+        Param::Int(n) => Value::Integer(n),
+    });
+    let rows = stmt.query_map(params_from_iter(values), |r| event_row(r, body_at))?;
     let mut events = Vec::new();
     for row in rows {
         events.push(complete_event(conn, row?)?);
     }
     Ok(events)
-}
-
-/// The conditions of a query that has only some of its filters, with their values as
-/// numbered parameters.
-#[derive(Default)]
-struct Filters {
-    conditions: Vec<String>,
-    values: Vec<Value>,
-}
-
-impl Filters {
-    /// Adds `condition`, whose one `?` takes `value`.
-    fn add(&mut self, condition: &str, value: impl Into<Value>) {
-        debug_assert_eq!(condition.matches('?').count(), 1, "{condition}");
-        let n = self.bind(value);
-        self.conditions.push(condition.replacen('?', &n, 1));
-    }
-
-    /// A parameter for `value`, as `?N`.
-    fn bind(&mut self, value: impl Into<Value>) -> String {
-        self.values.push(value.into());
-        format!("?{}", self.values.len())
-    }
-
-    /// `WHERE …`, or nothing.
-    fn clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        }
-    }
 }
 
 // Commit order is the rowid: the one writer gives each new row the largest rowid so far.
