@@ -42,20 +42,7 @@ wait_port "$bare_addr"
 run_wrk bare /in/bench "$bare_addr"
 kill "${pids[-1]}"
 
-cat > "$work/forebay.toml" <<TOML
-[server]
-ingest_listen = "$ingest_addr"
-admin_listen = "$admin_addr"
-[storage]
-url = "sqlite://$work/forebay.db"
-[sources.bench]
-[destinations.sink]
-kind = "http"
-url = "http://127.0.0.1:9/"
-[[routes]]
-source = "bench"
-destination = "sink"
-TOML
+ingest_config "$work/forebay.toml" "$work/forebay.db" "$ingest_addr" "$admin_addr"
 FOREBAY_LOG=error target/release/forebay serve --role ingest -c "$work/forebay.toml" > "$work/forebay.log" 2>&1 &
 pids+=($!)
 wait_port "$ingest_addr"

@@ -14,3 +14,23 @@ wait_port() {
   echo "nothing listens on $1" >&2
   exit 1
 }
+
+# ingest_config FILE DB INGEST_ADDR ADMIN_ADDR — the ingest benchmarks' configuration: one
+# source with no verification and one route, so each request commits an event and a
+# pending delivery (the destination does not exist; run with --role ingest).
+ingest_config() {
+  cat > "$1" <<TOML
+[server]
+ingest_listen = "$3"
+admin_listen = "$4"
+[storage]
+url = "sqlite://$2"
+[sources.bench]
+[destinations.sink]
+kind = "http"
+url = "http://127.0.0.1:9/"
+[[routes]]
+source = "bench"
+destination = "sink"
+TOML
+}

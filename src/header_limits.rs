@@ -4,8 +4,9 @@
 //! hyper's own limits answer with an empty 431 and no way to shape it, so hyper is given
 //! [`HEADROOM`] times the configured limits and this layer holds requests to the
 //! configured ones, answering 431 with the usual error body. Only a request far past
-//! them (more than [`HEADROOM`] times) meets hyper's bare 431: hyper stops reading it
-//! there, which bounds the memory a hostile head can take per connection.
+//! them (more than [`HEADROOM`] times, or past 100 headers while the limit is under
+//! 100) meets hyper's bare 431: hyper stops reading it there, which bounds the memory a
+//! hostile head can take per connection.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -16,6 +17,10 @@ use crate::http_error::ApiError;
 
 /// How far past the configured limits hyper itself reads before giving up.
 pub const HEADROOM: usize = 4;
+
+/// The header count hyper parses into memory on the stack; past it, hyper allocates and
+/// initialises room for its whole limit on every request (about 12 KiB at 4 × 100).
+const HYPER_INLINE_HEADERS: usize = 100;
 
 /// hyper refuses a read buffer smaller than this.
 const HYPER_MIN_BUF: usize = 8192;
@@ -28,9 +33,16 @@ pub struct HeaderLimits {
 }
 
 impl HeaderLimits {
-    /// The header count hyper is given.
+    /// The header count hyper is given: [`HEADROOM`] times the limit, but no more than
+    /// hyper holds on the stack while the limit is below that, so a request costs no
+    /// allocation for its header list.
     pub fn hyper_max_headers(&self) -> usize {
-        self.max_headers.saturating_mul(HEADROOM)
+        let roomy = self.max_headers.saturating_mul(HEADROOM);
+        if self.max_headers < HYPER_INLINE_HEADERS {
+            roomy.min(HYPER_INLINE_HEADERS)
+        } else {
+            roomy
+        }
     }
 
     /// The read buffer hyper is given (it holds the request line and headers).
@@ -80,4 +92,26 @@ fn too_large(message: String) -> Response {
         format!("{message}; send fewer or smaller headers, or raise the limit"),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_headers: usize) -> HeaderLimits {
+        HeaderLimits {
+            max_headers,
+            max_header_bytes: 32 << 10,
+        }
+    }
+
+    #[test]
+    fn hyper_keeps_the_header_list_on_the_stack_below_100() {
+        assert_eq!(limits(20).hyper_max_headers(), 80);
+        assert_eq!(limits(64).hyper_max_headers(), 100);
+        assert_eq!(limits(99).hyper_max_headers(), 100);
+        // An operator who raised the limit past 100 gets the full headroom.
+        assert_eq!(limits(100).hyper_max_headers(), 400);
+        assert_eq!(limits(200).hyper_max_headers(), 800);
+    }
 }

@@ -45,7 +45,7 @@ impl Default for ServerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
             max_header_bytes: Size::kib(32),
-            max_headers: 100,
+            max_headers: 64,
             read_timeout: Span::secs(10),
             shutdown_timeout: Span::secs(30),
             max_inflight_bytes: Size::mib(256),

@@ -274,8 +274,9 @@ fn success(source: &Source, event_id: &str) -> Response {
         None if source.verifier.wants_empty_answer() => {
             return (status, Body::empty()).into_response();
         }
+        // Ids are `evt_` and hex, nothing JSON would escape.
         None => (
-            serde_json::json!({ "id": event_id }).to_string(),
+            format!(r#"{{"id":"{event_id}"}}"#),
             cfg.content_type.as_deref().unwrap_or("application/json"),
         ),
         Some(template) => (

@@ -17,8 +17,14 @@
 //! `VACUUM` (the event positions of `read.rs` count on it too). A purged event takes its
 //! entry with it (trigger `events_leave_dedup`, which finds the entry by the hash kept in
 //! `events.dedup_hash`).
+//!
+//! New events do not write here directly: their entries wait in `dedup_recent` and in
+//! memory until they are merged in sorted batches (`recent_dedup.rs`), and lookups read
+//! both.
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use super::recent_dedup::RecentDedup;
 
 pub(super) use crate::store::key_hash::dedup_hash as hash;
 
@@ -36,14 +42,16 @@ pub(super) const CONFIRM_SQL: &str = "SELECT id, received_at FROM events
 /// third of the writer's time). A test pins that neither is ever re-prepared.
 pub(super) fn latest(
     conn: &Connection,
+    recent: &RecentDedup,
     hash: i64,
     source: &str,
     key: &str,
 ) -> rusqlite::Result<Option<(String, i64)>> {
     let mut candidates = conn.prepare_cached(CANDIDATES_SQL)?;
-    let rowids = candidates
+    let mut rowids = candidates
         .query_map(params![hash], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
+    rowids.extend(recent.candidates(hash));
     if rowids.is_empty() {
         return Ok(None);
     }
@@ -66,20 +74,12 @@ pub(super) fn latest(
     Ok(latest)
 }
 
-pub(super) const RECORD_SQL: &str = "INSERT INTO dedup (hash, event) VALUES (?1, ?2)";
-
-/// Makes the event at `rowid` findable by its key's `hash`.
-pub(super) fn record(conn: &Connection, hash: i64, rowid: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(RECORD_SQL)?
-        .execute(params![hash, rowid])?;
-    Ok(())
-}
-
 /// Fills `events.dedup_hash` and `dedup` for the events stored before the table existed
 /// (schema version 6), in rowid order so the inserts walk the tables once.
 pub(super) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
     let mut read = conn.prepare("SELECT rowid, source, dedup_key FROM events ORDER BY rowid")?;
     let mut set = conn.prepare("UPDATE events SET dedup_hash = ?2 WHERE rowid = ?1")?;
+    let mut record = conn.prepare("INSERT INTO dedup (hash, event) VALUES (?1, ?2)")?;
     let mut rows = read.query([])?;
     while let Some(row) = rows.next()? {
         let rowid: i64 = row.get(0)?;
@@ -87,7 +87,7 @@ pub(super) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
         let key: String = row.get(2)?;
         let hash = hash(&source, &key);
         set.execute(params![rowid, hash])?;
-        record(conn, hash, rowid)?;
+        record.execute(params![hash, rowid])?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod dedup;
 mod purge;
 mod read;
 mod read_deliveries;
+mod recent_dedup;
 mod replays;
 mod schema;
 mod write_deliveries;
@@ -42,6 +43,9 @@ pub struct SqliteOptions {
     /// WAL length (in frames, one page each) past which the writer checkpoints between
     /// groups so the WAL rewinds; bounds the WAL file under steady load.
     pub wal_rewind_frames: usize,
+    /// Dedup entries held in memory before they are merged into the dedup table
+    /// (`recent_dedup.rs`).
+    pub dedup_merge_at: usize,
 }
 
 impl Default for SqliteOptions {
@@ -53,6 +57,7 @@ impl Default for SqliteOptions {
             commit_timeout: Duration::from_secs(10),
             // 8192 pages of 4 KiB: 32 MiB of WAL.
             wal_rewind_frames: 8192,
+            dedup_merge_at: recent_dedup::MERGE_AT,
         }
     }
 }
@@ -91,7 +96,8 @@ impl SqliteStore {
         )
         .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel(options.queue_depth);
-        let writer = Writer::new(conn, rx, options.max_batch, checkpointer)?;
+        let recent = recent_dedup::RecentDedup::load(&conn, options.dedup_merge_at)?;
+        let writer = Writer::new(conn, rx, options.max_batch, checkpointer, recent)?;
         let handle = std::thread::Builder::new()
             .name("forebay-sqlite-writer".into())
             .spawn(move || writer.run())

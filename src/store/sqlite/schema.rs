@@ -147,6 +147,34 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX deliveries_dead ON deliveries (route, destination) WHERE state = 'dead';
     "#,
+    // 8: new dedup entries are appended to `dedup_recent` and merged into `dedup` in
+    // sorted batches, one slice of the hash space at a time (see `recent_dedup.rs`);
+    // `upto` is the last `seq` of its slice that `dedup` holds, and `dedup_gone` the
+    // purged events a slice's next merge must leave out.
+    r#"
+    CREATE TABLE dedup_recent (
+        seq    INTEGER PRIMARY KEY,               -- given by the writer, never reused
+        event  INTEGER NOT NULL,                  -- events.rowid
+        hash   INTEGER NOT NULL                   -- dedup::hash(source, dedup_key)
+    ) STRICT;
+    CREATE TABLE dedup_merged (
+        slice  INTEGER PRIMARY KEY,               -- the hash's top 8 bits
+        upto   INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE dedup_gone (
+        slice  INTEGER NOT NULL,
+        event  INTEGER NOT NULL,
+        hash   INTEGER NOT NULL,
+        PRIMARY KEY (slice, event, hash)
+    ) STRICT, WITHOUT ROWID;
+    DROP TRIGGER events_leave_dedup;
+    CREATE TRIGGER events_leave_dedup AFTER DELETE ON events BEGIN
+        DELETE FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid;
+        INSERT OR IGNORE INTO dedup_gone (slice, event, hash)
+            SELECT (old.dedup_hash >> 56) & 255, old.rowid, old.dedup_hash
+            WHERE old.dedup_hash IS NOT NULL;
+    END;
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;

@@ -4,14 +4,19 @@
 use rusqlite::{Connection, params};
 
 use super::dedup;
+use super::recent_dedup::RecentDedup;
 use crate::id;
 use crate::store::{Inserted, NewEvent, NewRejected};
 
-pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<Inserted> {
+pub(super) fn insert_event(
+    conn: &Connection,
+    recent: &mut RecentDedup,
+    e: &NewEvent,
+) -> rusqlite::Result<Inserted> {
     // The latest event with this key decides: an earlier one is either outside the
     // window too, or this latest one would have been its duplicate.
     let hash = dedup::hash(&e.source, &e.dedup_key);
-    let latest = dedup::latest(conn, hash, &e.source, &e.dedup_key)?;
+    let latest = dedup::latest(conn, recent, hash, &e.source, &e.dedup_key)?;
     let original = latest
         .filter(|(_, received_at)| *received_at >= e.dedup_since_ms)
         .map(|(id, _)| id);
@@ -49,7 +54,7 @@ pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> rusqlite::Result<
         e.dedup_key,
         hash
     ])?;
-    dedup::record(conn, hash, conn.last_insert_rowid())?;
+    recent.record(conn, hash, conn.last_insert_rowid())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
                                  created_at, updated_at, prepared)

@@ -15,6 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
+use super::recent_dedup::RecentDedup;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::{
@@ -38,6 +39,8 @@ pub(super) struct Writer {
     rx: mpsc::Receiver<Op>,
     max_batch: usize,
     checkpointer: Checkpointer,
+    /// The newest dedup entries; lives and dies with the transactions of this thread.
+    recent: RecentDedup,
 }
 
 impl Writer {
@@ -46,6 +49,7 @@ impl Writer {
         rx: mpsc::Receiver<Op>,
         max_batch: usize,
         checkpointer: Checkpointer,
+        recent: RecentDedup,
     ) -> rusqlite::Result<Self> {
         let progress = checkpointer.progress();
         // Registered after `wal_autocheckpoint = 0`, which would replace it.
@@ -60,6 +64,7 @@ impl Writer {
             rx,
             max_batch,
             checkpointer,
+            recent,
         })
     }
 
@@ -125,7 +130,7 @@ impl Writer {
             return;
         }
         let size = batch.len();
-        match self.transact(batch) {
+        match self.transact(batch, true) {
             Ok(outcomes) => {
                 tracing::trace!(size, "group commit");
                 // Counted before the answers, so whoever hears back sees it counted.
@@ -156,7 +161,7 @@ impl Writer {
     fn commit_one_by_one(&mut self, batch: &mut Vec<Write>) {
         let mut writes = batch.drain(..);
         while let Some(w) = writes.next() {
-            match self.transact(std::slice::from_ref(&w)) {
+            match self.transact(std::slice::from_ref(&w), false) {
                 Ok(mut outcomes) => match outcomes.pop() {
                     Some(outcome) => w.answer(outcome),
                     None => w.fail(&Arc::new(rusqlite::Error::QueryReturnedNoRows)),
@@ -176,17 +181,37 @@ impl Writer {
     }
 
     /// Applies `batch` in one transaction. A failed write rolls the whole group back.
-    fn transact(&mut self, batch: &[Write]) -> Result<Vec<Outcome>, GroupError> {
+    /// With `merge`, the transaction also merges a slice of dedup entries if one is due
+    /// (a group retried one write at a time leaves that out, so a failing merge cannot
+    /// fail every write).
+    fn transact(&mut self, batch: &[Write], merge: bool) -> Result<Vec<Outcome>, GroupError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(GroupError::Transaction)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for w in batch {
-            outcomes.push(apply(&tx, w).map_err(GroupError::Write)?);
+        self.recent.begin();
+        let applied = (|| {
+            let merged = match merge {
+                true => self.recent.merge_if_due(&tx).map_err(GroupError::Write)?,
+                false => None,
+            };
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for w in batch {
+                outcomes.push(apply(&tx, &mut self.recent, w).map_err(GroupError::Write)?);
+            }
+            tx.commit().map_err(GroupError::Transaction)?;
+            Ok((outcomes, merged))
+        })();
+        match applied {
+            Ok((outcomes, merged)) => {
+                self.recent.committed(merged);
+                Ok(outcomes)
+            }
+            Err(e) => {
+                self.recent.rolled_back();
+                Err(e)
+            }
         }
-        tx.commit().map_err(GroupError::Transaction)?;
-        Ok(outcomes)
     }
 }
 
@@ -317,9 +342,9 @@ impl Write {
 }
 
 /// Applies one write inside the group's transaction.
-fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<Outcome> {
+fn apply(conn: &Connection, recent: &mut RecentDedup, w: &Write) -> rusqlite::Result<Outcome> {
     match w {
-        Write::Event(event, _) => insert_event(conn, event).map(Outcome::Event),
+        Write::Event(event, _) => insert_event(conn, recent, event).map(Outcome::Event),
         Write::Rejected(rej, _) => insert_rejected(conn, rej).map(|()| Outcome::Rejected),
         Write::Claim(claim, _) => write_deliveries::claim(conn, claim).map(Outcome::Claimed),
         Write::Attempt(attempt, _) => {
