@@ -134,12 +134,13 @@ async fn a_shared_hash_never_makes_a_distinct_event_a_duplicate() {
     store.close().await;
 }
 
-/// Marks source `s`'s one event delivered and purges it.
+/// Marks every delivery delivered and purges source `s`'s one event.
 async fn purge_the_one_event_of_s(store: &SqliteStore, raw: &Connection) {
     raw.execute("UPDATE deliveries SET state = 'delivered'", [])
         .unwrap();
     // Past now: the fixture's ids are made now, and a purge bounds ids by the cutoff too.
-    let purge = purge_events_before("s", crate::clock::now_ms() + HOUR_MS);
+    let mut purge = purge_events_before("s", crate::clock::now_ms() + HOUR_MS);
+    purge.others = Default::default(); // other sources' events stay
     assert_eq!(store.purge(&purge).await.unwrap().events, 1);
 }
 
@@ -401,5 +402,69 @@ async fn a_purged_events_rowid_taken_by_the_same_key_is_still_merged() {
             &format!("SELECT count(*) FROM dedup WHERE event = {rowid}")
         ),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_failing_merge_costs_no_write_and_no_dedup() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_merging_at(&dir, 0);
+    store.ready().await.unwrap();
+    // Every merge now fails when it moves its slice's watermark.
+    let raw = Connection::open(dir.path().join("t.db")).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER merges_fail BEFORE INSERT ON dedup_merged
+             BEGIN SELECT RAISE(ABORT, 'no merging in this test'); END;",
+    )
+    .unwrap();
+    let mut originals = Vec::new();
+    for i in 0..20 {
+        // One write per group: the group commits without the merge, not 503.
+        let e = event("s", &format!("k{i}"), T0 + i, HOUR_MS);
+        originals.push(e.id.clone());
+        assert_eq!(
+            store.insert_event(e.clone()).await.unwrap(),
+            Inserted::New { id: e.id }
+        );
+    }
+    for (i, original) in originals.iter().enumerate() {
+        let repeat = event("s", &format!("k{i}"), T0 + 100 + i as i64, HOUR_MS);
+        assert_eq!(
+            store.insert_event(repeat).await.unwrap(),
+            Inserted::Duplicate {
+                original_id: original.clone()
+            }
+        );
+    }
+    store.close().await;
+    assert_eq!(count(&raw, "SELECT count(*) FROM dedup_merged"), 0);
+    assert_eq!(count(&raw, "SELECT count(*) FROM dedup_recent"), 20);
+}
+
+#[tokio::test]
+async fn a_merged_events_purge_leaves_nothing_for_later_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_merging_at(&dir, 0);
+    store
+        .insert_event(event("s", "k", T0, HOUR_MS))
+        .await
+        .unwrap();
+    for i in 0..300 {
+        let e = event("t", &format!("other-{i}"), T0 + 1 + i, HOUR_MS);
+        store.insert_event(e).await.unwrap();
+    }
+    let raw = Connection::open(dir.path().join("t.db")).unwrap();
+    let merged =
+        "SELECT count(*) FROM dedup d JOIN events e ON e.rowid = d.event WHERE e.source = 's'";
+    assert_eq!(count(&raw, merged), 1, "a round of merges took it in");
+    purge_the_one_event_of_s(&store, &raw).await;
+    store.close().await;
+    assert_eq!(count(&raw, "SELECT count(*) FROM dedup_gone"), 0);
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT count(*) FROM dedup WHERE event NOT IN (SELECT rowid FROM events)"
+        ),
+        0
     );
 }

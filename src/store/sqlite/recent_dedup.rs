@@ -15,12 +15,12 @@
 //! `dedup` (unless its event was purged first); one with `seq > upto[s]` is in
 //! `dedup_recent` and in memory. A restart rebuilds the memory from `dedup_recent`.
 //! Memory is bounded by `merge_at` plus what arrives while a full round of slices is
-//! merged, about 40 bytes an entry.
+//! merged, 50 to 85 bytes an entry as the maps and lists grow (they keep their peak).
 //!
 //! Memory follows the transaction it belongs to: entries recorded in a group that rolls
 //! back are taken out again, and a merge leaves memory only once its commit returned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use rusqlite::{Connection, params};
 
@@ -75,8 +75,9 @@ pub(super) struct RecentDedup {
     /// Newest event rowid per hash.
     newest: HashMap<i64, i64>,
     /// Older rowids of a hash that is held more than once (a key repeated after its
-    /// window, or two keys sharing a hash), oldest first.
-    older: HashMap<i64, Vec<i64>>,
+    /// window, or two keys sharing a hash), oldest first: merges release the oldest
+    /// first, so a long run of one key costs a pop from the front each.
+    older: HashMap<i64, VecDeque<i64>>,
     /// Per slice, in sequence order.
     slices: Vec<Vec<Entry>>,
     /// Per slice: the last sequence number merged into `dedup`.
@@ -109,6 +110,8 @@ impl RecentDedup {
             conn.query_row("SELECT coalesce(max(seq), 0) FROM dedup_recent", [], |r| {
                 r.get(0)
             })?;
+        // Merging goes on from the slice merged longest ago, not from slice 0 each start.
+        let next_slice = (0..SLICES).min_by_key(|s| upto[*s]).unwrap_or(0);
         let mut recent = Self {
             newest: HashMap::new(),
             older: HashMap::new(),
@@ -116,7 +119,7 @@ impl RecentDedup {
             next_seq: last.max(upto.iter().copied().max().unwrap_or(0)) + 1,
             upto,
             held: 0,
-            next_slice: 0,
+            next_slice,
             merge_at,
             undo: Vec::new(),
         };
@@ -175,7 +178,10 @@ impl RecentDedup {
 
     fn hold(&mut self, entry: Entry) {
         if let Some(previous) = self.newest.insert(entry.hash, entry.event) {
-            self.older.entry(entry.hash).or_default().push(previous);
+            self.older
+                .entry(entry.hash)
+                .or_default()
+                .push_back(previous);
         }
         self.slices[slice_of(entry.hash)].push(entry);
         self.held += 1;
@@ -185,7 +191,7 @@ impl RecentDedup {
     fn release(&mut self, hash: i64, event: i64) {
         self.held -= 1;
         if self.newest.get(&hash) == Some(&event) {
-            match self.older.get_mut(&hash).and_then(Vec::pop) {
+            match self.older.get_mut(&hash).and_then(VecDeque::pop_back) {
                 Some(previous) => {
                     self.newest.insert(hash, previous);
                 }
@@ -194,9 +200,12 @@ impl RecentDedup {
                 }
             }
         } else if let Some(older) = self.older.get_mut(&hash) {
-            older.retain(|e| *e != event);
+            // Exactly one occurrence: a reused rowid may be held twice under one hash.
+            if let Some(at) = older.iter().position(|e| *e == event) {
+                older.remove(at);
+            }
         }
-        if self.older.get(&hash).is_some_and(Vec::is_empty) {
+        if self.older.get(&hash).is_some_and(VecDeque::is_empty) {
             self.older.remove(&hash);
         }
     }

@@ -169,10 +169,11 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     DROP TRIGGER events_leave_dedup;
     CREATE TRIGGER events_leave_dedup AFTER DELETE ON events BEGIN
-        DELETE FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid;
         INSERT OR IGNORE INTO dedup_gone (slice, event, hash)
             SELECT (old.dedup_hash >> 56) & 255, old.rowid, old.dedup_hash
-            WHERE old.dedup_hash IS NOT NULL;
+            WHERE old.dedup_hash IS NOT NULL AND NOT EXISTS
+                (SELECT 1 FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid);
+        DELETE FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid;
     END;
     "#,
 ];

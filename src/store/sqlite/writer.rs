@@ -10,6 +10,7 @@
 use std::os::raw::c_int;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -41,7 +42,12 @@ pub(super) struct Writer {
     checkpointer: Checkpointer,
     /// The newest dedup entries; lives and dies with the transactions of this thread.
     recent: RecentDedup,
+    /// No merging of dedup entries before this (set after a merge failed).
+    merge_after: Instant,
 }
+
+/// How long merging pauses after a merge failed.
+const MERGE_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Writer {
     pub(super) fn new(
@@ -65,6 +71,7 @@ impl Writer {
             max_batch,
             checkpointer,
             recent,
+            merge_after: Instant::now(),
         })
     }
 
@@ -130,7 +137,15 @@ impl Writer {
             return;
         }
         let size = batch.len();
-        match self.transact(batch, true) {
+        let mut result = self.transact(batch, true);
+        if let Err(GroupError::Merge(e)) = &result {
+            // Merging is upkeep: the group commits without it, and merging waits a while
+            // rather than costing every group a doomed try (a full disk, say).
+            crate::throttled!(warn, error = %e, "merging dedup entries failed; retrying in {}s", MERGE_BACKOFF.as_secs());
+            self.merge_after = Instant::now() + MERGE_BACKOFF;
+            result = self.transact(batch, false);
+        }
+        match result {
             Ok(outcomes) => {
                 tracing::trace!(size, "group commit");
                 // Counted before the answers, so whoever hears back sees it counted.
@@ -143,7 +158,7 @@ impl Writer {
                 crate::throttled!(warn, error = %e, size, "a write failed; committing the group one by one");
                 self.commit_one_by_one(batch);
             }
-            Err(GroupError::Write(e) | GroupError::Transaction(e)) => {
+            Err(GroupError::Write(e) | GroupError::Transaction(e) | GroupError::Merge(e)) => {
                 crate::throttled!(error, error = %e, size, "commit failed; nothing in it was stored");
                 let e = Arc::new(e);
                 for w in batch.drain(..) {
@@ -170,7 +185,7 @@ impl Writer {
                     crate::throttled!(warn, error = %e, "a write failed on its own; answering 503");
                     w.fail(&Arc::new(e));
                 }
-                Err(GroupError::Transaction(e)) => {
+                Err(GroupError::Transaction(e) | GroupError::Merge(e)) => {
                     crate::throttled!(error, error = %e, "commit failed; nothing left in the group was stored");
                     let e = Arc::new(e);
                     w.fail(&e);
@@ -181,10 +196,11 @@ impl Writer {
     }
 
     /// Applies `batch` in one transaction. A failed write rolls the whole group back.
-    /// With `merge`, the transaction also merges a slice of dedup entries if one is due
-    /// (a group retried one write at a time leaves that out, so a failing merge cannot
-    /// fail every write).
+    /// With `merge`, the transaction first merges a slice of dedup entries if one is due
+    /// and merging is not backing off; a failed merge rolls the group back as
+    /// [`GroupError::Merge`], and the caller commits the group again without it.
     fn transact(&mut self, batch: &[Write], merge: bool) -> Result<Vec<Outcome>, GroupError> {
+        let merge = merge && Instant::now() >= self.merge_after;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -192,7 +208,7 @@ impl Writer {
         self.recent.begin();
         let applied = (|| {
             let merged = match merge {
-                true => self.recent.merge_if_due(&tx).map_err(GroupError::Write)?,
+                true => self.recent.merge_if_due(&tx).map_err(GroupError::Merge)?,
                 false => None,
             };
             let mut outcomes = Vec::with_capacity(batch.len());
@@ -221,6 +237,8 @@ enum GroupError {
     Write(rusqlite::Error),
     /// Beginning or committing failed (the store's fault: lock, disk, I/O).
     Transaction(rusqlite::Error),
+    /// Merging dedup entries failed; no write was tried.
+    Merge(rusqlite::Error),
 }
 
 /// A write and the channel that awaits its answer.
