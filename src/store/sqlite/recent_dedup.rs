@@ -55,14 +55,6 @@ struct Entry {
     seq: i64,
 }
 
-/// An entry recorded in the open transaction, taken out again if it rolls back.
-#[derive(Debug, Clone, Copy)]
-struct Undo {
-    hash: i64,
-    event: i64,
-    slice: usize,
-}
-
 /// The merge a group transaction carries, applied to memory once it commits.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Merge {
@@ -86,7 +78,9 @@ pub(super) struct RecentDedup {
     held: usize,
     next_slice: usize,
     merge_at: usize,
-    undo: Vec<Undo>,
+    /// (hash, event) of the entries recorded in the open transaction, taken out again
+    /// if it rolls back.
+    undo: Vec<(i64, i64)>,
 }
 
 fn slice_of(hash: i64) -> usize {
@@ -168,11 +162,7 @@ impl RecentDedup {
             seq,
         };
         self.hold(entry);
-        self.undo.push(Undo {
-            hash,
-            event: rowid,
-            slice: slice_of(hash),
-        });
+        self.undo.push((hash, rowid));
         Ok(())
     }
 
@@ -233,9 +223,9 @@ impl RecentDedup {
 
     /// The transaction rolled back: what it recorded is taken out again, newest first.
     pub(super) fn rolled_back(&mut self) {
-        while let Some(undo) = self.undo.pop() {
-            self.slices[undo.slice].pop();
-            self.release(undo.hash, undo.event);
+        while let Some((hash, event)) = self.undo.pop() {
+            self.slices[slice_of(hash)].pop();
+            self.release(hash, event);
         }
     }
 

@@ -207,9 +207,10 @@ impl Writer {
             .map_err(GroupError::Transaction)?;
         self.recent.begin();
         let applied = (|| {
-            let merged = match merge {
-                true => self.recent.merge_if_due(&tx).map_err(GroupError::Merge)?,
-                false => None,
+            let merged = if merge {
+                self.recent.merge_if_due(&tx).map_err(GroupError::Merge)?
+            } else {
+                None
             };
             let mut outcomes = Vec::with_capacity(batch.len());
             for w in batch {
