@@ -4,9 +4,11 @@
 # server (which answers 200 at once); prints deliveries per second and the resident
 # memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
 # With `transform`, the route has a jq transform, so every delivery is first prepared in
-# the jq sandbox processes.
+# the jq sandbox processes. With a broker KIND (nats, rabbitmq, redis), the destination
+# publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
+# own, made before and removed after; each delivery counts once the broker acknowledged it).
 #
-# Usage: bench/deliver.sh [EVENTS] [plain|transform]
+# Usage: bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,13 +19,23 @@ case "$mode" in
   transform) route_extra="transform = '{id: .id, body: .body, seen: .received_at}'" ;;
   *) echo "mode must be plain or transform, not $mode" >&2; exit 2 ;;
 esac
+kind=${3:-http}
+name=forebaybench$$
+case "$kind" in
+  http) destination="url = \"http://127.0.0.1:18093/hook\"" ;;
+  nats) destination=$'url = "nats://127.0.0.1:4222"\nsubject = "'"$name"'.{source}"' ;;
+  rabbitmq) destination=$'url = "amqp://guest:guest@127.0.0.1:5672/%2f"\nrouting_key = "'"$name"'"' ;;
+  redis) destination=$'url = "redis://127.0.0.1:6379"\nstream = "'"$name"'"' ;;
+  *) echo "the destination kind must be http, nats, rabbitmq or redis, not $kind" >&2; exit 2 ;;
+esac
 receiver_addr=127.0.0.1:18093
 ingest_addr=127.0.0.1:18094
 admin_addr=127.0.0.1:18095
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 command -v sqlite3 >/dev/null || { echo "sqlite3 is missing: apt-get install sqlite3" >&2; exit 1; }
-cargo build --release --quiet --bin forebay --example bare-server
+cargo build --release --quiet --bin forebay --example bare-server --example broker-setup
+setup() { target/release/examples/broker-setup "$1" "$kind" "$name"; }
 
 work=bench/results/deliver
 rm -rf "$work" && mkdir -p "$work"
@@ -38,8 +50,8 @@ admin_listen = "$admin_addr"
 url = "sqlite://$work/forebay.db"
 [sources.bench]
 [destinations.sink]
-kind = "http"
-url = "http://$receiver_addr/hook"
+kind = "$kind"
+$destination
 max_concurrency = 64
 [[routes]]
 source = "bench"
@@ -57,7 +69,11 @@ done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 backlog=$(count pending)
 
-# 2. Deliver it all to the bare server.
+# 2. Deliver it all to the bare server (or the broker).
+if [ "$kind" != http ]; then
+  setup create
+  trap 'setup delete >/dev/null 2>&1 || true; cleanup' EXIT
+fi
 target/release/examples/bare-server "$receiver_addr" > "$work/receiver.log" 2>&1 &
 pids+=($!)
 wait_port "$receiver_addr"
@@ -77,4 +93,6 @@ end=$(date +%s.%N)
 seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 rate=$(awk -v n="$backlog" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 echo
-echo "mode $mode: backlog $backlog events, delivered in ${seconds}s: $rate deliveries/s; peak RSS of the delivering process $((peak_rss / 1024)) MiB"
+held=
+[ "$kind" != http ] && held=", $(setup count) messages in $kind"
+echo "mode $mode to $kind: backlog $backlog events, delivered in ${seconds}s: $rate deliveries/s; peak RSS of the delivering process $((peak_rss / 1024)) MiB$held"

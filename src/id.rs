@@ -17,6 +17,15 @@ pub fn new(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::now_v7().simple())
 }
 
+/// A new id with the given prefix and the millisecond it names: data stamped with that
+/// time finds its id exactly where a time range over ids looks for it.
+pub fn new_stamped(prefix: &str) -> (String, i64) {
+    let uuid = Uuid::now_v7();
+    // UUIDv7 begins with 48 bits of milliseconds since the Unix epoch.
+    let ms = (uuid.as_u128() >> 80) as i64;
+    (format!("{prefix}_{}", uuid.simple()), ms)
+}
+
 /// A new id of `prefix` whose time is `ms` (ms since the Unix epoch) rather than now,
 /// for data stamped with a time of its own (tests build a past that way).
 pub fn new_at(prefix: &str, ms: i64) -> String {
@@ -54,6 +63,9 @@ mod tests {
         let now = crate::clock::now_ms();
         assert!(at_time(EVENT, now - 1) <= a && a < at_time(EVENT, now + 1000));
         assert!(is_valid(EVENT, &at_time(EVENT, now)));
+        let (stamped, ms) = new_stamped(EVENT);
+        assert!(at_time(EVENT, ms) <= stamped && stamped < at_time(EVENT, ms + 1));
+        assert!((now - 1..now + 1000).contains(&ms), "{ms} near {now}");
         let past = new_at(EVENT, now - 86_400_000);
         assert!(is_valid(EVENT, &past));
         assert!(

@@ -1,4 +1,5 @@
-//! Background maintenance: retention, and releasing the claims of processes that died.
+//! Background maintenance: retention, releasing the claims of processes that died, and
+//! writing this process's activity tally.
 //!
 //! Every `forebay serve` process runs this loop, whatever its role; the store decides
 //! which one does the work ([`Store::lead_maintenance`]): on SQLite the one owner, on
@@ -80,6 +81,22 @@ pub struct Maintenance {
 
 impl Maintenance {
     /// Runs until `stop` turns true.
+    /// Adds this process's activity tally to the store every
+    /// [`crate::store::activity_tally::FLUSH_EVERY`] until `stop` (closing the store
+    /// writes the rest).
+    pub async fn write_activity(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::store::activity_tally::FLUSH_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = store.flush_activity().await {
+                // Kept in memory: the next round writes them.
+                crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot write the activity counts; trying again shortly");
+            }
+        }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut next_purge = self.clock.now_ms();
         loop {

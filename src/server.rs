@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, DestinationConfig, Role, Server, Storage};
+use crate::config::{Backend, Config, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::header_limits::{self, HeaderLimits};
 use crate::ingest::{self, IngestState};
@@ -34,6 +34,9 @@ use crate::routing::prepare::Preparer;
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Cluster, ClusterLimit, Pausable, Store, StoreError};
+
+/// Time broker connections get at shutdown to close cleanly (nothing is in flight then).
+const BROKER_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Time the store always gets at shutdown to commit its last group.
 const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -170,6 +173,10 @@ pub async fn run_with_clock(
         }
         .run(worker_stopped.clone()),
     );
+    let activity = tokio::spawn(Maintenance::write_activity(
+        store.clone(),
+        worker_stopped.clone(),
+    ));
     let worker = (config.role != Role::Ingest).then(|| {
         tokio::spawn(
             Worker {
@@ -220,7 +227,7 @@ pub async fn run_with_clock(
         routes: Arc::new(config.routes.clone()),
         sources: Arc::new(config.sources.clone()),
         destinations: Arc::new(config.destinations.clone()),
-        senders,
+        senders: senders.clone(),
     };
     let admin = admin::router(admin_state.clone()).merge(crate::dashboard::router(admin_state));
 
@@ -266,11 +273,24 @@ pub async fn run_with_clock(
     // Sends in flight finish (or are left for the next start) before the store closes.
     if let Some(worker) = worker {
         let _ = worker.await;
+        // Brokers are told the connection ends, rather than seeing it cut.
+        let close_all = async {
+            for destination in senders.values() {
+                destination.close().await;
+            }
+        };
+        if tokio::time::timeout(BROKER_CLOSE_GRACE, close_all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a broker connection did not close in time; it was dropped");
+        }
     }
     if let Some(preparer) = preparer {
         let _ = preparer.await;
     }
     let _ = maintenance.await;
+    let _ = activity.await;
     // The store's last group always gets a moment, even when the connections used the
     // whole budget: requests still waiting on it are then answered 503, not cut off.
     let close_by = deadline.max(tokio::time::Instant::now() + STORE_CLOSE_GRACE);
@@ -317,10 +337,7 @@ fn cluster_of(config: &Config, wake: &Arc<Notify>, prepare_wake: &Arc<Notify>) -
         .destinations
         .iter()
         .map(|(name, d)| {
-            let (max_in_flight, rate) = match d {
-                DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
-                DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
-            };
+            let (max_in_flight, rate) = d.limits();
             ClusterLimit {
                 destination: name.clone(),
                 ordered: config

@@ -10,7 +10,13 @@ that answers 429 with Retry-After: 1 (429 storm). Destinations have forebay's de
 (`max_concurrency` 64, the default timeout, retries and breaker). Senders post at a
 steady rate for DURATION seconds; latency is from the sender's clock in the body to the
 healthy receiver's arrival. The same load is run first with the healthy route alone.
-(No DNS failure case: a lookup could leave the machine.)
+
+Two more destinations fail at name resolution: one whose name the resolver answers
+NXDOMAIN at once (dns-nx), and one whose lookup is never answered (dns-hang; the
+resolver's own timeouts end it). So that no lookup can leave the machine, the script
+runs itself in a network namespace with only a loopback interface (`unshare`, as root)
+and a resolv.conf of its own that names a DNS server it runs on 127.0.0.1:53. Where
+namespaces are not permitted, those two are left out and the script says so.
 
 Usage: bench/faults/destinations.py [DURATION] [RATE]   (defaults: 20 s, 200 events/s)
 """
@@ -20,6 +26,8 @@ import os
 import shutil
 import socket
 import socketserver
+import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +39,56 @@ from common import arg, peak_rss_mib, BIN, INGEST_PORTS, ADMIN_PORTS, start, sto
 
 HEALTHY_PORT = 18400
 BAD_PORTS = {"hang": 18401, "reset": 18402, "drip": 18403, "huge": 18404, "throttle": 18405}
+DNS_NAMES = {"dns-nx": "nx.forebay-faults.test", "dns-hang": "hang.forebay-faults.test"}
+IN_NAMESPACE = "FOREBAY_FAULTS_NETNS"
+
+
+def isolate():
+    """Re-runs this script in a network namespace with only loopback and a resolv.conf
+    naming 127.0.0.1; returns its exit status, or None where that is not permitted."""
+    if os.environ.get(IN_NAMESPACE) or shutil.which("unshare") is None or os.geteuid() != 0:
+        return None
+    resolv = tempfile.NamedTemporaryFile("w", prefix="forebay-resolv-", delete=False)
+    resolv.write("nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
+    resolv.close()
+    inner = (
+        "ip link set lo up && mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\""
+    )
+    try:
+        probe = subprocess.run(
+            ["unshare", "-n", "-m", "sh", "-c", "ip link set lo up"], capture_output=True
+        )
+        if probe.returncode != 0:
+            return None
+        env = dict(os.environ, **{IN_NAMESPACE: "1"})
+        return subprocess.run(
+            ["unshare", "-n", "-m", "sh", "-c", inner, "sh", resolv.name, sys.executable]
+            + sys.argv,
+            env=env,
+        ).returncode
+    finally:
+        os.unlink(resolv.name)
+
+
+class Dns(socketserver.ThreadingUDPServer):
+    """Answers NXDOMAIN for the dns-nx name and nothing at all for the others."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 53), DnsHandler)
+
+
+class DnsHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        query, sock = self.request
+        if len(query) < 12 or DNS_NAMES["dns-nx"].split(".")[0].encode() not in query:
+            return
+        (ident, flags) = struct.unpack("!HH", query[:4])
+        # A response (QR), the query's opcode and RD, recursion available, NXDOMAIN; the
+        # question echoed, no answers.
+        answer = struct.pack("!HHHHHH", ident, 0x8000 | (flags & 0x7900) | 0x0080 | 3, 1, 0, 0, 0)
+        sock.sendto(answer + query[12:], self.client_address)
 
 
 class Healthy(http.server.ThreadingHTTPServer):
@@ -108,6 +166,9 @@ def config(work, faulty):
         for kind, port in BAD_PORTS.items():
             dests[kind] = f"http://127.0.0.1:{port}/"
         dests["tls"] = f"https://127.0.0.1:{HEALTHY_PORT}/"
+        if os.environ.get(IN_NAMESPACE):
+            for kind, name in DNS_NAMES.items():
+                dests[kind] = f"http://{name}:{HEALTHY_PORT}/"
     text = f"""[server]
 ingest_listen = "127.0.0.1:{INGEST_PORTS[0]}"
 admin_listen = "127.0.0.1:{ADMIN_PORTS[0]}"
@@ -181,9 +242,20 @@ def run(faulty, duration, rate, healthy):
 
 
 def main():
+    isolated = isolate()
+    if isolated is not None:
+        return isolated
     duration = arg(1, 20.0)
     rate = arg(2, 200.0)
     print(f"{BIN}: {duration:.0f} s at {rate:.0f} events/s")
+    faults = len(BAD_PORTS) + 1
+    if os.environ.get(IN_NAMESPACE):
+        dns = Dns()
+        threading.Thread(target=dns.serve_forever, daemon=True).start()
+        faults += len(DNS_NAMES)
+        print("  in a network namespace with only loopback: the DNS cases run")
+    else:
+        print("  no network namespace here (needs root and unshare): the DNS cases are left out")
     healthy = Healthy()
     threading.Thread(target=healthy.serve_forever, daemon=True).start()
     bad = []
@@ -195,7 +267,7 @@ def main():
     for faulty in (False, True):
         acked, lat, running, rss, states = run(faulty, duration, rate, healthy)
         results[faulty] = (acked, lat)
-        label = "with six faulty destinations" if faulty else "healthy destination alone  "
+        label = f"with {faults} faulty destinations" if faulty else "healthy destination alone  "
         if lat:
             figures = (
                 f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms, "

@@ -1,6 +1,6 @@
 //! `GET /api/v1/activity`: the recent past in numbers: events per source in time
-//! buckets, deliveries made in the window by state, and attempts per destination with
-//! how many failed. The dashboard's overview draws it.
+//! buckets, what the window's attempts left their deliveries in, and attempts per
+//! destination with how many failed. The dashboard's overview draws it.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use super::paging::query_params;
 use crate::http_error::ApiError;
 use crate::store::activity::{Activity, Window};
 
-/// Longest window asked for: the counts read every row of the window.
+/// Longest window asked for: as long as the counters are kept.
 const MAX_WINDOW_SECS: u64 = 24 * 3600;
 const MAX_BUCKETS: usize = 120;
 
@@ -22,7 +22,7 @@ const MAX_BUCKETS: usize = 120;
 pub struct ActivityParams {
     /// How far back, as `30m`, `1h`, `6h` (default `1h`, at most `24h`).
     window: Option<String>,
-    /// Bars in the window (default 12, at most 120).
+    /// Bars in the window (default 12, at most 120, and at most one per 10 s counter).
     buckets: Option<String>,
 }
 
@@ -92,12 +92,8 @@ pub async fn activity(
                 )
             })?,
     };
-    let bucket_ms = i64::try_from(window_secs * 1000 / buckets as u64).unwrap_or(i64::MAX);
-    let window = Window {
-        until_ms: crate::clock::now_ms(),
-        bucket_ms,
-        buckets,
-    };
+    let span_ms = i64::try_from(window_secs * 1000).unwrap_or(i64::MAX);
+    let window = Window::aligned(crate::clock::now_ms(), span_ms, buckets);
     let found = state
         .store
         .activity(window)

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::AdminState;
 use super::json::Page;
-use crate::config::DestinationConfig;
 use crate::http_error::ApiError;
 use crate::store::Pausable;
 
@@ -140,10 +139,7 @@ pub async fn destinations(
         .iter()
         .map(|(name, cfg)| {
             let (backlog, dead) = sum(&counts, |c| &c.destination == name);
-            let (max_concurrency, rate_limit) = match cfg {
-                DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
-                DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
-            };
+            let (max_concurrency, rate_limit) = cfg.limits();
             DestinationJson {
                 max_concurrency,
                 rate_limit: rate_limit.map(|r| r.to_string()),
@@ -153,10 +149,7 @@ pub async fn destinations(
                     .get(name)
                     .map_or("closed", |d| d.breaker.status().as_str()),
                 name: name.clone(),
-                kind: match cfg {
-                    DestinationConfig::Http(_) => "http",
-                    DestinationConfig::Exec(_) => "exec",
-                },
+                kind: cfg.kind(),
                 backlog,
                 dead,
             }

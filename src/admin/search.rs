@@ -4,8 +4,9 @@
 //! route filters see.
 //!
 //! A predicate is evaluated event by event, so a search with `q` scans at most
-//! [`SCAN_BUDGET`] events per page and hands back a cursor where it stopped: a page may
-//! be short, even empty, with more to come. Clients page on while `next_cursor` is there.
+//! [`SCAN_BUDGET`] events, or for [`SCAN_TIME`], per page and hands back a cursor where it
+//! stopped: a page may be short, even empty, with more to come. Clients page on while
+//! `next_cursor` is there.
 
 use std::sync::Arc;
 
@@ -20,6 +21,10 @@ use crate::store::{EventQuery, Store, StoredEvent};
 
 /// Most events one page of a `q` search looks at.
 pub const SCAN_BUDGET: usize = 5_000;
+/// How long one page of a `q` search goes on scanning (checked between reads of
+/// [`SCAN_PAGE`] events): a page that finds little still answers in about this time,
+/// whatever the machine does per event.
+const SCAN_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 /// Events read from the store at a time while scanning.
 const SCAN_PAGE: usize = 200;
 
@@ -162,6 +167,7 @@ impl Search {
         let mut found = Vec::new();
         let mut scanned = 0;
         let mut cursor = cursor;
+        let started = std::time::Instant::now();
         loop {
             let want = SCAN_PAGE.min(SCAN_BUDGET - scanned);
             let batch = store
@@ -180,11 +186,11 @@ impl Search {
                     }
                 }
             }
-            if found.len() == limit || scanned >= SCAN_BUDGET {
+            if exhausted && found.len() < limit {
+                cursor = None;
                 break;
             }
-            if exhausted {
-                cursor = None;
+            if found.len() == limit || scanned >= SCAN_BUDGET || started.elapsed() >= SCAN_TIME {
                 break;
             }
         }

@@ -7,7 +7,10 @@ use toml::Value;
 
 use super::ConfigErrors;
 use super::env::{Applied, at_or_below};
-use super::model::{DestinationConfig, ExecDestination, HttpDestination};
+use super::model::{
+    Broker, BrokerDestination, BrokerSettings, DestinationConfig, ExecDestination, HttpDestination,
+    NatsBroker, RabbitmqBroker, RedisBroker,
+};
 
 /// Most attempts at one item. Each attempt after the first follows an error (one key
 /// recorded and removed, or one override re-read as text), so this only bounds the work
@@ -253,8 +256,53 @@ pub(super) fn deserialize_destination(
                 return deserialize_at::<ExecDestination>(fields, path, overrides, errors)
                     .map(DestinationConfig::Exec);
             }
+            "nats" | "rabbitmq" | "redis" => {
+                return deserialize_broker(kind, fields, path, overrides, errors);
+            }
             _ => {}
         }
+        errors.push(
+            format!("{path}.kind"),
+            format!(
+                "unknown destination kind {kind:?}: give one of http, exec, nats, rabbitmq, redis"
+            ),
+        );
+        return None;
     }
     deserialize_at(value, path, overrides, errors)
+}
+
+/// A broker destination: its delivery settings (the keys of [`BrokerSettings::KEYS`])
+/// and its broker's own fields are read apart, each refusing keys it does not know,
+/// with every error at its own key path.
+fn deserialize_broker(
+    kind: &str,
+    fields: Value,
+    path: &str,
+    overrides: &[Applied],
+    errors: &mut ConfigErrors,
+) -> Option<DestinationConfig> {
+    let Value::Table(mut own) = fields else {
+        return None;
+    };
+    let mut settings = toml::Table::new();
+    for key in BrokerSettings::KEYS {
+        if let Some(value) = own.remove(key) {
+            settings.insert(key.to_owned(), value);
+        }
+    }
+    let settings =
+        deserialize_at::<BrokerSettings>(Value::Table(settings), path, overrides, errors);
+    let own = Value::Table(own);
+    let broker = match kind {
+        "nats" => deserialize_at::<NatsBroker>(own, path, overrides, errors).map(Broker::Nats),
+        "rabbitmq" => {
+            deserialize_at::<RabbitmqBroker>(own, path, overrides, errors).map(Broker::Rabbitmq)
+        }
+        _ => deserialize_at::<RedisBroker>(own, path, overrides, errors).map(Broker::Redis),
+    };
+    Some(DestinationConfig::Broker(BrokerDestination {
+        broker: broker?,
+        settings: settings?,
+    }))
 }

@@ -17,7 +17,8 @@ use toml::{Table, Value};
 use super::env::{Applied, apply_overrides};
 use super::item::{deserialize_at, deserialize_destination};
 use super::model::{
-    DestinationConfig, RouteConfig, ServerConfig, SourceConfig, SourceRetention, StorageConfig,
+    Broker, DestinationConfig, RouteConfig, ServerConfig, SourceConfig, SourceRetention,
+    StorageConfig,
 };
 use super::units::{Size, Span};
 use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
@@ -526,6 +527,47 @@ fn settle_retention(
     }
 }
 
+/// A broker's URL scheme, and its names: not empty, with only the placeholders there are.
+fn check_broker(broker: &Broker, path: &str, errors: &mut ConfigErrors) {
+    let (url, schemes, names): (&str, &[&str], Vec<(&str, &str)>) = match broker {
+        Broker::Nats(n) => (&n.url, &["nats", "tls"], vec![("subject", &n.subject)]),
+        Broker::Rabbitmq(r) => (
+            &r.url,
+            &["amqp", "amqps"],
+            vec![("routing_key", &r.routing_key)],
+        ),
+        Broker::Redis(r) => (&r.url, &["redis", "rediss"], vec![("stream", &r.stream)]),
+    };
+    if !schemes.iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with("://"))
+    }) {
+        errors.push(
+            format!("{path}.url"),
+            format!(
+                "must start with {}, like {:?}",
+                schemes
+                    .iter()
+                    .map(|s| format!("{s}://"))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                match broker {
+                    Broker::Nats(_) => "nats://127.0.0.1:4222",
+                    Broker::Rabbitmq(_) => "amqp://guest:guest@127.0.0.1:5672/%2f",
+                    Broker::Redis(_) => "redis://127.0.0.1:6379",
+                }
+            ),
+        );
+    }
+    for (key, name) in names {
+        if name.trim().is_empty() {
+            errors.push(format!("{path}.{key}"), "must not be empty");
+        } else if let Err(e) = crate::deliver::broker::NameTemplate::parse(name) {
+            errors.push(format!("{path}.{key}"), e);
+        }
+    }
+}
+
 fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErrors) {
     let (retry, breaker, concurrency) = match cfg {
         DestinationConfig::Http(http) => {
@@ -563,6 +605,19 @@ fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErr
                 errors.push(format!("{path}.command"), "give the program to run");
             }
             (&exec.retry, &exec.breaker, exec.max_concurrency)
+        }
+        DestinationConfig::Broker(b) => {
+            check_broker(&b.broker, path, errors);
+            if let Some(sign) = &b.settings.sign
+                && let Err(e) = sign.secret.resolve()
+            {
+                errors.push(format!("{path}.sign.secret"), e);
+            }
+            (
+                &b.settings.retry,
+                &b.settings.breaker,
+                b.settings.max_concurrency,
+            )
         }
     };
     if retry.schedule.is_some() && retry.exponential.is_some() {
@@ -769,7 +824,9 @@ mod tests {
         );
         assert_eq!(
             errors("[destinations.d]\nkind = \"ftp\"\n", &[]),
-            ["destinations.d.kind: unknown variant `ftp`, expected `http` or `exec`"]
+            [
+                "destinations.d.kind: unknown destination kind \"ftp\": give one of http, exec, nats, rabbitmq, redis"
+            ]
         );
     }
 

@@ -21,7 +21,8 @@ use http::Method;
 pub use errors::{ConfigError, ConfigErrors};
 pub use load::is_valid_name;
 pub use model::{
-    DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig, ServerConfig, StorageConfig,
+    Broker, BrokerDestination, DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig,
+    ServerConfig, SignConfig, StorageConfig,
 };
 pub use secret::{Secret, SecretRef};
 pub use units::{Keep, Rate, Size, Span};

@@ -213,6 +213,137 @@ pub enum DestinationConfig {
     Http(HttpDestination),
     /// A local command; the payload goes to its stdin.
     Exec(ExecDestination),
+    /// A message broker: NATS JetStream, RabbitMQ or Redis Streams. Read by
+    /// `item::deserialize_destination` (its settings and its broker's fields apart).
+    #[serde(skip)]
+    Broker(BrokerDestination),
+}
+
+impl DestinationConfig {
+    /// The `kind` it was configured with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationConfig::Http(_) => "http",
+            DestinationConfig::Exec(_) => "exec",
+            DestinationConfig::Broker(b) => b.broker.kind(),
+        }
+    }
+
+    /// `(max_concurrency, rate_limit)`.
+    pub fn limits(&self) -> (Option<u32>, Option<Rate>) {
+        match self {
+            DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
+            DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
+            DestinationConfig::Broker(b) => (b.settings.max_concurrency, b.settings.rate_limit),
+        }
+    }
+
+    pub fn retry(&self) -> &RetryConfig {
+        match self {
+            DestinationConfig::Http(h) => &h.retry,
+            DestinationConfig::Exec(e) => &e.retry,
+            DestinationConfig::Broker(b) => &b.settings.retry,
+        }
+    }
+
+    pub fn breaker(&self) -> &BreakerConfig {
+        match self {
+            DestinationConfig::Http(h) => &h.breaker,
+            DestinationConfig::Exec(e) => &e.breaker,
+            DestinationConfig::Broker(b) => &b.settings.breaker,
+        }
+    }
+}
+
+/// `kind = "nats"`, `"rabbitmq"` or `"redis"`: the broker's own fields, and the
+/// delivery settings every broker destination has.
+#[derive(Debug, Clone)]
+pub struct BrokerDestination {
+    pub broker: Broker,
+    pub settings: BrokerSettings,
+}
+
+/// Where in which broker messages go. Names may hold `{source}`, `{route}` and
+/// `{destination}`.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    Nats(NatsBroker),
+    Rabbitmq(RabbitmqBroker),
+    Redis(RedisBroker),
+}
+
+impl Broker {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Broker::Nats(_) => "nats",
+            Broker::Rabbitmq(_) => "rabbitmq",
+            Broker::Redis(_) => "redis",
+        }
+    }
+}
+
+/// `kind = "nats"`: a JetStream publish, acknowledged by the stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsBroker {
+    /// `nats://host:4222` (`tls://` for TLS; `nats://user:pass@…` or `?token` for auth).
+    pub url: String,
+    /// Subject published to, e.g. `webhooks.{source}`; a stream must cover it.
+    pub subject: String,
+}
+
+/// `kind = "rabbitmq"`: a persistent message, confirmed by the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitmqBroker {
+    /// `amqp://user:pass@host:5672/vhost` (`%2f` for `/`).
+    pub url: String,
+    /// Exchange published to; `""` is the default exchange (routing key = queue name).
+    #[serde(default)]
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// `kind = "redis"`: an `XADD` to a stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisBroker {
+    /// `redis://host:6379/db` (`rediss://` for TLS).
+    pub url: String,
+    pub stream: String,
+    /// Trims the stream to about this many entries (`MAXLEN ~`).
+    pub maxlen: Option<u64>,
+}
+
+/// What a broker destination has besides its broker: the same as an HTTP destination's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// Time one publish may take, its acknowledgement included.
+    #[serde(default = "default_http_timeout")]
+    pub timeout: Span,
+    /// Most publishes waiting for their acknowledgement at once.
+    pub max_concurrency: Option<u32>,
+    /// Most publishes started per second, minute or hour.
+    pub rate_limit: Option<Rate>,
+    /// Standard Webhooks signature in the message's headers.
+    pub sign: Option<SignConfig>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+impl BrokerSettings {
+    /// The keys of the settings table, told apart from the broker's own.
+    pub const KEYS: [&str; 6] = [
+        "timeout",
+        "max_concurrency",
+        "rate_limit",
+        "sign",
+        "retry",
+        "breaker",
+    ];
 }
 
 /// `kind = "http"`.

@@ -1,5 +1,5 @@
 //! `/`: the last hour at a glance: events per source as a stacked bar chart,
-//! deliveries made in the hour by state, and every destination with its breaker,
+//! what the hour's attempts left their deliveries in, and every destination with its breaker,
 //! pause, backlog and recent error rate.
 
 use askama::Template;

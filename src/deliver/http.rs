@@ -93,7 +93,7 @@ impl HttpTarget {
             let forward = if name == "content-type" {
                 d.payload.is_none()
             } else {
-                self.forward_headers && forwardable(name)
+                self.forward_headers && super::metadata::forwardable(name)
             };
             if forward
                 && let (Ok(name), Ok(value)) = (
@@ -116,27 +116,10 @@ impl HttpTarget {
         // A sender's own Standard Webhooks signature covers its message id, not the event
         // id sent here: it could never verify, so only forebay's (if any) goes out.
         headers.remove("webhook-signature");
-        // The event id (with `.n` for a split's parts) is the idempotency key: the same on
-        // every retry and replay.
-        let webhook_id = d.webhook_id();
-        let ours = [
-            ("webhook-id", webhook_id.clone()),
-            ("webhook-timestamp", now_secs.to_string()),
-            ("idempotency-key", webhook_id.clone()),
-            ("forebay-source", d.source.clone()),
-            ("forebay-attempt", d.attempt.to_string()),
-        ];
-        let replay = d.replay_id.iter().map(|id| ("forebay-replay", id.clone()));
-        for (name, value) in ours.into_iter().chain(replay) {
+        for (name, value) in super::metadata::ours(d, now_secs, self.signer.as_ref()) {
             if let Ok(value) = HeaderValue::try_from(value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
-        }
-        if let Some(signer) = &self.signer
-            && let Ok(value) =
-                HeaderValue::try_from(signer.sign(&webhook_id, now_secs, d.outgoing_body()))
-        {
-            headers.insert(HeaderName::from_static("webhook-signature"), value);
         }
         let request = self
             .client
@@ -151,24 +134,6 @@ impl HttpTarget {
             },
         }
     }
-}
-
-/// Headers of the original request worth passing to the handler: not the transport's
-/// (the outbound request has its own), not the sender's credentials for forebay.
-fn forwardable(name: &str) -> bool {
-    !matches!(
-        name,
-        "host"
-            | "content-length"
-            | "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "expect"
-            | "proxy-connection"
-    ) && !crate::ingest::request::is_credential(name)
 }
 
 async fn read_response(mut response: reqwest::Response) -> Sent {

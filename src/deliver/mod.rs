@@ -3,7 +3,9 @@
 //!
 //! - [`worker`]: the loop that claims, sends and records, woken by ingest commits and by
 //!   the next due time, never by polling.
-//! - [`http`], [`exec`]: the destination kinds. [`sign`]: Standard Webhooks signatures.
+//! - [`http`], [`exec`], [`broker`] (NATS JetStream, RabbitMQ, Redis Streams): the
+//!   destination kinds. [`metadata`]: what every message says about itself. [`sign`]:
+//!   Standard Webhooks signatures.
 //! - [`retry`]: when to try again, and when to give up.
 //!
 //! - [`limits`]: per-destination `max_concurrency` and `rate_limit`.
@@ -11,14 +13,13 @@
 //! - [`pause`]: paused routes and destinations.
 //!
 //! - [`breaker`]: the circuit breaker.
-//!
-//! Still to come (issue 3): filters and transforms, per-key ordering, the admin API for
-//! deliveries.
 
 pub mod breaker;
+pub mod broker;
 pub mod exec;
 pub mod http;
 pub mod limits;
+pub mod metadata;
 mod outcome;
 pub mod pause;
 pub mod retry;
@@ -50,6 +51,7 @@ pub struct Destination {
 enum Target {
     Http(http::HttpTarget),
     Exec(exec::ExecTarget),
+    Broker(broker::BrokerTarget),
 }
 
 impl Destination {
@@ -58,6 +60,14 @@ impl Destination {
         match &self.target {
             Target::Http(t) => t.send(d, now_secs).await,
             Target::Exec(t) => t.send(d).await,
+            Target::Broker(t) => t.send(d, now_secs).await,
+        }
+    }
+
+    /// Ends the destination's connections cleanly; at shutdown, after the last send.
+    pub async fn close(&self) {
+        if let Target::Broker(t) = &self.target {
+            t.close().await;
         }
     }
 
@@ -66,6 +76,7 @@ impl Destination {
         match &self.target {
             Target::Http(t) => t.timeout(),
             Target::Exec(t) => t.timeout(),
+            Target::Broker(t) => t.timeout(),
         }
     }
 }
@@ -74,40 +85,33 @@ impl Destination {
 pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>>, String> {
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.destinations {
-        let breaker_cfg = match cfg {
-            DestinationConfig::Http(h) => &h.breaker,
-            DestinationConfig::Exec(e) => &e.breaker,
+        let breaker = breaker::Breaker::new(cfg.breaker().failures, cfg.breaker().cooldown.0);
+        let signer = |sign: &Option<crate::config::SignConfig>| -> Result<_, String> {
+            let Some(sign) = sign else { return Ok(None) };
+            let secret = sign
+                .secret
+                .resolve()
+                .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?;
+            sign::Signer::from_secret(secret.expose())
+                .map(Some)
+                .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))
         };
-        let breaker = breaker::Breaker::new(breaker_cfg.failures, breaker_cfg.cooldown.0);
-        let (target, retry, limits) = match cfg {
-            DestinationConfig::Http(h) => {
-                let signer = match &h.sign {
-                    None => None,
-                    Some(sign) => {
-                        let secret = sign
-                            .secret
-                            .resolve()
-                            .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?;
-                        Some(
-                            sign::Signer::from_secret(secret.expose())
-                                .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?,
-                        )
-                    }
-                };
-                let target = http::HttpTarget::new(h, signer)
-                    .map_err(|e| format!("destinations.{name}: {e}"))?;
-                (
-                    Target::Http(target),
-                    RetryPolicy::from_config(&h.retry),
-                    limits::Limits::new(h.max_concurrency, h.rate_limit),
-                )
-            }
-            DestinationConfig::Exec(e) => (
-                Target::Exec(exec::ExecTarget::new(e)),
-                RetryPolicy::from_config(&e.retry),
-                limits::Limits::new(e.max_concurrency, e.rate_limit),
+        let target = match cfg {
+            DestinationConfig::Http(h) => Target::Http(
+                http::HttpTarget::new(h, signer(&h.sign)?)
+                    .map_err(|e| format!("destinations.{name}: {e}"))?,
+            ),
+            DestinationConfig::Exec(e) => Target::Exec(exec::ExecTarget::new(e)),
+            DestinationConfig::Broker(b) => Target::Broker(
+                broker::BrokerTarget::new(b, signer(&b.settings.sign)?)
+                    .map_err(|e| format!("destinations.{name}: {e}"))?,
             ),
         };
+        let (max_concurrency, rate_limit) = cfg.limits();
+        let (retry, limits) = (
+            RetryPolicy::from_config(cfg.retry()),
+            limits::Limits::new(max_concurrency, rate_limit),
+        );
         out.insert(
             name.clone(),
             Arc::new(Destination {

@@ -283,6 +283,7 @@ impl Worker {
         let record = AttemptRecord {
             id: id::new(id::ATTEMPT),
             delivery_id: d.id.clone(),
+            destination: d.destination.clone(),
             lease_until_ms: d.lease_until_ms,
             started_at_ms,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),

@@ -15,7 +15,6 @@ use super::body::{check_declared_length, read_capped};
 use super::dedup::DedupRule;
 use super::request::Unverified;
 use super::verify::Answer;
-use crate::clock::now_ms;
 use crate::config::Source;
 use crate::http_error::ApiError;
 use crate::id;
@@ -85,6 +84,9 @@ async fn handle(
     )
     .await?;
 
+    // The event's id is made as the request is stamped, from the same clock reading, so
+    // an event received at t has an id of time t and time ranges seek by id exactly.
+    let (event_id, received_at_ms) = id::new_stamped(id::EVENT);
     let unverified = Unverified {
         source: source.name.clone(),
         method: parts.method,
@@ -93,7 +95,7 @@ async fn handle(
         headers: parts.headers,
         body,
         remote_addr,
-        received_at_ms: now_ms(),
+        received_at_ms,
     };
     // A provider challenge (Meta's `hub.challenge`, Twitter's CRC, Asana's handshake)
     // is answered, not stored.
@@ -132,7 +134,6 @@ async fn handle(
         return Ok(answer_response(answer));
     }
 
-    let event_id = id::new(id::EVENT);
     let evaluated = match &source.dedup {
         DedupRule::Jq(_) => {
             let input = event_input(&event_id, verified.request());

@@ -120,6 +120,8 @@ pub enum Preparation {
 pub struct AttemptRecord {
     pub id: String,
     pub delivery_id: String,
+    /// The delivery's destination (what the activity counters count attempts by).
+    pub destination: String,
     /// The lease of the claim that made this attempt ([`ClaimedDelivery::lease_until_ms`]).
     pub lease_until_ms: i64,
     pub started_at_ms: i64,

@@ -8,10 +8,11 @@ use super::EventQuery;
 use crate::id;
 
 /// Ids start with their creation time (UUIDv7), so a time range also bounds the ids:
-/// that lets the primary key do the work. A minute of slack covers the moment between
-/// stamping `received_at` and making the id (and a clock that steps); `received_at`
-/// itself decides.
-const SLACK_MS: i64 = 60_000;
+/// that lets the primary key do the work. Ingest stamps `received_at` with its id's own
+/// time, so the bound is exact; a second of slack covers events stored before it did
+/// (stamped a moment before their id was made), and `received_at` itself decides. The
+/// slack is what a page at a moment reads past it: a second of traffic, not a minute.
+const SLACK_MS: i64 = 1_000;
 
 /// A value the statement binds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! API need, with one implementation per backend. Only this module speaks SQL.
 
 pub mod activity;
+pub mod activity_tally;
 mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -250,8 +251,14 @@ pub trait Store: Send + Sync + 'static {
     /// states are left out: counting them would read every delivery ever made.
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
 
-    /// Events, deliveries and attempts over a recent window, for the dashboard.
+    /// Events, attempts and their outcomes over a recent window, for the dashboard: from
+    /// the counters of every process sharing the store (as of their last flush) and this
+    /// process's own tally.
     async fn activity(&self, window: activity::Window) -> Result<activity::Activity, StoreError>;
+
+    /// Adds this process's activity tally to the store's counters (every
+    /// [`activity_tally::FLUSH_EVERY`], and on close).
+    async fn flush_activity(&self) -> Result<(), StoreError>;
 
     /// Creates, advances or cancels a replay job. Returns whether the job is still
     /// running afterwards (`false` when it was cancelled meanwhile or has finished), or
@@ -296,7 +303,8 @@ pub trait Store: Send + Sync + 'static {
     /// Ok when the store answers queries and its schema is current.
     async fn ready(&self) -> Result<(), StoreError>;
 
-    /// Commits what is queued and stops the writer. Later writes fail with `Closed`.
+    /// Commits what is queued, the activity tally with it, and stops the writer. Later
+    /// writes fail with `Closed`.
     async fn close(&self);
 }
 

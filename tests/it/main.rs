@@ -2,6 +2,7 @@
 //! real binary where a process must die), real SQLite files, a real HTTP client.
 
 mod admin;
+mod brokers;
 mod browser;
 mod challenges;
 mod cli;

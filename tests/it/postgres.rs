@@ -159,7 +159,7 @@ async fn two_ingest_and_two_delivery_processes_share_one_database() {
         spawn_serve_with(&config, &["--role", "ingest"]),
     ];
     let mut victim = Some(spawn_serve_with(&config, &["--role", "deliver"]));
-    let _survivor = spawn_serve_with(&config, &["--role", "deliver"]);
+    let survivor = spawn_serve_with(&config, &["--role", "deliver"]);
     let client = crate::support::client();
 
     // One sender per key posts its events in order, alternating between the ingest
@@ -221,6 +221,32 @@ async fn two_ingest_and_two_delivery_processes_share_one_database() {
         "one in flight per key"
     );
     assert_in_order_per_key(&arrivals, &keys, PER_KEY);
+
+    // The overview of any process counts the events both ingest processes stored, once
+    // each has written its tally (every 2 s).
+    let admin = survivor.admin;
+    let counted = within(std::time::Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let a: Value = client
+                .get(format!("http://{admin}/api/v1/activity?window=1h"))
+                .send()
+                .await
+                .expect("activity")
+                .json()
+                .await
+                .expect("activity json");
+            let events: u64 = a["sources"][0]["events"]
+                .as_array()
+                .map_or(0, |b| b.iter().filter_map(Value::as_u64).sum());
+            events == KEYS as u64 * PER_KEY
+        }
+    })
+    .await;
+    assert!(
+        counted,
+        "the cluster's activity counts every stored event once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -244,20 +244,7 @@ pub fn prepare(event: &Value) -> Result<Prepared, String> {
 
 /// The sender's headers that go on to a handler (the same as for `http` destinations).
 fn forwardable(name: &str) -> bool {
-    !matches!(
-        name,
-        "host"
-            | "content-length"
-            | "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "expect"
-            | "proxy-connection"
-            | "webhook-signature"
-    ) && !crate::ingest::request::is_credential(name)
+    crate::deliver::metadata::forwardable(name)
 }
 
 #[cfg(test)]

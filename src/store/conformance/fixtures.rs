@@ -124,6 +124,7 @@ pub fn attempt(
     AttemptRecord {
         id: id::new(id::ATTEMPT),
         delivery_id: d.id.clone(),
+        destination: d.destination.clone(),
         lease_until_ms: d.lease_until_ms,
         started_at_ms: at,
         duration_ms: 12,
@@ -158,4 +159,48 @@ pub async fn state_of(store: &dyn Store, delivery_id: &str) -> (String, i64) {
         .expect("get delivery")
         .expect("the delivery exists");
     (d.state, d.attempts)
+}
+
+/// What the schema upgrade that adds the activity counters must count from the rows:
+/// an event now and one two days ago, a failed and a delivered attempt. Returns `now`.
+pub async fn rows_for_the_activity_backfill(store: &dyn Store) -> i64 {
+    let now = crate::clock::now_ms();
+    let mut old = event("s", "b", now - 48 * HOUR_MS, HOUR_MS);
+    old.id = id::new_at(id::EVENT, old.received_at_ms);
+    store
+        .insert_event(event("s", "a", now - 1_000, HOUR_MS))
+        .await
+        .unwrap();
+    store.insert_event(old).await.unwrap();
+    let claimed = store.claim_deliveries(claim(now)).await.unwrap();
+    for (d, status, then) in [
+        (&claimed[0], Some(500), AfterAttempt::RetryAt(now + 60_000)),
+        (&claimed[1], Some(200), AfterAttempt::Delivered),
+    ] {
+        store
+            .record_attempt(attempt(d, now, status, then))
+            .await
+            .unwrap();
+    }
+    now
+}
+
+/// Checks what [`rows_for_the_activity_backfill`] left, read back as activity.
+pub async fn check_the_activity_backfill(store: &dyn Store, now: i64) {
+    let a = store
+        .activity(crate::store::activity::Window::aligned(
+            now,
+            24 * HOUR_MS,
+            24,
+        ))
+        .await
+        .unwrap();
+    let events: u64 = a.sources[0].per_bucket.iter().sum();
+    assert_eq!((a.sources.len(), events), (1, 1), "{a:?}");
+    assert_eq!(
+        (a.destinations[0].attempts, a.destinations[0].failed),
+        (2, 1)
+    );
+    // Which attempts left a delivery retrying is not in the rows; delivered is.
+    assert_eq!(a.deliveries, [("delivered".to_owned(), 1)]);
 }

@@ -1,13 +1,19 @@
 //! Event search: every filter of [`EventQuery`], both orders, bodies on request, and
 //! paging by cursor.
 //!
-//! Receive times here are near the wall clock: ids are made at receive time, and a
-//! backend may use that to narrow a time range by id.
+//! Receive times here are near the wall clock, and each id is of its event's receive
+//! time, as ingest makes them: a backend may use that to narrow a time range by id.
 
 use std::sync::Arc;
 
 use super::fixtures::{attempt, claim, event, event_on, insert};
-use crate::store::{AfterAttempt, EventQuery, Store};
+use crate::store::{AfterAttempt, EventQuery, NewEvent, Store};
+
+/// `e` with an id of its receive time, as ingest stamps events.
+fn stamped(mut e: NewEvent) -> NewEvent {
+    e.id = crate::id::new_at(crate::id::EVENT, e.received_at_ms);
+    e
+}
 
 fn query(limit: usize) -> EventQuery {
     EventQuery {
@@ -31,13 +37,19 @@ pub async fn listing_filters_by_source_time_status_and_dedup_key(store: Arc<dyn 
     // a has a second delivery, to another destination, that stays pending.
     let a = insert(
         &*store,
-        event_on("stripe", "ka", t - 3_000, 1, &[("r", "d"), ("r2", "d2")]),
+        stamped(event_on(
+            "stripe",
+            "ka",
+            t - 3_000,
+            1,
+            &[("r", "d"), ("r2", "d2")],
+        )),
     )
     .await;
-    let b = insert(&*store, event("github", "kb", t - 2_000, 1)).await;
-    let c = insert(&*store, event("stripe", "kc", t - 1_000, 1)).await;
+    let b = insert(&*store, stamped(event("github", "kb", t - 2_000, 1))).await;
+    let c = insert(&*store, stamped(event("stripe", "kc", t - 1_000, 1))).await;
     // The same dedup key as a, past a's window: an event of its own.
-    let d = insert(&*store, event("stripe", "ka", t - 500, 1)).await;
+    let d = insert(&*store, stamped(event("stripe", "ka", t - 500, 1))).await;
     let (a, b, c, d) = (a.as_str(), b.as_str(), c.as_str(), d.as_str());
 
     // a delivered, b dead, c retrying, d in flight.

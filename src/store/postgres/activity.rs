@@ -1,78 +1,60 @@
-//! The dashboard's recent-activity counts on PostgreSQL (see `store::activity`).
+//! The activity counters on PostgreSQL (see `store::activity`): each process adds its
+//! tally in one statement, read a window at a time.
 
 use deadpool_postgres::Client;
 
-use crate::id;
 use crate::store::StoreError;
-use crate::store::activity::{Activity, DestinationActivity, FAILED_ATTEMPT_SQL, Window};
+use crate::store::activity::{ActivityCount, Counted};
 
-pub(super) async fn activity(c: &Client, window: Window) -> Result<Activity, StoreError> {
-    let (since, until) = (window.since_ms(), window.until_ms);
-    let mut activity = Activity::default();
-    let events = c
+/// Adds `counts` (sorted, as the tally hands them over: processes adding to the same
+/// counters lock them in one order) and trims the slots before `trim_before`.
+pub(super) async fn add(
+    c: &Client,
+    counts: &[ActivityCount],
+    trim_before: i64,
+) -> Result<(), StoreError> {
+    let slots: Vec<i64> = counts.iter().map(|c| c.slot).collect();
+    let whats: Vec<&str> = counts.iter().map(|c| c.what.as_str()).collect();
+    let names: Vec<&str> = counts.iter().map(|c| c.name.as_str()).collect();
+    let numbers: Vec<i64> = counts.iter().map(|c| c.count).collect();
+    let upsert = c
         .prepare_cached(
-            "SELECT source, (received_at - $1) / $2 AS bucket, count(*) FROM events
-             WHERE id >= $3 AND id < $4 AND received_at >= $1 AND received_at < $5
-             GROUP BY source, bucket",
+            "INSERT INTO activity AS a (slot, what, name, count)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT (slot, what, name) DO UPDATE SET count = a.count + excluded.count",
         )
         .await?;
-    let rows = c
-        .query(
-            &events,
-            &[
-                &since,
-                &window.bucket_ms,
-                &id::at_time(id::EVENT, since),
-                &id::at_time(id::EVENT, until),
-                &until,
-            ],
-        )
+    c.execute(&upsert, &[&slots, &whats, &names, &numbers])
         .await?;
-    for row in rows {
-        let at = since + row.get::<_, i64>(1) * window.bucket_ms;
-        activity.add_events(&window, row.get(0), at, row.get::<_, i64>(2).max(0) as u64);
-    }
-    let deliveries = c
+    let trim = c
+        .prepare_cached("DELETE FROM activity WHERE slot < $1")
+        .await?;
+    c.execute(&trim, &[&trim_before]).await?;
+    Ok(())
+}
+
+/// The counters of the slots `[first, end)`.
+pub(super) async fn counts(
+    c: &Client,
+    first: i64,
+    end: i64,
+) -> Result<Vec<ActivityCount>, StoreError> {
+    let read = c
         .prepare_cached(
-            "SELECT state, count(*) FROM deliveries WHERE id >= $1 AND id < $2
-             GROUP BY state ORDER BY state",
+            "SELECT slot, what, name, count FROM activity WHERE slot >= $1 AND slot < $2",
         )
         .await?;
-    activity.deliveries = c
-        .query(
-            &deliveries,
-            &[
-                &id::at_time(id::DELIVERY, since),
-                &id::at_time(id::DELIVERY, until),
-            ],
-        )
-        .await?
+    let rows = c.query(&read, &[&first, &end]).await?;
+    Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
-        .collect();
-    let attempts = c
-        .prepare_cached(&format!(
-            "SELECT d.destination, count(*), sum({FAILED_ATTEMPT_SQL})::bigint
-             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-             WHERE a.id >= $1 AND a.id < $2
-             GROUP BY d.destination ORDER BY d.destination"
-        ))
-        .await?;
-    activity.destinations = c
-        .query(
-            &attempts,
-            &[
-                &id::at_time(id::ATTEMPT, since),
-                &id::at_time(id::ATTEMPT, until),
-            ],
-        )
-        .await?
-        .iter()
-        .map(|r| DestinationActivity {
-            destination: r.get(0),
-            attempts: r.get::<_, i64>(1).max(0) as u64,
-            failed: r.get::<_, i64>(2).max(0) as u64,
+        .filter_map(|r| {
+            // A kind this binary does not know (written by a newer one) is left out.
+            Counted::parse(r.get(1)).map(|what| ActivityCount {
+                slot: r.get(0),
+                what,
+                name: r.get(2),
+                count: r.get(3),
+            })
         })
-        .collect();
-    Ok(activity)
+        .collect())
 }

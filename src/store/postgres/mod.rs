@@ -40,6 +40,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, Pool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::activity::Counted;
+use super::activity_tally::{ActivityTally, AttemptTally};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
@@ -105,6 +107,7 @@ pub struct PostgresStore {
     presence: presence::Presence,
     /// When each claim owner was first seen without its presence lock (the leader's).
     absent_since: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
+    tally: ActivityTally,
 }
 
 impl PostgresStore {
@@ -160,6 +163,7 @@ impl PostgresStore {
             attempt_writer: Mutex::new(Some(attempt_handle)),
             presence,
             absent_since: Mutex::default(),
+            tally: ActivityTally::default(),
         }))
     }
 
@@ -204,8 +208,13 @@ macro_rules! in_transaction {
 impl Store for PostgresStore {
     async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let (source, at) = (event.source.clone(), event.received_at_ms);
         self.submit(Write::Event(Box::new(event), reply))?;
-        self.answer(answer).await
+        let inserted = self.answer(answer).await?;
+        if matches!(inserted, Inserted::New { .. }) {
+            self.tally.add(at, Counted::Event, &source);
+        }
+        Ok(inserted)
     }
 
     async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
@@ -273,11 +282,14 @@ impl Store for PostgresStore {
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         // Waits for room: the attempt was made, its record must not be dropped for load.
         let (reply, answer) = oneshot::channel();
+        let tally = AttemptTally::of(&attempt);
         self.attempts
             .send(attempt_writer::Op::Record(Box::new(attempt), reply))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        answer.await.map_err(|_| StoreError::Closed)??;
+        self.tally.attempt(&tally);
+        Ok(())
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
@@ -376,7 +388,19 @@ impl Store for PostgresStore {
         &self,
         window: crate::store::activity::Window,
     ) -> Result<crate::store::activity::Activity, StoreError> {
-        activity::activity(&self.client().await?, window).await
+        self.tally
+            .read(window, |first, end| async move {
+                activity::counts(&self.client().await?, first, end).await
+            })
+            .await
+    }
+
+    async fn flush_activity(&self) -> Result<(), StoreError> {
+        self.tally
+            .flush(crate::clock::now_ms(), |counts, trim_before| async move {
+                activity::add(&self.client().await?, &counts, trim_before).await
+            })
+            .await
     }
 
     async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError> {
@@ -453,6 +477,9 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        if let Err(e) = self.flush_activity().await {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "the last activity counts were not written");
+        }
         let (reply, done) = oneshot::channel();
         if self.writes.send(Op::Close(reply)).await.is_ok() {
             let _ = done.await;

@@ -178,6 +178,31 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE duplicates DROP CONSTRAINT duplicates_event_id_fkey;
     ALTER TABLE attempts DROP CONSTRAINT attempts_delivery_id_fkey;
     "#,
+    // 5: the dashboard's activity counters (see `store::activity`), per 10-second slot,
+    // so a window reads its counters, not its rows; each process adds its own tally
+    // every few seconds. The last 25 hours of events and attempts are counted from
+    // their rows (which attempts left a delivery retrying or dead is not; the counters
+    // keep it from now on).
+    r#"
+    CREATE TABLE activity (
+        slot   bigint NOT NULL,                   -- ms since the Unix epoch / 10,000
+        what   text NOT NULL,                     -- event, attempt, failed, delivered, ...
+        name   text NOT NULL,                     -- the source (events) or destination
+        count  bigint NOT NULL,
+        PRIMARY KEY (slot, what, name)
+    );
+    INSERT INTO activity (slot, what, name, count)
+        SELECT received_at / 10000, 'event', source, count(*) FROM events
+        WHERE id >= 'evt_' || lpad(to_hex(((extract(epoch FROM now()) - 90000) * 1000)::bigint), 12, '0')
+        GROUP BY 1, 3;
+    INSERT INTO activity (slot, what, name, count)
+        SELECT a.started_at / 10000, w.what, d.destination, count(*)
+        FROM attempts a JOIN deliveries d ON d.id = a.delivery_id,
+             (VALUES ('attempt'), ('failed'), ('delivered')) AS w (what)
+        WHERE a.id >= 'att_' || lpad(to_hex(((extract(epoch FROM now()) - 90000) * 1000)::bigint), 12, '0')
+          AND (w.what = 'attempt' OR (w.what = 'failed') = (a.error IS NOT NULL))
+        GROUP BY 1, 2, 3;
+    "#,
 ];
 
 /// The schema version this binary writes.

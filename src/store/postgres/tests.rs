@@ -973,3 +973,26 @@ async fn a_group_writes_back_only_the_keys_whose_latest_event_changed() {
     );
     store.close().await;
 }
+
+/// Upgrading to schema 5 counts the last 25 hours of events and attempts from their
+/// rows, so the overview does not start empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_counters_begin_with_the_last_days_rows() {
+    use crate::store::conformance::fixtures::{
+        check_the_activity_backfill, rows_for_the_activity_backfill,
+    };
+    let (store, guard) = open_with(PostgresOptions::default()).await;
+    let schema = guard.0.clone();
+    let now = rows_for_the_activity_backfill(&*store).await;
+    store.close().await;
+    // As a schema of version 4 had it: no counters.
+    raw_client(&schema)
+        .await
+        .batch_execute("DROP TABLE activity; UPDATE forebay_schema SET version = 4")
+        .await
+        .unwrap();
+
+    let store = another(&schema).await;
+    check_the_activity_backfill(&*store, now).await;
+    store.close().await;
+}

@@ -25,6 +25,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::activity::Counted;
+use super::activity_tally::{ActivityTally, AttemptTally};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
@@ -70,6 +72,7 @@ pub struct SqliteStore {
     commit_timeout: Duration,
     reads: ReadPool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    tally: ActivityTally,
 }
 
 impl SqliteStore {
@@ -109,6 +112,7 @@ impl SqliteStore {
             commit_timeout: options.commit_timeout,
             reads: ReadPool::new(path.to_owned(), options.busy_timeout),
             writer: Mutex::new(Some(handle)),
+            tally: ActivityTally::default(),
         }))
     }
 
@@ -145,8 +149,13 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let (source, at) = (event.source.clone(), event.received_at_ms);
         self.submit(Write::Event(event, reply))?;
-        self.answer(answer).await
+        let inserted = self.answer(answer).await?;
+        if matches!(inserted, Inserted::New { .. }) {
+            self.tally.add(at, Counted::Event, &source);
+        }
+        Ok(inserted)
     }
 
     async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
@@ -200,13 +209,16 @@ impl Store for SqliteStore {
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
+        let tally = AttemptTally::of(&attempt);
         // Waits for room: a full queue sheds ingest (the sender retries), but an attempt
         // already made must be recorded, or the delivery would be sent again.
         self.writes
             .send(Op::Write(Write::Attempt(attempt, reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
-        self.answer(answer).await
+        self.answer(answer).await?;
+        self.tally.attempt(&tally);
+        Ok(())
     }
 
     async fn write_replay(&self, write: ReplayWrite) -> Result<Option<bool>, StoreError> {
@@ -241,7 +253,21 @@ impl Store for SqliteStore {
         &self,
         window: crate::store::activity::Window,
     ) -> Result<crate::store::activity::Activity, StoreError> {
-        self.read(move |c| activity::activity(c, window)).await
+        self.tally
+            .read(window, |first, end| {
+                self.read(move |c| activity::counts(c, first, end))
+            })
+            .await
+    }
+
+    async fn flush_activity(&self) -> Result<(), StoreError> {
+        self.tally
+            .flush(crate::clock::now_ms(), |counts, trim_before| async move {
+                let (reply, answer) = oneshot::channel();
+                self.submit(Write::Activity(counts, trim_before, reply))?;
+                self.answer(answer).await
+            })
+            .await
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
@@ -380,6 +406,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Err(e) = self.flush_activity().await {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "the last activity counts were not written");
+        }
         let (reply, done) = oneshot::channel();
         if self.writes.send(Op::Close(reply)).await.is_ok() {
             let _ = done.await;

@@ -176,6 +176,32 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM dedup WHERE hash = old.dedup_hash AND event = old.rowid;
     END;
     "#,
+    // 9: the dashboard's activity counters (see `store::activity`), per 10-second slot,
+    // so a window reads its counters, not its rows. The last 25 hours of events and
+    // attempts are counted from their rows (which attempts left a delivery retrying or
+    // dead is not; the counters keep it from now on).
+    r#"
+    CREATE TABLE activity (
+        slot   INTEGER NOT NULL,                  -- ms since the Unix epoch / 10,000
+        what   TEXT NOT NULL,                     -- event, attempt, failed, delivered, ...
+        name   TEXT NOT NULL,                     -- the source (events) or destination
+        count  INTEGER NOT NULL,
+        PRIMARY KEY (slot, what, name)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO activity (slot, what, name, count)
+        SELECT received_at / 10000, 'event', source, count(*) FROM events
+        WHERE id >= 'evt_' || printf('%012x', (unixepoch() - 90000) * 1000)
+        GROUP BY 1, 3;
+    INSERT INTO activity (slot, what, name, count)
+        SELECT slot, what, destination, count(*) FROM (
+            SELECT a.started_at / 10000 AS slot, d.destination AS destination,
+                   a.error IS NOT NULL AS failed
+            FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+            WHERE a.id >= 'att_' || printf('%012x', (unixepoch() - 90000) * 1000)
+        ), (SELECT 'attempt' AS what UNION ALL SELECT 'failed' UNION ALL SELECT 'delivered')
+        WHERE what = 'attempt' OR (what = 'failed') = (failed = 1)
+        GROUP BY slot, what, destination;
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;

@@ -221,3 +221,26 @@ async fn a_delivery_whose_event_cannot_be_read_goes_dead_without_blocking_the_re
     );
     store.close().await;
 }
+
+/// Upgrading to schema 9 counts the last 25 hours of events and attempts from their
+/// rows, so the overview does not start empty.
+#[tokio::test]
+async fn the_activity_counters_begin_with_the_last_days_rows() {
+    use crate::store::conformance::fixtures::{
+        check_the_activity_backfill, rows_for_the_activity_backfill,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = rows_for_the_activity_backfill(&*store).await;
+    store.close().await;
+    drop(store);
+    // As a database of version 8 had it: no counters.
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    conn.execute_batch("DROP TABLE activity; PRAGMA user_version = 8;")
+        .unwrap();
+    drop(conn);
+
+    let store = open(&dir);
+    check_the_activity_backfill(&*store, now).await;
+    store.close().await;
+}

@@ -19,6 +19,7 @@ use super::checkpoint::Checkpointer;
 use super::recent_dedup::RecentDedup;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
+use crate::store::activity::ActivityCount;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
     Pausable, Prepared, Purge, Purged, ReplayWrite, RetryNow, StoreError,
@@ -271,6 +272,12 @@ pub(super) enum Write {
         oneshot::Sender<Result<Option<bool>, StoreError>>,
     ),
     Purge(Purge, oneshot::Sender<Result<Purged, StoreError>>),
+    /// Activity counters to add, and the slot before which they are trimmed.
+    Activity(
+        Vec<ActivityCount>,
+        i64,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 /// What one write produced inside the transaction; sent only once the commit is durable.
@@ -301,6 +308,7 @@ impl Write {
             }
             (Write::Attempt(_, reply), Outcome::Recorded)
             | (Write::Pause(_, _, _, _, reply), Outcome::Recorded)
+            | (Write::Activity(_, _, reply), Outcome::Recorded)
             | (Write::Prepare(_, _, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
             }
@@ -337,6 +345,7 @@ impl Write {
                 let _ = reply.send(Err(error()));
             }
             Write::Attempt(_, reply)
+            | Write::Activity(_, _, reply)
             | Write::Pause(_, _, _, _, reply)
             | Write::Prepare(_, _, reply) => {
                 let _ = reply.send(Err(error()));
@@ -383,6 +392,9 @@ fn apply(conn: &Connection, recent: &mut RecentDedup, w: &Write) -> rusqlite::Re
         Write::Purge(purge, _) => super::purge::purge(conn, purge).map(Outcome::Purged),
         Write::Prepare(prepared, now_ms, _) => {
             write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
+        }
+        Write::Activity(counts, trim_before, _) => {
+            super::activity::add(conn, counts, *trim_before).map(|()| Outcome::Recorded)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers: a server on port 0, a spawned binary, raw HTTP.
 
 pub mod binary;
+pub mod cut_proxy;
 pub mod postgres;
 pub mod receiver;
 pub mod server;

@@ -1,0 +1,512 @@
+//! Broker destinations against the real NATS (JetStream), RabbitMQ and Redis on this
+//! machine: what lands in the broker, and the clear error of an attempt the broker did
+//! not take. Each test uses names of its own (a stream, a queue, a key), removed after.
+
+use std::time::Duration;
+
+use crate::support::cut_proxy::CutProxy;
+use crate::support::server::TestServer;
+
+const JSON: &str = "application/json";
+const JSON_HEADER: &[(&str, &str)] = &[("content-type", JSON)];
+
+/// A name no other test run uses.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A server with one source `shop` routed to the destination `[destinations.out]` body
+/// `dest` (retries an hour apart, so a failure stays visible as `retrying`).
+async fn server_to(dest: &str) -> TestServer {
+    TestServer::start(&format!(
+        "[sources.shop]\n[destinations.out]\n{dest}\nretry = {{ schedule = [\"1h\"] }}\n\
+         [[routes]]\nsource = \"shop\"\ndestination = \"out\"\n"
+    ))
+    .await
+}
+
+/// The error of the first attempt of `event`'s delivery, once it failed.
+async fn first_error(server: &TestServer, event: &str) -> String {
+    let event = server.wait_for_deliveries(event, "retrying").await;
+    let delivery = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let d = server
+        .admin_json(&format!("/api/v1/deliveries/{delivery}"))
+        .await;
+    d["attempt_log"][0]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error in {d}"))
+        .to_owned()
+}
+
+/// Delivers one event through `proxy` to the destination `dest` (a table body), cuts the
+/// link, posts a second event whose attempts fail while it is down, restores the link,
+/// and waits for the second to be delivered. Returns the server and both event ids.
+async fn across_a_cut(proxy: &CutProxy, dest: &str) -> (TestServer, Vec<String>) {
+    let retries = vec!["\"300ms\""; 60].join(", ");
+    let server = TestServer::start(&format!(
+        "[sources.shop]\n[destinations.out]\n{dest}\ntimeout = \"2s\"\n\
+         retry = {{ schedule = [{retries}] }}\n\
+         [[routes]]\nsource = \"shop\"\ndestination = \"out\"\n"
+    ))
+    .await;
+    let first = server.post_for_id("shop", JSON_HEADER, r#"{"n":1}"#).await;
+    server.wait_for_deliveries(&first, "delivered").await;
+    proxy.cut();
+    let second = server.post_for_id("shop", JSON_HEADER, r#"{"n":2}"#).await;
+    let error = first_error(&server, &second).await;
+    assert!(!error.is_empty());
+    proxy.restore();
+    // The client's reconnection backs off by itself: allow it a while.
+    for _ in 0..1500 {
+        let event = server.admin_json(&format!("/api/v1/events/{second}")).await;
+        if event["deliveries"][0]["state"] == "delivered" {
+            return (server, vec![first, second]);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{second} was never delivered after the link came back");
+}
+
+mod nats {
+    use async_nats::jetstream::{self, stream};
+
+    use super::*;
+
+    struct Stream {
+        js: jetstream::Context,
+        name: String,
+        subject: String,
+    }
+
+    impl Stream {
+        async fn create() -> Self {
+            Self::covering(&unique("fb.")).await
+        }
+
+        /// A stream of `subject.>`.
+        async fn covering(subject: &str) -> Self {
+            let client = async_nats::connect("nats://127.0.0.1:4222")
+                .await
+                .expect("NATS on 127.0.0.1:4222");
+            let js = jetstream::new(client);
+            let name = unique("FB");
+            let subject = subject.to_owned();
+            js.create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{subject}.>")],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .expect("create the stream");
+            Self { js, name, subject }
+        }
+
+        async fn message(&self, sequence: u64) -> async_nats::jetstream::message::StreamMessage {
+            self.js
+                .get_stream(&self.name)
+                .await
+                .unwrap()
+                .get_raw_message(sequence)
+                .await
+                .expect("the message")
+        }
+
+        /// How many messages the stream holds.
+        async fn len(&self) -> u64 {
+            let mut stream = self.js.get_stream(&self.name).await.unwrap();
+            stream.info().await.unwrap().state.messages
+        }
+
+        /// Waits (bounded) until the stream holds `n` messages.
+        async fn wait_for_len(&self, n: u64) {
+            for _ in 0..500 {
+                if self.len().await >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("stream {} never held {n} messages", self.name);
+        }
+
+        async fn delete(self) {
+            let _ = self.js.delete_stream(&self.name).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_published_with_its_metadata_and_acknowledged_by_the_stream() {
+        let stream = Stream::create().await;
+        let server = server_to(&format!(
+            "kind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"{}.{{source}}\"",
+            stream.subject
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, r#"{"n":1}"#).await;
+        let event = server.wait_for_deliveries(&id, "delivered").await;
+        let m = stream.message(1).await;
+        assert_eq!(m.subject.as_str(), format!("{}.shop", stream.subject));
+        assert_eq!(&m.payload[..], br#"{"n":1}"#);
+        let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(header("Nats-Msg-Id").as_deref(), Some(id.as_str()));
+        assert_eq!(header("webhook-id").as_deref(), Some(id.as_str()));
+        assert_eq!(header("forebay-source").as_deref(), Some("shop"));
+        assert_eq!(header("forebay-attempt").as_deref(), Some("1"));
+        assert_eq!(header("content-type").as_deref(), Some(JSON));
+
+        // The attempt's record says where it went.
+        let delivery = event["deliveries"][0]["id"].as_str().unwrap();
+        let d = server
+            .admin_json(&format!("/api/v1/deliveries/{delivery}"))
+            .await;
+        let receipt = d["attempt_log"][0]["body"].as_str().unwrap_or("");
+        assert!(
+            receipt.contains(&format!("stream {} sequence 1", stream.name)),
+            "{d}"
+        );
+        stream.delete().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_is_published_once_its_stream_exists_and_a_replay_is_published_again() {
+        let subject = unique("fb.");
+        let server = TestServer::start(&format!(
+            "[sources.shop]\n[destinations.out]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n\
+             subject = \"{subject}.{{source}}\"\nretry = {{ schedule = [] }}\n\
+             [[routes]]\nsource = \"shop\"\ndestination = \"out\"\n"
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, r#"{"n":4}"#).await;
+        server.wait_for_deliveries(&id, "dead").await;
+
+        // The stream is made; the dead letter is retried from the queue and lands.
+        let stream = Stream::covering(&subject).await;
+        let r = server.admin_post("/api/v1/dlq/retry").await;
+        assert_eq!(r.status(), 200);
+        server.wait_for_deliveries(&id, "delivered").await;
+        let m = stream.message(1).await;
+        assert_eq!(
+            m.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(id.as_str())
+        );
+
+        // A replay is asked for to be published again: it carries its own message id,
+        // so the stream's duplicate window does not drop it.
+        let r = server
+            .client
+            .post(server.admin_url("/api/v1/replays"))
+            .json(&serde_json::json!({ "event_ids": [id] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let replay: serde_json::Value = r.json().await.unwrap();
+        let replay = replay["id"].as_str().unwrap().to_owned();
+        stream.wait_for_len(2).await;
+        let m = stream.message(2).await;
+        let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(header("webhook-id").as_deref(), Some(id.as_str()));
+        assert_eq!(header("forebay-replay").as_deref(), Some(replay.as_str()));
+        assert_eq!(
+            header("Nats-Msg-Id"),
+            Some(format!("{id}/{replay}")),
+            "the replay's own message id"
+        );
+        stream.delete().await;
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_made_again_and_what_waited_is_published_once() {
+        let stream = Stream::create().await;
+        let proxy = CutProxy::start("127.0.0.1:4222".parse().unwrap()).await;
+        let (_server, _) = across_a_cut(
+            &proxy,
+            &format!(
+                "kind = \"nats\"\nurl = \"nats://{}\"\nsubject = \"{}.{{source}}\"",
+                proxy.addr, stream.subject
+            ),
+        )
+        .await;
+        // A publish sent while the link was down and acknowledged too late was sent
+        // again; the stream's duplicate window kept one.
+        assert_eq!(stream.len().await, 2);
+        stream.delete().await;
+    }
+
+    #[tokio::test]
+    async fn a_subject_no_stream_covers_fails_the_attempt_and_says_so() {
+        let server = server_to(&format!(
+            "kind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"{}\"",
+            unique("nobody.")
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(
+            error.contains("no JetStream stream covers subject"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_the_attempt_and_says_so() {
+        let server =
+            server_to("kind = \"nats\"\nurl = \"nats://127.0.0.1:9\"\nsubject = \"x\"").await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(error.contains("cannot connect to NATS"), "{error}");
+    }
+}
+
+mod redis {
+    use ::redis::AsyncCommands;
+
+    use super::*;
+
+    async fn connection() -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open("redis://127.0.0.1:6379")
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis on 127.0.0.1:6379")
+    }
+
+    /// The `webhook-id` of every entry of `stream`, oldest first; the stream is removed.
+    async fn take_webhook_ids(stream: &str) -> Vec<String> {
+        let mut redis = connection().await;
+        let entries: ::redis::streams::StreamRangeReply =
+            redis.xrange_all(stream).await.expect("XRANGE");
+        let _: () = redis.del(stream).await.unwrap();
+        entries
+            .ids
+            .iter()
+            .map(|e| ::redis::from_redis_value_ref(e.map.get("webhook-id").unwrap()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_added_to_the_stream_with_its_metadata_as_fields() {
+        let stream = unique("forebay-test:");
+        let server = server_to(&format!(
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\"\nmaxlen = 1000"
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, r#"{"n":2}"#).await;
+        server.wait_for_deliveries(&id, "delivered").await;
+        let mut redis = connection().await;
+        let entries: ::redis::streams::StreamRangeReply =
+            redis.xrange_all(&stream).await.expect("XRANGE");
+        let _: () = redis.del(&stream).await.unwrap();
+        assert_eq!(entries.ids.len(), 1);
+        let field = |name: &str| -> Option<String> {
+            entries.ids[0]
+                .map
+                .get(name)
+                .map(|v| ::redis::from_redis_value_ref(v).unwrap())
+        };
+        assert_eq!(field("body").as_deref(), Some(r#"{"n":2}"#));
+        assert_eq!(field("webhook-id").as_deref(), Some(id.as_str()));
+        assert_eq!(field("forebay-source").as_deref(), Some("shop"));
+        assert_eq!(field("content-type").as_deref(), Some(JSON));
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_made_again_and_what_waited_is_added() {
+        let stream = unique("forebay-test:");
+        let proxy = CutProxy::start("127.0.0.1:6379".parse().unwrap()).await;
+        let (_server, ids) = across_a_cut(
+            &proxy,
+            &format!(
+                "kind = \"redis\"\nurl = \"redis://{}\"\nstream = \"{stream}\"",
+                proxy.addr
+            ),
+        )
+        .await;
+        assert_eq!(take_webhook_ids(&stream).await, ids);
+    }
+
+    #[tokio::test]
+    async fn deliveries_with_one_ordering_key_are_added_in_the_order_they_arrived() {
+        let stream = unique("forebay-test:");
+        let server = TestServer::start(&format!(
+            "[sources.shop]\n[destinations.out]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             stream = \"{stream}\"\n\
+             [[routes]]\nsource = \"shop\"\ndestination = \"out\"\nordering_key = '.body.customer'\n"
+        ))
+        .await;
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            let body = format!(r#"{{"customer":"c1","n":{n}}}"#);
+            ids.push(server.post_for_id("shop", JSON_HEADER, body).await);
+        }
+        for id in &ids {
+            server.wait_for_deliveries(id, "delivered").await;
+        }
+        assert_eq!(take_webhook_ids(&stream).await, ids);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_the_attempt_and_says_so() {
+        let server =
+            server_to("kind = \"redis\"\nurl = \"redis://127.0.0.1:9\"\nstream = \"x\"").await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(error.contains("cannot connect to Redis"), "{error}");
+    }
+}
+
+mod rabbitmq {
+    use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{Connection, ConnectionProperties};
+
+    use super::*;
+
+    const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    /// A durable queue of its own on the default exchange.
+    async fn queue() -> (Connection, lapin::Channel, String) {
+        let connection = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672");
+        let channel = connection.create_channel().await.unwrap();
+        let name = unique("forebay-test.");
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (connection, channel, name)
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_confirmed_persistent_with_its_id_and_metadata() {
+        let (_connection, channel, queue) = queue().await;
+        let server = server_to(&format!(
+            "kind = \"rabbitmq\"\nurl = \"{URL}\"\nrouting_key = \"{queue}\""
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, r#"{"n":3}"#).await;
+        server.wait_for_deliveries(&id, "delivered").await;
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message in the queue");
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        assert_eq!(got.delivery.data, br#"{"n":3}"#);
+        let p = &got.delivery.properties;
+        assert_eq!(p.delivery_mode(), &Some(2), "persistent");
+        assert_eq!(
+            p.message_id().as_ref().map(|m| m.as_str()),
+            Some(id.as_str())
+        );
+        assert_eq!(p.content_type().as_ref().map(|m| m.as_str()), Some(JSON));
+        let headers = p.headers().as_ref().expect("headers");
+        let header = |name: &str| match headers.inner().get(name) {
+            Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        assert_eq!(header("webhook-id").as_deref(), Some(id.as_str()));
+        assert_eq!(header("forebay-source").as_deref(), Some("shop"));
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_made_again_and_what_waited_is_confirmed() {
+        let (_connection, channel, queue) = queue().await;
+        let proxy = CutProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+        let (_server, ids) = across_a_cut(
+            &proxy,
+            &format!(
+                "kind = \"rabbitmq\"\nurl = \"amqp://guest:guest@{}/%2f\"\nrouting_key = \"{queue}\"",
+                proxy.addr
+            ),
+        )
+        .await;
+        let mut got = Vec::new();
+        while let Some(m) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = m.delivery.properties.message_id().as_ref().unwrap();
+            got.push(id.as_str().to_owned());
+        }
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        assert_eq!(got, ids);
+    }
+
+    #[tokio::test]
+    async fn a_message_no_queue_takes_or_a_missing_exchange_fails_the_attempt() {
+        let server = TestServer::start(&format!(
+            "[sources.shop]\n[sources.other]\n\
+             [destinations.nowhere]\nkind = \"rabbitmq\"\nurl = \"{URL}\"\nrouting_key = \"{}\"\n\
+             retry = {{ schedule = [\"1h\"] }}\n\
+             [destinations.missing]\nkind = \"rabbitmq\"\nurl = \"{URL}\"\nexchange = \"{}\"\nrouting_key = \"x\"\n\
+             retry = {{ schedule = [\"1h\"] }}\n\
+             [[routes]]\nsource = \"shop\"\ndestination = \"nowhere\"\n\
+             [[routes]]\nsource = \"other\"\ndestination = \"missing\"\n",
+            unique("no-such-queue."),
+            unique("no-such-exchange.")
+        ))
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(error.contains("no queue is bound"), "{error}");
+        // The missing exchange closes the channel; each attempt opens it again and fails
+        // the same clear way.
+        for _ in 0..2 {
+            let id = server.post_for_id("other", JSON_HEADER, "{}").await;
+            let error = first_error(&server, &id).await;
+            assert!(error.contains("NOT_FOUND"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_the_attempt_and_says_so() {
+        let server = server_to(
+            "kind = \"rabbitmq\"\nurl = \"amqp://guest:guest@127.0.0.1:9/%2f\"\nrouting_key = \"x\"",
+        )
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(error.contains("cannot connect to RabbitMQ"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn broker_settings_are_checked_with_their_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forebay.toml");
+    std::fs::write(
+        &path,
+        "[destinations.a]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"x\"\ntimeuot = \"1s\"\n\
+         [destinations.c]\nkind = \"nats\"\nurl = \"http://127.0.0.1:4222\"\nsubject = \"x.{sauce}\"\n\
+         [destinations.b]\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nstream = \"\"\nmax_concurrency = 0\n",
+    )
+    .unwrap();
+    let out =
+        crate::support::binary::run_forebay(&["check", "--config", path.to_str().unwrap()], &[]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for expected in [
+        "destinations.c.url: must start with nats:// or tls://",
+        "destinations.c.subject: \"x.{sauce}\" has an unknown placeholder {sauce}",
+        "destinations.a.timeuot: unknown key",
+        "destinations.b.stream: must not be empty",
+        "destinations.b.max_concurrency: must be at least 1",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+}
