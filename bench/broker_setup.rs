@@ -1,10 +1,11 @@
 //! What the broker benchmark needs in each broker, and its removal afterwards: a
-//! JetStream stream, a durable RabbitMQ queue, or (Redis) nothing but the key to drop.
-//! Also counts what a broker holds, to check that every delivery landed.
+//! JetStream stream, a durable RabbitMQ queue, or (Redis) nothing but the key to drop;
+//! (Kafka) nothing, the topic is made on first use. Also counts what a broker holds, to
+//! check that every delivery landed.
 //!
-//! Usage: `cargo run --release --example broker-setup -- (create|count|delete) (nats|rabbitmq|redis) NAME`
+//! Usage: `cargo run --release --example broker-setup -- (create|count|delete) (nats|rabbitmq|redis|kafka) NAME`
 //! against the brokers on 127.0.0.1's standard ports. The NATS stream is `NAME` over the
-//! subjects `NAME.>`; the queue and the Redis stream are `NAME`.
+//! subjects `NAME.>`; the queue, the Redis stream and the Kafka topic are `NAME`.
 
 use async_nats::jetstream::{self, stream};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
@@ -14,12 +15,13 @@ use lapin::{Connection, ConnectionProperties};
 const NATS: &str = "nats://127.0.0.1:4222";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const REDIS: &str = "redis://127.0.0.1:6379";
+const KAFKA: &str = "127.0.0.1:9092";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [action, broker, name] = <[String; 3]>::try_from(args).map_err(|_| {
-        "usage: broker-setup (create|count|delete) (nats|rabbitmq|redis) NAME".to_owned()
+        "usage: broker-setup (create|count|delete) (nats|rabbitmq|redis|kafka) NAME".to_owned()
     })?;
     match broker.as_str() {
         "nats" => {
@@ -82,7 +84,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => {}
             }
         }
-        other => return Err(format!("no broker {other:?}: give nats, rabbitmq or redis").into()),
+        "kafka" => {
+            if action == "count" {
+                println!("{}", kafka_records(&name)?);
+            }
+        }
+        other => {
+            return Err(format!("no broker {other:?}: give nats, rabbitmq, redis or kafka").into());
+        }
     }
     Ok(())
+}
+
+/// Records in every partition of a Kafka topic: the sum of the high watermarks.
+fn kafka_records(topic: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()?;
+    let timeout = std::time::Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut records = 0;
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        records += high - low;
+    }
+    Ok(records)
 }

@@ -4,11 +4,11 @@
 # server (which answers 200 at once); prints deliveries per second and the resident
 # memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
 # With `transform`, the route has a jq transform, so every delivery is first prepared in
-# the jq sandbox processes. With a broker KIND (nats, rabbitmq, redis), the destination
+# the jq sandbox processes. With a broker KIND (nats, rabbitmq, redis, kafka), the destination
 # publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
 # own, made before and removed after; each delivery counts once the broker acknowledged it).
 #
-# Usage: bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis]
+# Usage: bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,8 @@ case "$kind" in
   nats) destination=$'url = "nats://127.0.0.1:4222"\nsubject = "'"$name"'.{source}"' ;;
   rabbitmq) destination=$'url = "amqp://guest:guest@127.0.0.1:5672/%2f"\nrouting_key = "'"$name"'"' ;;
   redis) destination=$'url = "redis://127.0.0.1:6379"\nstream = "'"$name"'"' ;;
-  *) echo "the destination kind must be http, nats, rabbitmq or redis, not $kind" >&2; exit 2 ;;
+  kafka) destination=$'brokers = ["127.0.0.1:9092"]\ntopic = "'"$name"'"'; scripts/kafka/start ;;
+  *) echo "the destination kind must be http, nats, rabbitmq, redis or kafka, not $kind" >&2; exit 2 ;;
 esac
 receiver_addr=127.0.0.1:18093
 ingest_addr=127.0.0.1:18094

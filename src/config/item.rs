@@ -9,7 +9,7 @@ use super::ConfigErrors;
 use super::env::{Applied, at_or_below};
 use super::model::{
     Broker, BrokerDestination, BrokerSettings, DestinationConfig, ExecDestination, HttpDestination,
-    NatsBroker, RabbitmqBroker, RedisBroker,
+    KafkaBroker, NatsBroker, RabbitmqBroker, RedisBroker,
 };
 
 /// Most attempts at one item. Each attempt after the first follows an error (one key
@@ -256,7 +256,7 @@ pub(super) fn deserialize_destination(
                 return deserialize_at::<ExecDestination>(fields, path, overrides, errors)
                     .map(DestinationConfig::Exec);
             }
-            "nats" | "rabbitmq" | "redis" => {
+            "nats" | "rabbitmq" | "redis" | "kafka" => {
                 return deserialize_broker(kind, fields, path, overrides, errors);
             }
             _ => {}
@@ -264,7 +264,7 @@ pub(super) fn deserialize_destination(
         errors.push(
             format!("{path}.kind"),
             format!(
-                "unknown destination kind {kind:?}: give one of http, exec, nats, rabbitmq, redis"
+                "unknown destination kind {kind:?}: give one of http, exec, nats, rabbitmq, redis, kafka"
             ),
         );
         return None;
@@ -299,7 +299,8 @@ fn deserialize_broker(
         "rabbitmq" => {
             deserialize_at::<RabbitmqBroker>(own, path, overrides, errors).map(Broker::Rabbitmq)
         }
-        _ => deserialize_at::<RedisBroker>(own, path, overrides, errors).map(Broker::Redis),
+        "redis" => deserialize_at::<RedisBroker>(own, path, overrides, errors).map(Broker::Redis),
+        _ => deserialize_at::<KafkaBroker>(own, path, overrides, errors).map(Broker::Kafka),
     };
     Some(DestinationConfig::Broker(BrokerDestination {
         broker: broker?,

@@ -529,41 +529,73 @@ fn settle_retention(
 
 /// A broker's URL scheme, and its names: not empty, with only the placeholders there are.
 fn check_broker(broker: &Broker, path: &str, errors: &mut ConfigErrors) {
-    let (url, schemes, names): (&str, &[&str], Vec<(&str, &str)>) = match broker {
-        Broker::Nats(n) => (&n.url, &["nats", "tls"], vec![("subject", &n.subject)]),
+    let (url, schemes, example, name): (&str, &[&str], &str, (&str, &str)) = match broker {
+        Broker::Nats(n) => (
+            &n.url,
+            &["nats", "tls"],
+            "nats://127.0.0.1:4222",
+            ("subject", &n.subject),
+        ),
         Broker::Rabbitmq(r) => (
             &r.url,
             &["amqp", "amqps"],
-            vec![("routing_key", &r.routing_key)],
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ("routing_key", &r.routing_key),
         ),
-        Broker::Redis(r) => (&r.url, &["redis", "rediss"], vec![("stream", &r.stream)]),
+        Broker::Redis(r) => (
+            &r.url,
+            &["redis", "rediss"],
+            "redis://127.0.0.1:6379",
+            ("stream", &r.stream),
+        ),
+        Broker::Kafka(k) => {
+            check_kafka_brokers(&k.brokers, path, errors);
+            ("", &[], "", ("topic", &k.topic))
+        }
     };
-    if !schemes.iter().any(|scheme| {
-        url.strip_prefix(scheme)
-            .is_some_and(|rest| rest.starts_with("://"))
-    }) {
+    if !schemes.is_empty()
+        && !schemes.iter().any(|scheme| {
+            url.strip_prefix(scheme)
+                .is_some_and(|rest| rest.starts_with("://"))
+        })
+    {
         errors.push(
             format!("{path}.url"),
             format!(
-                "must start with {}, like {:?}",
+                "must start with {}, like {example:?}",
                 schemes
                     .iter()
                     .map(|s| format!("{s}://"))
                     .collect::<Vec<_>>()
                     .join(" or "),
-                match broker {
-                    Broker::Nats(_) => "nats://127.0.0.1:4222",
-                    Broker::Rabbitmq(_) => "amqp://guest:guest@127.0.0.1:5672/%2f",
-                    Broker::Redis(_) => "redis://127.0.0.1:6379",
-                }
             ),
         );
     }
-    for (key, name) in names {
-        if name.trim().is_empty() {
-            errors.push(format!("{path}.{key}"), "must not be empty");
-        } else if let Err(e) = crate::deliver::broker::NameTemplate::parse(name) {
-            errors.push(format!("{path}.{key}"), e);
+    let (key, name) = name;
+    if name.trim().is_empty() {
+        errors.push(format!("{path}.{key}"), "must not be empty");
+    } else if let Err(e) = crate::deliver::broker::NameTemplate::parse(name) {
+        errors.push(format!("{path}.{key}"), e);
+    }
+}
+
+/// Kafka's bootstrap list: at least one, each `host:port`.
+fn check_kafka_brokers(brokers: &[String], path: &str, errors: &mut ConfigErrors) {
+    if brokers.is_empty() {
+        errors.push(
+            format!("{path}.brokers"),
+            "give at least one broker, like [\"127.0.0.1:9092\"]",
+        );
+    }
+    for (i, broker) in brokers.iter().enumerate() {
+        let port = broker
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty() && !host.contains('/')) {
+            errors.push(
+                format!("{path}.brokers[{i}]"),
+                format!("{broker:?} is not host:port, like \"127.0.0.1:9092\" (no scheme)"),
+            );
         }
     }
 }
@@ -825,7 +857,7 @@ mod tests {
         assert_eq!(
             errors("[destinations.d]\nkind = \"ftp\"\n", &[]),
             [
-                "destinations.d.kind: unknown destination kind \"ftp\": give one of http, exec, nats, rabbitmq, redis"
+                "destinations.d.kind: unknown destination kind \"ftp\": give one of http, exec, nats, rabbitmq, redis, kafka"
             ]
         );
     }

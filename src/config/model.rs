@@ -255,7 +255,7 @@ impl DestinationConfig {
     }
 }
 
-/// `kind = "nats"`, `"rabbitmq"` or `"redis"`: the broker's own fields, and the
+/// `kind = "nats"`, `"rabbitmq"`, `"redis"` or `"kafka"`: the broker's own fields, and the
 /// delivery settings every broker destination has.
 #[derive(Debug, Clone)]
 pub struct BrokerDestination {
@@ -270,6 +270,7 @@ pub enum Broker {
     Nats(NatsBroker),
     Rabbitmq(RabbitmqBroker),
     Redis(RedisBroker),
+    Kafka(KafkaBroker),
 }
 
 impl Broker {
@@ -278,6 +279,7 @@ impl Broker {
             Broker::Nats(_) => "nats",
             Broker::Rabbitmq(_) => "rabbitmq",
             Broker::Redis(_) => "redis",
+            Broker::Kafka(_) => "kafka",
         }
     }
 }
@@ -313,6 +315,16 @@ pub struct RedisBroker {
     pub stream: String,
     /// Trims the stream to about this many entries (`MAXLEN ~`).
     pub maxlen: Option<u64>,
+}
+
+/// `kind = "kafka"`: a record produced with `acks=all` by an idempotent producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaBroker {
+    /// Bootstrap brokers, `host:port` each.
+    pub brokers: Vec<String>,
+    /// Topic produced to, e.g. `webhooks` or `webhooks.{source}`.
+    pub topic: String,
 }
 
 /// What a broker destination has besides its broker: the same as an HTTP destination's.

@@ -39,6 +39,9 @@ pub struct ClaimedDelivery {
     pub part: Option<i64>,
     /// The replay job that queued this delivery (sent as `Forebay-Replay`).
     pub replay_id: Option<String>,
+    /// The route's ordering key for this delivery, if the route has one (a Kafka
+    /// record's key).
+    pub ordering_key: Option<String>,
 }
 
 impl ClaimedDelivery {

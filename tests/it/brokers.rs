@@ -484,6 +484,134 @@ mod rabbitmq {
     }
 }
 
+mod kafka {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{BorrowedMessage, Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use super::*;
+
+    const BROKERS: &str = "127.0.0.1:9092";
+
+    /// A record as read back: key, payload, headers.
+    type Record = (Option<String>, Vec<u8>, Vec<(String, String)>);
+
+    /// Every record of `topic`, read from the start of each partition (no consumer
+    /// group), until `n` have come; as (key, payload, headers).
+    fn read(topic: &str, n: usize) -> Vec<Record> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", BROKERS)
+            .set("group.id", unique("forebay-test-"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("the topic's metadata");
+        let mut partitions = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            partitions
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&partitions).expect("assign");
+        let mut out = Vec::new();
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        while out.len() < n && std::time::Instant::now() < give_up {
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                out.push(record(&m.expect("a record")));
+            }
+        }
+        out
+    }
+
+    fn record(m: &BorrowedMessage<'_>) -> Record {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_produced_with_its_metadata_as_headers_and_its_ordering_key_as_key() {
+        let topic = unique("forebay-test-");
+        let server = TestServer::start(&format!(
+            "[sources.shop]\n[destinations.out]\nkind = \"kafka\"\nbrokers = [\"{BROKERS}\"]\n\
+             topic = \"{topic}\"\n\
+             [[routes]]\nsource = \"shop\"\ndestination = \"out\"\nordering_key = '.body.customer'\n"
+        ))
+        .await;
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            let body = format!(r#"{{"customer":"c7","n":{n}}}"#);
+            ids.push(server.post_for_id("shop", JSON_HEADER, body).await);
+        }
+        for id in &ids {
+            server.wait_for_deliveries(id, "delivered").await;
+        }
+        let records = tokio::task::spawn_blocking(move || read(&topic, 5))
+            .await
+            .unwrap();
+        // One key, one partition: in the order they arrived.
+        let got: Vec<String> = records
+            .iter()
+            .map(|(_, _, headers)| {
+                let id = headers.iter().find(|(k, _)| k == "webhook-id");
+                id.expect("webhook-id").1.clone()
+            })
+            .collect();
+        assert_eq!(got, ids);
+        let (key, payload, headers) = &records[0];
+        assert_eq!(key.as_deref(), Some("c7"));
+        assert_eq!(payload, br#"{"customer":"c7","n":0}"#);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("forebay-source"), Some("shop"));
+        assert_eq!(header("content-type"), Some(JSON));
+
+        let delivery = server
+            .admin_json(&format!("/api/v1/events/{}", ids[0]))
+            .await;
+        let delivery = delivery["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        let d = server
+            .admin_json(&format!("/api/v1/deliveries/{delivery}"))
+            .await;
+        let receipt = d["attempt_log"][0]["body"].as_str().unwrap_or("");
+        assert!(receipt.contains("offset"), "{d}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_the_attempt_at_the_timeout_and_says_so() {
+        let server = server_to(
+            "kind = \"kafka\"\nbrokers = [\"127.0.0.1:9\"]\ntopic = \"x\"\ntimeout = \"1s\"",
+        )
+        .await;
+        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+        let error = first_error(&server, &id).await;
+        assert!(
+            error.contains("Kafka did not acknowledge within 1s"),
+            "{error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn broker_settings_are_checked_with_their_key_paths() {
     let dir = tempfile::tempdir().unwrap();
@@ -492,7 +620,9 @@ async fn broker_settings_are_checked_with_their_key_paths() {
         &path,
         "[destinations.a]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"x\"\ntimeuot = \"1s\"\n\
          [destinations.c]\nkind = \"nats\"\nurl = \"http://127.0.0.1:4222\"\nsubject = \"x.{sauce}\"\n\
-         [destinations.b]\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nstream = \"\"\nmax_concurrency = 0\n",
+         [destinations.b]\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nstream = \"\"\nmax_concurrency = 0\n\
+         [destinations.k]\nkind = \"kafka\"\nbrokers = [\"kafka://127.0.0.1:9092\"]\ntopic = \"t\"\n\
+         [destinations.l]\nkind = \"kafka\"\nbrokers = []\ntopic = \"t\"\n",
     )
     .unwrap();
     let out =
@@ -506,6 +636,8 @@ async fn broker_settings_are_checked_with_their_key_paths() {
         "destinations.a.timeuot: unknown key",
         "destinations.b.stream: must not be empty",
         "destinations.b.max_concurrency: must be at least 1",
+        "destinations.k.brokers[0]: \"kafka://127.0.0.1:9092\" is not host:port",
+        "destinations.l.brokers: give at least one broker",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text}");
     }

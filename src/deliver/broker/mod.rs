@@ -1,14 +1,16 @@
-//! Broker destinations: each delivery is published to NATS JetStream, RabbitMQ or a
-//! Redis stream, and the attempt succeeds only once the broker has acknowledged it (a
-//! JetStream publish ack, a RabbitMQ publisher confirm, the `XADD` reply).
+//! Broker destinations: each delivery is published to NATS JetStream, RabbitMQ, a Redis
+//! stream or a Kafka topic, and the attempt succeeds only once the broker has
+//! acknowledged it (a JetStream publish ack, a RabbitMQ publisher confirm, the `XADD`
+//! reply, Kafka's `acks=all`).
 //!
 //! The message is the outgoing body (the transform's output, or the raw body) with the
 //! same metadata an HTTP delivery carries in its headers ([`super::metadata`]): as NATS
-//! headers, AMQP properties and headers, or Redis stream fields. One connection per
+//! headers, AMQP properties and headers, Redis stream fields, or Kafka headers. One connection per
 //! destination, made at the first publish, shared by its concurrent publishes, and made
 //! again after it breaks; a publish that cannot be made or is not acknowledged within
 //! the destination's `timeout` is a failed attempt, retried like any other.
 
+mod kafka;
 mod nats;
 mod rabbitmq;
 mod redis;
@@ -19,6 +21,10 @@ use super::Sent;
 use super::sign::Signer;
 use crate::config::{Broker, BrokerDestination};
 use crate::store::ClaimedDelivery;
+
+/// How long past the destination's timeout a Kafka publish may take before it is given
+/// up here: librdkafka's own `message.timeout.ms` is the destination's timeout.
+const KAFKA_GRACE: Duration = Duration::from_secs(1);
 
 /// One outgoing message, whatever the broker.
 pub struct Message<'a> {
@@ -33,6 +39,8 @@ pub struct Message<'a> {
     /// `content-type`, forebay's metadata, then the sender's forwarded headers.
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
+    /// The route's ordering key, if it has one: a Kafka record's key.
+    pub key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -40,6 +48,7 @@ enum Publisher {
     Nats(nats::NatsPublisher),
     Rabbitmq(rabbitmq::RabbitmqPublisher),
     Redis(redis::RedisPublisher),
+    Kafka(kafka::KafkaPublisher),
 }
 
 #[derive(Debug)]
@@ -65,6 +74,13 @@ impl BrokerTarget {
                 Publisher::Redis(redis::RedisPublisher::new(&r.url, r.maxlen)?),
                 &r.stream,
             ),
+            Broker::Kafka(k) => (
+                Publisher::Kafka(kafka::KafkaPublisher::new(
+                    &k.brokers,
+                    cfg.settings.timeout.0,
+                )),
+                &k.topic,
+            ),
         };
         Ok(Self {
             publisher,
@@ -83,6 +99,7 @@ impl BrokerTarget {
         match &self.publisher {
             Publisher::Nats(p) => p.close().await,
             Publisher::Rabbitmq(p) => p.close().await,
+            Publisher::Kafka(p) => p.close().await,
             // Dropping the connection is all Redis needs: no session state to end.
             Publisher::Redis(_) => {}
         }
@@ -95,6 +112,11 @@ impl BrokerTarget {
             Publisher::Nats(p) => tokio::time::timeout(self.timeout, p.publish(&message)).await,
             Publisher::Rabbitmq(p) => tokio::time::timeout(self.timeout, p.publish(&message)).await,
             Publisher::Redis(p) => tokio::time::timeout(self.timeout, p.publish(&message)).await,
+            // librdkafka times the record out itself, with a clearer reason; the bound
+            // here only catches what it does not.
+            Publisher::Kafka(p) => {
+                tokio::time::timeout(self.timeout + KAFKA_GRACE, p.publish(&message)).await
+            }
         };
         match published {
             Ok(Ok(receipt)) => Sent {
@@ -144,6 +166,7 @@ impl BrokerTarget {
             id,
             headers,
             body: d.outgoing_body(),
+            key: d.ordering_key.clone(),
         }
     }
 }
@@ -232,6 +255,7 @@ mod tests {
             payload: None,
             part: None,
             replay_id: None,
+            ordering_key: None,
         };
         assert_eq!(t.render(&d), "webhooks.stripe.r-d");
         assert_eq!(NameTemplate::parse("plain").unwrap().render(&d), "plain");

@@ -141,6 +141,12 @@ pub async fn one_body_replaces_the_payload_raw_sends_the_event_none_filters(stor
     let raw = claimed.iter().find(|d| d.id == waiting[1].id).unwrap();
     assert_eq!(raw.payload, None);
     assert_eq!(raw.outgoing_body(), b"body of raw");
+    assert_eq!(
+        raw.ordering_key.as_deref(),
+        Some("k"),
+        "the claim carries it"
+    );
+    assert_eq!(transformed.ordering_key, None);
 
     let shown = store.get_delivery(&waiting[0].id).await.unwrap().unwrap();
     assert_eq!(shown.payload.as_deref(), Some(&br#"{"x":1}"#[..]));

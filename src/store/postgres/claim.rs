@@ -77,9 +77,9 @@ claimed AS (
     SET state = 'in_flight', lease_until = $1, updated_at = $2, claimed_by = $6
     FROM picked WHERE d.id = picked.id
     RETURNING d.id, d.event_id, d.route, d.destination, d.attempts, d.payload, d.part,
-              d.replay_id, picked.pass, picked.due, picked.pos)
+              d.replay_id, d.ordering_key, picked.pass, picked.due, picked.pos)
 SELECT c.id, c.event_id, c.route, c.destination, c.attempts, c.payload, c.part,
-       c.replay_id, e.source, e.received_at, e.headers, e.body
+       c.replay_id, e.source, e.received_at, e.headers, e.body, c.ordering_key
 FROM claimed AS c JOIN events AS e ON e.id = c.event_id
 ORDER BY c.pass, c.due, c.pos";
 
@@ -117,6 +117,7 @@ pub(super) async fn claim(
                 payload: r.get(5),
                 part: r.get(6),
                 replay_id: r.get(7),
+                ordering_key: r.get(12),
             }),
             // A damaged event must not fail every claim of its destination: its delivery
             // goes dead with the reason (if this claim still holds it), the others go on.

@@ -44,7 +44,8 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
         let sql = format!(
             "UPDATE deliveries SET state = 'in_flight', lease_until = ?1, updated_at = ?2
              WHERE id IN ({candidates})
-             RETURNING id, event_id, route, destination, attempts, payload, part, replay_id"
+             RETURNING id, event_id, route, destination, attempts, payload, part, replay_id,
+                       ordering_key"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -65,11 +66,14 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                     r.get::<_, Option<Vec<u8>>>(5)?,
                     r.get::<_, Option<i64>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             },
         )?;
         let rows: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
-        for (id, event_id, route, destination, attempts, payload, part, replay_id) in rows {
+        for (id, event_id, route, destination, attempts, payload, part, replay_id, ordering_key) in
+            rows
+        {
             match with_event(
                 conn,
                 id.clone(),
@@ -83,6 +87,7 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
                     d.payload = payload;
                     d.part = part;
                     d.replay_id = replay_id;
+                    d.ordering_key = ordering_key;
                     claimed.push(d);
                 }
                 // A damaged event must not fail every claim of its destination: its
@@ -140,6 +145,7 @@ fn with_event(
         payload: None,
         part: None,
         replay_id: None,
+        ordering_key: None,
     })
 }
 
