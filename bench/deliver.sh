@@ -8,7 +8,10 @@
 # publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
 # own, made before and removed after; each delivery counts once the broker acknowledged it).
 #
-# Usage: bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
+# Each destination has its kind's default max_concurrency (64 for http, 256 for a broker)
+# unless MAX_CONCURRENCY is set.
+#
+# Usage: [MAX_CONCURRENCY=N] bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +56,7 @@ url = "sqlite://$work/forebay.db"
 [destinations.sink]
 kind = "$kind"
 $destination
-max_concurrency = 64
+${MAX_CONCURRENCY:+max_concurrency = $MAX_CONCURRENCY}
 [[routes]]
 source = "bench"
 destination = "sink"

@@ -234,7 +234,14 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Http(h) => (h.max_concurrency, h.rate_limit),
             DestinationConfig::Exec(e) => (e.max_concurrency, e.rate_limit),
-            DestinationConfig::Broker(b) => (b.settings.max_concurrency, b.settings.rate_limit),
+            DestinationConfig::Broker(b) => (
+                Some(
+                    b.settings
+                        .max_concurrency
+                        .unwrap_or(BrokerSettings::DEFAULT_CONCURRENCY),
+                ),
+                b.settings.rate_limit,
+            ),
         }
     }
 
@@ -334,7 +341,7 @@ pub struct BrokerSettings {
     /// Time one publish may take, its acknowledgement included.
     #[serde(default = "default_http_timeout")]
     pub timeout: Span,
-    /// Most publishes waiting for their acknowledgement at once.
+    /// Most publishes waiting for their acknowledgement at once (default 256).
     pub max_concurrency: Option<u32>,
     /// Most publishes started per second, minute or hour.
     pub rate_limit: Option<Rate>,
@@ -347,6 +354,12 @@ pub struct BrokerSettings {
 }
 
 impl BrokerSettings {
+    /// Publishes in flight when `max_concurrency` is not set: more than an HTTP
+    /// destination's 64, since a publish waiting for its acknowledgement holds no
+    /// connection of its own, and a broker's acknowledgements come back batched, so its
+    /// rate grows with what is in flight.
+    pub const DEFAULT_CONCURRENCY: u32 = 256;
+
     /// The keys of the settings table, told apart from the broker's own.
     pub const KEYS: [&str; 6] = [
         "timeout",

@@ -152,25 +152,8 @@ async fn every_acknowledged_event_is_delivered_across_sigkills() {
             receiver.url
         ),
     );
-    let client = crate::support::client();
-
     let mut process = spawn_serve(&config);
-    let mut acked = std::collections::BTreeSet::new();
-    for n in 0..EVENTS {
-        let r = client
-            .post(format!("http://{}/in/load", process.ingest))
-            .body(format!("{{\"n\":{n}}}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        acked.insert(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let acked = process.post_numbered("load", EVENTS).await;
 
     let mut received: BTreeMap<String, usize> = BTreeMap::new();
     for kill in 0..KILLS {

@@ -52,6 +52,11 @@ impl KafkaPublisher {
             // attempt that failed here is not still being resent behind our back.
             .set("message.timeout.ms", self.timeout.as_millis().to_string())
             .set("client.id", "forebay")
+            // Each publish waits for its acknowledgement, so only the destination's
+            // `max_concurrency` records are ever queued: waiting `linger.ms` (5 ms by
+            // default) for more would cap it at that many per 5 ms. Batches still form
+            // from what queues while a request is in flight.
+            .set("linger.ms", "0")
             .create()
             .map_err(|e| format!("cannot make a Kafka producer: {e}"))?;
         // Another publish may have made one meanwhile; either will do.
@@ -74,22 +79,32 @@ impl KafkaPublisher {
         if let Some(key) = &m.key {
             record = record.key(key.as_bytes());
         }
-        let delivered = producer
-            .send(record, Timeout::After(Duration::ZERO))
-            .await
-            .map_err(|(e, _)| match e {
-                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => format!(
-                    "Kafka did not acknowledge within {}: check that brokers {:?} are reachable and topic {:?} exists",
-                    humantime::format_duration(self.timeout),
-                    self.brokers,
-                    m.name
-                ),
-                e => format!("Kafka produce failed: {e}"),
-            })?;
+        // librdkafka checks its message timeouts about once a second, so it may report
+        // one late: the bound here is exact, with the same clear reason.
+        let delivered = tokio::time::timeout(
+            self.timeout,
+            producer.send(record, Timeout::After(Duration::ZERO)),
+        )
+        .await
+        .map_err(|_| self.not_acknowledged(&m.name))?
+        .map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
+                self.not_acknowledged(&m.name)
+            }
+            e => format!("Kafka produce failed: {e}"),
+        })?;
         Ok(format!(
             "topic {} partition {} offset {}",
             m.name, delivered.partition, delivered.offset
         ))
+    }
+
+    fn not_acknowledged(&self, topic: &str) -> String {
+        format!(
+            "Kafka did not acknowledge within {}: check that brokers {:?} are reachable and topic {topic:?} exists",
+            humantime::format_duration(self.timeout),
+            self.brokers,
+        )
     }
 
     /// Waits (bounded) for records still queued in librdkafka; none should be, since

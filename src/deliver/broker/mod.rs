@@ -10,6 +10,7 @@
 //! again after it breaks; a publish that cannot be made or is not acknowledged within
 //! the destination's `timeout` is a failed attempt, retried like any other.
 
+#[cfg(feature = "kafka")]
 mod kafka;
 mod nats;
 mod rabbitmq;
@@ -22,6 +23,7 @@ use super::sign::Signer;
 use crate::config::{Broker, BrokerDestination};
 use crate::store::ClaimedDelivery;
 
+#[cfg(feature = "kafka")]
 /// How long past the destination's timeout a Kafka publish may take before it is given
 /// up here: librdkafka's own `message.timeout.ms` is the destination's timeout.
 const KAFKA_GRACE: Duration = Duration::from_secs(1);
@@ -48,6 +50,7 @@ enum Publisher {
     Nats(nats::NatsPublisher),
     Rabbitmq(rabbitmq::RabbitmqPublisher),
     Redis(redis::RedisPublisher),
+    #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaPublisher),
 }
 
@@ -74,6 +77,7 @@ impl BrokerTarget {
                 Publisher::Redis(redis::RedisPublisher::new(&r.url, r.maxlen)?),
                 &r.stream,
             ),
+            #[cfg(feature = "kafka")]
             Broker::Kafka(k) => (
                 Publisher::Kafka(kafka::KafkaPublisher::new(
                     &k.brokers,
@@ -81,6 +85,13 @@ impl BrokerTarget {
                 )),
                 &k.topic,
             ),
+            #[cfg(not(feature = "kafka"))]
+            Broker::Kafka(_) => {
+                return Err(
+                    "this forebay was built without Kafka: build it with the cargo feature `kafka` (on by default)"
+                        .to_owned(),
+                );
+            }
         };
         Ok(Self {
             publisher,
@@ -99,6 +110,7 @@ impl BrokerTarget {
         match &self.publisher {
             Publisher::Nats(p) => p.close().await,
             Publisher::Rabbitmq(p) => p.close().await,
+            #[cfg(feature = "kafka")]
             Publisher::Kafka(p) => p.close().await,
             // Dropping the connection is all Redis needs: no session state to end.
             Publisher::Redis(_) => {}
@@ -114,6 +126,7 @@ impl BrokerTarget {
             Publisher::Redis(p) => tokio::time::timeout(self.timeout, p.publish(&message)).await,
             // librdkafka times the record out itself, with a clearer reason; the bound
             // here only catches what it does not.
+            #[cfg(feature = "kafka")]
             Publisher::Kafka(p) => {
                 tokio::time::timeout(self.timeout + KAFKA_GRACE, p.publish(&message)).await
             }

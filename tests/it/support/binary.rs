@@ -83,6 +83,29 @@ impl Process {
             .expect("admin JSON")
     }
 
+    /// Posts `{"n":0}` … `{"n":count-1}` to `/in/{source}`, one after the other, each
+    /// answered 200; returns their event ids.
+    pub async fn post_numbered(
+        &self,
+        source: &str,
+        count: usize,
+    ) -> std::collections::BTreeSet<String> {
+        let client = crate::support::client();
+        let mut ids = std::collections::BTreeSet::new();
+        for n in 0..count {
+            let r = client
+                .post(format!("http://{}/in/{source}", self.ingest))
+                .body(format!("{{\"n\":{n}}}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let answer: serde_json::Value = r.json().await.unwrap();
+            ids.insert(answer["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with our own child's pid has no memory effects.
         let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
