@@ -549,6 +549,11 @@ fn check_broker(broker: &Broker, path: &str, errors: &mut ConfigErrors) {
             ("stream", &r.stream),
         ),
         Broker::Kafka(k) => {
+            #[cfg(not(feature = "kafka"))]
+            errors.push(
+                format!("{path}.kind"),
+                "this forebay was built without Kafka: build it with the cargo feature `kafka` (on by default)",
+            );
             check_kafka_brokers(&k.brokers, path, errors);
             ("", &[], "", ("topic", &k.topic))
         }
