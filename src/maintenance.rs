@@ -80,7 +80,6 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// Runs until `stop` turns true.
     /// Adds this process's activity tally to the store every
     /// [`crate::store::activity_tally::FLUSH_EVERY`] until `stop` (closing the store
     /// writes the rest).
@@ -97,6 +96,7 @@ impl Maintenance {
         }
     }
 
+    /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut next_purge = self.clock.now_ms();
         loop {

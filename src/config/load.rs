@@ -527,27 +527,29 @@ fn settle_retention(
     }
 }
 
-/// A broker's URL scheme, and its names: not empty, with only the placeholders there are.
+/// Where a broker is (a URL of the right scheme, or Kafka's list), and its name: not
+/// empty, with only the placeholders there are.
 fn check_broker(broker: &Broker, path: &str, errors: &mut ConfigErrors) {
-    let (url, schemes, example, name): (&str, &[&str], &str, (&str, &str)) = match broker {
-        Broker::Nats(n) => (
-            &n.url,
-            &["nats", "tls"],
-            "nats://127.0.0.1:4222",
-            ("subject", &n.subject),
-        ),
-        Broker::Rabbitmq(r) => (
-            &r.url,
-            &["amqp", "amqps"],
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            ("routing_key", &r.routing_key),
-        ),
-        Broker::Redis(r) => (
-            &r.url,
-            &["redis", "rediss"],
-            "redis://127.0.0.1:6379",
-            ("stream", &r.stream),
-        ),
+    let mut url = |url: &str, schemes: &[&str], example: &str| {
+        check_url_scheme(url, schemes, example, &format!("{path}.url"), errors);
+    };
+    let (key, name) = match broker {
+        Broker::Nats(n) => {
+            url(&n.url, &["nats", "tls"], "nats://127.0.0.1:4222");
+            ("subject", &n.subject)
+        }
+        Broker::Rabbitmq(r) => {
+            url(
+                &r.url,
+                &["amqp", "amqps"],
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            );
+            ("routing_key", &r.routing_key)
+        }
+        Broker::Redis(r) => {
+            url(&r.url, &["redis", "rediss"], "redis://127.0.0.1:6379");
+            ("stream", &r.stream)
+        }
         Broker::Kafka(k) => {
             #[cfg(not(feature = "kafka"))]
             errors.push(
@@ -555,32 +557,34 @@ fn check_broker(broker: &Broker, path: &str, errors: &mut ConfigErrors) {
                 "this forebay was built without Kafka: build it with the cargo feature `kafka` (on by default)",
             );
             check_kafka_brokers(&k.brokers, path, errors);
-            ("", &[], "", ("topic", &k.topic))
+            ("topic", &k.topic)
         }
     };
-    if !schemes.is_empty()
-        && !schemes.iter().any(|scheme| {
-            url.strip_prefix(scheme)
-                .is_some_and(|rest| rest.starts_with("://"))
-        })
-    {
-        errors.push(
-            format!("{path}.url"),
-            format!(
-                "must start with {}, like {example:?}",
-                schemes
-                    .iter()
-                    .map(|s| format!("{s}://"))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-            ),
-        );
-    }
-    let (key, name) = name;
     if name.trim().is_empty() {
         errors.push(format!("{path}.{key}"), "must not be empty");
     } else if let Err(e) = crate::deliver::broker::NameTemplate::parse(name) {
         errors.push(format!("{path}.{key}"), e);
+    }
+}
+
+/// `url` must start with one of `schemes` and `://`.
+fn check_url_scheme(
+    url: &str,
+    schemes: &[&str],
+    example: &str,
+    at: &str,
+    errors: &mut ConfigErrors,
+) {
+    let known = schemes.iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with("://"))
+    });
+    if !known {
+        let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        errors.push(
+            at,
+            format!("must start with {}, like {example:?}", schemes.join(" or ")),
+        );
     }
 }
 
@@ -630,11 +634,6 @@ fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErr
                     format!("{:?} is not an HTTP method", http.method),
                 );
             }
-            if let Some(sign) = &http.sign
-                && let Err(e) = sign.secret.resolve()
-            {
-                errors.push(format!("{path}.sign.secret"), e);
-            }
             (&http.retry, &http.breaker, http.max_concurrency)
         }
         DestinationConfig::Exec(exec) => {
@@ -645,11 +644,6 @@ fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErr
         }
         DestinationConfig::Broker(b) => {
             check_broker(&b.broker, path, errors);
-            if let Some(sign) = &b.settings.sign
-                && let Err(e) = sign.secret.resolve()
-            {
-                errors.push(format!("{path}.sign.secret"), e);
-            }
             (
                 &b.settings.retry,
                 &b.settings.breaker,
@@ -657,6 +651,11 @@ fn check_destination(cfg: &DestinationConfig, path: &str, errors: &mut ConfigErr
             )
         }
     };
+    if let Some(sign) = cfg.sign()
+        && let Err(e) = sign.secret.resolve()
+    {
+        errors.push(format!("{path}.sign.secret"), e);
+    }
     if retry.schedule.is_some() && retry.exponential.is_some() {
         errors.push(
             format!("{path}.retry"),

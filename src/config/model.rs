@@ -260,6 +260,15 @@ impl DestinationConfig {
             DestinationConfig::Broker(b) => &b.settings.breaker,
         }
     }
+
+    /// The Standard Webhooks signing settings, for the kinds that sign.
+    pub fn sign(&self) -> Option<&SignConfig> {
+        match self {
+            DestinationConfig::Http(h) => h.sign.as_ref(),
+            DestinationConfig::Exec(_) => None,
+            DestinationConfig::Broker(b) => b.settings.sign.as_ref(),
+        }
+    }
 }
 
 /// `kind = "nats"`, `"rabbitmq"`, `"redis"` or `"kafka"`: the broker's own fields, and the

@@ -86,24 +86,27 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.destinations {
         let breaker = breaker::Breaker::new(cfg.breaker().failures, cfg.breaker().cooldown.0);
-        let signer = |sign: &Option<crate::config::SignConfig>| -> Result<_, String> {
-            let Some(sign) = sign else { return Ok(None) };
-            let secret = sign
-                .secret
-                .resolve()
-                .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?;
-            sign::Signer::from_secret(secret.expose())
-                .map(Some)
-                .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))
+        let signer = match cfg.sign() {
+            None => None,
+            Some(sign) => {
+                let secret = sign
+                    .secret
+                    .resolve()
+                    .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?;
+                Some(
+                    sign::Signer::from_secret(secret.expose())
+                        .map_err(|e| format!("destinations.{name}.sign.secret: {e}"))?,
+                )
+            }
         };
         let target = match cfg {
             DestinationConfig::Http(h) => Target::Http(
-                http::HttpTarget::new(h, signer(&h.sign)?)
+                http::HttpTarget::new(h, signer)
                     .map_err(|e| format!("destinations.{name}: {e}"))?,
             ),
             DestinationConfig::Exec(e) => Target::Exec(exec::ExecTarget::new(e)),
             DestinationConfig::Broker(b) => Target::Broker(
-                broker::BrokerTarget::new(b, signer(&b.settings.sign)?)
+                broker::BrokerTarget::new(b, signer)
                     .map_err(|e| format!("destinations.{name}: {e}"))?,
             ),
         };

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use super::activity::{Activity, ActivityCount, Counted, KEEP_MS, Window, slot_of};
-use super::{AfterAttempt, AttemptRecord, StoreError};
+use super::{AfterAttempt, AttemptRecord, Inserted, StoreError};
 
 /// How often each process adds its tally to the table: how far behind another process's
 /// counts may be.
@@ -57,6 +57,14 @@ impl ActivityTally {
             None => {
                 names.insert(name.to_owned(), 1);
             }
+        }
+    }
+
+    /// Counts an event of `source` received at `at_ms`, if it was stored (a duplicate is
+    /// not a new event).
+    pub fn event(&self, inserted: &Inserted, at_ms: i64, source: &str) {
+        if matches!(inserted, Inserted::New { .. }) {
+            self.add(at_ms, Counted::Event, source);
         }
     }
 

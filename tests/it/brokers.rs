@@ -38,6 +38,13 @@ async fn first_error(server: &TestServer, event: &str) -> String {
         .to_owned()
 }
 
+/// The error of the first attempt to deliver one event to the destination `dest`.
+async fn first_error_to(dest: &str) -> String {
+    let server = server_to(dest).await;
+    let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
+    first_error(&server, &id).await
+}
+
 /// Delivers one event through `proxy` to the destination `dest` (a table body), cuts the
 /// link, posts a second event whose attempts fail while it is down, restores the link,
 /// and waits for the second to be delivered. Returns the server and both event ids.
@@ -307,13 +314,11 @@ mod nats {
 
     #[tokio::test]
     async fn a_subject_no_stream_covers_fails_the_attempt_and_says_so() {
-        let server = server_to(&format!(
+        let error = first_error_to(&format!(
             "kind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"{}\"",
             unique("nobody.")
         ))
         .await;
-        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
-        let error = first_error(&server, &id).await;
         assert!(
             error.contains("no JetStream stream covers subject"),
             "{error}"
@@ -322,10 +327,8 @@ mod nats {
 
     #[tokio::test]
     async fn an_unreachable_server_fails_the_attempt_and_says_so() {
-        let server =
-            server_to("kind = \"nats\"\nurl = \"nats://127.0.0.1:9\"\nsubject = \"x\"").await;
-        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
-        let error = first_error(&server, &id).await;
+        let error =
+            first_error_to("kind = \"nats\"\nurl = \"nats://127.0.0.1:9\"\nsubject = \"x\"").await;
         assert!(error.contains("cannot connect to NATS"), "{error}");
     }
 }
@@ -419,10 +422,8 @@ mod redis {
 
     #[tokio::test]
     async fn an_unreachable_server_fails_the_attempt_and_says_so() {
-        let server =
-            server_to("kind = \"redis\"\nurl = \"redis://127.0.0.1:9\"\nstream = \"x\"").await;
-        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
-        let error = first_error(&server, &id).await;
+        let error =
+            first_error_to("kind = \"redis\"\nurl = \"redis://127.0.0.1:9\"\nstream = \"x\"").await;
         assert!(error.contains("cannot connect to Redis"), "{error}");
     }
 }
@@ -546,12 +547,10 @@ mod rabbitmq {
 
     #[tokio::test]
     async fn an_unreachable_server_fails_the_attempt_and_says_so() {
-        let server = server_to(
+        let error = first_error_to(
             "kind = \"rabbitmq\"\nurl = \"amqp://guest:guest@127.0.0.1:9/%2f\"\nrouting_key = \"x\"",
         )
         .await;
-        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
-        let error = first_error(&server, &id).await;
         assert!(error.contains("cannot connect to RabbitMQ"), "{error}");
     }
 }
@@ -599,6 +598,17 @@ mod kafka {
         out
     }
 
+    /// The `webhook-id` header of each record.
+    fn webhook_ids(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|(_, _, headers)| {
+                let id = headers.iter().find(|(k, _)| k == "webhook-id");
+                id.expect("webhook-id").1.clone()
+            })
+            .collect()
+    }
+
     fn record(m: &BorrowedMessage<'_>) -> Record {
         let headers = m
             .headers()
@@ -639,13 +649,7 @@ mod kafka {
             .await
             .unwrap();
         // One key, one partition: in the order they arrived.
-        let got: Vec<String> = records
-            .iter()
-            .map(|(_, _, headers)| {
-                let id = headers.iter().find(|(k, _)| k == "webhook-id");
-                id.expect("webhook-id").1.clone()
-            })
-            .collect();
+        let got = webhook_ids(&records);
         assert_eq!(got, ids);
         let (key, payload, headers) = &records[0];
         assert_eq!(key.as_deref(), Some("c7"));
@@ -740,13 +744,7 @@ mod kafka {
             .await
             .unwrap();
         // No ordering key: the two may sit in different partitions.
-        let mut got: Vec<String> = records
-            .iter()
-            .map(|(_, _, headers)| {
-                let id = headers.iter().find(|(k, _)| k == "webhook-id");
-                id.expect("webhook-id").1.clone()
-            })
-            .collect();
+        let mut got = webhook_ids(&records);
         got.sort();
         let mut ids = ids;
         ids.sort();
@@ -755,12 +753,10 @@ mod kafka {
 
     #[tokio::test]
     async fn an_unreachable_broker_fails_the_attempt_at_the_timeout_and_says_so() {
-        let server = server_to(
+        let error = first_error_to(
             "kind = \"kafka\"\nbrokers = [\"127.0.0.1:9\"]\ntopic = \"x\"\ntimeout = \"1s\"",
         )
         .await;
-        let id = server.post_for_id("shop", JSON_HEADER, "{}").await;
-        let error = first_error(&server, &id).await;
         assert!(
             error.contains("Kafka did not acknowledge within 1s"),
             "{error}"

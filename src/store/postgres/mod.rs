@@ -40,7 +40,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, Pool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::activity::Counted;
 use super::activity_tally::{ActivityTally, AttemptTally};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
@@ -211,9 +210,7 @@ impl Store for PostgresStore {
         let (source, at) = (event.source.clone(), event.received_at_ms);
         self.submit(Write::Event(Box::new(event), reply))?;
         let inserted = self.answer(answer).await?;
-        if matches!(inserted, Inserted::New { .. }) {
-            self.tally.add(at, Counted::Event, &source);
-        }
+        self.tally.event(&inserted, at, &source);
         Ok(inserted)
     }
 
