@@ -5,7 +5,8 @@
 //!
 //! `flood rabbitmq NAME` is the broker's own ceiling, without forebay: 100,000 persistent
 //! 1 KiB messages with forebay's properties and headers, published to the queue with
-//! confirms, 256 in flight, as fast as it takes them.
+//! confirms, 256 in flight (or the `IN_FLIGHT` environment variable), as fast as it
+//! takes them. The queue is a classic one, or a quorum queue with `QUEUE_TYPE=quorum`.
 //!
 //! Usage: `cargo run --release --example broker-setup -- (create|count|delete|flood) (nats|rabbitmq|redis|kafka) NAME`
 //! against the brokers on 127.0.0.1's standard ports. The NATS stream is `NAME` over the
@@ -57,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..QueueDeclareOptions::default()
             };
             let queue = channel
-                .queue_declare(name.as_str().into(), options, FieldTable::default())
+                .queue_declare(name.as_str().into(), options, queue_arguments()?)
                 .await?;
             match action.as_str() {
                 "count" => println!("{}", queue.message_count()),
@@ -147,7 +148,22 @@ fn headers() -> lapin::types::FieldTable {
     headers
 }
 
-/// Publishes 100,000 persistent messages with confirms, 256 in flight, each with the
+/// The queue's type (`x-queue-type`): `classic` unless `QUEUE_TYPE` says `quorum` (the
+/// replicated type RabbitMQ recommends for data that must not be lost).
+fn queue_arguments() -> Result<FieldTable, String> {
+    let mut arguments = FieldTable::default();
+    match std::env::var("QUEUE_TYPE").as_deref() {
+        Err(_) | Ok("classic") => {}
+        Ok("quorum") => {
+            let quorum = lapin::types::AMQPValue::LongString("quorum".into());
+            arguments.insert("x-queue-type".into(), quorum);
+        }
+        Ok(other) => return Err(format!("QUEUE_TYPE must be classic or quorum, not {other}")),
+    }
+    Ok(arguments)
+}
+
+/// Publishes 100,000 persistent messages with confirms, 256 in flight (or `IN_FLIGHT`), each with the
 /// properties and headers forebay sets; prints the rate.
 async fn rabbitmq_flood(
     connection: &Connection,
@@ -160,7 +176,8 @@ async fn rabbitmq_flood(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let in_flight = std::env::var("IN_FLIGHT").map_or(Ok(256), |n| n.parse())?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
     let body = std::sync::Arc::new(vec![b'x'; 1024]);
     let start = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

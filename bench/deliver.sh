@@ -6,12 +6,13 @@
 # With `transform`, the route has a jq transform, so every delivery is first prepared in
 # the jq sandbox processes. With a broker KIND (nats, rabbitmq, redis, kafka), the destination
 # publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
-# own, made before and removed after; each delivery counts once the broker acknowledged it).
+# own, made before and removed after; each delivery counts once the broker acknowledged it;
+# RabbitMQ's queue is a classic one, or a quorum queue with QUEUE_TYPE=quorum).
 #
 # Each destination has its kind's default max_concurrency (64 for http, 256 for a broker)
 # unless MAX_CONCURRENCY is set.
 #
-# Usage: [MAX_CONCURRENCY=N] bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
+# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -82,6 +82,156 @@ async fn across_a_cut(proxy: &CutProxy, dest: &str) -> (TestServer, Vec<String>)
     );
 }
 
+/// Runs the consumer example `docs/consumers/{script}` with `args` until it has printed
+/// `count` events (at most 30 s), with the client libraries `scripts/test` installs;
+/// returns the webhook ids it printed, in order.
+async fn run_consumer(script: &str, args: &[&str], count: usize) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let libraries = root.join("target/tools/consumers");
+    assert!(
+        libraries.is_dir(),
+        "{} is missing: scripts/test installs the consumer examples' libraries",
+        libraries.display()
+    );
+    let examples = root.join("docs/consumers");
+    let child = tokio::process::Command::new("python3")
+        .arg(examples.join(script))
+        .args(args)
+        .arg("--count")
+        .arg(count.to_string())
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", examples.display(), libraries.display()),
+        )
+        // Nothing written into the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not read {count} events within 30 s"))
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["webhook_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Posts three events to a server delivering to `dest` and waits until each is
+/// delivered; returns their ids.
+async fn three_delivered(dest: &str) -> (TestServer, Vec<String>) {
+    let server = server_to(dest).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = server
+            .post_for_id("shop", JSON_HEADER, format!(r#"{{"n":{n}}}"#))
+            .await;
+        server.wait_for_deliveries(&id, "delivered").await;
+        ids.push(id);
+    }
+    (server, ids)
+}
+
+/// `got` (the webhook ids a broker held) has every id of `acked` at least once, and
+/// nothing else.
+fn assert_at_least_once(got: &[String], acked: &std::collections::BTreeSet<String>) {
+    let distinct: std::collections::BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(
+        &distinct, acked,
+        "every acknowledged event, and nothing else"
+    );
+    assert!(got.len() >= acked.len());
+}
+
+/// Events posted by [`sigkill_mid_publish`].
+const SIGKILL_EVENTS: u64 = 300;
+
+/// Posts [`SIGKILL_EVENTS`] events to a `forebay serve` process delivering to the broker
+/// destination `dest` (a table body), SIGKILLs it three times while it publishes (each
+/// time a varying number of deliveries further on), starts it again each time, and waits
+/// until nothing is left to send. Returns the acknowledged ids.
+async fn sigkill_mid_publish(dest: &str) -> std::collections::BTreeSet<String> {
+    use crate::support::binary::{Process, spawn_serve, write_config};
+    const KILLS: u64 = 3;
+    /// Deliveries still to make, by the process's own count.
+    async fn backlog(process: &Process) -> u64 {
+        let destinations = process.admin_json("/api/v1/destinations").await;
+        destinations["data"][0]["backlog"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a backlog in {destinations}"))
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Paced, so that the kills land while publishes are in flight.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[sources.load]\n[destinations.out]\n{dest}\nrate_limit = \"300/s\"\n\
+             retry = {{ schedule = [\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"] }}\n\
+             [[routes]]\nsource = \"load\"\ndestination = \"out\"\n"
+        ),
+    );
+    let mut process = spawn_serve(&config);
+    // The whole backlog first, so that every kill finds publishes still to make.
+    let flow = async |process: &Process, action: &str| {
+        let r = crate::support::client()
+            .post(format!(
+                "http://{}/api/v1/destinations/out/{action}",
+                process.admin
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{action}: {}", r.status());
+    };
+    flow(&process, "pause").await;
+    let acked = process.post_numbered("load", SIGKILL_EVENTS as usize).await;
+    flow(&process, "resume").await;
+    let nanos = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    for kill in 0..KILLS {
+        // A varying point a little further into the backlog each time.
+        let left = backlog(&process).await;
+        let at = left.saturating_sub(10 + (nanos >> kill) % 50).max(1);
+        for _ in 0..1500 {
+            if backlog(&process).await <= at {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        process.child.kill().expect("SIGKILL");
+        process.child.wait().unwrap();
+        drop(process);
+        process = spawn_serve(&config);
+    }
+    // Done when nothing is left to send.
+    let mut left = u64::MAX;
+    for _ in 0..1500 {
+        left = backlog(&process).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "the backlog never drained");
+    acked
+}
+
 mod nats {
     use async_nats::jetstream::{self, stream};
 
@@ -253,50 +403,12 @@ mod nats {
     /// `Nats-Msg-Id` inside the stream's duplicate window.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sigkill_mid_publish_loses_nothing_and_the_stream_keeps_one_copy() {
-        use crate::support::binary::{spawn_serve, write_config};
-        const EVENTS: u64 = 300;
-        const KILLS: u64 = 3;
         let stream = Stream::create().await;
-        let dir = tempfile::tempdir().unwrap();
-        // Paced, so that the kills land while publishes are in flight.
-        let config = write_config(
-            dir.path(),
-            &format!(
-                "[sources.load]\n[destinations.out]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n\
-                 subject = \"{}.{{source}}\"\nrate_limit = \"300/s\"\n\
-                 retry = {{ schedule = [\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"] }}\n\
-                 [[routes]]\nsource = \"load\"\ndestination = \"out\"\n",
-                stream.subject
-            ),
-        );
-        let mut process = spawn_serve(&config);
-        let acked = process.post_numbered("load", EVENTS as usize).await;
-        let nanos = u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos(),
-        );
-        for kill in 0..KILLS {
-            // A varying point a little further into the backlog each time.
-            let at = (stream.len().await + 10 + (nanos >> kill) % 50).min(EVENTS - 1);
-            stream.wait_for_len(at).await;
-            process.child.kill().expect("SIGKILL");
-            process.child.wait().unwrap();
-            drop(process);
-            process = spawn_serve(&config);
-        }
-        // Done when nothing is left to send.
-        let mut backlog = serde_json::Value::Null;
-        for _ in 0..1500 {
-            let destinations = process.admin_json("/api/v1/destinations").await;
-            backlog = destinations["data"][0]["backlog"].clone();
-            if backlog == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(backlog, 0, "the backlog never drained");
+        let acked = sigkill_mid_publish(&format!(
+            "kind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"{}.{{source}}\"",
+            stream.subject
+        ))
+        .await;
         let mut published = std::collections::BTreeSet::new();
         let held = stream.len().await;
         for sequence in 1..=held {
@@ -307,8 +419,26 @@ mod nats {
             published, acked,
             "every acknowledged event, and nothing else"
         );
-        assert_eq!(held, EVENTS, "one copy of each");
-        drop(process);
+        assert_eq!(held, SIGKILL_EVENTS, "one copy of each");
+        stream.delete().await;
+    }
+
+    #[tokio::test]
+    async fn the_python_consumer_example_reads_what_was_published() {
+        let stream = Stream::create().await;
+        let (_server, ids) = three_delivered(&format!(
+            "kind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"{}.{{source}}\"",
+            stream.subject
+        ))
+        .await;
+        let subjects = format!("{}.>", stream.subject);
+        let read = run_consumer(
+            "nats_consumer.py",
+            &["--stream", &stream.name, "--subject", &subjects],
+            3,
+        )
+        .await;
+        assert_eq!(read, ids);
         stream.delete().await;
     }
 
@@ -420,6 +550,31 @@ mod redis {
         assert_eq!(take_webhook_ids(&stream).await, ids);
     }
 
+    /// SIGKILL while adding: every acknowledged event reaches the stream at least once
+    /// (an `XADD` whose reply the kill cut off is sent again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_mid_publish_loses_nothing() {
+        let stream = unique("forebay-test:");
+        let acked = sigkill_mid_publish(&format!(
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
+        ))
+        .await;
+        let added = take_webhook_ids(&stream).await;
+        assert_at_least_once(&added, &acked);
+    }
+
+    #[tokio::test]
+    async fn the_python_consumer_example_reads_what_was_added() {
+        let stream = unique("forebay-test:");
+        let (_server, ids) = three_delivered(&format!(
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
+        ))
+        .await;
+        let read = run_consumer("redis_consumer.py", &["--stream", &stream], 3).await;
+        let _: () = connection().await.del(&stream).await.unwrap();
+        assert_eq!(read, ids);
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_fails_the_attempt_and_says_so() {
         let error =
@@ -456,6 +611,23 @@ mod rabbitmq {
             .await
             .unwrap();
         (connection, channel, name)
+    }
+
+    /// The `message_id` of every message in `queue`, oldest first; the queue is removed.
+    async fn take_message_ids(channel: &lapin::Channel, queue: &str) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(m) = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = m.delivery.properties.message_id().as_ref().unwrap();
+            got.push(id.as_str().to_owned());
+        }
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+        got
     }
 
     #[tokio::test]
@@ -504,19 +676,35 @@ mod rabbitmq {
             ),
         )
         .await;
-        let mut got = Vec::new();
-        while let Some(m) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            let id = m.delivery.properties.message_id().as_ref().unwrap();
-            got.push(id.as_str().to_owned());
-        }
+        let got = take_message_ids(&channel, &queue).await;
+        assert_eq!(got, ids);
+    }
+
+    /// SIGKILL while publishing: every acknowledged event is confirmed into the queue at
+    /// least once (a publish whose confirm the kill cut off is published again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_mid_publish_loses_nothing() {
+        let (_connection, channel, queue) = queue().await;
+        let acked = sigkill_mid_publish(&format!(
+            "kind = \"rabbitmq\"\nurl = \"{URL}\"\nrouting_key = \"{queue}\""
+        ))
+        .await;
+        let got = take_message_ids(&channel, &queue).await;
+        assert_at_least_once(&got, &acked);
+    }
+
+    #[tokio::test]
+    async fn the_python_consumer_example_reads_what_was_confirmed() {
+        let (_connection, channel, queue) = queue().await;
+        let (_server, ids) = three_delivered(&format!(
+            "kind = \"rabbitmq\"\nurl = \"{URL}\"\nrouting_key = \"{queue}\""
+        ))
+        .await;
+        let read = run_consumer("rabbitmq_consumer.py", &["--queue", &queue], 3).await;
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await;
-        assert_eq!(got, ids);
+        assert_eq!(read, ids);
     }
 
     #[tokio::test]
@@ -572,6 +760,12 @@ mod kafka {
     /// Every record of `topic` on `brokers`, read from the start of each partition (no
     /// consumer group), until `n` have come; as (key, payload, headers).
     fn read(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
+        read_while(brokers, topic, |records| records.len() < n)
+    }
+
+    /// The records of `topic` from the start of each partition, for as long as `more`
+    /// says of what came so far (at most 20 s).
+    fn read_while(brokers: &str, topic: &str, more: impl Fn(&[Record]) -> bool) -> Vec<Record> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", unique("forebay-test-"))
@@ -590,7 +784,7 @@ mod kafka {
         consumer.assign(&partitions).expect("assign");
         let mut out = Vec::new();
         let give_up = std::time::Instant::now() + Duration::from_secs(20);
-        while out.len() < n && std::time::Instant::now() < give_up {
+        while more(&out) && std::time::Instant::now() < give_up {
             if let Some(m) = consumer.poll(Duration::from_millis(200)) {
                 out.push(record(&m.expect("a record")));
             }
@@ -749,6 +943,51 @@ mod kafka {
         let mut ids = ids;
         ids.sort();
         assert_eq!(got, ids);
+    }
+
+    /// SIGKILL while producing: every acknowledged event reaches the topic at least once
+    /// (a record whose acknowledgement the kill cut off is produced again by the next
+    /// process, a new idempotent producer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_mid_publish_loses_nothing() {
+        let topic = unique("forebay-test-");
+        let acked = sigkill_mid_publish(&format!(
+            "kind = \"kafka\"\nbrokers = [\"{BROKERS}\"]\ntopic = \"{topic}\""
+        ))
+        .await;
+        // Read until every acknowledged id came: with repeats, a count cannot say when.
+        let want = acked.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            read_while(BROKERS, &topic, |records| {
+                let seen: std::collections::BTreeSet<String> =
+                    webhook_ids(records).into_iter().collect();
+                !want.is_subset(&seen)
+            })
+        })
+        .await
+        .unwrap();
+        let got = webhook_ids(&records);
+        assert_at_least_once(&got, &acked);
+    }
+
+    #[tokio::test]
+    async fn the_python_consumer_example_reads_what_was_produced() {
+        let topic = unique("forebay-test-");
+        let (_server, mut ids) = three_delivered(&format!(
+            "kind = \"kafka\"\nbrokers = [\"{BROKERS}\"]\ntopic = \"{topic}\""
+        ))
+        .await;
+        let group = unique("forebay-test-");
+        let mut read = run_consumer(
+            "kafka_consumer.py",
+            &["--topic", &topic, "--group", &group],
+            3,
+        )
+        .await;
+        // No ordering key: the three may sit in different partitions.
+        read.sort();
+        ids.sort();
+        assert_eq!(read, ids);
     }
 
     #[tokio::test]
