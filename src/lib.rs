@@ -16,6 +16,7 @@
 //! - [`maintenance`]: retention and releasing dead processes' claims, in the background.
 //! - [`metrics`]: Prometheus metrics, scraped at `/metrics` on the admin listener.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
+//! - [`service_manager`]: readiness, stopping and watchdog notices to systemd.
 //! - [`cli`]: the `forebay` command line.
 
 pub mod address_guard;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod replay;
 pub mod routing;
 pub mod server;
+pub mod service_manager;
 pub mod store;
 
 pub use config::Config;

@@ -1,10 +1,12 @@
-//! The `forebay` command line: `serve`, `check`, `init`, `test-route`.
+//! The `forebay` command line: `serve`, `check`, `init`, `test-route`, `send`, and
+//! `version`, `completions`, `man` (in `about.rs`).
 //!
 //! Exit codes: 0 success; 1 the configuration is invalid; 2 wrong usage (from clap);
 //! 3 the server failed at run time (a port in use, a store that cannot open).
 //! The admin API's client commands (`events`, `deliveries`, `dlq`, `export`, `replay`,
 //! `listen`) live in `client/`, with their exit codes.
 
+mod about;
 mod client;
 mod send;
 mod test_route;
@@ -71,6 +73,22 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the version and how this binary was built (commit, compiler, target,
+    /// features).
+    Version,
+    /// Print a shell completion script: `source <(forebay completions bash)`, or save it
+    /// where the shell loads completions from.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page forebay(1), or write a page per command into a directory.
+    Man {
+        /// Write forebay.1 and one page per command (forebay-serve.1, …) here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -101,6 +119,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => serve(&config.config, log_format, role).await,
         Command::Check { config } => check(&config.config),
         Command::Init { path, force } => init(&path, force),
+        Command::Version => about::version(),
+        Command::Completions { shell } => about::completions(shell),
+        Command::Man { dir } => about::man(dir.as_deref()),
         Command::Client(command) => client::run(command).await,
         Command::Send { config, args } => match load(&config.config) {
             Ok(loaded) => send::run(&config.config, &loaded, args).await,
@@ -185,9 +206,19 @@ async fn serve(path: &Path, log_format: LogFormat, role: Role) -> ExitCode {
     };
     // One line on stdout once the listeners are bound and the store is open, for people
     // and for scripts that wait for readiness.
-    if let (Some(ingest), Some(admin)) = (ingest, admin) {
-        println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
-    }
+    let status = match (ingest, admin) {
+        (Some(ingest), Some(admin)) => {
+            println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
+            format!("listening: ingest=http://{ingest} admin=http://{admin}")
+        }
+        _ => "listening".to_owned(),
+    };
+    crate::service_manager::ready(&status);
+    crate::service_manager::spawn_watchdog();
+    let shutdown = async {
+        shutdown.await;
+        crate::service_manager::stopping();
+    };
     match server::run_with_store(config, store, listeners, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

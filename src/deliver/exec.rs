@@ -34,7 +34,11 @@ impl ExecTarget {
 
     pub async fn send(&self, d: &ClaimedDelivery) -> Sent {
         let content_type = d.content_type().unwrap_or_default();
-        let spawned = Command::new(&self.command)
+        let mut command = Command::new(&self.command);
+        for name in crate::service_manager::ENVIRONMENT {
+            command.env_remove(name);
+        }
+        let spawned = command
             .args(&self.args)
             .env("FOREBAY_EVENT_ID", &d.event_id)
             .env("FOREBAY_WEBHOOK_ID", d.webhook_id())

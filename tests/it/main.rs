@@ -1,6 +1,7 @@
 //! Integration tests: a real forebay on port 0 (in-process through `forebay::run`, or the
 //! real binary where a process must die), real SQLite files, a real HTTP client.
 
+mod about;
 mod admin;
 mod brokers;
 mod browser;
@@ -26,4 +27,5 @@ mod search;
 mod send;
 mod shutdown;
 mod support;
+mod systemd;
 mod verify;

@@ -18,21 +18,27 @@ pub fn spawn_serve(config: &Path) -> Process {
 
 /// [`spawn_serve`] with more arguments (`--role ingest`, say).
 pub fn spawn_serve_with(config: &Path, args: &[&str]) -> Process {
-    spawn(config, args, Stdio::inherit())
+    spawn(config, args, &[], Stdio::inherit())
+}
+
+/// [`spawn_serve`] with more environment variables.
+pub fn spawn_serve_with_env(config: &Path, envs: &[(&str, &str)]) -> Process {
+    spawn(config, &[], envs, Stdio::inherit())
 }
 
 /// [`spawn_serve`] with its log (stderr) written to the file `log`.
 pub fn spawn_serve_logging_to(config: &Path, log: &Path) -> Process {
     let file = std::fs::File::create(log).expect("create the log file");
-    spawn(config, &[], Stdio::from(file))
+    spawn(config, &[], &[], Stdio::from(file))
 }
 
-fn spawn(config: &Path, args: &[&str], stderr: Stdio) -> Process {
+fn spawn(config: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_forebay"))
         .args(["serve", "--config"])
         .arg(config)
         .args(args)
         .env("FOREBAY_LOG", "warn")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

@@ -1,0 +1,50 @@
+//! Talking to systemd when forebay runs as a `Type=notify` service: `READY=1` once the
+//! listeners are bound and the store is open, `STOPPING=1` when a graceful stop begins,
+//! and `WATCHDOG=1` every half of `WatchdogSec` while the async runtime is running.
+//!
+//! Everything here is a no-op without `NOTIFY_SOCKET` (not under systemd). The watchdog
+//! proves that the runtime is not wedged, not that the store is up: a store outage is
+//! answered with 503 and recovered from by itself, and a restart would not help it.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+/// The variables systemd gives the service. A child process (an `exec` destination's
+/// command, a jq sandbox) must not inherit them: it would speak for forebay.
+pub const ENVIRONMENT: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// The service is up: `status` is shown by `systemctl status`.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A graceful stop began: requests already read are finished, then the store closes.
+pub fn stopping() {
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping: finishing requests already read"),
+    ]);
+}
+
+/// Sends `WATCHDOG=1` every half of the watchdog interval systemd asked for, from a
+/// task on the runtime, for as long as the runtime runs. Does nothing without one.
+pub fn spawn_watchdog() {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let period = (interval / 2).max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            send(&[NotifyState::Watchdog]);
+        }
+    });
+}
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        crate::throttled!(warn, error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
