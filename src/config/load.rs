@@ -461,6 +461,15 @@ fn resolve_source(
             ),
         );
     }
+    if cfg.burst.is_some() && cfg.rate_limit.is_none() {
+        errors.push(
+            format!("{path}.burst"),
+            "burst is the headroom of rate_limit; set rate_limit too (e.g. rate_limit = \"100/s\")",
+        );
+    }
+    if cfg.burst == Some(0) {
+        errors.push(format!("{path}.burst"), "must be at least 1");
+    }
     if errors.0.len() > before {
         return None;
     }
@@ -475,6 +484,11 @@ fn resolve_source(
         // Completed with `[storage] retention` by `settle_retention`.
         retention: cfg.retention.over(super::RetentionConfig::default()),
         routes: Vec::new(),
+        edge_limit: crate::ingest::edge_limit::EdgeLimit::new(
+            cfg.rate_limit,
+            cfg.burst,
+            cfg.rate_limit_per_address,
+        ),
     })
 }
 

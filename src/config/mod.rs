@@ -177,6 +177,8 @@ pub struct Source {
     pub retention: RetentionConfig,
     /// Routes fed by this source, in file order.
     pub routes: Vec<Route>,
+    /// `rate_limit` and `rate_limit_per_address`, checked before the body is read.
+    pub edge_limit: Option<crate::ingest::edge_limit::EdgeLimit>,
 }
 
 /// One route, with its name settled.

@@ -167,6 +167,13 @@ pub struct SourceConfig {
     pub response: ResponseConfig,
     /// How long this source's data is kept; unset keys come from `[storage] retention`.
     pub retention: SourceRetention,
+    /// Most requests admitted per period (`"100/s"`); past it, 429 before the body is read.
+    pub rate_limit: Option<Rate>,
+    /// Requests admitted at once above `rate_limit` after a quiet period (default: the
+    /// rate's count).
+    pub burst: Option<u32>,
+    /// The same limit for each remote address on its own.
+    pub rate_limit_per_address: Option<Rate>,
 }
 
 impl Default for SourceConfig {
@@ -179,6 +186,9 @@ impl Default for SourceConfig {
             dedup_window: Span::secs(7 * 86400),
             response: ResponseConfig::default(),
             retention: SourceRetention::default(),
+            rate_limit: None,
+            burst: None,
+            rate_limit_per_address: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod body;
 pub mod budget;
 pub mod dedup;
+pub mod edge_limit;
 mod receive;
 pub mod request;
 pub mod verify;

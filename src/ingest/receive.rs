@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::IngestState;
@@ -67,6 +68,11 @@ async fn handle(
             format!("no source named {source_name:?}; {fix}"),
         ));
     };
+    if let Some(limit) = &source.edge_limit
+        && let Err(refusal) = limit.check(&source.name, remote_addr.map(|a| a.ip()))
+    {
+        return Ok(rate_limited(&state, &source, request, remote_addr, refusal).await);
+    }
     let (parts, body) = request.into_parts();
     // A GET or HEAD the source does not take for events may still be its provider's
     // challenge (SPEC section 4); it is read (capped) to find out.
@@ -87,16 +93,7 @@ async fn handle(
     // The event's id is made as the request is stamped, from the same clock reading, so
     // an event received at t has an id of time t and time ranges seek by id exactly.
     let (event_id, received_at_ms) = id::new_stamped(id::EVENT);
-    let unverified = Unverified {
-        source: source.name.clone(),
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body,
-        remote_addr,
-        received_at_ms,
-    };
+    let unverified = Unverified::new(&source.name, parts, body, remote_addr, received_at_ms);
     // A provider challenge (Meta's `hub.challenge`, Twitter's CRC, Asana's handshake)
     // is answered, not stored.
     match source.verifier.challenge(&unverified) {
@@ -206,6 +203,43 @@ async fn record_rejected(
         crate::throttled!(warn, source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
     }
     rejected_id
+}
+
+/// Answers 429 with `Retry-After` (whole seconds, at least 1) without reading the body;
+/// the first refusal of each second is kept with the rejected requests, its body not
+/// read, saying how many were refused since the last one kept.
+async fn rate_limited(
+    state: &IngestState,
+    source: &Source,
+    request: Request,
+    remote_addr: Option<SocketAddr>,
+    refusal: super::edge_limit::Refusal,
+) -> Response {
+    crate::metrics::rate_limited(&source.name, refusal.scope.as_str());
+    let retry_after = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let message = format!("{}; retry after {retry_after}s", refusal.message);
+    let limit = source.edge_limit.as_ref();
+    let now_ms = crate::clock::now_ms();
+    let now_secs = u64::try_from(now_ms / 1000).unwrap_or_default();
+    if let Some(skipped) = limit.and_then(|l| l.keep_refusal(now_secs)) {
+        let (parts, _unread) = request.into_parts();
+        let reason = if skipped == 0 {
+            format!("rate limited: {}", refusal.message)
+        } else {
+            format!(
+                "rate limited: {} ({skipped} more refused since the last one kept; forebay_ingest_rate_limited_total counts them all)",
+                refusal.message
+            )
+        };
+        let unread = Unverified::new(&source.name, parts, Bytes::new(), remote_addr, now_ms);
+        record_rejected(state, source, unread, &reason).await;
+    }
+    let mut response =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// Answers a challenge; one that needs the operator (`notice`) is also logged and kept

@@ -24,6 +24,26 @@ pub struct Unverified {
 }
 
 impl Unverified {
+    /// The request of `source` from its head `parts`, with `body` as read.
+    pub fn new(
+        source: &str,
+        parts: http::request::Parts,
+        body: Bytes,
+        remote_addr: Option<SocketAddr>,
+        received_at_ms: i64,
+    ) -> Self {
+        Self {
+            source: source.to_owned(),
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers,
+            body,
+            remote_addr,
+            received_at_ms,
+        }
+    }
+
     /// First value of a header as UTF-8 text, if present and valid.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -30,6 +30,8 @@ pub const INGEST_REQUESTS: &str = "forebay_ingest_requests_total";
 pub const INGEST_DURATION: &str = "forebay_ingest_duration_seconds";
 /// Requests answered as duplicates of an earlier event, by source.
 pub const DEDUP_HITS: &str = "forebay_dedup_hits_total";
+/// Requests refused by a source's rate limit, before their body was read.
+pub const RATE_LIMITED: &str = "forebay_ingest_rate_limited_total";
 /// Writes committed together in one transaction by the SQLite writer.
 pub const COMMIT_BATCH: &str = "forebay_commit_batch_size";
 /// Attempts recorded, by destination and what the delivery became.
@@ -117,6 +119,10 @@ fn describe() {
         DEDUP_HITS,
         "Requests answered as duplicates of an earlier event (not delivered again), by source."
     );
+    metrics::describe_counter!(
+        RATE_LIMITED,
+        "Requests answered 429 by a source's rate_limit (scope \"source\") or rate_limit_per_address (scope \"address\"), by source."
+    );
     metrics::describe_histogram!(
         COMMIT_BATCH,
         "Writes committed together in one transaction (group commit)."
@@ -151,6 +157,11 @@ pub fn ingest_answered(source: Option<&str>, status: StatusCode, elapsed: Durati
 /// A request to `source` was a repeat of an event within its dedup window.
 pub fn dedup_hit(source: &str) {
     metrics::counter!(DEDUP_HITS, "source" => source.to_owned()).increment(1);
+}
+
+/// A request to `source` was refused by its rate limit of `scope`.
+pub fn rate_limited(source: &str, scope: &'static str) {
+    metrics::counter!(RATE_LIMITED, "source" => source.to_owned(), "scope" => scope).increment(1);
 }
 
 /// The writer committed `writes` writes in one transaction.

@@ -115,6 +115,31 @@ fn check_refuses_values_that_would_fail_at_run_time() {
 }
 
 #[test]
+fn rate_limit_settings_are_checked_with_their_key_paths() {
+    let err = check_fails(
+        r#"
+        [sources.a]
+        burst = 10
+        [sources.b]
+        rate_limit = "100/s"
+        burst = 0
+        [sources.c]
+        rate_limit = "fast"
+        [sources.d]
+        rate_limit_per_address = "0/s"
+        "#,
+    );
+    for expected in [
+        "sources.a.burst: burst is the headroom of rate_limit; set rate_limit too",
+        "sources.b.burst: must be at least 1",
+        "sources.c.rate_limit:",
+        "sources.d.rate_limit_per_address:",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn override_mistakes_are_errors_that_name_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.toml");

@@ -588,3 +588,71 @@ async fn past_max_connections_a_new_connection_waits_for_one_to_close() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_source_past_its_rate_limit_gets_429_before_its_body_is_read() {
+    let server = TestServer::start(
+        "[sources.limited]\nrate_limit = \"1/m\"\nburst = 2\n[sources.open]\n\
+         [sources.per_address]\nrate_limit_per_address = \"1/m\"\n",
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(server.post("limited", &[], "{}").await.status(), 200);
+    }
+    // Past the burst: refused at once, though the body (10 MiB announced) never comes.
+    let mut s = TcpStream::connect(server.ingest).await.unwrap();
+    s.write_all(b"POST /in/limited HTTP/1.1\r\nhost: x\r\ncontent-length: 10485760\r\n\r\n")
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s))
+        .await
+        .expect("an answer without the body");
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    let retry_after: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap_or_else(|| panic!("no Retry-After in {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let mut refused = 1;
+    for _ in 0..20 {
+        let r = server.post("limited", &[], "{}").await;
+        assert_eq!(r.status(), 429);
+        let error = r.json::<Value>().await.unwrap()["error"].clone();
+        assert_eq!(error["code"], "rate_limited");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("at most 1/m (rate_limit, burst 2)")
+                && message.contains("retry after"),
+            "{message}"
+        );
+        refused += 1;
+    }
+    // Another source is not held back.
+    assert_eq!(server.post("open", &[], "{}").await.status(), 200);
+    // One address past its own limit.
+    assert_eq!(server.post("per_address", &[], "{}").await.status(), 200);
+    let r = server.post("per_address", &[], "{}").await;
+    assert_eq!(r.status(), 429);
+    let message = r.json::<Value>().await.unwrap()["error"]["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("from one address (rate_limit_per_address); 127.0.0.1"),
+        "{message}"
+    );
+
+    // Every refusal counted; one a second kept with the rejected requests.
+    let metrics = server.metrics_text().await;
+    let counted = format!(
+        "forebay_ingest_rate_limited_total{{source=\"limited\",scope=\"source\"}} {refused}"
+    );
+    assert!(metrics.contains(&counted), "no {counted} in\n{metrics}");
+    let kept = server.rejected_of("limited").await;
+    assert!(!kept.is_empty() && kept.len() < 5, "{kept:?}");
+    let reason = kept[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("rate limited: "), "{reason}");
+}

@@ -89,14 +89,7 @@ async fn a_month_later_old_events_and_rejected_requests_are_gone_and_waiting_wor
         .unwrap();
     assert_eq!(gone.status(), 404);
 
-    let metrics = crate::support::client()
-        .get(server.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for line in [
         r#"forebay_purged_total{kind="events"} 1"#,
         r#"forebay_purged_total{kind="rejected"} 1"#,

@@ -150,6 +150,18 @@ impl TestServer {
         body
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = self
+            .client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     /// The stored events of a source (up to 100), newest first.
     pub async fn events_of(&self, source: &str) -> Vec<Value> {
         self.list(&format!("/api/v1/events?source={source}&limit=100"))
