@@ -27,14 +27,7 @@ run_wrk() { # name path addr
   BENCH_PATH=$2 wrk -t$threads -c$connections -d"$duration" --latency -s bench/post.lua "http://$3" > "$work/$1.txt"
 }
 
-summarise() { # name -> "rps p50 p99 non2xx"
-  awk '
-    /Requests\/sec/ { rps = $2 }
-    /^ +50%/ { p50 = $2 }
-    /^ +99%/ { p99 = $2 }
-    /^non2xx/ { bad = $2 }
-    END { printf "%s %s %s %s\n", rps, p50, p99, bad }' "$work/$1.txt"
-}
+summarise() { wrk_figures "$work/$1.txt"; } # name -> "rps p50 p99 non2xx"
 
 target/release/examples/bare-server "$bare_addr" > "$work/bare.log" 2>&1 &
 pids+=($!)

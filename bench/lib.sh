@@ -15,6 +15,16 @@ wait_port() {
   exit 1
 }
 
+# wrk_figures FILE — "req/s p50 p99 non-2xx" of a wrk run with --latency and post.lua.
+wrk_figures() {
+  awk '
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = $2 }
+    /^ +99%/ { p99 = $2 }
+    /^non2xx/ { bad = $2 }
+    END { printf "%s %s %s %s\n", rps, p50, p99, bad }' "$1"
+}
+
 # ingest_config FILE DB INGEST_ADDR ADMIN_ADDR — the ingest benchmarks' configuration: one
 # source with no verification and one route, so each request commits an event and a
 # pending delivery (the destination does not exist; run with --role ingest).

@@ -23,14 +23,6 @@ work=bench/results/rate_limit
 rm -rf "$work" && mkdir -p "$work"
 source bench/lib.sh
 
-summarise() { # file -> "rps p50 p99 non2xx"
-  awk '
-    /Requests\/sec/ { rps = $2 }
-    /^ +50%/ { p50 = $2 }
-    /^ +99%/ { p99 = $2 }
-    /^non2xx/ { bad = $2 }
-    END { printf "%s %s %s %s\n", rps, p50, p99, bad }' "$1"
-}
 
 run() { # name label flood(none|open|limited)
   local name=$1 label=$2 flood=$3 limit=""
@@ -70,10 +62,10 @@ TOML
   kept=$(sqlite3 "$work/forebay.db" "select count(*) from rejected where source = 'flood'")
   stored=$(sqlite3 "$work/forebay.db" "select count(*) from events where source = 'flood'")
   kill "$server"; wait "$server" 2>/dev/null || true
-  read -r s_rps s_p50 s_p99 s_bad <<<"$(summarise "$work/$name-steady.txt")"
+  read -r s_rps s_p50 s_p99 s_bad <<<"$(wrk_figures "$work/$name-steady.txt")"
   local flood_cell="—"
   if [ "$flood" != none ]; then
-    read -r f_rps f_p50 f_p99 f_bad <<<"$(summarise "$work/$name-flood.txt")"
+    read -r f_rps f_p50 f_p99 f_bad <<<"$(wrk_figures "$work/$name-flood.txt")"
     flood_cell="$f_rps req/s, $f_bad non-2xx, p99 $f_p99; stored: $stored events, $kept rejected"
   fi
   echo "| $label | $s_rps | $s_p50 | $s_p99 | $s_bad | $flood_cell | $rss MiB |"
