@@ -8,9 +8,20 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=FOREBAY_BUILD_COMMIT");
-    // A new commit or checkout changes one of these.
-    for path in [".git/HEAD", ".git/refs", ".git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
+    println!("cargo:rerun-if-changed=build.rs");
+    // A new commit or checkout moves HEAD or the branch it names. Only files that exist
+    // are watched: Cargo runs the script again on every build for one that does not.
+    // `git rev-parse --git-path` finds them in a worktree too, where `.git` is a file.
+    let mut watched = vec!["HEAD".to_owned()];
+    if let Some(branch) = output("git", &["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(branch);
+    }
+    for name in watched {
+        if let Some(path) = output("git", &["rev-parse", "--git-path", &name])
+            && std::path::Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     let commit = std::env::var("FOREBAY_BUILD_COMMIT")
         .ok()

@@ -252,6 +252,19 @@ pub async fn run_with_clock(
         open: Arc::new(Semaphore::new(config.server.max_connections)),
         limit: config.server.max_connections,
     };
+    // Everything that can fail at start has succeeded: systemd may count forebay up.
+    crate::service_manager::ready(&format!(
+        "listening: ingest=http://{} admin=http://{}",
+        listeners
+            .ingest
+            .local_addr()
+            .map_or("?".to_owned(), |a| a.to_string()),
+        listeners
+            .admin
+            .local_addr()
+            .map_or("?".to_owned(), |a| a.to_string())
+    ));
+    crate::service_manager::spawn_watchdog();
     tokio::join!(
         serve(&listeners.ingest, &ingest).run(stop_rx.clone()),
         serve(&listeners.admin, &admin).run(stop_rx),

@@ -1,10 +1,13 @@
-//! Talking to systemd when forebay runs as a `Type=notify` service: `READY=1` once the
-//! listeners are bound and the store is open, `STOPPING=1` when a graceful stop begins,
-//! and `WATCHDOG=1` every half of `WatchdogSec` while the async runtime is running.
+//! Talking to systemd when forebay runs as a `Type=notify` service: `READY=1` once every
+//! start-up step has succeeded (listeners bound, store open, destinations and their
+//! secrets built, paused flows and replays read) and it begins serving, `STOPPING=1` when
+//! a graceful stop begins, and `WATCHDOG=1` every half of `WatchdogSec` from a task on
+//! the async runtime.
 //!
 //! Everything here is a no-op without `NOTIFY_SOCKET` (not under systemd). The watchdog
-//! proves that the runtime is not wedged, not that the store is up: a store outage is
-//! answered with 503 and recovered from by itself, and a restart would not help it.
+//! only shows that the runtime still runs tasks (a process whose runtime threads are all
+//! stuck is restarted), not that every part is healthy: a store outage is answered with
+//! 503 and recovered from by itself, and a restart would not help it.
 
 use std::time::Duration;
 

@@ -22,7 +22,6 @@ class Handler:
         """Called for every message; returns False once the consumer should stop."""
         webhook_id = headers.get("webhook-id")
         if webhook_id not in self.seen:
-            self.seen.add(webhook_id)
             # Your work goes here. This example prints the event as one JSON line.
             print(
                 json.dumps(
@@ -35,6 +34,9 @@ class Handler:
                 ),
                 flush=True,
             )
+            # Only once the work is done: if it fails, the message is not acknowledged
+            # and comes again, and must not be taken for a repeat then.
+            self.seen.add(webhook_id)
         return self.count is None or len(self.seen) < self.count
 
 

@@ -4,7 +4,8 @@
 
 Each entry has the field `body` and one field per header. The group is made (from the
 start of the stream) if it does not exist. An entry is acknowledged (XACK) after it was
-handled; one that was not stays pending for the group, to be claimed again.
+handled; one that was not (the consumer stopped or crashed first) stays pending for this
+consumer, and is read again first when it starts again under the same name.
 """
 
 import redis
@@ -25,18 +26,34 @@ try:
 except redis.ResponseError as e:
     if "BUSYGROUP" not in str(e):
         raise
-running = True
-while running:
-    # ">": entries no consumer of the group has been given yet.
-    batches = client.xreadgroup(args.group, args.consumer, {args.stream: ">"}, count=100, block=1000)
-    for _stream, entries in batches:
-        for entry_id, fields in entries:
-            fields = {name.decode(): value for name, value in fields.items()}
-            body = fields.pop("body", b"")
-            headers = {name: value.decode() for name, value in fields.items()}
-            running = handler.handle(headers, body)
-            client.xack(args.stream, args.group, entry_id)
-            if not running:
-                break
+
+
+def read(start):
+    """Up to 100 entries: this consumer's pending ones from `start`, or new ones (">")."""
+    replies = client.xreadgroup(
+        args.group, args.consumer, {args.stream: start}, count=100, block=None if start != ">" else 1000
+    )
+    return [entry for _stream, entries in replies for entry in entries]
+
+
+def handle(entries):
+    """Handles and acknowledges each entry; False once the consumer should stop."""
+    for entry_id, fields in entries:
+        fields = {name.decode(): value for name, value in fields.items()}
+        body = fields.pop("body", b"")
+        headers = {name: value.decode() for name, value in fields.items()}
+        running = handler.handle(headers, body)
+        client.xack(args.stream, args.group, entry_id)
         if not running:
-            break
+            return False
+    return True
+
+
+# First what this consumer was given before and did not acknowledge, then new entries.
+running = True
+pending = read("0")
+while running and pending:
+    running = handle(pending)
+    pending = read(pending[-1][0]) if running else []
+while running:
+    running = handle(read(">"))

@@ -16,30 +16,31 @@ pub fn version() -> ExitCode {
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
-    println!("forebay {}", env!("CARGO_PKG_VERSION"));
-    println!("commit: {}", env!("FOREBAY_COMMIT"));
-    println!("compiler: {}", env!("FOREBAY_RUSTC"));
-    println!("target: {}", env!("FOREBAY_TARGET"));
-    println!("profile: {}", env!("FOREBAY_PROFILE"));
-    println!(
-        "features: {}",
-        if features.is_empty() {
-            "none".to_owned()
-        } else {
-            features.join(", ")
-        }
-    );
-    println!(
-        "stores: sqlite (embedded, SQLite {}), postgres",
+    let features = if features.is_empty() {
+        "none".to_owned()
+    } else {
+        features.join(", ")
+    };
+    let text = format!(
+        "forebay {}\ncommit: {}\ncompiler: {}\ntarget: {}\nprofile: {}\nfeatures: {features}\n\
+         stores: sqlite (embedded, SQLite {}), postgres\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("FOREBAY_COMMIT"),
+        env!("FOREBAY_RUSTC"),
+        env!("FOREBAY_TARGET"),
+        env!("FOREBAY_PROFILE"),
         rusqlite::version()
     );
+    print_all(text.as_bytes());
     ExitCode::SUCCESS
 }
 
 /// `forebay completions SHELL`: the completion script on stdout.
 pub fn completions(shell: Shell) -> ExitCode {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "forebay", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "forebay", &mut script);
+    print_all(&script);
     ExitCode::SUCCESS
 }
 
@@ -52,7 +53,7 @@ pub fn man(dir: Option<&Path>) -> ExitCode {
             let mut page = Vec::new();
             clap_mangen::Man::new(command)
                 .render(&mut page)
-                .and_then(|()| std::io::stdout().write_all(&page))
+                .map(|()| print_all(&page))
         }
         Some(dir) => std::fs::create_dir_all(dir)
             .and_then(|()| clap_mangen::generate_to(command, dir))
@@ -66,4 +67,10 @@ pub fn man(dir: Option<&Path>) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// Writes `bytes` to stdout. A reader that stopped early (`forebay version | head -1`)
+/// is not an error worth a panic.
+fn print_all(bytes: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(bytes);
 }

@@ -206,15 +206,9 @@ async fn serve(path: &Path, log_format: LogFormat, role: Role) -> ExitCode {
     };
     // One line on stdout once the listeners are bound and the store is open, for people
     // and for scripts that wait for readiness.
-    let status = match (ingest, admin) {
-        (Some(ingest), Some(admin)) => {
-            println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
-            format!("listening: ingest=http://{ingest} admin=http://{admin}")
-        }
-        _ => "listening".to_owned(),
-    };
-    crate::service_manager::ready(&status);
-    crate::service_manager::spawn_watchdog();
+    if let (Some(ingest), Some(admin)) = (ingest, admin) {
+        println!("forebay listening: ingest=http://{ingest} admin=http://{admin}");
+    }
     let shutdown = async {
         shutdown.await;
         crate::service_manager::stopping();

@@ -464,7 +464,7 @@ fn resolve_source(
     if cfg.burst.is_some() && cfg.rate_limit.is_none() {
         errors.push(
             format!("{path}.burst"),
-            "burst is the headroom of rate_limit; set rate_limit too (e.g. rate_limit = \"100/s\")",
+            "burst is the size of rate_limit's bucket; set rate_limit too (e.g. rate_limit = \"100/s\")",
         );
     }
     if cfg.burst == Some(0) {

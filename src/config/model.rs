@@ -169,8 +169,8 @@ pub struct SourceConfig {
     pub retention: SourceRetention,
     /// Most requests admitted per period (`"100/s"`); past it, 429 before the body is read.
     pub rate_limit: Option<Rate>,
-    /// Requests admitted at once above `rate_limit` after a quiet period (default: the
-    /// rate's count).
+    /// The bucket's size: requests admitted at once after a quiet period (default: the
+    /// rate's count; less is stricter than the rate).
     pub burst: Option<u32>,
     /// The same limit for each remote address on its own.
     pub rate_limit_per_address: Option<Rate>,

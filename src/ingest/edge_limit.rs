@@ -4,7 +4,9 @@
 //! every one), so a flood cannot fill the disk.
 //!
 //! The limits live in this process: with several processes on PostgreSQL each admits up
-//! to the rate, so a cluster of N admits up to N times it.
+//! to the rate, so a cluster of N admits up to N times it. The per-address limit counts
+//! an IPv6 sender by its /64. The address is asked first, so a request the source's limit
+//! then refuses has still spent its address's token.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -56,8 +58,9 @@ pub struct EdgeLimit {
 }
 
 impl EdgeLimit {
-    /// The limits of a source, or `None` when it has neither. `burst` defaults to the
-    /// rate's count (one period's worth at once after a quiet period).
+    /// The limits of a source, or `None` when it has neither. `burst` is the bucket's
+    /// size, by default the rate's count (one period's worth at once after a quiet
+    /// period).
     pub fn new(rate: Option<Rate>, burst: Option<u32>, per_address: Option<Rate>) -> Option<Self> {
         if rate.is_none() && per_address.is_none() {
             return None;
@@ -83,7 +86,7 @@ impl EdgeLimit {
     /// own limit is asked first, so one sender past it spends none of the source's.
     pub fn check(&self, source: &str, address: Option<IpAddr>) -> Result<(), Refusal> {
         let clock = DefaultClock::default();
-        if let (Some((rate, limiter)), Some(ip)) = (&self.address, address) {
+        if let (Some((rate, limiter)), Some(ip)) = (&self.address, address.map(sender)) {
             if self
                 .checks
                 .fetch_add(1, Ordering::Relaxed)
@@ -127,6 +130,15 @@ impl EdgeLimit {
         let skipped = if kept.0 == u64::MAX { 0 } else { kept.1 };
         *kept = (now_secs, 0);
         Some(skipped)
+    }
+}
+
+/// Whom an address stands for: itself for IPv4, its /64 for IPv6, since one host is
+/// given a whole /64 and could send from a new address each time.
+fn sender(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
     }
 }
 
@@ -177,6 +189,20 @@ mod tests {
         assert!(limit.check("shop", Some(b)).is_ok());
         assert!(limit.check("shop", None).is_ok());
         assert_eq!(limit.check("shop", None).unwrap_err().scope, Scope::Source);
+    }
+
+    #[test]
+    fn addresses_of_one_ipv6_64_share_a_limit() {
+        let limit = EdgeLimit::new(None, None, Some(rate(1, 60))).unwrap();
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limit.check("shop", Some(one)).is_ok());
+        assert_eq!(
+            limit.check("shop", Some(same_64)).unwrap_err().scope,
+            Scope::Address
+        );
+        assert!(limit.check("shop", Some(other_64)).is_ok());
     }
 
     #[test]

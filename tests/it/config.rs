@@ -130,7 +130,7 @@ fn rate_limit_settings_are_checked_with_their_key_paths() {
         "#,
     );
     for expected in [
-        "sources.a.burst: burst is the headroom of rate_limit; set rate_limit too",
+        "sources.a.burst: burst is the size of rate_limit's bucket; set rate_limit too",
         "sources.b.burst: must be at least 1",
         "sources.c.rate_limit:",
         "sources.d.rate_limit_per_address:",
