@@ -571,6 +571,21 @@ mod redis {
         assert_at_least_once(&added, &acked);
     }
 
+    /// Stopped in the middle of a batch, the example leaves the rest pending for its
+    /// consumer name, and reads those first when it starts again.
+    #[tokio::test]
+    async fn the_python_consumer_example_reads_its_pending_entries_after_a_stop() {
+        let stream = unique("forebay-test:");
+        let (_server, ids) = three_delivered(&format!(
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
+        ))
+        .await;
+        let first = run_consumer("redis_consumer.py", &["--stream", &stream], 1).await;
+        let rest = run_consumer("redis_consumer.py", &["--stream", &stream], 2).await;
+        let _: () = connection().await.del(&stream).await.unwrap();
+        assert_eq!([first, rest].concat(), ids);
+    }
+
     #[tokio::test]
     async fn the_python_consumer_example_reads_what_was_added() {
         let stream = unique("forebay-test:");
