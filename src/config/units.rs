@@ -178,6 +178,16 @@ pub struct Rate {
     pub per: Duration,
 }
 
+impl Rate {
+    /// governor's quota for it: one start per `per / count`, and `burst` at once after a
+    /// quiet period. `None` for a count of 0, which validation refuses.
+    pub fn quota(self, burst: std::num::NonZeroU32) -> Option<governor::Quota> {
+        let period = self.per.checked_div(self.count)?;
+        governor::Quota::with_period(period.max(Duration::from_nanos(1)))
+            .map(|q| q.allow_burst(burst))
+    }
+}
+
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unit = match self.per.as_secs() {

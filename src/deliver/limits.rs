@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Rate;
@@ -40,7 +40,10 @@ impl Limits {
         Self {
             slots: Arc::new(Semaphore::new(slots as usize)),
             capacity: slots as usize,
-            rate: rate.and_then(quota).map(RateLimiter::direct),
+            // Without a burst: one start per `per / count`.
+            rate: rate
+                .and_then(|r| r.quota(NonZeroU32::MIN))
+                .map(RateLimiter::direct),
         }
     }
 
@@ -86,12 +89,6 @@ impl Limits {
     pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
         self.slots.clone().try_acquire_owned().ok()
     }
-}
-
-/// One start per `per / count`, without a burst.
-fn quota(rate: Rate) -> Option<Quota> {
-    let period = rate.per.checked_div(rate.count)?;
-    Quota::with_period(period.max(Duration::from_nanos(1))).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
 
 #[cfg(test)]

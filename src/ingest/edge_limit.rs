@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::Rate;
 
@@ -49,11 +49,11 @@ pub struct Refusal {
 
 #[derive(Debug)]
 pub struct EdgeLimit {
-    source: Option<(Rate, u32, DefaultDirectRateLimiter)>,
+    source: Option<(Rate, NonZeroU32, DefaultDirectRateLimiter)>,
     address: Option<(Rate, DefaultKeyedRateLimiter<IpAddr>)>,
     checks: AtomicU64,
-    /// The second (since the clock's start) a refusal was last kept, and how many were
-    /// refused since without being kept.
+    /// The second (Unix time) a refusal was last kept, and how many were refused since
+    /// without being kept.
     kept: Mutex<(u64, u64)>,
 }
 
@@ -66,12 +66,12 @@ impl EdgeLimit {
             return None;
         }
         let source = rate.and_then(|rate| {
-            let burst = burst.unwrap_or(rate.count).max(1);
-            let limiter = RateLimiter::direct(quota(rate, burst)?);
+            let burst = NonZeroU32::new(burst.unwrap_or(rate.count))?;
+            let limiter = RateLimiter::direct(rate.quota(burst)?);
             Some((rate, burst, limiter))
         });
         let address = per_address.and_then(|rate| {
-            let limiter = RateLimiter::keyed(quota(rate, rate.count.max(1))?);
+            let limiter = RateLimiter::keyed(rate.quota(NonZeroU32::new(rate.count)?)?);
             Some((rate, limiter))
         });
         Some(Self {
@@ -140,13 +140,6 @@ fn sender(ip: IpAddr) -> IpAddr {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
     }
-}
-
-/// `rate.count` per `rate.per`, evenly, with `burst` at once.
-fn quota(rate: Rate, burst: u32) -> Option<Quota> {
-    let period = rate.per.checked_div(rate.count)?;
-    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?;
-    Some(quota.allow_burst(NonZeroU32::new(burst)?))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ async fn handle(
     if let Some(limit) = &source.edge_limit
         && let Err(refusal) = limit.check(&source.name, remote_addr.map(|a| a.ip()))
     {
-        return Ok(rate_limited(&state, &source, request, remote_addr, refusal).await);
+        return Ok(rate_limited(&state, &source, limit, request, remote_addr, refusal).await);
     }
     let (parts, body) = request.into_parts();
     // A GET or HEAD the source does not take for events may still be its provider's
@@ -211,6 +211,7 @@ async fn record_rejected(
 async fn rate_limited(
     state: &IngestState,
     source: &Source,
+    limit: &super::edge_limit::EdgeLimit,
     request: Request,
     remote_addr: Option<SocketAddr>,
     refusal: super::edge_limit::Refusal,
@@ -218,10 +219,9 @@ async fn rate_limited(
     crate::metrics::rate_limited(&source.name, refusal.scope.as_str());
     let retry_after = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let message = format!("{}; retry after {retry_after}s", refusal.message);
-    let limit = source.edge_limit.as_ref();
     let now_ms = crate::clock::now_ms();
     let now_secs = u64::try_from(now_ms / 1000).unwrap_or_default();
-    if let Some(skipped) = limit.and_then(|l| l.keep_refusal(now_secs)) {
+    if let Some(skipped) = limit.keep_refusal(now_secs) {
         let (parts, _unread) = request.into_parts();
         let reason = if skipped == 0 {
             format!("rate limited: {}", refusal.message)

@@ -484,6 +484,11 @@ mod redis {
             .expect("Redis on 127.0.0.1:6379")
     }
 
+    /// A destination table body adding to `stream` on the local Redis.
+    fn destination(stream: &str) -> String {
+        format!("kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\"")
+    }
+
     /// The `webhook-id` of every entry of `stream`, oldest first; the stream is removed.
     async fn take_webhook_ids(stream: &str) -> Vec<String> {
         let mut redis = connection().await;
@@ -563,10 +568,7 @@ mod redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sigkill_mid_publish_loses_nothing() {
         let stream = unique("forebay-test:");
-        let acked = sigkill_mid_publish(&format!(
-            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
-        ))
-        .await;
+        let acked = sigkill_mid_publish(&destination(&stream)).await;
         let added = take_webhook_ids(&stream).await;
         assert_at_least_once(&added, &acked);
     }
@@ -576,10 +578,7 @@ mod redis {
     #[tokio::test]
     async fn the_python_consumer_example_reads_its_pending_entries_after_a_stop() {
         let stream = unique("forebay-test:");
-        let (_server, ids) = three_delivered(&format!(
-            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
-        ))
-        .await;
+        let (_server, ids) = three_delivered(&destination(&stream)).await;
         let first = run_consumer("redis_consumer.py", &["--stream", &stream], 1).await;
         let rest = run_consumer("redis_consumer.py", &["--stream", &stream], 2).await;
         let _: () = connection().await.del(&stream).await.unwrap();
@@ -589,10 +588,7 @@ mod redis {
     #[tokio::test]
     async fn the_python_consumer_example_reads_what_was_added() {
         let stream = unique("forebay-test:");
-        let (_server, ids) = three_delivered(&format!(
-            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{stream}\""
-        ))
-        .await;
+        let (_server, ids) = three_delivered(&destination(&stream)).await;
         let read = run_consumer("redis_consumer.py", &["--stream", &stream], 3).await;
         let _: () = connection().await.del(&stream).await.unwrap();
         assert_eq!(read, ids);
