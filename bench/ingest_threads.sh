@@ -21,11 +21,8 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 mkdir -p "$work"
 source bench/lib.sh
 
-ingest_config "$work/forebay.toml" "$(realpath "$work")/forebay.db" "$ingest_addr" "$admin_addr"
-FOREBAY_LOG=error "$bin" serve --role ingest -c "$work/forebay.toml" > "$work/forebay.log" 2>&1 &
-pid=$!
-pids+=("$pid")
-wait_port "$ingest_addr"
+serve_ingest "$bin" "$work" "$ingest_addr" "$admin_addr"
+pid=$served
 
 # Per thread: "name-tid ticks" (utime + stime, in clock ticks).
 ticks() {

@@ -44,3 +44,14 @@ source = "bench"
 destination = "sink"
 TOML
 }
+
+# serve_ingest BINARY DIR INGEST_ADDR ADMIN_ADDR — starts BINARY (`--role ingest`) on the
+# ingest_config configuration with its store in DIR, waits until it listens, and sets
+# `served` to its pid (killed on exit).
+serve_ingest() {
+  ingest_config "$2/forebay.toml" "$(realpath "$2")/forebay.db" "$3" "$4"
+  FOREBAY_LOG=error "$1" serve --role ingest -c "$2/forebay.toml" > "$2/forebay.log" 2>&1 &
+  served=$!
+  pids+=("$served")
+  wait_port "$3"
+}
