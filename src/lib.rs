@@ -14,6 +14,7 @@
 //! - [`routing`]: routes' filters, transforms and ordering keys at work (the preparer).
 //! - [`replay`]: replay jobs, sending stored events again.
 //! - [`maintenance`]: retention and releasing dead processes' claims, in the background.
+//! - [`live`]: the configuration in force, and reloading it (SIGHUP, `POST /api/v1/reload`).
 //! - [`metrics`]: Prometheus metrics, scraped at `/metrics` on the admin listener.
 //! - [`server`]: `run(config, listeners, shutdown)`, which wires them together.
 //! - [`service_manager`]: readiness, stopping and watchdog notices to systemd.
@@ -32,6 +33,7 @@ pub mod http_error;
 pub mod id;
 pub mod ingest;
 pub mod jq;
+pub mod live;
 pub mod log_throttle;
 pub mod maintenance;
 pub mod metrics;

@@ -76,7 +76,8 @@ impl Retention {
 pub struct Maintenance {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub retention: Retention,
+    /// The retention in force, read at each pass (a reload may change it).
+    pub retention: Arc<dyn Fn() -> Retention + Send + Sync>,
 }
 
 impl Maintenance {
@@ -153,7 +154,7 @@ impl Maintenance {
             if *stop.borrow() {
                 break;
             }
-            let purge = self.retention.purge_at(self.clock.now_ms());
+            let purge = (self.retention)().purge_at(self.clock.now_ms());
             match self.store.purge(&purge).await {
                 Ok(purged) => {
                     crate::metrics::purged(purged);

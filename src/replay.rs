@@ -8,7 +8,6 @@
 //! after a restart (jobs still `running` start again with the server) queues nothing
 //! twice. `rate` paces the queuing; the destination's own limits still apply.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +16,9 @@ use tokio::sync::Notify;
 
 use crate::admin::search::{Filter, Found};
 use crate::clock::now_ms;
-use crate::config::{Config, Rate};
+use crate::config::Rate;
 use crate::id;
+use crate::live::Live;
 use crate::store::{ReplayDelivery, ReplayStep, ReplayWrite, Store, StoredReplay};
 
 /// The route name of deliveries a replay sends to one named destination.
@@ -38,8 +38,8 @@ pub struct Selection {
 /// What replay jobs need of the running server.
 pub struct Replayer {
     store: Arc<dyn Store>,
-    /// Per source: its routes (name, destination, whether they have expressions).
-    routes: HashMap<String, Vec<(String, String, bool)>>,
+    /// The routes in force, read for each step (a reload may change them).
+    live: Arc<Live>,
     /// Woken after a step queues deliveries.
     deliver: Arc<Notify>,
     prepare: Arc<Notify>,
@@ -47,22 +47,14 @@ pub struct Replayer {
 
 impl Replayer {
     pub fn new(
-        config: &Config,
+        live: Arc<Live>,
         store: Arc<dyn Store>,
         deliver: Arc<Notify>,
         prepare: Arc<Notify>,
     ) -> Arc<Self> {
-        let mut routes: HashMap<String, Vec<(String, String, bool)>> = HashMap::new();
-        for r in &config.routes {
-            routes.entry(r.source.clone()).or_default().push((
-                r.name.clone(),
-                r.destination.clone(),
-                r.needs_preparing(),
-            ));
-        }
         Arc::new(Self {
             store,
-            routes,
+            live,
             deliver,
             prepare,
         })
@@ -129,6 +121,7 @@ impl Replayer {
                     .await
                     .map_err(|e| e.message)?,
             };
+            let running = self.live.current();
             let mut deliveries = Vec::new();
             for event in &found.events {
                 let e = &event.request;
@@ -141,15 +134,18 @@ impl Replayer {
                         needs_preparing: false,
                     }),
                     None => {
-                        for (route, destination, needs_preparing) in
-                            self.routes.get(&e.source).into_iter().flatten()
+                        for route in running
+                            .config
+                            .routes
+                            .iter()
+                            .filter(|r| r.source == e.source)
                         {
                             deliveries.push(ReplayDelivery {
                                 id: id::new(id::DELIVERY),
                                 event_id: e.id.clone(),
-                                route: route.clone(),
-                                destination: destination.clone(),
-                                needs_preparing: *needs_preparing,
+                                route: route.name.clone(),
+                                destination: route.destination.clone(),
+                                needs_preparing: route.needs_preparing(),
                             });
                         }
                     }

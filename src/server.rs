@@ -27,13 +27,14 @@ use crate::config::{Backend, Config, Role, Server, Storage};
 use crate::deliver::{self, Worker};
 use crate::header_limits::{self, HeaderLimits};
 use crate::ingest::{self, IngestState};
-use crate::maintenance::{Maintenance, Retention};
+use crate::live::{Live, Running};
+use crate::maintenance::Maintenance;
 use crate::replay::Replayer;
 use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Cluster, ClusterLimit, Pausable, Store, StoreError};
+use crate::store::{Pausable, Store, StoreError};
 
 /// Time broker connections get at shutdown to close cleanly (nothing is in flight then).
 const BROKER_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -153,15 +154,27 @@ pub async fn run_with_clock(
     }
     let destinations = deliver::destinations(&config).map_err(ServeError::Destination)?;
     let pauses = Arc::new(deliver::pause::Pauses::new(paused_at_start(&*store).await?));
-    let senders = Arc::new(destinations.clone());
     let wake = Arc::new(Notify::new());
     let prepare_wake = Arc::new(Notify::new());
     let programs = Programs::new(&config);
     // With several processes on one store, the store holds the limits for all of them
     // and wakes this engine on their commits.
     if config.role != Role::Ingest {
-        store.join_cluster(cluster_of(&config, &wake, &prepare_wake));
+        store.join_cluster(crate::live::cluster_of(&config, &wake, &prepare_wake));
     }
+    let role = config.role;
+    let server = config.server.clone();
+    let live = Live::new(
+        Running {
+            generation: 1,
+            config,
+            destinations: Arc::new(destinations),
+            programs,
+        },
+        store.clone(),
+        wake.clone(),
+        prepare_wake.clone(),
+    );
     let (worker_stop, worker_stopped) = watch::channel(false);
     let preparer_stopped = worker_stopped.clone();
     // Every role runs it; the store elects the one process of a cluster that does work.
@@ -169,7 +182,7 @@ pub async fn run_with_clock(
         Maintenance {
             store: store.clone(),
             clock: clock.clone(),
-            retention: Retention::of(&config.sources, config.storage.retention),
+            retention: live.retention(),
         }
         .run(worker_stopped.clone()),
     );
@@ -177,65 +190,65 @@ pub async fn run_with_clock(
         store.clone(),
         worker_stopped.clone(),
     ));
-    let worker = (config.role != Role::Ingest).then(|| {
+    let worker = (role != Role::Ingest).then(|| {
         tokio::spawn(
             Worker {
-                lease: lease_for(&destinations),
                 store: store.clone(),
-                destinations,
+                destinations: live.destinations(),
                 wake: wake.clone(),
                 slots: SEND_SLOTS,
                 pauses: pauses.clone(),
                 clock,
             }
-            .run(worker_stopped, config.server.shutdown_timeout.0),
+            .run(worker_stopped, server.shutdown_timeout.0),
         )
     });
-    let preparer = (config.role != Role::Ingest
-        && config.routes.iter().any(|r| r.needs_preparing()))
-    .then(|| {
+    // Always there when delivering: a reload may add a route with expressions.
+    let preparer = (role != Role::Ingest).then(|| {
         tokio::spawn(
             Preparer {
                 store: store.clone(),
-                programs: programs.clone(),
+                programs: live.programs(),
                 wake: prepare_wake.clone(),
                 deliver: wake.clone(),
             }
             .run(preparer_stopped),
         )
     });
-    let ingest = match config.role {
+    let ingest = match role {
         Role::Deliver => ingest::deliver_only_router(store.clone()),
         Role::Ingest | Role::All => ingest::router(IngestState::new(
-            &config,
+            live.clone(),
             store.clone(),
             wake.clone(),
             prepare_wake.clone(),
-            programs.clone(),
         )),
     };
-    let replayer = Replayer::new(&config, store.clone(), wake.clone(), prepare_wake.clone());
+    let replayer = Replayer::new(
+        live.clone(),
+        store.clone(),
+        wake.clone(),
+        prepare_wake.clone(),
+    );
     replayer.resume().await;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reloads = crate::live::reload_on_hangup(live.clone(), stop_rx.clone());
     let admin_state = AdminState {
         stopping: stop_rx.clone(),
         replayer,
         store: store.clone(),
-        token: config.server.admin_token.clone(),
+        token: server.admin_token.clone(),
         wake: wake.clone(),
         pauses,
-        routes: Arc::new(config.routes.clone()),
-        sources: Arc::new(config.sources.clone()),
-        destinations: Arc::new(config.destinations.clone()),
-        senders: senders.clone(),
+        live: live.clone(),
     };
     let admin = admin::router(admin_state.clone()).merge(crate::dashboard::router(admin_state));
 
     // Both listeners hold requests to the configured header limits (JSON 431).
-    let limits = header_limits_of(&config.server);
+    let limits = header_limits_of(&server);
     let ingest = ingest.layer(from_fn_with_state(limits, header_limits::enforce));
     let admin = admin.layer(from_fn_with_state(limits, header_limits::enforce));
-    let builder = connection_builder(&config.server);
+    let builder = connection_builder(&server);
     let graceful = GracefulShutdown::new();
     let stopper = async {
         shutdown.await;
@@ -249,8 +262,8 @@ pub async fn run_with_clock(
         router,
         builder: &builder,
         graceful: &graceful,
-        open: Arc::new(Semaphore::new(config.server.max_connections)),
-        limit: config.server.max_connections,
+        open: Arc::new(Semaphore::new(server.max_connections)),
+        limit: server.max_connections,
     };
     // Everything that can fail at start has succeeded: systemd may count forebay up.
     crate::service_manager::ready(&format!(
@@ -274,7 +287,7 @@ pub async fn run_with_clock(
     // the kernel's backlog while in-flight requests finish.
     drop(listeners);
     // One budget for the whole shutdown: connections first, then the store's last commit.
-    let deadline = tokio::time::Instant::now() + config.server.shutdown_timeout.0;
+    let deadline = tokio::time::Instant::now() + server.shutdown_timeout.0;
     if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
@@ -288,7 +301,7 @@ pub async fn run_with_clock(
         let _ = worker.await;
         // Brokers are told the connection ends, rather than seeing it cut.
         let close_all = async {
-            for destination in senders.values() {
+            for destination in live.current().destinations.values() {
                 destination.close().await;
             }
         };
@@ -302,6 +315,7 @@ pub async fn run_with_clock(
     if let Some(preparer) = preparer {
         let _ = preparer.await;
     }
+    let _ = reloads.await;
     let _ = maintenance.await;
     let _ = activity.await;
     // The store's last group always gets a moment, even when the connections used the
@@ -342,48 +356,6 @@ const START_RETRIES_FOR: Duration = Duration::from_secs(30);
 
 /// Most deliveries sent at once by one process.
 const SEND_SLOTS: usize = 256;
-
-/// A claim must outlast the slowest attempt, or a slow send would be claimed twice.
-/// What the store needs to hold each destination's limits across processes.
-fn cluster_of(config: &Config, wake: &Arc<Notify>, prepare_wake: &Arc<Notify>) -> Cluster {
-    let limits = config
-        .destinations
-        .iter()
-        .map(|(name, d)| {
-            let (max_in_flight, rate) = d.limits();
-            ClusterLimit {
-                destination: name.clone(),
-                ordered: config
-                    .routes
-                    .iter()
-                    .any(|r| &r.destination == name && r.ordering_key.is_some()),
-                max_in_flight,
-                rate: rate.map(|r| {
-                    (
-                        r.count,
-                        i64::try_from(r.per.as_millis()).unwrap_or(i64::MAX),
-                    )
-                }),
-            }
-        })
-        .collect();
-    Cluster {
-        limits,
-        wake: Some(wake.clone()),
-        prepare_wake: Some(prepare_wake.clone()),
-    }
-}
-
-fn lease_for(
-    destinations: &std::collections::BTreeMap<String, Arc<deliver::Destination>>,
-) -> Duration {
-    let slowest = destinations
-        .values()
-        .map(|d| d.timeout())
-        .max()
-        .unwrap_or_default();
-    (slowest + Duration::from_secs(30)).max(Duration::from_secs(60))
-}
 
 /// hyper's side of the header limits: a wall well past them (see `header_limits`).
 fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {

@@ -1,8 +1,9 @@
 //! Talking to systemd when forebay runs as a `Type=notify` service: `READY=1` once every
 //! start-up step has succeeded (listeners bound, store open, destinations and their
-//! secrets built, paused flows and replays read) and it begins serving, `STOPPING=1` when
-//! a graceful stop begins, and `WATCHDOG=1` every half of `WatchdogSec` from a task on
-//! the async runtime.
+//! secrets built, paused flows and replays read) and it begins serving, `RELOADING=1`
+//! when a configuration reload begins and `READY=1` again when it has ended (applied or
+//! refused), `STOPPING=1` when a graceful stop begins, and `WATCHDOG=1` every half of
+//! `WatchdogSec` from a task on the async runtime.
 //!
 //! Everything here is a no-op without `NOTIFY_SOCKET` (not under systemd). The watchdog
 //! only shows that the runtime still runs tasks (a process whose runtime threads are all
@@ -20,6 +21,19 @@ pub const ENVIRONMENT: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 /// The service is up: `status` is shown by `systemctl status`.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A configuration reload began; [`ready`] follows when it has ended. systemd wants the
+/// moment on its monotonic clock with it (`Type=notify-reload`).
+pub fn reloading() {
+    let mut states = vec![
+        NotifyState::Reloading,
+        NotifyState::Status("reloading the configuration"),
+    ];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    send(&states);
 }
 
 /// A graceful stop began: requests already read are finished, then the store closes.

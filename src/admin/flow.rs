@@ -105,7 +105,9 @@ fn sum(
 
 pub async fn routes(State(state): State<AdminState>) -> Result<Json<Page<RouteJson>>, ApiError> {
     let counts = counts(&state).await?;
-    let data = state
+    let running = state.live.current();
+    let data = running
+        .config
         .routes
         .iter()
         .map(|r| {
@@ -134,7 +136,9 @@ pub async fn destinations(
     State(state): State<AdminState>,
 ) -> Result<Json<Page<DestinationJson>>, ApiError> {
     let counts = counts(&state).await?;
-    let data = state
+    let running = state.live.current();
+    let data = running
+        .config
         .destinations
         .iter()
         .map(|(name, cfg)| {
@@ -144,8 +148,8 @@ pub async fn destinations(
                 max_concurrency,
                 rate_limit: rate_limit.map(|r| r.to_string()),
                 paused: state.pauses.is_paused(Pausable::Destination, name),
-                breaker: state
-                    .senders
+                breaker: running
+                    .destinations
                     .get(name)
                     .map_or("closed", |d| d.breaker.status().as_str()),
                 name: name.clone(),
@@ -162,7 +166,9 @@ pub async fn destinations(
 }
 
 pub async fn sources(State(state): State<AdminState>) -> Json<Page<SourceJson>> {
-    let data = state
+    let running = state.live.current();
+    let data = running
+        .config
         .sources
         .values()
         .map(|s| SourceJson {
@@ -186,7 +192,14 @@ pub async fn pause_route(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (name, action) = name_and_action(path)?;
-    if !state.routes.iter().any(|r| r.name == name) {
+    if !state
+        .live
+        .current()
+        .config
+        .routes
+        .iter()
+        .any(|r| r.name == name)
+    {
         return Err(ApiError::not_found(
             "route_not_found",
             format!("no route named {name:?}; list them with GET /api/v1/routes"),
@@ -200,7 +213,7 @@ pub async fn pause_destination(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (name, action) = name_and_action(path)?;
-    if !state.destinations.contains_key(&name) {
+    if !state.live.current().config.destinations.contains_key(&name) {
         return Err(ApiError::not_found(
             "destination_not_found",
             format!("no destination named {name:?}; list them with GET /api/v1/destinations"),

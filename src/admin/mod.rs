@@ -11,6 +11,7 @@ mod export;
 pub(crate) mod flow;
 pub(crate) mod json;
 pub(crate) mod paging;
+mod reload;
 pub(crate) mod replays;
 pub(crate) mod search;
 pub(crate) mod stream;
@@ -36,15 +37,41 @@ pub struct AdminState {
     /// Wakes the delivery worker when a retry or a resume is asked for.
     pub wake: Arc<tokio::sync::Notify>,
     pub pauses: Arc<crate::deliver::pause::Pauses>,
-    pub routes: Arc<Vec<crate::config::Route>>,
+    /// The configuration in force (sources, routes, destinations), and its reload.
+    pub live: Arc<crate::live::Live>,
     /// Turns true when the server shuts down: open event streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Runs replay jobs.
     pub replayer: Arc<crate::replay::Replayer>,
-    pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::config::Source>>>,
-    pub destinations: Arc<std::collections::BTreeMap<String, crate::config::DestinationConfig>>,
-    /// The running destinations, for their breaker state.
-    pub senders: Arc<std::collections::BTreeMap<String, Arc<crate::deliver::Destination>>>,
+}
+
+impl AdminState {
+    /// The configured sources' names, in order.
+    pub fn source_names(&self) -> Vec<String> {
+        self.live.current().config.sources.keys().cloned().collect()
+    }
+
+    /// The configured destinations' names, in order.
+    pub fn destination_names(&self) -> Vec<String> {
+        self.live
+            .current()
+            .config
+            .destinations
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The configured routes' names, in file order.
+    pub fn route_names(&self) -> Vec<String> {
+        let running = self.live.current();
+        running
+            .config
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -74,6 +101,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/destinations/{name}/{action}",
             post(flow::pause_destination),
         )
+        .route("/api/v1/reload", post(reload::reload))
         .route("/metrics", get(crate::metrics::render))
         // Unknown addresses under the API answer in JSON, after the token check (so
         // without the token nothing under /api tells what exists).

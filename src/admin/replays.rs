@@ -122,7 +122,7 @@ pub async fn create(
         ));
     }
     if let Some(name) = &request.destination
-        && !state.destinations.contains_key(name)
+        && !state.live.current().config.destinations.contains_key(name)
     {
         return Err(bad(
             "unknown_destination",

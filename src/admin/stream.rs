@@ -48,7 +48,7 @@ pub async fn stream(
     let p = super::paging::query_params(query, "source and after")?;
     let source = p.source.filter(|s| !s.is_empty());
     if let Some(name) = &source
-        && !state.sources.contains_key(name)
+        && !state.live.current().config.sources.contains_key(name)
     {
         return Err(ApiError::not_found(
             "unknown_source",

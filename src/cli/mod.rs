@@ -227,22 +227,20 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
 }
 
 /// Installs the signal handlers now (so a signal that arrives right after start is not
-/// lost to the default action) and resolves on SIGINT or SIGTERM. SIGHUP is logged:
-/// reloading the configuration is not supported yet, and it must not kill the process.
+/// lost to the default action) and resolves on SIGINT or SIGTERM. SIGHUP must not kill
+/// the process either: its handler is installed here too, and the server reloads the
+/// configuration on it (see `live`).
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+    // Once installed, tokio's handler stays for the life of the process: a SIGHUP before
+    // the server listens for it is ignored, never fatal.
+    drop(signal(SignalKind::hangup())?);
     Ok(async move {
-        loop {
-            tokio::select! {
-                _ = interrupt.recv() => return,
-                _ = terminate.recv() => return,
-                _ = hangup.recv() => tracing::warn!(
-                    "SIGHUP: configuration reload is not supported yet; restart forebay to apply changes"
-                ),
-            }
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
     })
 }

@@ -145,6 +145,7 @@ fn check(
         routes,
         warnings,
         role: super::Role::default(),
+        origin: None,
     })
 }
 
@@ -488,7 +489,8 @@ fn resolve_source(
             cfg.rate_limit,
             cfg.burst,
             cfg.rate_limit_per_address,
-        ),
+        )
+        .map(Arc::new),
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// What this process does; set from `forebay serve --role`, not from the file.
     pub role: Role,
+    /// The file it was read from (a reload reads it again); `None` when parsed from text.
+    pub origin: Option<PathBuf>,
 }
 
 /// What a `forebay serve` process does.
@@ -61,7 +63,7 @@ pub enum Role {
 }
 
 /// `[server]` with its secret resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub ingest_listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -75,7 +77,7 @@ pub struct Server {
 }
 
 /// `[storage]` with its URL understood.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Storage {
     pub backend: Backend,
     pub busy_timeout: Span,
@@ -178,7 +180,8 @@ pub struct Source {
     /// Routes fed by this source, in file order.
     pub routes: Vec<Route>,
     /// `rate_limit` and `rate_limit_per_address`, checked before the body is read.
-    pub edge_limit: Option<crate::ingest::edge_limit::EdgeLimit>,
+    /// Shared so that a reload with the same limits keeps counting where it was.
+    pub edge_limit: Option<Arc<crate::ingest::edge_limit::EdgeLimit>>,
 }
 
 /// One route, with its name settled.
@@ -220,7 +223,9 @@ impl Config {
             );
             errors
         })?;
-        load::parse(&text, vars)
+        let mut config = load::parse(&text, vars)?;
+        config.origin = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses configuration text (no environment unless given in `vars`).

@@ -216,7 +216,7 @@ impl Default for ResponseConfig {
 }
 
 /// `[destinations.NAME]`: where deliveries go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DestinationConfig {
     /// An HTTP handler or serverless function.
@@ -283,7 +283,7 @@ impl DestinationConfig {
 
 /// `kind = "nats"`, `"rabbitmq"`, `"redis"` or `"kafka"`: the broker's own fields, and the
 /// delivery settings every broker destination has.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerDestination {
     pub broker: Broker,
     pub settings: BrokerSettings,
@@ -291,7 +291,7 @@ pub struct BrokerDestination {
 
 /// Where in which broker messages go. Names may hold `{source}`, `{route}` and
 /// `{destination}`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Broker {
     Nats(NatsBroker),
     Rabbitmq(RabbitmqBroker),
@@ -311,7 +311,7 @@ impl Broker {
 }
 
 /// `kind = "nats"`: a JetStream publish, acknowledged by the stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NatsBroker {
     /// `nats://host:4222` (`tls://` for TLS; `nats://user:pass@…` or `?token` for auth).
@@ -321,7 +321,7 @@ pub struct NatsBroker {
 }
 
 /// `kind = "rabbitmq"`: a persistent message, confirmed by the broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitmqBroker {
     /// `amqp://user:pass@host:5672/vhost` (`%2f` for `/`).
@@ -333,7 +333,7 @@ pub struct RabbitmqBroker {
 }
 
 /// `kind = "redis"`: an `XADD` to a stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisBroker {
     /// `redis://host:6379/db` (`rediss://` for TLS).
@@ -344,7 +344,7 @@ pub struct RedisBroker {
 }
 
 /// `kind = "kafka"`: a record produced with `acks=all` by an idempotent producer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaBroker {
     /// Bootstrap brokers, `host:port` each.
@@ -354,7 +354,7 @@ pub struct KafkaBroker {
 }
 
 /// What a broker destination has besides its broker: the same as an HTTP destination's.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
     /// Time one publish may take, its acknowledgement included.
@@ -391,7 +391,7 @@ impl BrokerSettings {
 }
 
 /// `kind = "http"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpDestination {
     /// Where to send, `http://` or `https://`.
@@ -433,7 +433,7 @@ pub struct HttpDestination {
 }
 
 /// `kind = "exec"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecDestination {
     /// Program to run; no shell is involved.
@@ -457,7 +457,7 @@ pub struct ExecDestination {
 }
 
 /// `sign = { secret = "…" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SignConfig {
     /// `whsec_…` secret shared with the handler.
@@ -465,7 +465,7 @@ pub struct SignConfig {
 }
 
 /// `retry = { … }`: a list of waits, or an exponential policy.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Waits after the first try, e.g. `["5s", "30s", "2m"]`.
@@ -478,7 +478,7 @@ pub struct RetryConfig {
 }
 
 /// `exponential = { base = "5s", factor = 2.0, cap = "1h", max_attempts = 12 }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExponentialRetry {
     pub base: Span,
@@ -488,7 +488,7 @@ pub struct ExponentialRetry {
 }
 
 /// `breaker = { failures = 10, cooldown = "30s" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.

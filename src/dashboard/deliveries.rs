@@ -119,8 +119,8 @@ fn list_page(
             dead_letters,
             form,
             states: &crate::admin::deliveries::STATES,
-            routes: state.admin.routes.iter().map(|r| r.name.clone()).collect(),
-            destinations: state.admin.destinations.keys().cloned().collect(),
+            routes: state.admin.route_names(),
+            destinations: state.admin.destination_names(),
             rows: page.data.iter().map(Row::from).collect(),
             next: page
                 .next_cursor

@@ -106,7 +106,7 @@ pub async fn list(
         &EventsPage {
             page: Frame::new("events", &session, state.has_login()),
             form: echo,
-            sources: state.admin.sources.keys().cloned().collect(),
+            sources: state.admin.source_names(),
             states: &crate::admin::deliveries::STATES,
             rows,
             next: next.map(|cursor| with_cursor(&uri, &cursor)),
@@ -221,7 +221,7 @@ pub async fn rejected_list(
             &RejectedPage {
                 page: Frame::new("rejected", &session, state.has_login()),
                 source,
-                sources: state.admin.sources.keys().cloned().collect(),
+                sources: state.admin.source_names(),
                 rows: page
                     .0
                     .data

@@ -42,7 +42,7 @@ pub async fn page(
         StatusCode::OK,
         &LivePage {
             page: Frame::new("live", &session, state.has_login()),
-            sources: state.admin.sources.keys().cloned().collect(),
+            sources: state.admin.source_names(),
             source: pick.source,
             stream: stream.finish(),
         },

@@ -62,8 +62,8 @@ pub async fn list(
             StatusCode::OK,
             &ListPage {
                 page: Frame::new("replays", &session, state.has_login()),
-                sources: state.admin.sources.keys().cloned().collect(),
-                destinations: state.admin.destinations.keys().cloned().collect(),
+                sources: state.admin.source_names(),
+                destinations: state.admin.destination_names(),
                 jobs: jobs.0.data.into_iter().map(Job::from).collect(),
             },
         ),

@@ -45,6 +45,9 @@ pub struct Destination {
     pub retry: RetryPolicy,
     pub limits: limits::Limits,
     pub breaker: breaker::Breaker,
+    /// The key it signs with, read when it was built (a reload compares it: the
+    /// configuration names a secret's file or variable, not its value).
+    signed_with: Option<sign::Signer>,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,12 @@ enum Target {
 }
 
 impl Destination {
+    /// True when `fresh`, built from the same configuration, signs with the same key:
+    /// then a reload keeps this one, with its connections, limits and breaker.
+    pub fn signs_like(&self, fresh: &Destination) -> bool {
+        self.signed_with == fresh.signed_with
+    }
+
     /// Sends one delivery; `now_secs` stamps the outbound request.
     pub async fn send(&self, d: &ClaimedDelivery, now_secs: i64) -> Sent {
         match &self.target {
@@ -99,6 +108,7 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
                 )
             }
         };
+        let signed_with = signer.clone();
         let target = match cfg {
             DestinationConfig::Http(h) => Target::Http(
                 http::HttpTarget::new(h, signer)
@@ -123,6 +133,7 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
                 retry,
                 limits,
                 breaker,
+                signed_with,
             }),
         );
     }

@@ -43,13 +43,12 @@ const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Worker {
     pub store: Arc<dyn Store>,
-    pub destinations: BTreeMap<String, Arc<Destination>>,
+    /// The destinations in force, read at each round (a reload may change them).
+    pub destinations: Arc<dyn Fn() -> Arc<BTreeMap<String, Arc<Destination>>> + Send + Sync>,
     /// Woken by ingest after it commits new deliveries.
     pub wake: Arc<Notify>,
     /// Most sends in flight at once, across destinations.
     pub slots: usize,
-    /// How long a claim holds before another claim may take the delivery.
-    pub lease: Duration,
     /// Paused routes and destinations.
     pub pauses: Arc<super::pause::Pauses>,
     /// When deliveries are due and attempts start.
@@ -60,7 +59,6 @@ impl Worker {
     /// Runs until `stop` turns true, then waits (up to `drain`) for sends in flight.
     pub async fn run(self, mut stop: watch::Receiver<bool>, drain: Duration) {
         let slots = Arc::new(Semaphore::new(self.slots.max(1)));
-        let names: Vec<String> = self.destinations.keys().cloned().collect();
         let this = Arc::new(self);
         let mut round = 0usize;
         // Since when each destination has had free slots that were too few to claim for.
@@ -83,12 +81,18 @@ impl Worker {
             // on it, or a delivery falling due between the two would be neither claimed
             // (not yet due) nor waited for (no longer ahead).
             let now = this.clock.now_ms();
+            // Sends started in this round keep the destination they were claimed for,
+            // whatever a reload does meanwhile.
+            let running = (this.destinations)();
+            let destinations = &*running;
+            let names: Vec<&String> = destinations.keys().collect();
+            let lease = lease_for(destinations);
             let mut claimed_any = false;
             let mut rate_wait: Option<Duration> = None;
             let mut gather_wait: Option<Duration> = None;
             let start = round % names.len().max(1);
-            for name in names.iter().cycle().skip(start).take(names.len()) {
-                let Some(dest) = this.destinations.get(name) else {
+            for &name in names.iter().cycle().skip(start).take(names.len()) {
+                let Some(dest) = destinations.get(name) else {
                     continue;
                 };
                 if this.pauses.is_paused(Pausable::Destination, name) {
@@ -142,7 +146,7 @@ impl Worker {
                     destination: name.clone(),
                     skip_routes: this.pauses.routes(),
                     now_ms: now,
-                    lease_ms: i64::try_from(this.lease.as_millis()).unwrap_or(i64::MAX),
+                    lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
                     limit: admission.count,
                 };
                 let claimed = this.store.claim_deliveries(claim).await;
@@ -161,8 +165,9 @@ impl Worker {
                             };
                             claimed_any = true;
                             let this = this.clone();
+                            let dest = dest.clone();
                             tokio::spawn(async move {
-                                this.deliver(d).await;
+                                this.deliver(&dest, d).await;
                                 drop((global, local));
                                 // A slot came free: the loop may claim again.
                                 this.wake.notify_one();
@@ -196,8 +201,9 @@ impl Worker {
             let active: Vec<String> = names
                 .iter()
                 .filter(|n| !this.pauses.is_paused(Pausable::Destination, n))
-                .cloned()
+                .map(|n| (*n).clone())
                 .collect();
+            drop(running);
             let max_idle_ms = i64::try_from(MAX_IDLE.as_millis()).unwrap_or(i64::MAX);
             let due = match this.store.next_due_ms(&active, now).await {
                 Ok(Some(due)) => due.min(now.saturating_add(max_idle_ms)),
@@ -253,12 +259,9 @@ impl Worker {
     }
 
     /// Sends one claimed delivery and records the attempt.
-    async fn deliver(&self, d: ClaimedDelivery) {
+    async fn deliver(&self, dest: &Destination, d: ClaimedDelivery) {
         let started_at_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
-        let Some(dest) = self.destinations.get(&d.destination) else {
-            return; // only configured destinations are claimed
-        };
         let sent = dest.send(&d, started_at_ms / 1000).await;
         crate::metrics::attempt_finished(&d.destination, started.elapsed());
         dest.breaker.record(&sent, std::time::Instant::now());
@@ -304,4 +307,14 @@ impl Worker {
             self.wake.notify_one();
         }
     }
+}
+
+/// A claim must outlast the slowest attempt, or a slow send would be claimed twice.
+fn lease_for(destinations: &BTreeMap<String, Arc<Destination>>) -> Duration {
+    let slowest = destinations
+        .values()
+        .map(|d| d.timeout())
+        .max()
+        .unwrap_or_default();
+    (slowest + Duration::from_secs(30)).max(Duration::from_secs(60))
 }

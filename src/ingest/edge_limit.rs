@@ -82,6 +82,14 @@ impl EdgeLimit {
         })
     }
 
+    /// True when `other` limits exactly as this does, so a reload keeps this one and the
+    /// requests it has already counted.
+    pub fn same_limits(&self, other: &EdgeLimit) -> bool {
+        let source = |l: &EdgeLimit| l.source.as_ref().map(|(rate, burst, _)| (*rate, *burst));
+        let address = |l: &EdgeLimit| l.address.as_ref().map(|(rate, _)| *rate);
+        source(self) == source(other) && address(self) == address(other)
+    }
+
     /// Admits one request from `address`, or says which limit refused it. The address's
     /// own limit is asked first, so one sender past it spends none of the source's.
     pub fn check(&self, source: &str, address: Option<IpAddr>) -> Result<(), Refusal> {

@@ -12,7 +12,6 @@ mod receive;
 pub mod request;
 pub mod verify;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,15 +21,15 @@ use axum::routing::{any, get};
 use http::StatusCode;
 use tokio::sync::Notify;
 
-use crate::config::{Config, Source};
 use crate::http_error::ApiError;
-use crate::routing::Programs;
+use crate::live::Live;
 use crate::store::Store;
 
 /// What the ingest handlers share.
 #[derive(Clone)]
 pub struct IngestState {
-    pub sources: Arc<BTreeMap<String, Arc<Source>>>,
+    /// The sources and `jq:` dedup keys in force; each request reads them once.
+    pub live: Arc<Live>,
     pub store: Arc<dyn Store>,
     /// Deadline for reading a body.
     pub read_timeout: Duration,
@@ -44,21 +43,21 @@ pub struct IngestState {
     pub wake: Arc<Notify>,
     /// Wakes the preparer after deliveries with expressions to run are committed.
     pub prepare_wake: Arc<Notify>,
-    /// Runs `jq:` dedup keys.
-    pub programs: Arc<Programs>,
 }
 
 impl IngestState {
+    /// `[server]` and `[storage]` settings are read once: they change only with a restart.
     pub fn new(
-        config: &Config,
+        live: Arc<Live>,
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         prepare_wake: Arc<Notify>,
-        programs: Arc<Programs>,
     ) -> Self {
+        let running = live.current();
+        let config = &running.config;
         let retry_after_secs = config.storage.retry_after.0.as_secs().max(1);
         Self {
-            sources: Arc::new(config.sources.clone()),
+            live: live.clone(),
             store,
             read_timeout: config.server.read_timeout.0,
             retry_after_secs,
@@ -66,7 +65,6 @@ impl IngestState {
             rejected_body_limit: config.storage.rejected_body_limit,
             wake,
             prepare_wake,
-            programs,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::verify::Answer;
 use crate::config::Source;
 use crate::http_error::ApiError;
 use crate::id;
+use crate::live::Running;
 use crate::store::{EventInput, Inserted, NewDelivery, NewEvent, NewRejected};
 
 pub async fn receive(
@@ -34,8 +35,11 @@ pub async fn receive(
         crate::metrics::ingest_answered(None, response.status(), arrived.elapsed());
         return response;
     };
+    // The configuration this request is served by, start to end (see `live`).
+    let running = state.live.current();
     // Only configured names become label values: a sender cannot add series.
-    let known = state
+    let known = running
+        .config
         .sources
         .contains_key(&source_name)
         .then(|| source_name.clone());
@@ -43,7 +47,7 @@ pub async fn receive(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let response = match handle(state, source_name, remote_addr, request).await {
+    let response = match handle(state, &running, source_name, remote_addr, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -53,11 +57,12 @@ pub async fn receive(
 
 async fn handle(
     state: IngestState,
+    running: &Running,
     source_name: String,
     remote_addr: Option<SocketAddr>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(source) = state.sources.get(&source_name).cloned() else {
+    let Some(source) = running.config.sources.get(&source_name).cloned() else {
         let fix = if crate::config::is_valid_name(&source_name) {
             format!("add [sources.{source_name}] to the configuration")
         } else {
@@ -134,7 +139,7 @@ async fn handle(
     let evaluated = match &source.dedup {
         DedupRule::Jq(_) => {
             let input = event_input(&event_id, verified.request());
-            state.programs.dedup_key(&source.name, &input).await
+            running.programs.dedup_key(&source.name, &input).await
         }
         _ => None,
     };

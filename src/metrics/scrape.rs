@@ -18,6 +18,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn render(State(state): State<AdminState>) -> Response {
     let mut out = super::install().render();
     let counts = state.store.delivery_counts().await;
+    let running = state.live.current();
 
     family(
         &mut out,
@@ -51,7 +52,8 @@ pub async fn render(State(state): State<AdminState>) -> Response {
             // Every configured destination shows, at 0 when it has nothing; a destination
             // no longer configured shows while the store holds open or dead deliveries
             // of it.
-            let mut by_destination: BTreeMap<&str, (u64, u64)> = state
+            let mut by_destination: BTreeMap<&str, (u64, u64)> = running
+                .config
                 .destinations
                 .keys()
                 .map(|name| (name.as_str(), (0, 0)))
@@ -104,7 +106,7 @@ pub async fn render(State(state): State<AdminState>) -> Response {
         "gauge",
         "1 while a destination's circuit breaker is open or probing, 0 while it is closed.",
     );
-    for (name, destination) in state.senders.iter() {
+    for (name, destination) in running.destinations.iter() {
         let open = destination.breaker.status() != Status::Closed;
         sample(
             &mut out,
@@ -113,6 +115,38 @@ pub async fn render(State(state): State<AdminState>) -> Response {
             u8::from(open),
         );
     }
+
+    family(
+        &mut out,
+        "forebay_config_generation",
+        "gauge",
+        "The configuration in force: 1 at start, one more with each reload that applied.",
+    );
+    sample(
+        &mut out,
+        "forebay_config_generation",
+        &[],
+        running.generation,
+    );
+    family(
+        &mut out,
+        "forebay_config_reloads_total",
+        "counter",
+        "Reloads asked for (SIGHUP or POST /api/v1/reload), by result: applied, or refused (the file had errors; the running configuration stayed).",
+    );
+    let (applied, refused) = state.live.reload_counts();
+    sample(
+        &mut out,
+        "forebay_config_reloads_total",
+        &[("result", "applied")],
+        applied,
+    );
+    sample(
+        &mut out,
+        "forebay_config_reloads_total",
+        &[("result", "refused")],
+        refused,
+    );
 
     let mut response = out.into_response();
     response

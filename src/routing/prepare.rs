@@ -26,7 +26,8 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 
 pub struct Preparer {
     pub store: Arc<dyn Store>,
-    pub programs: Arc<Programs>,
+    /// The expressions in force, read for each batch (a reload may change them).
+    pub programs: Arc<dyn Fn() -> Arc<Programs> + Send + Sync>,
     /// Woken by ingest when it commits deliveries to prepare.
     pub wake: Arc<Notify>,
     /// Woken here when prepared deliveries may be sent.
@@ -61,8 +62,9 @@ impl Preparer {
             }
             // The sandbox's processes bound how many run at once; the rest queue there.
             let mut running = JoinSet::new();
+            let current = (self.programs)();
             for u in batch {
-                let programs = self.programs.clone();
+                let programs = current.clone();
                 running.spawn(async move { programs.prepare(&u.route, u.id, &u.event).await });
             }
             // At shutdown a batch under way is dropped (its sandbox processes are killed):

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod postgres;
 mod presets;
+mod reload;
 mod retention;
 mod retry_clock;
 mod routing;

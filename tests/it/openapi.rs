@@ -346,6 +346,16 @@ async fn every_answer_fits_the_document() {
         )
         .await;
     assert_eq!(status, 400);
+
+    let (status, body) = api
+        .call("POST", "/api/v1/reload", "/api/v1/reload", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    std::fs::write(&server.config_path, "[sources.shop]\nmax_body = \"lots\"\n").unwrap();
+    let (status, body) = api
+        .call("POST", "/api/v1/reload", "/api/v1/reload", None)
+        .await;
+    assert_eq!(status, 422, "{body}");
 }
 
 /// A Python environment with the pinned schemathesis, made once under `target/`.

@@ -615,10 +615,10 @@ async fn a_process_that_does_not_lead_maintenance_waits_quietly() {
         Maintenance {
             store: follower.clone(),
             clock: clock.clone(),
-            retention: Retention {
+            retention: Arc::new(|| Retention {
                 sources: Default::default(),
                 others: crate::config::RetentionConfig::default(),
-            },
+            }),
         }
         .run(stopped),
     );

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub admin: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub db_path: PathBuf,
+    /// The file the configuration was read from (a reload reads it again).
+    pub config_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     // Kept so the directory lives as long as the server (when the test did not supply one).
@@ -59,7 +61,10 @@ impl TestServer {
         forebay::jq::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
         let db_path = dir.join("forebay.db");
         let text = config_text(&db_path, extra);
-        let mut config = Config::parse(&text, std::iter::empty::<(&str, &str)>())
+        // From a file, as `forebay serve` reads it, so that a reload can read it again.
+        let config_path = dir.join("forebay.toml");
+        std::fs::write(&config_path, &text).expect("write the configuration");
+        let mut config = Config::load(&config_path, std::iter::empty::<(&str, &str)>())
             .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
         config.role = role;
         let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
@@ -89,10 +94,18 @@ impl TestServer {
             admin: admin_addr,
             client: crate::support::client(),
             db_path,
+            config_path,
             stop: Some(stop),
             task: Some(task),
             _dir: None,
         }
+    }
+
+    /// Writes `extra` as the configuration (as [`TestServer::start`] takes it) for the
+    /// next reload to read.
+    pub fn rewrite_config(&self, extra: &str) {
+        std::fs::write(&self.config_path, config_text(&self.db_path, extra))
+            .expect("write the configuration");
     }
 
     pub fn ingest_url(&self, path: &str) -> String {

@@ -1,0 +1,45 @@
+//! `POST /api/v1/reload`: read the configuration file again and put it in force, as
+//! SIGHUP does, answering with what changed or with every error and its key.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use super::AdminState;
+use crate::live::ReloadError;
+
+pub async fn reload(State(state): State<AdminState>) -> Response {
+    match state.live.reload().await {
+        Ok(reloaded) => Json(reloaded).into_response(),
+        Err(ReloadError::Invalid(errors)) => {
+            let listed: Vec<_> = errors
+                .iter()
+                .map(|e| json!({"key": e.path, "message": e.message}))
+                .collect();
+            let body = json!({"error": {
+                "code": "invalid_configuration",
+                "message": format!("the configuration file has {} error(s); nothing was changed, the running configuration stays: {errors}", listed.len()),
+                "errors": listed,
+            }});
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+        Err(e @ ReloadError::Destination(_)) => {
+            let body = json!({"error": {
+                "code": "invalid_configuration",
+                "message": format!("{e}; nothing was changed, the running configuration stays"),
+            }});
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+        Err(e @ ReloadError::Failed(_)) => {
+            let body = json!({"error": {"code": "reload_failed", "message": format!("{e}; the running configuration stays")}});
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        }
+        Err(e @ ReloadError::NoFile) => {
+            let body =
+                json!({"error": {"code": "no_configuration_file", "message": e.to_string()}});
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+    }
+}
