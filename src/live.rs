@@ -70,8 +70,10 @@ pub enum ReloadError {
     Invalid(ConfigErrors),
     #[error("{0}")]
     Destination(String),
-    /// Building the new configuration stopped short (a panic); report it as a bug.
-    #[error("the reload stopped short: {0}")]
+    /// Building the new configuration stopped short (a panic).
+    #[error(
+        "the reload stopped short ({0}); this is a bug in forebay, please report it with the log"
+    )]
     Failed(String),
 }
 
@@ -130,8 +132,16 @@ impl Live {
     }
 
     /// Reads the configuration file again (with the `FOREBAY_*` environment) and, when
-    /// it is valid, puts it in force. Errors name the key at fault.
-    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+    /// it is valid, puts it in force. Errors name the key at fault. It runs to its end
+    /// even when the caller stops waiting (a client that hangs up).
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.reload_now().await })
+            .await
+            .unwrap_or_else(|e| Err(ReloadError::Failed(e.to_string())))
+    }
+
+    async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
         let _one = self.reloading.lock().await;
         crate::service_manager::reloading();
         let running = self.current();
@@ -167,7 +177,21 @@ impl Live {
             self.store
                 .join_cluster(cluster_of(&next.config, &self.wake, &self.prepare_wake));
         }
+        let replaced: Vec<Arc<Destination>> = running
+            .destinations
+            .iter()
+            .filter(|(name, before)| {
+                next.destinations
+                    .get(*name)
+                    .is_none_or(|now| !Arc::ptr_eq(now, before))
+            })
+            .map(|(_, before)| before.clone())
+            .collect();
         self.current.store(Arc::new(next));
+        drop(running);
+        for before in replaced {
+            retire(before);
+        }
         self.applied.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             generation = reloaded.generation,
@@ -219,8 +243,21 @@ pub fn cluster_of(config: &Config, wake: &Arc<Notify>, prepare_wake: &Arc<Notify
 fn build(running: &Running) -> Result<(Running, Reloaded), ReloadError> {
     let old = &running.config;
     let path = old.origin.as_deref().ok_or(ReloadError::NoFile)?;
-    let mut new = Config::load(path, std::env::vars()).map_err(ReloadError::Invalid)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut errors = ConfigErrors::default();
+        errors.push(
+            "",
+            format!(
+                "cannot read {}: {e}; this process was started from that file: put it back, then reload again",
+                path.display()
+            ),
+        );
+        ReloadError::Invalid(errors)
+    })?;
+    let mut new = Config::parse(&text, std::env::vars()).map_err(ReloadError::Invalid)?;
+    new.origin = old.origin.clone();
     new.role = old.role;
+    check_against_running(old, &new).map_err(ReloadError::Invalid)?;
     let needs_restart = restart_only_changes(old, &new);
     // The running values stay in force until a restart; retention is read per round.
     let retention = new.storage.retention;
@@ -236,6 +273,13 @@ fn build(running: &Running) -> Result<(Running, Reloaded), ReloadError> {
             && before.signs_like(fresh)
         {
             *fresh = before.clone();
+        } else if let (Some(before), Some(was), Some(now), Some(fresh)) = (
+            running.destinations.get(name),
+            old.destinations.get(name),
+            new.destinations.get(name),
+            Arc::get_mut(fresh),
+        ) {
+            fresh.carry_over(before, was, now);
         }
     }
     let changes = describe_changes(running, &new, &destinations);
@@ -256,15 +300,35 @@ fn build(running: &Running) -> Result<(Running, Reloaded), ReloadError> {
     ))
 }
 
+/// Closes a destination a reload replaced or removed (a broker connection is told it
+/// ends, Kafka's producer flushed) once the sends that still hold it have finished, or
+/// when the longest of them would have timed out.
+fn retire(before: Arc<Destination>) {
+    tokio::spawn(async move {
+        let give_up = tokio::time::Instant::now() + before.timeout() + RETIRE_GRACE;
+        while Arc::strong_count(&before) > 1 && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(RETIRE_POLL).await;
+        }
+        before.close().await;
+    });
+}
+
+/// How often a retired destination looks whether its last send has finished.
+const RETIRE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Past a send's timeout, how long a retired destination still waits before closing.
+const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reloads on each SIGHUP until `stop` turns true. Where signals cannot be listened for,
 /// says so once: `POST /api/v1/reload` still works.
 pub fn reload_on_hangup(
     live: Arc<Live>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listening before this returns, so a SIGHUP once the server serves is never missed.
+    let hangups = signal(SignalKind::hangup());
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
+        let mut hangups = match hangups {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /api/v1/reload");
@@ -282,6 +346,29 @@ pub fn reload_on_hangup(
             }
         }
     })
+}
+
+/// What the new file must satisfy with the `[server]` that stays in force (its own is
+/// only read at the next start).
+fn check_against_running(old: &Config, new: &Config) -> Result<(), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let budget = old.server.max_inflight_bytes;
+    for (name, source) in &new.sources {
+        if source.max_body > budget {
+            errors.push(
+                format!("sources.{name}.max_body"),
+                format!(
+                    "{} bytes is more than the running server.max_inflight_bytes ({budget} bytes), the memory all bodies in progress may use; lower max_body, or raise max_inflight_bytes and restart",
+                    source.max_body
+                ),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// A source whose edge limits did not change keeps its limiter, and with it the

@@ -43,8 +43,10 @@ pub struct Destination {
     pub name: String,
     target: Target,
     pub retry: RetryPolicy,
-    pub limits: limits::Limits,
-    pub breaker: breaker::Breaker,
+    /// Shared so that a reload which keeps the limits keeps counting the sends under way.
+    pub limits: Arc<limits::Limits>,
+    /// Shared so that a reload which keeps the breaker's settings keeps its state.
+    pub breaker: Arc<breaker::Breaker>,
     /// The key it signs with, read when it was built (a reload compares it: the
     /// configuration names a secret's file or variable, not its value).
     signed_with: Option<sign::Signer>,
@@ -62,6 +64,24 @@ impl Destination {
     /// then a reload keeps this one, with its connections, limits and breaker.
     pub fn signs_like(&self, fresh: &Destination) -> bool {
         self.signed_with == fresh.signed_with
+    }
+
+    /// Takes over `before`'s limits (with the sends it counts as under way) when `was`
+    /// and `now` limit alike, and its breaker's state when they configure it alike: a
+    /// destination replaced by a reload neither sends past its concurrency while the
+    /// old one's sends finish nor forgets that its endpoint is failing.
+    pub fn carry_over(
+        &mut self,
+        before: &Destination,
+        was: &DestinationConfig,
+        now: &DestinationConfig,
+    ) {
+        if was.limits() == now.limits() {
+            self.limits = before.limits.clone();
+        }
+        if was.breaker() == now.breaker() {
+            self.breaker = before.breaker.clone();
+        }
     }
 
     /// Sends one delivery; `now_secs` stamps the outbound request.
@@ -94,7 +114,10 @@ impl Destination {
 pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>>, String> {
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.destinations {
-        let breaker = breaker::Breaker::new(cfg.breaker().failures, cfg.breaker().cooldown.0);
+        let breaker = Arc::new(breaker::Breaker::new(
+            cfg.breaker().failures,
+            cfg.breaker().cooldown.0,
+        ));
         let signer = match cfg.sign() {
             None => None,
             Some(sign) => {
@@ -123,7 +146,7 @@ pub fn destinations(config: &Config) -> Result<BTreeMap<String, Arc<Destination>
         let (max_concurrency, rate_limit) = cfg.limits();
         let (retry, limits) = (
             RetryPolicy::from_config(cfg.retry()),
-            limits::Limits::new(max_concurrency, rate_limit),
+            Arc::new(limits::Limits::new(max_concurrency, rate_limit)),
         );
         out.insert(
             name.clone(),

@@ -101,7 +101,17 @@ impl Programs {
 
     /// Runs `route`'s filter, transform and ordering key on `event`.
     pub async fn prepare(&self, route: &str, delivery_id: String, event: &EventInput) -> Prepared {
-        let programs = self.routes.get(route).copied().unwrap_or_default();
+        // A route a reload took away: sending its deliveries without the filter and
+        // transform they were queued for could send what the route would have kept back.
+        let Some(&programs) = self.routes.get(route) else {
+            return Prepared {
+                delivery_id,
+                ordering_key: None,
+                outcome: Preparation::Failed(format!(
+                    "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
+                )),
+            };
+        };
         let (ordering_key, outcome) = match self.evaluate(programs, event).await {
             Ok(done) => done,
             Err(e) => (None, Preparation::Failed(e)),
@@ -181,5 +191,42 @@ pub fn kind(e: &EvalError) -> &'static str {
         EvalError::TooManyOutputs(_) => "the expression produced too many outputs",
         EvalError::Crashed(_) => "the expression crashed the evaluator",
         EvalError::Unavailable(_) => "the jq evaluator could not start",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_delivery_of_a_route_no_longer_configured_goes_dead_with_the_reason() {
+        let config = Config::parse(
+            "[sources.shop]\n[destinations.hook]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+             [[routes]]\nname = \"paid\"\nsource = \"shop\"\ndestination = \"hook\"\n\
+             filter = '.body.paid'\n",
+            std::iter::empty::<(&str, &str)>(),
+        )
+        .expect("valid");
+        let event = EventInput {
+            id: "evt_1".into(),
+            source: "shop".into(),
+            received_at_ms: 0,
+            method: "POST".into(),
+            path: "/in/shop".into(),
+            query: None,
+            headers: Vec::new(),
+            body: br#"{"paid":false}"#.to_vec(),
+        };
+        // The route was taken away by a reload: not sent unfiltered.
+        let prepared = Programs::new(&config)
+            .prepare("unpaid-too", "dlv_1".into(), &event)
+            .await;
+        match prepared.outcome {
+            Preparation::Failed(reason) => assert!(
+                reason.contains("route \"unpaid-too\" is no longer configured"),
+                "{reason}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 }
