@@ -8,6 +8,7 @@
 
 mod about;
 mod client;
+mod health;
 mod send;
 mod test_route;
 
@@ -64,6 +65,14 @@ pub enum Command {
         #[command(flatten)]
         args: send::SendArgs,
     },
+    /// Ask a running forebay whether it is ready (its ingest listener's `/readyz`): exit
+    /// 0 when it is, 1 when not (for a container's HEALTHCHECK).
+    Health {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: health::HealthArgs,
+    },
     /// Write a commented starter configuration.
     Init {
         /// Where to write it.
@@ -118,6 +127,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             role,
         } => serve(&config.config, log_format, role).await,
         Command::Check { config } => check(&config.config),
+        Command::Health { config, args } => health::run(&config.config, args).await,
         Command::Init { path, force } => init(&path, force),
         Command::Version => about::version(),
         Command::Completions { shell } => about::completions(shell),

@@ -743,3 +743,30 @@ async fn ctrl_c_cancels_a_replay_that_is_still_queuing() {
     let job = server.admin_json(&format!("/api/v1/replays/{id}")).await;
     assert_eq!(job["state"], "cancelled");
 }
+
+#[tokio::test]
+async fn health_exits_0_when_the_server_is_ready_and_1_when_nothing_answers() {
+    let server = TestServer::start("[sources.shop]\n").await;
+    let url = server.ingest_url("/readyz");
+    let ready = tokio::task::spawn_blocking(move || run_forebay(&["health", "--url", &url], &[]))
+        .await
+        .unwrap();
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).starts_with("ready"));
+
+    // Port 9 (discard) on loopback: nothing listens there.
+    let down = run_forebay(&["health", "--url", "http://127.0.0.1:9/readyz"], &[]);
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        said.contains("not ready: no answer from http://127.0.0.1:9/readyz"),
+        "{said}"
+    );
+
+    // Without --url, the configuration's ingest listener; a file that is missing says so.
+    let missing = run_forebay(&["health", "-c", "/nonexistent/forebay.toml"], &[]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/forebay.toml")
+    );
+}

@@ -8,6 +8,7 @@ mod browser;
 mod challenges;
 mod cli;
 mod config;
+mod container;
 mod crash;
 mod dashboard;
 mod dedup;

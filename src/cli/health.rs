@@ -1,0 +1,85 @@
+//! `forebay health`: asks a running forebay's ingest listener whether it is ready
+//! (`/readyz`: the store answers and its schema is current), for a container's
+//! `HEALTHCHECK` or a load balancer's script, where no curl may exist.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long the probe waits for an answer.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The readiness URL to ask instead of the configuration's ingest listener.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+pub async fn run(config: &Path, args: HealthArgs) -> ExitCode {
+    let url = match args.url {
+        Some(url) => url,
+        None => match crate::Config::load(config, std::env::vars()) {
+            Ok(c) => format!("http://{}/readyz", reachable(c.server.ingest_listen)),
+            Err(errors) => {
+                eprint!("{}: {errors}", config.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("forebay health: cannot make an HTTP client: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("ready ({url})");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            let status = r.status();
+            let said = r.text().await.unwrap_or_default();
+            eprintln!("not ready: {url} answered {status}: {}", said.trim());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!(
+                "not ready: no answer from {url}: {}",
+                crate::error_chain::Chain(&e)
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A listener bound to every address (`0.0.0.0`, `::`) is asked on loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_address_is_asked_on_loopback() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(reachable(any).to_string(), "127.0.0.1:8080");
+        let any6: SocketAddr = "[::]:8080".parse().unwrap();
+        assert_eq!(reachable(any6).to_string(), "[::1]:8080");
+        let one: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        assert_eq!(reachable(one), one);
+    }
+}
