@@ -1,6 +1,8 @@
 //! `forebay health`: asks a running forebay's ingest listener whether it is ready
 //! (`/readyz`: the store answers and its schema is current), for a container's
-//! `HEALTHCHECK` or a load balancer's script, where no curl may exist.
+//! `HEALTHCHECK` or a load balancer's script, where no curl may exist. Exit 0 when it
+//! is, 1 when it is not or cannot be asked (the configuration says where, unless
+//! `--url` does).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -22,17 +24,26 @@ pub async fn run(config: &Path, args: HealthArgs) -> ExitCode {
         Some(url) => url,
         None => match crate::Config::load(config, std::env::vars()) {
             Ok(c) => format!("http://{}/readyz", reachable(c.server.ingest_listen)),
+            // 1, like every other failure: container runtimes reserve 2.
             Err(errors) => {
-                eprint!("{}: {errors}", config.display());
-                return ExitCode::from(2);
+                eprint!(
+                    "not ready: cannot tell where to ask: {}: {errors}",
+                    config.display()
+                );
+                return ExitCode::from(1);
             }
         },
     };
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+    // Straight to the listener: a proxy from HTTP_PROXY has no business with loopback.
+    let client = match reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .no_proxy()
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("forebay health: cannot make an HTTP client: {e}");
-            return ExitCode::from(3);
+            eprintln!("not ready: cannot make an HTTP client: {e}");
+            return ExitCode::from(1);
         }
     };
     match client.get(&url).send().await {

@@ -765,7 +765,7 @@ async fn health_exits_0_when_the_server_is_ready_and_1_when_nothing_answers() {
 
     // Without --url, the configuration's ingest listener; a file that is missing says so.
     let missing = run_forebay(&["health", "-c", "/nonexistent/forebay.toml"], &[]);
-    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/forebay.toml")
     );

@@ -1,8 +1,9 @@
 //! The container image: built by `scripts/image` from the binary under test (the
-//! Containerfile's final stage), run with Podman, sent an event through its ingest
-//! listener, read back through its admin API, probed by `forebay health` inside it,
-//! and stopped with SIGTERM. Podman keeps its images and containers in the test's own
-//! directory (vfs storage), so nothing is shared with other tests or the machine.
+//! Containerfile's final stage), run with Podman on a volume of its own, sent an event
+//! through its ingest listener, read back through its admin API, checked by its own
+//! HEALTHCHECK, and stopped with SIGTERM. Podman keeps its images, containers and
+//! volumes in the test's own directory (vfs storage), so nothing is shared with other
+//! tests or the machine, and a guard removes what the test made even when it fails.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -37,8 +38,11 @@ fn podman_env(dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Runs `program` (bounded at 2 minutes), asserting it succeeds.
 fn run(env: &[(&'static str, String)], program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
@@ -52,6 +56,42 @@ fn run(env: &[(&'static str, String)], program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Removes the container and the image when the test ends, passed or not: a container
+/// on the host's network must not outlive it.
+struct Cleanup {
+    env: Vec<(&'static str, String)>,
+    container: Option<String>,
+    tag: String,
+    volume: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let podman = |args: &[&str]| {
+            let _ = Command::new("timeout")
+                .arg("60")
+                .arg("podman")
+                .args(args)
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .output();
+        };
+        if let Some(container) = &self.container {
+            podman(&["rm", "-f", "-t", "0", container]);
+        }
+        podman(&["rmi", "-f", &self.tag]);
+        podman(&["volume", "rm", "-f", &self.volume]);
+    }
+}
+
+/// A port free on loopback now (the container, on the host's network, takes it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -61,6 +101,13 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
     let dir = tempfile::tempdir().unwrap();
     let env = podman_env(dir.path());
     let tag = format!("localhost/forebay-test:{}", std::process::id());
+    let volume = format!("forebay-test-{}", std::process::id());
+    let mut cleanup = Cleanup {
+        env: env.clone(),
+        container: None,
+        tag: tag.clone(),
+        volume: volume.clone(),
+    };
     let root = env!("CARGO_MANIFEST_DIR");
     run(
         &env,
@@ -82,10 +129,9 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
         "{health}"
     );
 
-    // Its store on a volume the container's user owns.
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::os::unix::fs::chown(&data, Some(65532), Some(65532)).expect("chown (run as root)");
+    // Its store on a named volume, which takes /data's owner from the image. The
+    // HEALTHCHECK asks the configured ingest listener: ports set for this run.
+    let (ingest_port, admin_port) = (free_port(), free_port());
     let token = "container-test-token";
     let started = run(
         &env,
@@ -96,17 +142,18 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
             "--network",
             "host",
             "-v",
-            &format!("{}:/data", data.display()),
+            &format!("{volume}:/data"),
             "-e",
             &format!("FOREBAY_ADMIN_TOKEN={token}"),
             "-e",
-            "FOREBAY_SERVER__INGEST_LISTEN=127.0.0.1:0",
+            &format!("FOREBAY_SERVER__INGEST_LISTEN=127.0.0.1:{ingest_port}"),
             "-e",
-            "FOREBAY_SERVER__ADMIN_LISTEN=127.0.0.1:0",
+            &format!("FOREBAY_SERVER__ADMIN_LISTEN=127.0.0.1:{admin_port}"),
             &tag,
         ],
     );
     let container = text(&started);
+    cleanup.container = Some(container.clone());
 
     // The ports it got, from the line it prints once it listens.
     let mut listening = None;
@@ -120,13 +167,14 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let line = listening.expect("the container's forebay starts listening");
-    let url = |key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{key} in {line}"))
-            .to_owned()
-    };
-    let (ingest, admin) = (url("ingest="), url("admin="));
+    let (ingest, admin) = (
+        format!("http://127.0.0.1:{ingest_port}"),
+        format!("http://127.0.0.1:{admin_port}"),
+    );
+    assert!(
+        line.contains(&format!("ingest={ingest} admin={admin}")),
+        "{line}"
+    );
 
     let client = crate::support::client();
     let answer: Value = client
@@ -154,20 +202,8 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
         "{event}"
     );
 
-    // The image's own probe, run inside it.
-    let probe = run(
-        &env,
-        "podman",
-        &[
-            "exec",
-            &container,
-            "/usr/local/bin/forebay",
-            "health",
-            "--url",
-            &format!("{ingest}/readyz"),
-        ],
-    );
-    assert!(text(&probe).starts_with("ready"), "{}", text(&probe));
+    // The image's own HEALTHCHECK (`forebay health`, run inside it).
+    run(&env, "podman", &["healthcheck", "run", &container]);
 
     // SIGTERM drains and exits 0; the store stays on the volume.
     run(&env, "podman", &["stop", "-t", "20", &container]);
@@ -177,7 +213,13 @@ async fn the_image_serves_stores_answers_its_health_check_and_drains_on_sigterm(
         &["inspect", "--format", "{{.State.ExitCode}}", &container],
     );
     assert_eq!(text(&state), "0", "a clean exit on SIGTERM");
-    assert!(data.join("forebay.db").exists());
-    run(&env, "podman", &["rm", &container]);
-    run(&env, "podman", &["rmi", &tag]);
+    // The store is on the volume, owned by the image's user.
+    let mountpoint = run(
+        &env,
+        "podman",
+        &["volume", "inspect", "--format", "{{.Mountpoint}}", &volume],
+    );
+    let data = std::path::PathBuf::from(text(&mountpoint));
+    let db = std::fs::metadata(data.join("forebay.db")).expect("the store on the volume");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&db), 65532);
 }

@@ -83,6 +83,46 @@ async fn ready_then_watchdog_then_stopping_and_children_do_not_inherit_the_socke
     assert!(status.success(), "{status}");
 }
 
+/// `systemctl reload` (SIGHUP): RELOADING=1 with the monotonic time systemd wants, then
+/// READY=1 once the new configuration is in force, and READY=1 too when a file with
+/// errors was refused (the service stays up on the configuration it had).
+#[tokio::test]
+async fn a_reload_is_announced_then_ready_again_whether_it_applied_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let config = write_config(dir.path(), "[sources.shop]\n");
+    let process =
+        spawn_serve_with_env(&config, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    assert!(notice(&socket).await.lines().any(|l| l == "READY=1"));
+
+    write_config(dir.path(), "[sources.shop]\n[sources.crm]\n");
+    process.signal(libc::SIGHUP);
+    let reloading = notice(&socket).await;
+    let lines: Vec<&str> = reloading.lines().collect();
+    assert!(lines.contains(&"RELOADING=1"), "{reloading}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading}"
+    );
+    let ready = notice(&socket).await;
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.contains("STATUS=serving configuration generation 2"),
+        "{ready}"
+    );
+
+    write_config(dir.path(), "[sources.shop]\nmax_body = \"lots\"\n");
+    process.signal(libc::SIGHUP);
+    assert!(notice(&socket).await.contains("RELOADING=1"));
+    let refused = notice(&socket).await;
+    assert!(refused.lines().any(|l| l == "READY=1"), "{refused}");
+    assert!(
+        refused.contains("generation 2 (a reload was refused"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn the_unit_file_passes_systemd_analyze_verify() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
