@@ -7,11 +7,13 @@
 //! sees the new. A reload builds the whole new [`Running`] first and swaps it in at once,
 //! or changes nothing.
 //!
-//! Carried over when unchanged, so a reload does not reset them: a destination (its
-//! connections, concurrency and rate limits, breaker) when its configuration and signing
-//! key are the same, and a source's edge rate limit when its limits are the same.
-//! `[server]` and `[storage]` (but `storage.retention`) are fixed at start; a reload that
-//! changes them says so and keeps the running values.
+//! Carried over, so a reload does not reset them: a destination (its connections,
+//! concurrency and rate limits, breaker) when its configuration and signing key are the
+//! same; for one that changed, its limits (with the sends they count) and its breaker
+//! when their own settings are the same, the old one closed once its sends finish; and
+//! a source's edge rate limit when its limits are the same. `[server]` and `[storage]`
+//! (but `storage.retention`) are fixed at start; a reload that changes them says so and
+//! keeps the running values.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,7 +55,8 @@ pub struct Live {
 #[derive(Debug, serde::Serialize)]
 pub struct Reloaded {
     pub generation: u64,
-    /// What changed, in words (`"source github added"`, ...); empty when nothing did.
+    /// What was added, removed or replaced, in words (`"source github added"`, ...);
+    /// a source whose settings changed is not listed (sources have no equality).
     pub changes: Vec<String>,
     /// Keys that changed in the file but apply only after a restart.
     pub needs_restart: Vec<String>,
