@@ -4,7 +4,6 @@
 //! is, 1 when it is not or cannot be asked (the configuration says where, unless
 //! `--url` does).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,7 +22,7 @@ pub async fn run(config: &Path, args: HealthArgs) -> ExitCode {
     let url = match args.url {
         Some(url) => url,
         None => match crate::Config::load(config, std::env::vars()) {
-            Ok(c) => format!("http://{}/readyz", reachable(c.server.ingest_listen)),
+            Ok(c) => format!("http://{}/readyz", super::reachable(c.server.ingest_listen)),
             // 1, like every other failure: container runtimes reserve 2.
             Err(errors) => {
                 eprint!(
@@ -64,33 +63,5 @@ pub async fn run(config: &Path, args: HealthArgs) -> ExitCode {
             );
             ExitCode::from(1)
         }
-    }
-}
-
-/// A listener bound to every address (`0.0.0.0`, `::`) is asked on loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
-    match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
-        }
-        _ => listen,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_listener_on_every_address_is_asked_on_loopback() {
-        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert_eq!(reachable(any).to_string(), "127.0.0.1:8080");
-        let any6: SocketAddr = "[::]:8080".parse().unwrap();
-        assert_eq!(reachable(any6).to_string(), "[::1]:8080");
-        let one: SocketAddr = "10.0.0.5:8080".parse().unwrap();
-        assert_eq!(reachable(one), one);
     }
 }

@@ -115,6 +115,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where to reach a listener from this machine: one bound to every address (`0.0.0.0`,
+/// `::`) is asked on loopback.
+pub(crate) fn reachable(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut addr = listen;
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    addr
+}
+
 /// Runs the parsed command line.
 pub async fn main(cli: Cli) -> ExitCode {
     // One TLS provider for every HTTP client of the process (destinations, the CLI's
@@ -268,4 +281,19 @@ fn init_logging(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_address_is_asked_on_loopback() {
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(reachable(any).to_string(), "127.0.0.1:8080");
+        let any6: std::net::SocketAddr = "[::]:8080".parse().unwrap();
+        assert_eq!(reachable(any6).to_string(), "[::1]:8080");
+        let one: std::net::SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        assert_eq!(reachable(one), one);
+    }
 }

@@ -264,16 +264,7 @@ fn parse_headers(raw: &[String]) -> Result<HeaderMap, String> {
 fn url(config: &Config, args: &SendArgs) -> Result<reqwest::Url, String> {
     let base = match &args.to {
         Some(to) => to.trim_end_matches('/').to_owned(),
-        None => {
-            let mut addr = config.server.ingest_listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(match addr.ip() {
-                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            format!("http://{addr}")
-        }
+        None => format!("http://{}", super::reachable(config.server.ingest_listen)),
     };
     let text = format!("{base}/in/{}", args.source);
     reqwest::Url::parse(&text)

@@ -196,13 +196,7 @@ async fn fetch_event(
 ) -> Result<EventInput, String> {
     let server = match &args.server {
         Some(s) => s.trim_end_matches('/').to_owned(),
-        None => {
-            let mut addr = config.server.admin_listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{addr}")
-        }
+        None => format!("http://{}", super::reachable(config.server.admin_listen)),
     };
     let token = match (&args.token, &config.server.admin_token) {
         (Some(t), _) => Some(t.clone()),

@@ -77,10 +77,7 @@ fn from_config(named: Option<&Path>) -> Result<(String, Option<String>), CliErro
             errors.to_string().trim_end()
         ))
     })?;
-    let mut addr = config.server.admin_listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    let addr = crate::cli::reachable(config.server.admin_listen);
     let token = config
         .server
         .admin_token
