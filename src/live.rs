@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::config::{Backend, Config, ConfigErrors, Role};
+use crate::config::{Backend, BudgetIs, Config, ConfigErrors, Role, check_body_budget};
 use crate::deliver::{self, Destination};
 use crate::maintenance::Retention;
 use crate::routing::Programs;
@@ -71,8 +71,6 @@ pub enum ReloadError {
     NoFile,
     #[error("{0}")]
     Invalid(ConfigErrors),
-    #[error("{0}")]
-    Destination(String),
     /// Building the new configuration stopped short (a panic).
     #[error(
         "the reload stopped short ({0}); this is a bug in forebay, please report it with the log"
@@ -268,7 +266,13 @@ fn build(running: &Running) -> Result<(Running, Reloaded), ReloadError> {
     new.storage = old.storage.clone();
     new.storage.retention = retention;
     keep_edge_limits(old, &mut new);
-    let mut destinations = deliver::destinations(&new).map_err(ReloadError::Destination)?;
+    let mut destinations = deliver::destinations(&new).map_err(|e| {
+        // Built destinations name theirs first: `destinations.NAME: what`.
+        let (key, message) = e.split_once(": ").unwrap_or(("", &e));
+        let mut errors = ConfigErrors::default();
+        errors.push(key, message);
+        ReloadError::Invalid(errors)
+    })?;
     for (name, fresh) in destinations.iter_mut() {
         if let (Some(before), Some(config_before)) =
             (running.destinations.get(name), old.destinations.get(name))
@@ -355,18 +359,14 @@ pub fn reload_on_hangup(
 /// only read at the next start).
 fn check_against_running(old: &Config, new: &Config) -> Result<(), ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let budget = old.server.max_inflight_bytes;
-    for (name, source) in &new.sources {
-        if source.max_body > budget {
-            errors.push(
-                format!("sources.{name}.max_body"),
-                format!(
-                    "{} bytes is more than the running server.max_inflight_bytes ({budget} bytes), the memory all bodies in progress may use; lower max_body, or raise max_inflight_bytes and restart",
-                    source.max_body
-                ),
-            );
-        }
-    }
+    check_body_budget(
+        new.sources
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.max_body)),
+        old.server.max_inflight_bytes,
+        BudgetIs::Running,
+        &mut errors,
+    );
     if errors.is_empty() {
         Ok(())
     } else {
@@ -468,14 +468,14 @@ fn describe_changes(
     let routes = |c: &Config| {
         c.routes
             .iter()
-            .map(|r| (r.name.clone(), format!("{:?}", r.config)))
+            .map(|r| (r.name.clone(), r.config.clone()))
             .collect::<BTreeMap<_, _>>()
     };
     let (before, after) = (routes(old), routes(new));
-    for (name, text) in &after {
+    for (name, route) in &after {
         match before.get(name) {
             None => changes.push(format!("route {name} added")),
-            Some(was) if was != text => changes.push(format!("route {name} changed")),
+            Some(was) if was != route => changes.push(format!("route {name} changed")),
             Some(_) => {}
         }
     }

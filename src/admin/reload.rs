@@ -11,17 +11,9 @@ use super::AdminState;
 use crate::live::ReloadError;
 
 pub async fn reload(State(state): State<AdminState>) -> Response {
-    let listed: Vec<(String, String)> = match state.live.reload().await {
+    let errors = match state.live.reload().await {
         Ok(reloaded) => return Json(reloaded).into_response(),
-        Err(ReloadError::Invalid(errors)) => errors
-            .iter()
-            .map(|e| (e.path.clone(), e.message.clone()))
-            .collect(),
-        // Built destinations name theirs first: `destinations.NAME: what`.
-        Err(ReloadError::Destination(e)) => match e.split_once(": ") {
-            Some((key, message)) => vec![(key.to_owned(), message.to_owned())],
-            None => vec![(String::new(), e)],
-        },
+        Err(ReloadError::Invalid(errors)) => errors,
         Err(e @ ReloadError::Failed(_)) => {
             let body = json!({"error": {"code": "reload_failed", "message": format!("{e}; the running configuration stays")}});
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
@@ -32,16 +24,16 @@ pub async fn reload(State(state): State<AdminState>) -> Response {
             return (StatusCode::CONFLICT, Json(body)).into_response();
         }
     };
-    let n = listed.len();
+    let n = errors.iter().count();
     let body = json!({"error": {
         "code": "invalid_configuration",
         "message": format!(
             "the configuration file has {n} error{}; nothing changed, the running configuration stays (each error is under `errors`, with its key)",
             if n == 1 { "" } else { "s" }
         ),
-        "errors": listed
-            .into_iter()
-            .map(|(key, message)| json!({"key": key, "message": message}))
+        "errors": errors
+            .iter()
+            .map(|e| json!({"key": e.path, "message": e.message}))
             .collect::<Vec<_>>(),
     }});
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()

@@ -105,19 +105,12 @@ fn check(
     let routes = resolve_routes(table, &sources, &destinations, overrides, &mut errors);
 
     if let Some(server) = &server {
-        for (name, source) in &sources {
-            // The in-flight budget is charged as bytes arrive; a body larger than the
-            // whole budget could only pass when nothing else is in flight.
-            if source.max_body > server.max_inflight_bytes {
-                errors.push(
-                    format!("sources.{name}.max_body"),
-                    format!(
-                        "{} bytes is more than server.max_inflight_bytes ({} bytes), the memory all bodies in progress may use; raise max_inflight_bytes or lower max_body",
-                        source.max_body, server.max_inflight_bytes
-                    ),
-                );
-            }
-        }
+        check_body_budget(
+            sources.iter().map(|(name, s)| (name.as_str(), s.max_body)),
+            server.max_inflight_bytes,
+            BudgetIs::InTheFile,
+            &mut errors,
+        );
     }
 
     if !errors.is_empty() {
@@ -191,6 +184,44 @@ fn named_items(table: &Table, key: &str, errors: &mut ConfigErrors) -> Vec<(Stri
                 format!("must be a table of named entries, like [{key}.NAME]"),
             );
             Vec::new()
+        }
+    }
+}
+
+/// Where the in-flight budget a file is checked against comes from.
+pub(crate) enum BudgetIs {
+    /// The file's own `server.max_inflight_bytes`.
+    InTheFile,
+    /// The running process's, which a reload keeps.
+    Running,
+}
+
+/// Each source's `max_body` must fit the in-flight budget: the budget is charged as
+/// bytes arrive, so a larger body could only pass when nothing else is in flight.
+pub(crate) fn check_body_budget<'a>(
+    sources: impl IntoIterator<Item = (&'a str, u64)>,
+    budget: u64,
+    from: BudgetIs,
+    errors: &mut ConfigErrors,
+) {
+    let (what, fix) = match from {
+        BudgetIs::InTheFile => (
+            "server.max_inflight_bytes",
+            "raise max_inflight_bytes or lower max_body",
+        ),
+        BudgetIs::Running => (
+            "the running server.max_inflight_bytes",
+            "lower max_body, or raise max_inflight_bytes and restart",
+        ),
+    };
+    for (name, max_body) in sources {
+        if max_body > budget {
+            errors.push(
+                format!("sources.{name}.max_body"),
+                format!(
+                    "{max_body} bytes is more than {what} ({budget} bytes), the memory all bodies in progress may use; {fix}"
+                ),
+            );
         }
     }
 }

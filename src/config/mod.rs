@@ -20,6 +20,7 @@ use http::Method;
 
 pub use errors::{ConfigError, ConfigErrors};
 pub use load::is_valid_name;
+pub(crate) use load::{BudgetIs, check_body_budget};
 pub use model::{
     Broker, BrokerDestination, DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig,
     ServerConfig, SignConfig, StorageConfig,

@@ -507,7 +507,7 @@ impl Default for BreakerConfig {
 }
 
 /// `[[routes]]`: source → destination.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Defaults to `"{source}-{destination}"`.
