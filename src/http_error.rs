@@ -57,6 +57,14 @@ impl ApiError {
 
     /// A store failure on a read, for the admin API.
     pub fn from_store(error: &crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::Sealed(e) = error {
+            crate::throttled!(error, error = %e, "stored data does not open");
+            return Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sealed",
+                format!("the stored data does not open: {e}"),
+            );
+        }
         if error.is_unavailable() {
             Self::unavailable(error, 1)
         } else {

@@ -17,6 +17,13 @@ pub fn new(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::now_v7().simple())
 }
 
+/// The id with `prefix` and the same UUID as `id` (a duplicate's id from the id its
+/// request was given: what was sealed for that request opens under either).
+pub fn retag(id: &str, prefix: &str) -> String {
+    let uuid = id.split_once('_').map_or(id, |(_, uuid)| uuid);
+    format!("{prefix}_{uuid}")
+}
+
 /// A new id with the given prefix and the millisecond it names: data stamped with that
 /// time finds its id exactly where a time range over ids looks for it.
 pub fn new_stamped(prefix: &str) -> (String, i64) {
@@ -60,6 +67,8 @@ mod tests {
         assert!(a < b, "{a} then {b}");
         assert!(!is_valid(EVENT, "evt_nothex"));
         assert!(!is_valid(DELIVERY, &a));
+        let dup = retag(&a, DUPLICATE);
+        assert!(is_valid(DUPLICATE, &dup) && dup[4..] == a[4..]);
         let now = crate::clock::now_ms();
         assert!(at_time(EVENT, now - 1) <= a && a < at_time(EVENT, now + 1000));
         assert!(is_valid(EVENT, &at_time(EVENT, now)));

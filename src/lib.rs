@@ -37,6 +37,7 @@ pub mod live;
 pub mod log_throttle;
 pub mod maintenance;
 pub mod metrics;
+pub mod rekey;
 pub mod replay;
 pub mod routing;
 pub mod server;

@@ -431,7 +431,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         _ => {}
     }
     compare!(storage: busy_timeout, max_batch, queue_depth, retry_after, commit_timeout,
-        rejected_body_limit);
+        rejected_body_limit, encryption);
     keys
 }
 

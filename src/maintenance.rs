@@ -5,8 +5,10 @@
 //! which one does the work ([`Store::lead_maintenance`]): on SQLite the one owner, on
 //! PostgreSQL the holder of the schema's maintenance lock, which passes to another
 //! process when its holder dies. The leader, every second, ends the leases of dead
-//! processes' claims; and every [`PURGE_EVERY`] (and at start) removes what retention
-//! no longer keeps, in bounded passes so that ingest never waits long behind it.
+//! processes' claims and applies the `redact` rules (`when = "delivered"`) of events
+//! whose deliveries have all finished; and every [`PURGE_EVERY`] (and at start) removes
+//! what retention no longer keeps, in bounded passes so that ingest never waits long
+//! behind it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::{RetentionConfig, Source};
+use crate::ingest::redact::Redaction;
+use crate::store::redaction::RedactionWrite;
 use crate::store::{Cutoffs, Purge, Purged, Store};
 
 /// Time between two rounds of retention.
@@ -80,6 +84,9 @@ pub struct Maintenance {
     pub retention: Arc<dyn Fn() -> Retention + Send + Sync>,
 }
 
+/// Most events one redaction pass rewrites (one transaction).
+const REDACT_LIMIT: usize = 200;
+
 impl Maintenance {
     /// Adds this process's activity tally to the store every
     /// [`crate::store::activity_tally::FLUSH_EVERY`] until `stop` (closing the store
@@ -107,6 +114,7 @@ impl Maintenance {
             let leads = self.store.lead_maintenance().await;
             if leads {
                 self.release_dead_claims().await;
+                self.redact_delivered().await;
                 if self.clock.now_ms() >= next_purge {
                     self.purge_round(&stop).await;
                     next_purge = self.clock.now_ms() + PURGE_EVERY.as_millis() as i64;
@@ -143,6 +151,63 @@ impl Maintenance {
             Err(e) => {
                 tracing::debug!(error = %crate::error_chain::Chain(&e), "cannot look for dead processes' claims; trying again shortly")
             }
+        }
+    }
+
+    /// Redacts the events whose rule waited for their deliveries, now all finished, in
+    /// passes of [`REDACT_LIMIT`] until none is left, each with the rule it came in
+    /// under (kept with it: the leader may run another configuration). A rule that
+    /// matches nothing in the event leaves it as it is, waiting no more.
+    async fn redact_delivered(&self) {
+        loop {
+            let due = match self.store.redactions_due(REDACT_LIMIT).await {
+                Ok(due) if due.is_empty() => return,
+                Ok(due) => due,
+                Err(e) => {
+                    crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot read the events waiting to be redacted; trying again shortly");
+                    return;
+                }
+            };
+            let count = due.len();
+            let mut applied = 0;
+            let writes: Vec<RedactionWrite> = due
+                .into_iter()
+                .map(|d| {
+                    let rule = d.rule.as_deref().map(Redaction::from_stored);
+                    let done = match rule {
+                        Some(Ok(rule)) => rule.apply(&d.headers, &d.body),
+                        Some(Err(e)) => {
+                            crate::throttled!(warn, event = %d.event_id, error = %e, "an event's redact rule does not read back; redacting its whole body");
+                            Some(crate::ingest::redact::Redacted::everything(&d.headers))
+                        }
+                        None => None,
+                    };
+                    match done {
+                        Some(r) => {
+                            applied += 1;
+                            RedactionWrite {
+                                event_id: d.event_id,
+                                redacted: Some((r.headers, r.body)),
+                                fields: r.fields,
+                            }
+                        }
+                        None => RedactionWrite {
+                            event_id: d.event_id,
+                            redacted: None,
+                            fields: Vec::new(),
+                        },
+                    }
+                })
+                .collect();
+            if let Err(e) = self.store.finish_redactions(writes).await {
+                crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot write redacted events; trying again shortly");
+                return;
+            }
+            crate::metrics::redacted("delivered", applied);
+            if count < REDACT_LIMIT {
+                return;
+            }
+            tokio::task::yield_now().await;
         }
     }
 

@@ -97,6 +97,7 @@ pub async fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError>
                     max_batch: storage.max_batch,
                     queue_depth: storage.queue_depth,
                     commit_timeout: storage.commit_timeout.0,
+                    keys: storage.encryption.clone(),
                 },
             )
             .await?;
@@ -110,6 +111,8 @@ pub async fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError>
                     max_batch: storage.max_batch,
                     queue_depth: storage.queue_depth,
                     commit_timeout: storage.commit_timeout.0,
+                    keys: storage.encryption.clone(),
+                    scrub_freed: storage.scrub_freed,
                     ..SqliteOptions::default()
                 },
             )?;
@@ -236,6 +239,7 @@ pub async fn run_with_clock(
     let admin_state = AdminState {
         stopping: stop_rx.clone(),
         replayer,
+        rekeyer: Arc::default(),
         store: store.clone(),
         token: server.admin_token.clone(),
         wake: wake.clone(),

@@ -37,6 +37,10 @@ pub struct EventJson {
     pub request: RequestJson,
     pub dedup_key: String,
     pub duplicates: i64,
+    /// What the source's `redact` rule took out (`header:NAME`, JSON pointers).
+    pub redacted: Vec<String>,
+    /// The rule waits for every delivery to succeed; the event is whole until then.
+    pub redaction_pending: bool,
     pub deliveries: Vec<DeliveryJson>,
 }
 
@@ -88,6 +92,8 @@ impl From<StoredEvent> for EventJson {
             request: e.request.into(),
             dedup_key: e.dedup_key,
             duplicates: e.duplicates,
+            redacted: e.redacted,
+            redaction_pending: e.redaction_pending,
             deliveries: e.deliveries.into_iter().map(DeliveryJson::from).collect(),
         }
     }

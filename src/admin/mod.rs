@@ -11,6 +11,7 @@ mod export;
 pub(crate) mod flow;
 pub(crate) mod json;
 pub(crate) mod paging;
+mod rekey;
 mod reload;
 pub(crate) mod replays;
 pub(crate) mod search;
@@ -43,6 +44,8 @@ pub struct AdminState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Runs replay jobs.
     pub replayer: Arc<crate::replay::Replayer>,
+    /// Runs the rekey job.
+    pub rekeyer: Arc<crate::rekey::Rekeyer>,
 }
 
 impl AdminState {
@@ -102,6 +105,7 @@ pub fn router(state: AdminState) -> Router {
             post(flow::pause_destination),
         )
         .route("/api/v1/reload", post(reload::reload))
+        .route("/api/v1/rekey", get(rekey::show).post(rekey::start))
         .route("/metrics", get(crate::metrics::render))
         // Unknown addresses under the API answer in JSON, after the token check (so
         // without the token nothing under /api tells what exists).

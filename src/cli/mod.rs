@@ -73,6 +73,8 @@ pub enum Command {
         #[command(flatten)]
         args: health::HealthArgs,
     },
+    /// Print a new random encryption key (32 bytes, base64) for `[storage] encryption`.
+    Keygen,
     /// Write a commented starter configuration.
     Init {
         /// Where to write it.
@@ -143,6 +145,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Health { config, args } => health::run(&config.config, args).await,
         Command::Init { path, force } => init(&path, force),
         Command::Version => about::version(),
+        Command::Keygen => {
+            println!("{}", crate::store::seal::new_key());
+            ExitCode::SUCCESS
+        }
         Command::Completions { shell } => about::completions(shell),
         Command::Man { dir } => about::man(dir.as_deref()),
         Command::Client(command) => client::run(command).await,

@@ -17,13 +17,15 @@ use toml::{Table, Value};
 use super::env::{Applied, apply_overrides};
 use super::item::{deserialize_at, deserialize_destination};
 use super::model::{
-    Broker, DestinationConfig, RouteConfig, ServerConfig, SourceConfig, SourceRetention,
-    StorageConfig,
+    Broker, DestinationConfig, EncryptionConfig, RedactConfig, RouteConfig, ServerConfig,
+    SourceConfig, SourceRetention, StorageConfig,
 };
 use super::units::{Size, Span};
 use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
 use crate::ingest::dedup::DedupRule;
+use crate::ingest::redact::{Pointer, Redaction, When};
 use crate::jq::Expr;
+use crate::store::seal;
 
 const TOP_LEVEL: [&str; 5] = ["server", "storage", "sources", "destinations", "routes"];
 
@@ -119,7 +121,7 @@ fn check(
     let (Some(server), Some(storage)) = (server, storage) else {
         return Err(errors);
     };
-    let sources = sources
+    let sources: BTreeMap<String, Arc<Source>> = sources
         .into_iter()
         .map(|(name, mut source)| {
             source.routes = routes
@@ -130,6 +132,9 @@ fn check(
             (name, Arc::new(source))
         })
         .collect();
+    let mut storage = storage;
+    storage.scrub_freed =
+        !storage.encryption.keys.is_empty() || sources.values().any(|s| !s.redact.is_empty());
     Ok(Config {
         server,
         storage,
@@ -409,6 +414,11 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
         cfg.commit_timeout,
         "would answer every request 503 before its commit could land; use e.g. \"10s\"",
     );
+    let encryption = cfg
+        .encryption
+        .as_ref()
+        .map(|e| resolve_encryption(e, errors))
+        .unwrap_or_default();
     if errors.0.len() > before {
         return None;
     }
@@ -421,7 +431,60 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
         commit_timeout: cfg.commit_timeout,
         rejected_body_limit: cfg.rejected_body_limit.as_usize(),
         retention: cfg.retention,
+        encryption,
+        scrub_freed: false,
     })
+}
+
+/// `[storage] encryption`: every key read and decoded, the active one among them.
+fn resolve_encryption(cfg: &EncryptionConfig, errors: &mut ConfigErrors) -> seal::Keys {
+    let mut keys = seal::Keys::default();
+    if cfg.keys.is_empty() {
+        errors.push(
+            "storage.encryption.keys",
+            "names no key; add one, e.g. keys = { k1 = \"env:FOREBAY_KEY_1\" } with a key from `forebay keygen`",
+        );
+    }
+    for (id, secret) in &cfg.keys {
+        let path = format!("storage.encryption.keys.{id}");
+        if !seal::valid_key_id(id) {
+            errors.push(
+                &path,
+                format!(
+                    "{id:?} cannot name a key: use 1 to {} letters, digits, '-', '_' or '.'",
+                    seal::MAX_ID_LEN
+                ),
+            );
+            continue;
+        }
+        match secret.resolve() {
+            Ok(bytes) => match seal::decode_key(bytes.expose()) {
+                Ok(key) => {
+                    keys.keys.insert(id.clone(), key);
+                }
+                Err(why) => errors.push(
+                    &path,
+                    format!(
+                        "the key {why}; a key is 32 random bytes in base64 (44 characters): make one with `forebay keygen`"
+                    ),
+                ),
+            },
+            Err(e) => errors.push(&path, e),
+        }
+    }
+    if let Some(active) = &cfg.active
+        && !cfg.keys.contains_key(active)
+    {
+        errors.push(
+            "storage.encryption.active",
+            format!(
+                "{active:?} is not one of the keys ({}); add it to keys or name one of them",
+                cfg.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    keys.active = cfg.active.clone();
+    keys
 }
 
 fn resolve_source(
@@ -502,6 +565,19 @@ fn resolve_source(
     if cfg.burst == Some(0) {
         errors.push(format!("{path}.burst"), "must be at least 1");
     }
+    let redact = cfg
+        .redact
+        .as_ref()
+        .map(|r| resolve_redact(r, &format!("{path}.redact"), errors))
+        .unwrap_or_default();
+    if let Some(kept) = redact.kept_by(&dedup) {
+        errors.push(
+            format!("{path}.dedup_key"),
+            format!(
+                "the dedup key would keep {kept}, which redact takes out (the dedup key is stored and shown as it is); dedup on another header or field, or leave dedup_key out"
+            ),
+        );
+    }
     if errors.0.len() > before {
         return None;
     }
@@ -522,7 +598,49 @@ fn resolve_source(
             cfg.rate_limit_per_address,
         )
         .map(Arc::new),
+        redact,
     })
+}
+
+/// A source's `redact`: header names that are header names, fields that are pointers.
+fn resolve_redact(cfg: &RedactConfig, path: &str, errors: &mut ConfigErrors) -> Redaction {
+    let mut rule = Redaction::default();
+    for (i, name) in cfg.headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(
+                format!("{path}.headers[{i}]"),
+                format!(
+                    "{name:?} is not a header name (letters, digits and -, e.g. \"x-api-key\")"
+                ),
+            );
+        } else {
+            rule.headers.push(name.to_ascii_lowercase());
+        }
+    }
+    for (i, pointer) in cfg.json.iter().enumerate() {
+        match Pointer::parse(pointer) {
+            Ok(p) => rule.fields.push(p),
+            Err(e) => errors.push(format!("{path}.json[{i}]"), e),
+        }
+    }
+    rule.when = match cfg.when.as_deref() {
+        None | Some("stored") => When::Stored,
+        Some("delivered") => When::Delivered,
+        Some(other) => {
+            errors.push(
+                format!("{path}.when"),
+                format!("{other:?} is not a choice: use \"stored\" (redact before storing) or \"delivered\" (once every delivery succeeded)"),
+            );
+            When::Stored
+        }
+    };
+    if cfg.headers.is_empty() && cfg.json.is_empty() {
+        errors.push(
+            path,
+            "names nothing to redact; list headers = [...] and/or json = [\"/pointer\"], or remove it",
+        );
+    }
+    rule
 }
 
 /// Mailgun signs a timestamp and a token, not the event: anyone who sees one signed

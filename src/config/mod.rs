@@ -89,6 +89,12 @@ pub struct Storage {
     pub rejected_body_limit: usize,
     /// For sources without their own, and for sources no longer configured.
     pub retention: RetentionConfig,
+    /// The keys stored blobs are sealed with (none: stored plain).
+    pub encryption: crate::store::seal::Keys,
+    /// Overwrite what is deleted or rewritten with zeros (SQLite's `secure_delete`): on
+    /// when encryption is, or a source redacts, so neither leaves the old bytes in the
+    /// file's free space. Decided at start.
+    pub scrub_freed: bool,
 }
 
 /// Which store to open. `Debug` hides a password in a PostgreSQL URL.
@@ -183,6 +189,8 @@ pub struct Source {
     /// `rate_limit` and `rate_limit_per_address`, checked before the body is read.
     /// Shared so that a reload with the same limits keeps counting where it was.
     pub edge_limit: Option<Arc<crate::ingest::edge_limit::EdgeLimit>>,
+    /// What the stored event leaves out (empty: nothing).
+    pub redact: crate::ingest::redact::Redaction,
 }
 
 /// One route, with its name settled.

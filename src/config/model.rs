@@ -85,6 +85,22 @@ pub struct StorageConfig {
     /// How long stored data is kept, for every source that does not set its own (and
     /// for sources no longer in the file).
     pub retention: RetentionConfig,
+    /// Encryption at rest of stored bodies and headers (events, duplicates, rejected
+    /// requests, transformed payloads, attempts' responses).
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `encryption = { keys = { k2 = "env:FB_KEY_2", k1 = "env:FB_KEY_1" }, active = "k2" }`:
+/// each key is 32 random bytes in base64 (`forebay keygen` prints one), by an id that
+/// every sealed blob carries. New data is sealed with `active`; data sealed with the
+/// other keys still opens, and `forebay rekey` moves it to the active one. Without
+/// `active`, new data is stored plain (and `forebay rekey` opens what is sealed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    pub keys: std::collections::BTreeMap<String, SecretRef>,
+    #[serde(default)]
+    pub active: Option<String>,
 }
 
 impl Default for StorageConfig {
@@ -100,6 +116,7 @@ impl Default for StorageConfig {
             commit_timeout: Span::secs(10),
             rejected_body_limit: Size::kib(64),
             retention: RetentionConfig::default(),
+            encryption: None,
         }
     }
 }
@@ -174,6 +191,27 @@ pub struct SourceConfig {
     pub burst: Option<u32>,
     /// The same limit for each remote address on its own.
     pub rate_limit_per_address: Option<Rate>,
+    /// What the stored event leaves out: header values and body fields, replaced with
+    /// `[redacted]`, before storing or once every delivery has succeeded.
+    pub redact: Option<RedactConfig>,
+}
+
+/// `redact = { headers = ["authorization"], json = ["/data/object/card"], when = "stored" }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Header names whose values are not kept.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// JSON pointers (`/data/object/card`; `*` for every member or element) of body
+    /// fields not kept; in a form body, the field in bracket notation (`data[object][card]`).
+    #[serde(default)]
+    pub json: Vec<String>,
+    /// `"stored"` (default): the event is stored redacted, and so delivered.
+    /// `"delivered"`: stored whole, delivered whole, redacted once every delivery of the
+    /// event has succeeded (or been filtered or discarded).
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 impl Default for SourceConfig {
@@ -189,6 +227,7 @@ impl Default for SourceConfig {
             rate_limit: None,
             burst: None,
             rate_limit_per_address: None,
+            redact: None,
         }
     }
 }

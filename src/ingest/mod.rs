@@ -9,6 +9,7 @@ pub mod budget;
 pub mod dedup;
 pub mod edge_limit;
 mod receive;
+pub mod redact;
 pub mod request;
 pub mod verify;
 

@@ -157,7 +157,7 @@ async fn handle(
             ordered: r.ordering_key.is_some(),
         })
         .collect();
-    let event = NewEvent::with_guard(
+    let mut event = NewEvent::with_guard(
         verified,
         event_id,
         dedup_key,
@@ -165,6 +165,8 @@ async fn handle(
         deliveries,
         Some(Arc::new(charge)),
     );
+    // After verification and the dedup key, which see the request as it came.
+    source.redact.apply_to_event(&mut event);
     let inserted = state
         .store
         .insert_event(event)
@@ -198,12 +200,23 @@ async fn record_rejected(
     reason: &str,
 ) -> String {
     let rejected_id = id::new(id::REJECTED);
-    let record = NewRejected::new(
+    // Never delivered, so redacted at once whatever `when` says; and before the body is
+    // cut to the limit, which would leave JSON that no longer parses.
+    let redacted = source.redact.apply(
+        &crate::store::headers::encode(&request.headers),
+        &request.body,
+    );
+    let mut record = NewRejected::new(
         request,
         rejected_id.clone(),
         reason.to_owned(),
         state.rejected_body_limit,
     );
+    if let Some(r) = redacted {
+        record.headers = r.headers;
+        record.body =
+            Bytes::copy_from_slice(&r.body[..r.body.len().min(state.rejected_body_limit)]);
+    }
     if let Err(e) = state.store.insert_rejected(record).await {
         crate::throttled!(warn, source = %source.name, rejected = %rejected_id, error = %crate::error_chain::Chain(&e), "could not record a rejected request");
     }

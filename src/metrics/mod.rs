@@ -40,6 +40,8 @@ pub const DELIVERIES: &str = "forebay_deliveries_total";
 pub const ATTEMPT_DURATION: &str = "forebay_attempt_duration_seconds";
 /// Rows removed by retention, by kind (events, attempts, rejected).
 pub const PURGED: &str = "forebay_purged_total";
+/// Events a source's `redact` rule took something out of, by when (stored, delivered).
+pub const REDACTED: &str = "forebay_events_redacted_total";
 
 /// Ingest answers in about 1–15 ms under load (BENCHMARKS.md); the tail reaches the
 /// commit timeout and slow bodies the read timeout.
@@ -139,6 +141,10 @@ fn describe() {
         PURGED,
         "Rows removed by retention, by kind (events with their deliveries, attempts, rejected requests)."
     );
+    metrics::describe_counter!(
+        REDACTED,
+        "Events a source's redact rule was applied to, by when: \"stored\" (before storing) or \"delivered\" (once every delivery succeeded)."
+    );
 }
 
 /// A request to `/in/{source}` was answered; `source` is `None` when no source has the
@@ -182,6 +188,11 @@ pub fn delivery_outcome(destination: &str, then: AfterAttempt) {
         "outcome" => then.state()
     )
     .increment(1);
+}
+
+/// A source's `redact` rule was applied to `n` events, before storing or after delivery.
+pub fn redacted(when: &'static str, n: usize) {
+    metrics::counter!(REDACTED, "when" => when).increment(n as u64);
 }
 
 /// A retention pass removed these rows.

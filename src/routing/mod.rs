@@ -106,6 +106,8 @@ impl Programs {
         let Some(&programs) = self.routes.get(route) else {
             return Prepared {
                 delivery_id,
+                event_id: event.id.clone(),
+                route: route.to_owned(),
                 ordering_key: None,
                 outcome: Preparation::Failed(format!(
                     "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
@@ -118,6 +120,8 @@ impl Programs {
         };
         Prepared {
             delivery_id,
+            event_id: event.id.clone(),
+            route: route.to_owned(),
             ordering_key,
             outcome,
         }

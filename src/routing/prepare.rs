@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::Programs;
 use crate::clock::now_ms;
-use crate::store::Store;
+use crate::store::{Preparation, Prepared, Store};
 
 /// Most deliveries prepared per batch.
 const BATCH: usize = 256;
@@ -65,7 +65,19 @@ impl Preparer {
             let current = (self.programs)();
             for u in batch {
                 let programs = current.clone();
-                running.spawn(async move { programs.prepare(&u.route, u.id, &u.event).await });
+                running.spawn(async move {
+                    match u.unreadable {
+                        // Nothing to run the expressions on: set aside with the reason.
+                        Some(reason) => Prepared {
+                            delivery_id: u.id,
+                            event_id: u.event.id,
+                            route: u.route,
+                            ordering_key: None,
+                            outcome: Preparation::Failed(reason),
+                        },
+                        None => programs.prepare(&u.route, u.id, &u.event).await,
+                    }
+                });
             }
             // At shutdown a batch under way is dropped (its sandbox processes are killed):
             // nothing of it was written, so the next start prepares it again.

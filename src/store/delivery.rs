@@ -79,6 +79,43 @@ pub struct Unprepared {
     pub id: String,
     pub route: String,
     pub event: EventInput,
+    /// Why the event cannot be read (damaged, or sealed so that it does not open): its
+    /// delivery goes to the dead letters with this reason instead of being prepared.
+    pub unreadable: Option<String>,
+}
+
+impl Unprepared {
+    /// Fills in the event's headers and body from their stored form, or says why they
+    /// cannot be read. `None` when the event is sealed with a key this process lacks
+    /// (another process that has it prepares it).
+    pub(crate) fn opened(mut self, sealer: &super::seal::Sealer, headers: Vec<u8>) -> Option<Self> {
+        let body = std::mem::take(&mut self.event.body);
+        let opened = sealer
+            .open_request(&self.event.id, headers, Some(body))
+            .map_err(super::StoreError::from)
+            .and_then(|(headers, body)| {
+                super::headers::decode(&headers)
+                    .map(|headers| (headers, body.unwrap_or_default()))
+                    .map_err(|e| super::StoreError::Corrupt(format!("headers column: {e}")))
+            });
+        match opened {
+            Ok((headers, body)) => {
+                self.event.headers = headers;
+                self.event.body = body;
+            }
+            Err(super::StoreError::Sealed(e)) if e.is_unknown_key() => {
+                crate::throttled!(warn, delivery = %self.id, error = %e, "cannot open an event to prepare with this process's keys; leaving it to a process that has the key (give every process the same keys)");
+                return None;
+            }
+            Err(e) => {
+                self.unreadable = Some(format!(
+                    "the event cannot be read: {}",
+                    crate::error_chain::Chain(&e)
+                ))
+            }
+        }
+        Some(self)
+    }
 }
 
 /// What filters, transforms and ordering keys see of an event.
@@ -99,6 +136,9 @@ pub struct EventInput {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub delivery_id: String,
+    /// The delivery's event and route (what a sealed payload is bound to).
+    pub event_id: String,
+    pub route: String,
     /// Deliveries of the route with the same key go one at a time, in receive order.
     pub ordering_key: Option<String>,
     pub outcome: Preparation,

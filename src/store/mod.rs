@@ -12,8 +12,12 @@ pub mod headers;
 pub mod key_hash;
 pub mod model;
 pub mod postgres;
+pub mod redaction;
+pub mod rekey;
 pub mod replay;
 pub mod retention;
+pub mod seal;
+mod sealed;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -63,6 +67,12 @@ pub enum StoreError {
         "{0} is in use by another forebay process; the embedded store has one owner (stop the other, or give this one its own storage.url)"
     )]
     InUse(std::path::PathBuf),
+    /// A sealed blob that does not open (a key missing or changed, or damaged data).
+    #[error("stored data does not open: {0}")]
+    Sealed(#[source] seal::OpenError),
+    /// The configured encryption keys do not fit the data in the store.
+    #[error("{0}")]
+    Keys(String),
     /// The database file is newer than this binary.
     #[error(
         "the database schema is version {found}, newer than this forebay knows ({known}); upgrade forebay"
@@ -93,7 +103,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         !matches!(
             self,
-            StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. }
+            StoreError::Corrupt(_)
+                | StoreError::Sealed(_)
+                | StoreError::Keys(_)
+                | StoreError::SchemaTooNew { .. }
         )
     }
 }
@@ -110,6 +123,8 @@ impl StoreError {
             StoreError::Database(e) => transient_database_error(e.as_ref()),
             StoreError::Closed
             | StoreError::Corrupt(_)
+            | StoreError::Sealed(_)
+            | StoreError::Keys(_)
             | StoreError::InUse(_)
             | StoreError::SchemaTooNew { .. } => false,
         }
@@ -279,6 +294,38 @@ pub trait Store: Send + Sync + 'static {
     /// Removes what retention no longer keeps, at most `purge.limit` rows of each kind,
     /// in one transaction.
     async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError>;
+
+    /// Up to `limit` events whose redaction waited for their deliveries, all of which
+    /// have now finished, oldest first, opened.
+    async fn redactions_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<redaction::DueRedaction>, StoreError>;
+
+    /// Writes what due redactions came to, each only if it still waits, and stops them
+    /// waiting.
+    async fn finish_redactions(
+        &self,
+        writes: Vec<redaction::RedactionWrite>,
+    ) -> Result<(), StoreError>;
+
+    /// Reseals one batch of `table` with the active key: up to `limit` rows with ids
+    /// after `after` (`""` to start), in id order, each in one transaction with its
+    /// batch (see [`rekey`]).
+    async fn reseal(
+        &self,
+        table: rekey::SealedTable,
+        after: String,
+        limit: usize,
+    ) -> Result<rekey::ResealStep, StoreError>;
+
+    /// How many rows of `table` a rekey looks at (for its progress).
+    async fn count_sealable(&self, table: rekey::SealedTable) -> Result<u64, StoreError>;
+
+    /// After a rekey: records every key but the active one that no stored row is sealed
+    /// with any more as retired, so it may leave the configuration. Keys some row still
+    /// names (written since the rekey passed, by a process with another `active`) stay.
+    async fn retire_keys(&self) -> Result<rekey::Retired, StoreError>;
 
     /// Whether this process is the one that runs background maintenance (retention,
     /// releasing dead processes' claims). A store with one owner process always is; a

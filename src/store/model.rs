@@ -32,6 +32,16 @@ pub struct NewEvent {
     /// counts a body until it has left the writer's queue, not just until the sender
     /// hears back (a sender answered 503 on timeout leaves its body queued).
     pub body_guard: Option<Arc<dyn Any + Send + Sync>>,
+    /// What the source's `redact` rule took out of `headers` and `body` (`header:NAME`
+    /// and JSON pointers); empty when nothing was.
+    pub redacted: Vec<String>,
+    /// The rule that applies once every delivery has succeeded (`when = "delivered"`),
+    /// kept with the event as JSON, so that whichever process redacts it later applies
+    /// the rule the event came in under.
+    pub pending_rule: Option<String>,
+    /// The headers a duplicate of this request keeps, when they differ from `headers`
+    /// (redacted at once, since a duplicate is never delivered).
+    pub duplicate_headers: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for NewEvent {
@@ -107,7 +117,15 @@ impl NewEvent {
             dedup_key,
             deliveries,
             body_guard,
+            redacted: Vec::new(),
+            pending_rule: None,
+            duplicate_headers: None,
         }
+    }
+
+    /// The headers a duplicate of this request keeps.
+    pub fn headers_for_duplicate(&self) -> &[u8] {
+        self.duplicate_headers.as_deref().unwrap_or(&self.headers)
     }
 }
 
@@ -199,6 +217,10 @@ pub struct StoredEvent {
     pub request: StoredRequest,
     pub dedup_key: String,
     pub duplicates: i64,
+    /// What the source's `redact` rule took out (`header:NAME`, JSON pointers).
+    pub redacted: Vec<String>,
+    /// The rule applies once every delivery has succeeded; until then the event is whole.
+    pub redaction_pending: bool,
     pub deliveries: Vec<DeliverySummary>,
 }
 

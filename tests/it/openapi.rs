@@ -356,6 +356,19 @@ async fn every_answer_fits_the_document() {
         .call("POST", "/api/v1/reload", "/api/v1/reload", None)
         .await;
     assert_eq!(status, 422, "{body}");
+
+    let (status, body) = api
+        .call("GET", "/api/v1/rekey", "/api/v1/rekey", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = api
+        .call("POST", "/api/v1/rekey", "/api/v1/rekey", None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = api
+        .call("GET", "/api/v1/rekey", "/api/v1/rekey", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A Python environment with the pinned schemathesis, made once under `target/`.

@@ -1,5 +1,5 @@
-//! The client commands: `forebay events`, `deliveries`, `dlq`, `export`, `replay` and
-//! `listen` talk to a running forebay's admin API (`replay --from FILE --to URL` needs
+//! The client commands: `forebay events`, `deliveries`, `dlq`, `export`, `replay`,
+//! `listen` and `rekey` talk to a running forebay's admin API (`replay --from FILE --to URL` needs
 //! none). One module per job:
 //!
 //! | module | what lives there |
@@ -10,6 +10,7 @@
 //! | `filters`, `paging`, `output`, `prompt` | event filters and times, cursor paging, tables and JSON, yes/no questions |
 //! | `events`, `tail`, `deliveries`, `dlq`, `export` | the read and act commands |
 //! | `replay`, `replay_file` | a server-side replay job; an export file against a URL |
+//! | `rekey` | the server's rekey job (encryption at rest), followed with a progress bar |
 //! | `listen`, `listen_state`, `sse`, `forward` | following the stream, remembering where, sending to a handler |
 //!
 //! Tables for people by default; `--json` prints the API's JSON (NDJSON for `--all`
@@ -24,7 +25,7 @@
 //! | 2 | usage error found by the argument parser (unknown flag, missing argument) |
 //! | 3 | cannot reach the server, the server failed (5xx) or answered something else, or a local file cannot be read or written |
 //! | 4 | the server refused the request (4xx): no such id, missing or wrong token, a filter it rejects, a retry of a delivery in flight |
-//! | 5 | the command ran but not everything was delivered: `replay` (a job failed, cancelled, or with dead or retrying deliveries; `--from` with an answer other than 2xx), `listen` (a handler kept failing) |
+//! | 5 | the command ran but not everything was done: `replay` (a job failed, cancelled, or with dead or retrying deliveries; `--from` with an answer other than 2xx), `listen` (a handler kept failing), `rekey` (the job failed, or left rows it could not open) |
 
 pub(super) mod api;
 mod connection;
@@ -40,6 +41,7 @@ mod listen_state;
 mod output;
 mod paging;
 mod prompt;
+mod rekey;
 mod replay;
 mod replay_file;
 mod sse;
@@ -74,6 +76,10 @@ pub enum ClientCommand {
     /// Forward a forebay's events to a local handler as they arrive, catching up on those
     /// that arrived while it was stopped.
     Listen(Box<listen::ListenArgs>),
+    /// Move every stored body and header to the active key of `[storage] encryption`
+    /// (or back to plain when no key is active), as a job in the server with a
+    /// progress bar; keys no data needs any more are then retired.
+    Rekey(rekey::RekeyArgs),
 }
 
 /// Runs a client command and turns its outcome into the exit code.
@@ -85,6 +91,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Export(args) => export::run(*args).await,
         ClientCommand::Replay(args) => replay::run(*args).await,
         ClientCommand::Listen(args) => listen::run(*args).await,
+        ClientCommand::Rekey(args) => rekey::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,7 +47,7 @@ pub async fn delivery_counts_are_per_route_destination_and_state(store: Arc<dyn 
             waiting
                 .iter()
                 .zip(outcomes)
-                .map(|(u, outcome)| prepared(&u.id, None, outcome))
+                .map(|(u, outcome)| prepared(u, None, outcome))
                 .collect(),
             2_000,
         )

@@ -10,7 +10,7 @@ use crate::ingest::verify::Verifier;
 use crate::store::retention::{Cutoffs, Purge};
 use crate::store::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Inserted, NewDelivery, NewEvent,
-    Preparation, Prepared, Store,
+    Preparation, Prepared, Store, Unprepared,
 };
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -136,9 +136,11 @@ pub fn attempt(
     }
 }
 
-pub fn prepared(id: &str, key: Option<&str>, outcome: Preparation) -> Prepared {
+pub fn prepared(waiting: &Unprepared, key: Option<&str>, outcome: Preparation) -> Prepared {
     Prepared {
-        delivery_id: id.to_owned(),
+        delivery_id: waiting.id.clone(),
+        event_id: waiting.event.id.clone(),
+        route: waiting.route.clone(),
         ordering_key: key.map(str::to_owned),
         outcome,
     }

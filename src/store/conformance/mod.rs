@@ -41,6 +41,7 @@ pub mod prepare;
 pub mod rejected;
 pub mod replays;
 pub mod retention;
+pub mod sealing;
 pub mod search;
 
 use std::future::Future;

@@ -24,7 +24,7 @@ pub async fn one_delivery_per_ordering_key_is_out_at_a_time_in_receive_order(
             waiting
                 .iter()
                 .zip(keys)
-                .map(|(u, key)| prepared(&u.id, Some(key), Preparation::Raw))
+                .map(|(u, key)| prepared(u, Some(key), Preparation::Raw))
                 .collect(),
             2_000,
         )
@@ -89,8 +89,8 @@ pub async fn the_parts_of_an_ordered_split_go_one_at_a_time_in_part_order(store:
     store
         .prepare(
             vec![
-                prepared(&waiting[0].id, Some("k"), Preparation::Bodies(bodies)),
-                prepared(&waiting[1].id, Some("k"), Preparation::Raw),
+                prepared(&waiting[0], Some("k"), Preparation::Bodies(bodies)),
+                prepared(&waiting[1], Some("k"), Preparation::Raw),
             ],
             2_000,
         )
@@ -144,7 +144,7 @@ pub async fn ordering_keys_hold_per_route(store: Arc<dyn Store>) {
         .prepare(
             waiting
                 .iter()
-                .map(|u| prepared(&u.id, Some("same"), Preparation::Raw))
+                .map(|u| prepared(u, Some("same"), Preparation::Raw))
                 .collect(),
             2_000,
         )

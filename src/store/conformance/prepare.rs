@@ -43,13 +43,13 @@ pub async fn waiting_deliveries_are_not_claimed_until_prepared_and_a_split_makes
         .prepare(
             vec![
                 prepared(
-                    &waiting[0].id,
+                    &waiting[0],
                     None,
                     Preparation::Bodies(vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]),
                 ),
-                prepared(&waiting[1].id, None, Preparation::Filtered),
+                prepared(&waiting[1], None, Preparation::Filtered),
                 prepared(
-                    &waiting[2].id,
+                    &waiting[2],
                     None,
                     Preparation::Failed("transform: boom".into()),
                 ),
@@ -116,12 +116,12 @@ pub async fn one_body_replaces_the_payload_raw_sends_the_event_none_filters(stor
         .prepare(
             vec![
                 prepared(
-                    &waiting[0].id,
+                    &waiting[0],
                     None,
                     Preparation::Bodies(vec![br#"{"x":1}"#.to_vec()]),
                 ),
-                prepared(&waiting[1].id, Some("k"), Preparation::Raw),
-                prepared(&waiting[2].id, None, Preparation::Bodies(Vec::new())),
+                prepared(&waiting[1], Some("k"), Preparation::Raw),
+                prepared(&waiting[2], None, Preparation::Bodies(Vec::new())),
             ],
             2_000,
         )
@@ -208,7 +208,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
     store
         .prepare(
             vec![prepared(
-                &replayed,
+                &queued[0],
                 None,
                 Preparation::Bodies(vec![b"1".to_vec(), b"2".to_vec()]),
             )],
@@ -230,7 +230,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
     // Prepared once, a second write for the same delivery changes nothing.
     let once = {
         store.insert_event(waiting("twice", 5_000)).await.unwrap();
-        store.unprepared(10).await.unwrap().remove(0).id
+        store.unprepared(10).await.unwrap().remove(0)
     };
     store
         .prepare(vec![prepared(&once, None, Preparation::Raw)], 6_000)
@@ -240,5 +240,5 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
         .prepare(vec![prepared(&once, None, Preparation::Filtered)], 6_001)
         .await
         .unwrap();
-    assert_eq!(state_of(&*store, &once).await, ("pending".into(), 0));
+    assert_eq!(state_of(&*store, &once.id).await, ("pending".into(), 0));
 }

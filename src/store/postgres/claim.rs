@@ -25,6 +25,7 @@ use tokio_postgres::Row;
 
 use super::pool::BEGIN_INDEX_PLANS;
 use super::{cluster, parse_headers};
+use crate::store::seal::Sealer;
 use crate::store::{Claim, ClaimedDelivery, ClusterLimit, StoreError};
 
 /// Serializes claims of one destination across the cluster, until the transaction ends.
@@ -92,6 +93,7 @@ ORDER BY c.pass, c.due, c.pos";
 /// process that died without waiting for them to run out.
 pub(super) async fn claim(
     client: &Client,
+    sealer: &Sealer,
     claim: &Claim,
     limit: Option<&ClusterLimit>,
     owner: Option<i64>,
@@ -101,21 +103,31 @@ pub(super) async fn claim(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: String = r.get(0);
-        let headers: Vec<u8> = r.get(10);
-        match parse_headers(&headers) {
-            Ok(headers) => out.push(ClaimedDelivery {
+        let event_id: String = r.get(1);
+        let route: String = r.get(2);
+        let part: Option<i64> = r.get(6);
+        let opened = sealer
+            .open_request(&event_id, r.get(10), Some(r.get(11)))
+            .and_then(|(headers, body)| {
+                let payload = sealer.open_payload(&event_id, &route, part, r.get(5))?;
+                Ok((headers, body.unwrap_or_default(), payload))
+            })
+            .map_err(StoreError::from)
+            .and_then(|(headers, body, payload)| Ok((parse_headers(&headers)?, body, payload)));
+        match opened {
+            Ok((headers, body, payload)) => out.push(ClaimedDelivery {
                 id,
-                event_id: r.get(1),
-                route: r.get(2),
+                event_id,
+                route,
                 destination: r.get(3),
                 attempt: r.get::<_, i64>(4) + 1,
                 lease_until_ms: lease_until,
                 source: r.get(8),
                 received_at_ms: r.get(9),
                 headers,
-                body: r.get(11),
-                payload: r.get(5),
-                part: r.get(6),
+                body,
+                payload,
+                part,
                 replay_id: r.get(7),
                 ordering_key: r.get(12),
             }),
@@ -123,6 +135,12 @@ pub(super) async fn claim(
             // goes dead with the reason (if this claim still holds it), the others go on.
             // The claim has committed: if this fails, the delivery waits out its lease
             // and comes here again, and the good ones are still sent now.
+            // Sealed with a key this process lacks (another process has a newer key
+            // while the keys are being rolled out): not damage. The claim is left to run
+            // out, and whoever claims it next (perhaps a process with the key) sends it.
+            Err(StoreError::Sealed(e)) if e.is_unknown_key() => {
+                crate::throttled!(warn, delivery = %id, error = %e, "cannot open a claimed delivery's event with this process's keys; it is claimed again when its lease ends (give every process the same keys)");
+            }
             Err(e) => {
                 if let Err(failed) = mark_dead(client, &id, &e, claim.now_ms, lease_until).await {
                     tracing::warn!(delivery = %id, error = %crate::error_chain::Chain(&failed), "cannot set aside a delivery whose event is damaged");

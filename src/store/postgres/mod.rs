@@ -26,8 +26,11 @@ mod presence;
 mod purge;
 mod read;
 mod read_deliveries;
+mod redactions;
 mod replays;
+mod reseal;
 mod schema;
+mod sealing_keys;
 pub mod tls;
 mod write_deliveries;
 mod write_events;
@@ -41,6 +44,8 @@ use deadpool_postgres::{Client, Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::activity_tally::{ActivityTally, AttemptTally};
+use super::rekey::{ResealStep, Retired, SealedTable};
+use super::seal::{Keys, Sealer};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
@@ -63,6 +68,8 @@ pub struct PostgresOptions {
     pub max_batch: usize,
     pub queue_depth: usize,
     pub commit_timeout: Duration,
+    /// The keys stored blobs are sealed with (`[storage] encryption`).
+    pub keys: Keys,
 }
 
 impl Default for PostgresOptions {
@@ -74,6 +81,7 @@ impl Default for PostgresOptions {
             max_batch: 512,
             queue_depth: 8192,
             commit_timeout: Duration::from_secs(10),
+            keys: Keys::default(),
         }
     }
 }
@@ -107,6 +115,7 @@ pub struct PostgresStore {
     /// When each claim owner was first seen without its presence lock (the leader's).
     absent_since: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
     tally: ActivityTally,
+    sealer: Arc<Sealer>,
 }
 
 impl PostgresStore {
@@ -130,6 +139,8 @@ impl PostgresStore {
             let mut client = pool.get().await?;
             schema::migrate(&mut client, options.schema.as_deref()).await?;
         }
+        let sealer = Arc::new(Sealer::new(&options.keys));
+        sealing_keys::register(&pool.get().await?, &sealer).await?;
         let (tx, rx) = mpsc::channel(options.queue_depth);
         let channel = cluster::channel(options.schema.as_deref());
         let writer = Writer {
@@ -163,6 +174,7 @@ impl PostgresStore {
             presence,
             absent_since: Mutex::default(),
             tally: ActivityTally::default(),
+            sealer,
         }))
     }
 
@@ -205,7 +217,8 @@ macro_rules! in_transaction {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+    async fn insert_event(&self, mut event: NewEvent) -> Result<Inserted, StoreError> {
+        self.sealer.seal_event(&mut event);
         let (reply, answer) = oneshot::channel();
         let (source, at) = (event.source.clone(), event.received_at_ms);
         self.submit(Write::Event(Box::new(event), reply))?;
@@ -214,18 +227,19 @@ impl Store for PostgresStore {
         Ok(inserted)
     }
 
-    async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
+    async fn insert_rejected(&self, mut rejected: NewRejected) -> Result<(), StoreError> {
+        self.sealer.seal_rejected(&mut rejected);
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Rejected(Box::new(rejected), reply))?;
         self.answer(answer).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        read::get_event(&self.client().await?, id).await
+        read::get_event(&self.client().await?, &self.sealer, id).await
     }
 
     async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        read::list_events(&self.client().await?, &query).await
+        read::list_events(&self.client().await?, &self.sealer, &query).await
     }
 
     async fn event_position(&self, id: &str) -> Result<Option<StreamPosition>, StoreError> {
@@ -242,15 +256,22 @@ impl Store for PostgresStore {
         source: Option<String>,
         limit: usize,
     ) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
-        read::events_after_position(&self.client().await?, position, source.as_deref(), limit).await
+        read::events_after_position(
+            &self.client().await?,
+            &self.sealer,
+            position,
+            source.as_deref(),
+            limit,
+        )
+        .await
     }
 
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
-        read::list_rejected(&self.client().await?, &query).await
+        read::list_rejected(&self.client().await?, &self.sealer, &query).await
     }
 
     async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError> {
-        read::get_rejected(&self.client().await?, id).await
+        read::get_rejected(&self.client().await?, &self.sealer, id).await
     }
 
     async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError> {
@@ -260,7 +281,14 @@ impl Store for PostgresStore {
             .ok()
             .and_then(|c| c.limits.get(&claim.destination).cloned());
         let client = pool::HandRun::new(self.client().await?);
-        let claimed = claim::claim(&client, &claim, limit.as_ref(), self.presence.owner()).await;
+        let claimed = claim::claim(
+            &client,
+            &self.sealer,
+            &claim,
+            limit.as_ref(),
+            self.presence.owner(),
+        )
+        .await;
         let (claimed, retry_in) = client.end(claimed).await?;
         if let Some(wait) = retry_in {
             // The rate holds back due deliveries: wake the engine when the next token
@@ -276,10 +304,11 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+    async fn record_attempt(&self, mut attempt: AttemptRecord) -> Result<(), StoreError> {
         // Waits for room: the attempt was made, its record must not be dropped for load.
         let (reply, answer) = oneshot::channel();
         let tally = AttemptTally::of(&attempt);
+        self.sealer.seal_attempt(&mut attempt);
         self.attempts
             .send(attempt_writer::Op::Record(Box::new(attempt), reply))
             .await
@@ -290,10 +319,11 @@ impl Store for PostgresStore {
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
-        read_deliveries::unprepared(&self.client().await?, limit).await
+        read_deliveries::unprepared(&self.client().await?, &self.sealer, limit).await
     }
 
-    async fn prepare(&self, batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+    async fn prepare(&self, mut batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+        self.sealer.seal_prepared(&mut batch);
         in_transaction!(self, |tx| {
             let out = write_deliveries::prepare(tx, &batch, now_ms).await?;
             cluster::notify(tx, &self.channel).await?;
@@ -319,7 +349,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
-        read_deliveries::get(&self.client().await?, id).await
+        read_deliveries::get(&self.client().await?, &self.sealer, id).await
     }
 
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError> {
@@ -406,6 +436,39 @@ impl Store for PostgresStore {
             cluster::notify(tx, &self.channel).await?;
             out
         })
+    }
+
+    async fn redactions_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::store::redaction::DueRedaction>, StoreError> {
+        redactions::due(&self.client().await?, &self.sealer, limit).await
+    }
+
+    async fn finish_redactions(
+        &self,
+        mut writes: Vec<crate::store::redaction::RedactionWrite>,
+    ) -> Result<(), StoreError> {
+        self.sealer.seal_redactions(&mut writes);
+        redactions::finish(&mut self.client().await?, &writes).await
+    }
+
+    async fn reseal(
+        &self,
+        table: SealedTable,
+        after: String,
+        limit: usize,
+    ) -> Result<ResealStep, StoreError> {
+        let mut client = self.client().await?;
+        reseal::batch(&mut client, &self.sealer, table, &after, limit).await
+    }
+
+    async fn count_sealable(&self, table: SealedTable) -> Result<u64, StoreError> {
+        reseal::count(&self.client().await?, table).await
+    }
+
+    async fn retire_keys(&self) -> Result<Retired, StoreError> {
+        reseal::retire_keys(&mut self.client().await?, self.sealer.active()).await
     }
 
     async fn get_replay(&self, id: &str) -> Result<Option<StoredReplay>, StoreError> {

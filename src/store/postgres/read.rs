@@ -6,6 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::parse_headers;
 use crate::store::event_filter::{self, Param};
+use crate::store::seal::Sealer;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
     StreamPosition,
@@ -16,10 +17,12 @@ const REQUEST_COLUMNS: &str =
     "id, source, received_at, method, path, query, headers, {size}, remote_addr";
 /// Columns after the shared ones start here.
 const EXTRA: usize = 9;
+/// An event's body, when read, comes after its own columns (`event_columns`).
+const EVENT_BODY: usize = EXTRA + 4;
 
 fn event_columns() -> String {
     format!(
-        "{}, dedup_key, duplicates",
+        "{}, dedup_key, duplicates, redacted, redaction_pending",
         REQUEST_COLUMNS.replace("{size}", "octet_length(body)::bigint")
     )
 }
@@ -28,12 +31,16 @@ fn rejected_columns() -> String {
     format!("{}, reason", REQUEST_COLUMNS.replace("{size}", "body_size"))
 }
 
-pub(super) async fn get_event(c: &Client, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+pub(super) async fn get_event(
+    c: &Client,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<StoredEvent>, StoreError> {
     let sql = format!("SELECT {}, body FROM events WHERE id = $1", event_columns());
     let stmt = c.prepare_cached(&sql).await?;
     match c.query_opt(&stmt, &[&id]).await? {
         Some(r) => Ok(Some(
-            complete_event(c, event_row(&r, Some(EXTRA + 2))?).await?,
+            complete_event(c, event_row(&r, sealer, Some(EVENT_BODY))?).await?,
         )),
         None => Ok(None),
     }
@@ -41,6 +48,7 @@ pub(super) async fn get_event(c: &Client, id: &str) -> Result<Option<StoredEvent
 
 pub(super) async fn list_events(
     c: &Client,
+    sealer: &Sealer,
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let body = if q.with_bodies { ", body" } else { "" };
@@ -62,10 +70,10 @@ pub(super) async fn list_events(
         })
         .collect();
     let rows = c.query(&stmt, &values).await?;
-    let body_at = q.with_bodies.then_some(EXTRA + 2);
+    let body_at = q.with_bodies.then_some(EVENT_BODY);
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
-        events.push(complete_event(c, event_row(r, body_at)?).await?);
+        events.push(complete_event(c, event_row(r, sealer, body_at)?).await?);
     }
     Ok(events)
 }
@@ -116,6 +124,7 @@ pub(super) async fn last_event_position(c: &Client) -> Result<StreamPosition, St
 
 pub(super) async fn events_after_position(
     c: &Client,
+    sealer: &Sealer,
     position: StreamPosition,
     source: Option<&str>,
     limit: usize,
@@ -137,12 +146,12 @@ pub(super) async fn events_after_position(
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
         let position = StreamPosition {
-            txn: r.get(EXTRA + 3),
-            seq: r.get(EXTRA + 4),
+            txn: r.get(EVENT_BODY + 1),
+            seq: r.get(EVENT_BODY + 2),
         };
         events.push((
             position,
-            complete_event(c, event_row(r, Some(EXTRA + 2))?).await?,
+            complete_event(c, event_row(r, sealer, Some(EVENT_BODY))?).await?,
         ));
     }
     Ok(events)
@@ -150,6 +159,7 @@ pub(super) async fn events_after_position(
 
 pub(super) async fn list_rejected(
     c: &Client,
+    sealer: &Sealer,
     q: &EventQuery,
 ) -> Result<Vec<StoredRejected>, StoreError> {
     let sql = format!(
@@ -162,11 +172,12 @@ pub(super) async fn list_rejected(
     let rows = c
         .query(&stmt, &[&q.source, &q.cursor, &(q.limit as i64)])
         .await?;
-    rows.iter().map(|r| rejected_row(r, None)).collect()
+    rows.iter().map(|r| rejected_row(r, sealer, None)).collect()
 }
 
 pub(super) async fn get_rejected(
     c: &Client,
+    sealer: &Sealer,
     id: &str,
 ) -> Result<Option<StoredRejected>, StoreError> {
     let sql = format!(
@@ -176,38 +187,53 @@ pub(super) async fn get_rejected(
     let stmt = c.prepare_cached(&sql).await?;
     c.query_opt(&stmt, &[&id])
         .await?
-        .map(|r| rejected_row(&r, Some(EXTRA + 1)))
+        .map(|r| rejected_row(&r, sealer, Some(EXTRA + 1)))
         .transpose()
 }
 
-fn request_row(r: &Row, body_at: Option<usize>) -> Result<StoredRequest, StoreError> {
-    let headers: Vec<u8> = r.try_get(6)?;
-    Ok(StoredRequest {
+/// Reads and opens the request columns; `length_read` when `body_size` is the stored
+/// body's length (events), not a column of its own (rejected requests).
+fn request_row(
+    r: &Row,
+    sealer: &Sealer,
+    body_at: Option<usize>,
+    length_read: bool,
+) -> Result<StoredRequest, StoreError> {
+    let mut request = StoredRequest {
         id: r.try_get(0)?,
         source: r.try_get(1)?,
         received_at_ms: r.try_get(2)?,
         method: r.try_get(3)?,
         path: r.try_get(4)?,
         query: r.try_get(5)?,
-        headers: parse_headers(&headers)?,
+        headers: Vec::new(),
         body: body_at.map(|i| r.try_get(i)).transpose()?,
         body_size: r.try_get(7)?,
         remote_addr: r.try_get(8)?,
-    })
+    };
+    let headers = sealer.open_stored_request(&mut request, r.try_get(6)?, length_read)?;
+    request.headers = parse_headers(&headers)?;
+    Ok(request)
 }
 
-fn event_row(r: &Row, body_at: Option<usize>) -> Result<StoredEvent, StoreError> {
+fn event_row(r: &Row, sealer: &Sealer, body_at: Option<usize>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        request: request_row(r, body_at)?,
+        request: request_row(r, sealer, body_at, true)?,
         dedup_key: r.try_get(EXTRA)?,
         duplicates: r.try_get(EXTRA + 1)?,
+        redacted: crate::store::redaction::fields_from_column(r.try_get(EXTRA + 2)?),
+        redaction_pending: r.try_get(EXTRA + 3)?,
         deliveries: Vec::new(),
     })
 }
 
-fn rejected_row(r: &Row, body_at: Option<usize>) -> Result<StoredRejected, StoreError> {
+fn rejected_row(
+    r: &Row,
+    sealer: &Sealer,
+    body_at: Option<usize>,
+) -> Result<StoredRejected, StoreError> {
     Ok(StoredRejected {
-        request: request_row(r, body_at)?,
+        request: request_row(r, sealer, body_at, false)?,
         reason: r.try_get(EXTRA)?,
     })
 }

@@ -4,6 +4,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
 use super::parse_headers;
+use crate::store::seal::Sealer;
 use crate::store::{
     DeliveryCount, DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
 };
@@ -34,14 +35,23 @@ pub(super) async fn list(c: &Client, q: &DeliveryQuery) -> Result<Vec<StoredDeli
     Ok(rows.iter().map(delivery_row).collect())
 }
 
-pub(super) async fn get(c: &Client, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+pub(super) async fn get(
+    c: &Client,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<StoredDelivery>, StoreError> {
     let sql = format!("SELECT {COLUMNS}, payload FROM deliveries WHERE id = $1");
     let stmt = c.prepare_cached(&sql).await?;
     let Some(row) = c.query_opt(&stmt, &[&id]).await? else {
         return Ok(None);
     };
     let mut delivery = delivery_row(&row);
-    delivery.payload = row.get(12);
+    delivery.payload = sealer.open_payload(
+        &delivery.event_id,
+        &delivery.route,
+        delivery.part,
+        row.get(12),
+    )?;
     let stmt = c
         .prepare_cached(
             "SELECT id, number, started_at, duration_ms, status, error, response_headers,
@@ -50,16 +60,17 @@ pub(super) async fn get(c: &Client, id: &str) -> Result<Option<StoredDelivery>, 
         )
         .await?;
     for r in c.query(&stmt, &[&id]).await? {
-        let headers: Vec<u8> = r.get(6);
+        let attempt_id: String = r.get(0);
+        let (headers, body) = sealer.open_response(&attempt_id, r.get(6), r.get(7))?;
         delivery.attempt_log.push(StoredAttempt {
-            id: r.get(0),
+            id: attempt_id,
             number: r.get(1),
             started_at_ms: r.get(2),
             duration_ms: r.get(3),
             status: r.get(4),
             error: r.get(5),
             response_headers: parse_headers(&headers)?,
-            response_body: r.get(7),
+            response_body: body,
         });
     }
     Ok(Some(delivery))
@@ -85,7 +96,11 @@ fn delivery_row(r: &Row) -> StoredDelivery {
 }
 
 /// The oldest unprepared deliveries, in receive order (position), with their events.
-pub(super) async fn unprepared(c: &Client, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+pub(super) async fn unprepared(
+    c: &Client,
+    sealer: &Sealer,
+    limit: usize,
+) -> Result<Vec<Unprepared>, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT d.id, d.route, e.id, e.source, e.received_at, e.method, e.path, e.query,
@@ -97,8 +112,7 @@ pub(super) async fn unprepared(c: &Client, limit: usize) -> Result<Vec<Unprepare
         .await?;
     let mut out = Vec::new();
     for r in c.query(&stmt, &[&(limit as i64)]).await? {
-        let headers: Vec<u8> = r.get(8);
-        out.push(Unprepared {
+        let u = Unprepared {
             id: r.get(0),
             route: r.get(1),
             event: EventInput {
@@ -108,10 +122,12 @@ pub(super) async fn unprepared(c: &Client, limit: usize) -> Result<Vec<Unprepare
                 method: r.get(5),
                 path: r.get(6),
                 query: r.get(7),
-                headers: parse_headers(&headers)?,
+                headers: Vec::new(),
                 body: r.get(9),
             },
-        });
+            unreadable: None,
+        };
+        out.extend(u.opened(sealer, r.get(8)));
     }
     Ok(out)
 }

@@ -203,6 +203,25 @@ const MIGRATIONS: &[&str] = &[
           AND (w.what = 'attempt' OR (w.what = 'failed') = (a.error IS NOT NULL))
         GROUP BY 1, 2, 3;
     "#,
+    // 6: the keys data has been sealed with (see `store::seal`): a check value per key,
+    // so a key changed under the same id is refused at start, and which keys data may
+    // still need (a finished rekey retires the others).
+    r#"
+    CREATE TABLE sealing_keys (
+        id           text PRIMARY KEY,
+        check_value  bytea NOT NULL,              -- seals a known text; only this key opens it
+        added_at     bigint NOT NULL,             -- ms since the Unix epoch
+        retired_at   bigint                       -- set once no data is sealed with it
+    );
+    "#,
+    // 7: redaction (a source's `redact`): what was taken out of an event, and the events
+    // waiting for their deliveries to succeed before it is.
+    r#"
+    ALTER TABLE events ADD COLUMN redacted text,            -- JSON array of what was taken out
+                       ADD COLUMN redaction_pending boolean NOT NULL DEFAULT false,
+                       ADD COLUMN redact_rule text;         -- the rule that waits, as JSON
+    CREATE INDEX events_redaction_pending ON events (position) WHERE redaction_pending;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -274,6 +274,9 @@ async fn write_events(
     let mut bodies: Vec<&[u8]> = Vec::new();
     let mut remotes: Vec<Option<&str>> = Vec::new();
     let mut keys = Vec::new();
+    let mut redacted: Vec<Option<String>> = Vec::new();
+    let mut pending = Vec::new();
+    let mut rules: Vec<Option<&str>> = Vec::new();
     // Deliveries.
     let mut d_ids = Vec::new();
     let mut d_events = Vec::new();
@@ -300,6 +303,9 @@ async fn write_events(
                 bodies.push(&e.body[..]);
                 remotes.push(e.remote_addr.as_deref());
                 keys.push(e.dedup_key.as_str());
+                redacted.push(crate::store::redaction::fields_column(&e.redacted));
+                pending.push(e.pending_rule.is_some());
+                rules.push(e.pending_rule.as_deref());
                 for d in &e.deliveries {
                     d_ids.push(d.id.as_str());
                     d_events.push(e.id.as_str());
@@ -310,10 +316,10 @@ async fn write_events(
                 }
             }
             Inserted::Duplicate { original_id } => {
-                dup_ids.push(id::new(id::DUPLICATE));
+                dup_ids.push(id::retag(&e.id, id::DUPLICATE));
                 dup_of.push(original_id.as_str());
                 dup_at.push(e.received_at_ms);
-                dup_headers.push(&e.headers[..]);
+                dup_headers.push(e.headers_for_duplicate());
                 dup_remotes.push(e.remote_addr.as_deref());
             }
         }
@@ -321,14 +327,16 @@ async fn write_events(
     let insert_events = tx
         .prepare_cached(
             "INSERT INTO events (id, source, received_at, method, path, query, headers, body,
-                                 remote_addr, dedup_key)
+                                 remote_addr, dedup_key, redacted, redaction_pending,
+                                 redact_rule)
              SELECT id, source, received_at, method, path, query, headers, body, remote_addr,
-                    dedup_key
+                    dedup_key, redacted, redaction_pending, redact_rule
              FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                         $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::text[])
+                         $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::text[],
+                         $11::text[], $12::boolean[], $13::text[])
                   WITH ORDINALITY
                   AS t (id, source, received_at, method, path, query, headers, body,
-                        remote_addr, dedup_key, n)
+                        remote_addr, dedup_key, redacted, redaction_pending, redact_rule, n)
              ORDER BY n",
         )
         .await?;
@@ -364,7 +372,7 @@ async fn write_events(
             &insert_events,
             &[
                 &ids, &sources, &received, &methods, &paths, &queries, &headers, &bodies, &remotes,
-                &keys,
+                &keys, &redacted, &pending, &rules,
             ],
         )
         .await

@@ -11,8 +11,11 @@ mod purge;
 mod read;
 mod read_deliveries;
 mod recent_dedup;
+mod redactions;
 mod replays;
+mod reseal;
 mod schema;
+mod sealing_keys;
 mod write_deliveries;
 mod write_events;
 mod writer;
@@ -26,6 +29,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::activity_tally::{ActivityTally, AttemptTally};
+use super::rekey::{self, ResealStep, SealedTable};
+use super::seal::{Keys, Sealer};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
     EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
@@ -47,6 +52,10 @@ pub struct SqliteOptions {
     /// Dedup entries held in memory before they are merged into the dedup table
     /// (`recent_dedup.rs`).
     pub dedup_merge_at: usize,
+    /// The keys stored blobs are sealed with (`[storage] encryption`).
+    pub keys: Keys,
+    /// Overwrite deleted and rewritten content with zeros (`secure_delete`).
+    pub scrub_freed: bool,
 }
 
 impl Default for SqliteOptions {
@@ -59,6 +68,8 @@ impl Default for SqliteOptions {
             // 8192 pages of 4 KiB: 32 MiB of WAL.
             wal_rewind_frames: 8192,
             dedup_merge_at: recent_dedup::MERGE_AT,
+            keys: Keys::default(),
+            scrub_freed: false,
         }
     }
 }
@@ -72,6 +83,7 @@ pub struct SqliteStore {
     reads: ReadPool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     tally: ActivityTally,
+    sealer: Arc<Sealer>,
 }
 
 impl SqliteStore {
@@ -88,7 +100,14 @@ impl SqliteStore {
         let owner = claim_ownership(path)?;
         let mut conn = Connection::open(path)?;
         configure_writer(&conn, options.busy_timeout)?;
+        if options.scrub_freed || !options.keys.keys.is_empty() {
+            // What a rekey or a redaction rewrites, and what retention removes, is
+            // overwritten with zeros, so no plaintext is left behind in free space.
+            conn.pragma_update(None, "secure_delete", "ON")?;
+        }
         schema::migrate(&mut conn)?;
+        let sealer = Arc::new(Sealer::new(&options.keys));
+        sealing_keys::register(&conn, &sealer)?;
         release_orphaned_leases(&conn)?;
 
         let checkpointer = checkpoint::Checkpointer::start(
@@ -99,7 +118,14 @@ impl SqliteStore {
         .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel(options.queue_depth);
         let recent = recent_dedup::RecentDedup::load(&conn, options.dedup_merge_at)?;
-        let writer = Writer::new(conn, rx, options.max_batch, checkpointer, recent)?;
+        let writer = Writer::new(
+            conn,
+            rx,
+            options.max_batch,
+            checkpointer,
+            recent,
+            sealer.clone(),
+        )?;
         let handle = std::thread::Builder::new()
             .name("forebay-sqlite-writer".into())
             .spawn(move || writer.run())
@@ -112,6 +138,7 @@ impl SqliteStore {
             reads: ReadPool::new(path.to_owned(), options.busy_timeout),
             writer: Mutex::new(Some(handle)),
             tally: ActivityTally::default(),
+            sealer,
         }))
     }
 
@@ -146,7 +173,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_event(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+    async fn insert_event(&self, mut event: NewEvent) -> Result<Inserted, StoreError> {
+        self.sealer.seal_event(&mut event);
         let (reply, answer) = oneshot::channel();
         let (source, at) = (event.source.clone(), event.received_at_ms);
         self.submit(Write::Event(event, reply))?;
@@ -155,19 +183,22 @@ impl Store for SqliteStore {
         Ok(inserted)
     }
 
-    async fn insert_rejected(&self, rejected: NewRejected) -> Result<(), StoreError> {
+    async fn insert_rejected(&self, mut rejected: NewRejected) -> Result<(), StoreError> {
+        self.sealer.seal_rejected(&mut rejected);
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Rejected(rejected, reply))?;
         self.answer(answer).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |c| read::get_event(c, &id)).await
+        let (id, sealer) = (id.to_owned(), self.sealer.clone());
+        self.read(move |c| read::get_event(c, &sealer, &id)).await
     }
 
     async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| read::list_events(c, &query)).await
+        let sealer = self.sealer.clone();
+        self.read(move |c| read::list_events(c, &sealer, &query))
+            .await
     }
 
     async fn event_position(&self, id: &str) -> Result<Option<StreamPosition>, StoreError> {
@@ -185,17 +216,23 @@ impl Store for SqliteStore {
         source: Option<String>,
         limit: usize,
     ) -> Result<Vec<(StreamPosition, StoredEvent)>, StoreError> {
-        self.read(move |c| read::events_after_position(c, position, source.as_deref(), limit))
-            .await
+        let sealer = self.sealer.clone();
+        self.read(move |c| {
+            read::events_after_position(c, &sealer, position, source.as_deref(), limit)
+        })
+        .await
     }
 
     async fn list_rejected(&self, query: EventQuery) -> Result<Vec<StoredRejected>, StoreError> {
-        self.read(move |c| read::list_rejected(c, &query)).await
+        let sealer = self.sealer.clone();
+        self.read(move |c| read::list_rejected(c, &sealer, &query))
+            .await
     }
 
     async fn get_rejected(&self, id: &str) -> Result<Option<StoredRejected>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |c| read::get_rejected(c, &id)).await
+        let (id, sealer) = (id.to_owned(), self.sealer.clone());
+        self.read(move |c| read::get_rejected(c, &sealer, &id))
+            .await
     }
 
     async fn claim_deliveries(&self, claim: Claim) -> Result<Vec<ClaimedDelivery>, StoreError> {
@@ -204,9 +241,10 @@ impl Store for SqliteStore {
         self.answer(answer).await
     }
 
-    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+    async fn record_attempt(&self, mut attempt: AttemptRecord) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         let tally = AttemptTally::of(&attempt);
+        self.sealer.seal_attempt(&mut attempt);
         // Waits for room: a full queue sheds ingest (the sender retries), but an attempt
         // already made must be recorded, or the delivery would be sent again.
         self.writes
@@ -268,11 +306,13 @@ impl Store for SqliteStore {
     }
 
     async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
-        self.read(move |c| read_deliveries::unprepared(c, limit))
+        let sealer = self.sealer.clone();
+        self.read(move |c| read_deliveries::unprepared(c, &sealer, limit))
             .await
     }
 
-    async fn prepare(&self, batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+    async fn prepare(&self, mut batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
+        self.sealer.seal_prepared(&mut batch);
         let (reply, answer) = oneshot::channel();
         // Like an attempt, the expressions have run: wait for room rather than fail.
         self.writes
@@ -324,8 +364,9 @@ impl Store for SqliteStore {
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |c| read_deliveries::get(c, &id)).await
+        let (id, sealer) = (id.to_owned(), self.sealer.clone());
+        self.read(move |c| read_deliveries::get(c, &sealer, &id))
+            .await
     }
 
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryNow, StoreError> {
@@ -382,6 +423,73 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn redactions_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::store::redaction::DueRedaction>, StoreError> {
+        let sealer = self.sealer.clone();
+        self.read(move |c| redactions::due(c, &sealer, limit)).await
+    }
+
+    async fn finish_redactions(
+        &self,
+        mut writes: Vec<crate::store::redaction::RedactionWrite>,
+    ) -> Result<(), StoreError> {
+        self.sealer.seal_redactions(&mut writes);
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Op::Write(Write::Redact(writes, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.answer(answer).await
+    }
+
+    async fn reseal(
+        &self,
+        table: SealedTable,
+        after: String,
+        limit: usize,
+    ) -> Result<ResealStep, StoreError> {
+        // Read and resealed on a read connection's thread: the writer only writes.
+        let sealer = self.sealer.clone();
+        let (rows, mut step) = self
+            .read(move |c| {
+                let rows = reseal::batch(c, table, &after, limit)?;
+                Ok(rekey::reseal_batch(&sealer, table, &rows))
+            })
+            .await?;
+        if !rows.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            self.writes
+                .send(Op::Write(Write::Reseal(table, rows, reply)))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            step.resealed = self.answer(answer).await?;
+        }
+        Ok(step)
+    }
+
+    async fn count_sealable(&self, table: SealedTable) -> Result<u64, StoreError> {
+        self.read(move |c| reseal::count(c, table)).await
+    }
+
+    async fn retire_keys(&self) -> Result<rekey::Retired, StoreError> {
+        let active = self.sealer.active().map(str::to_owned);
+        let found = self
+            .read(move |c| reseal::retirable(c, active.as_deref()))
+            .await?;
+        if !found.retired.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            let write = Write::RetireKeys(found.retired.clone(), crate::clock::now_ms(), reply);
+            self.writes
+                .send(Op::Write(write))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            self.answer(answer).await?;
+        }
+        Ok(found)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::parse_headers;
 use crate::store::event_filter::{self, Param};
+use crate::store::seal::Sealer;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
     StreamPosition,
@@ -16,10 +17,12 @@ const REQUEST_COLUMNS: &str =
     "id, source, received_at, method, path, query, headers, {size}, remote_addr";
 /// Columns after the shared ones start here.
 const EXTRA: usize = 9;
+/// An event's body, when read, comes after its own columns (`event_columns`).
+const EVENT_BODY: usize = EXTRA + 4;
 
 fn event_columns() -> String {
     format!(
-        "{}, dedup_key, duplicates",
+        "{}, dedup_key, duplicates, redacted, redaction_pending",
         REQUEST_COLUMNS.replace("{size}", "length(body)")
     )
 }
@@ -28,17 +31,22 @@ fn rejected_columns() -> String {
     format!("{}, reason", REQUEST_COLUMNS.replace("{size}", "body_size"))
 }
 
-pub(super) fn get_event(conn: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+pub(super) fn get_event(
+    conn: &Connection,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<StoredEvent>, StoreError> {
     let sql = format!("SELECT {}, body FROM events WHERE id = ?1", event_columns());
     let row = conn
         .prepare_cached(&sql)?
-        .query_row(params![id], |r| event_row(r, Some(EXTRA + 2)))
+        .query_row(params![id], |r| event_row(r, Some(EVENT_BODY)))
         .optional()?;
-    row.map(|row| complete_event(conn, row)).transpose()
+    row.map(|row| complete_event(conn, sealer, row)).transpose()
 }
 
 pub(super) fn list_events(
     conn: &Connection,
+    sealer: &Sealer,
     q: &EventQuery,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let body = if q.with_bodies { ", body" } else { "" };
@@ -51,7 +59,7 @@ pub(super) fn list_events(
         list.limit
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let body_at = q.with_bodies.then_some(EXTRA + 2);
+    let body_at = q.with_bodies.then_some(EVENT_BODY);
     let values = list.params.into_iter().map(|p| match p {
         Param::Text(text) => Value::Text(text),
         Param::Int(n) => Value::Integer(n),
@@ -59,7 +67,7 @@ pub(super) fn list_events(
     let rows = stmt.query_map(params_from_iter(values), |r| event_row(r, body_at))?;
     let mut events = Vec::new();
     for row in rows {
-        events.push(complete_event(conn, row?)?);
+        events.push(complete_event(conn, sealer, row?)?);
     }
     Ok(events)
 }
@@ -92,6 +100,7 @@ pub(super) fn last_event_position(conn: &Connection) -> Result<StreamPosition, S
 
 pub(super) fn events_after_position(
     conn: &Connection,
+    sealer: &Sealer,
     position: StreamPosition,
     source: Option<&str>,
     limit: usize,
@@ -105,18 +114,22 @@ pub(super) fn events_after_position(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![position, source, limit as i64], |r| {
-        Ok((r.get::<_, i64>(EXTRA + 3)?, event_row(r, Some(EXTRA + 2))?))
+        Ok((
+            r.get::<_, i64>(EVENT_BODY + 1)?,
+            event_row(r, Some(EVENT_BODY))?,
+        ))
     })?;
     let mut events = Vec::new();
     for row in rows {
         let (position, row) = row?;
-        events.push((at(position), complete_event(conn, row)?));
+        events.push((at(position), complete_event(conn, sealer, row)?));
     }
     Ok(events)
 }
 
 pub(super) fn list_rejected(
     conn: &Connection,
+    sealer: &Sealer,
     q: &EventQuery,
 ) -> Result<Vec<StoredRejected>, StoreError> {
     let sql = format!(
@@ -131,13 +144,14 @@ pub(super) fn list_rejected(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(complete_rejected(row?)?);
+        out.push(complete_rejected(sealer, row?)?);
     }
     Ok(out)
 }
 
 pub(super) fn get_rejected(
     conn: &Connection,
+    sealer: &Sealer,
     id: &str,
 ) -> Result<Option<StoredRejected>, StoreError> {
     let sql = format!(
@@ -148,7 +162,7 @@ pub(super) fn get_rejected(
         .prepare_cached(&sql)?
         .query_row(params![id], |r| rejected_row(r, Some(EXTRA + 1)))
         .optional()?;
-    row.map(complete_rejected).transpose()
+    row.map(|row| complete_rejected(sealer, row)).transpose()
 }
 
 /// Reads [`REQUEST_COLUMNS`] (and the body, when `body_at` names its column). Headers
@@ -178,6 +192,8 @@ fn event_row(r: &Row<'_>, body_at: Option<usize>) -> rusqlite::Result<Encoded<St
         request,
         dedup_key: r.get(EXTRA)?,
         duplicates: r.get(EXTRA + 1)?,
+        redacted: crate::store::redaction::fields_from_column(r.get(EXTRA + 2)?),
+        redaction_pending: r.get(EXTRA + 3)?,
         deliveries: Vec::new(),
     };
     Ok((event, headers))
@@ -192,19 +208,23 @@ fn rejected_row(r: &Row<'_>, body_at: Option<usize>) -> rusqlite::Result<Encoded
     Ok((rejected, headers))
 }
 
-/// Adds decoded headers and the deliveries to a row from [`event_row`].
+/// Opens a row from [`event_row`] and adds its decoded headers and deliveries.
 fn complete_event(
     conn: &Connection,
+    sealer: &Sealer,
     (mut event, headers): Encoded<StoredEvent>,
 ) -> Result<StoredEvent, StoreError> {
+    let headers = sealer.open_stored_request(&mut event.request, headers, true)?;
     event.request.headers = parse_headers(&headers)?;
     event.deliveries = deliveries_of(conn, &event.request.id)?;
     Ok(event)
 }
 
 fn complete_rejected(
+    sealer: &Sealer,
     (mut rejected, headers): Encoded<StoredRejected>,
 ) -> Result<StoredRejected, StoreError> {
+    let headers = sealer.open_stored_request(&mut rejected.request, headers, false)?;
     rejected.request.headers = parse_headers(&headers)?;
     Ok(rejected)
 }

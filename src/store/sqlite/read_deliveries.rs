@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::parse_headers;
+use crate::store::seal::Sealer;
 use crate::store::{
     DeliveryCount, DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
 };
@@ -28,7 +29,11 @@ pub(super) fn list(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+pub(super) fn get(
+    conn: &Connection,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<StoredDelivery>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1");
     let Some(mut delivery) = conn
         .prepare_cached(&sql)?
@@ -37,9 +42,11 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredDelivery>,
     else {
         return Ok(None);
     };
-    delivery.payload = conn
+    let payload = conn
         .prepare_cached("SELECT payload FROM deliveries WHERE id = ?1")?
         .query_row(params![id], |r| r.get(0))?;
+    delivery.payload =
+        sealer.open_payload(&delivery.event_id, &delivery.route, delivery.part, payload)?;
     let mut stmt = conn.prepare_cached(
         "SELECT id, number, started_at, duration_ms, status, error, response_headers,
                 response_body
@@ -55,14 +62,17 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredDelivery>,
                 status: r.get(4)?,
                 error: r.get(5)?,
                 response_headers: Vec::new(),
-                response_body: r.get(7)?,
+                response_body: Vec::new(),
             },
             r.get::<_, Vec<u8>>(6)?,
+            r.get::<_, Vec<u8>>(7)?,
         ))
     })?;
     for row in rows {
-        let (mut attempt, headers) = row?;
+        let (mut attempt, headers, body) = row?;
+        let (headers, body) = sealer.open_response(&attempt.id, headers, body)?;
         attempt.response_headers = parse_headers(&headers)?;
+        attempt.response_body = body;
         delivery.attempt_log.push(attempt);
     }
     Ok(Some(delivery))
@@ -88,7 +98,11 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<StoredDelivery> {
 }
 
 /// The oldest unprepared deliveries, in receive order (rowid), with their events.
-pub(super) fn unprepared(conn: &Connection, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+pub(super) fn unprepared(
+    conn: &Connection,
+    sealer: &Sealer,
+    limit: usize,
+) -> Result<Vec<Unprepared>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.route, e.id, e.source, e.received_at, e.method, e.path, e.query,
                 e.headers, e.body
@@ -111,15 +125,15 @@ pub(super) fn unprepared(conn: &Connection, limit: usize) -> Result<Vec<Unprepar
                     headers: Vec::new(),
                     body: r.get(9)?,
                 },
+                unreadable: None,
             },
             r.get::<_, Vec<u8>>(8)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (mut u, headers) = row?;
-        u.event.headers = parse_headers(&headers)?;
-        out.push(u);
+        let (u, headers) = row?;
+        out.extend(u.opened(sealer, headers));
     }
     Ok(out)
 }

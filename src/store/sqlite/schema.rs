@@ -202,6 +202,26 @@ const MIGRATIONS: &[&str] = &[
         WHERE what = 'attempt' OR (what = 'failed') = (failed = 1)
         GROUP BY slot, what, destination;
     "#,
+    // 10: the keys data has been sealed with (see `store::seal`): a check value per key,
+    // so a key changed under the same id is refused at start, and which keys data may
+    // still need (a finished rekey retires the others).
+    r#"
+    CREATE TABLE sealing_keys (
+        id           TEXT PRIMARY KEY,
+        check_value  BLOB NOT NULL,               -- seals a known text; only this key opens it
+        added_at     INTEGER NOT NULL,            -- ms since the Unix epoch
+        retired_at   INTEGER                      -- set once no data is sealed with it
+    ) STRICT;
+    "#,
+    // 11: redaction (a source's `redact`): what was taken out of an event, and the events
+    // waiting for their deliveries to succeed before it is.
+    r#"
+    ALTER TABLE events ADD COLUMN redacted TEXT;            -- JSON array of what was taken out
+    ALTER TABLE events ADD COLUMN redaction_pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN redact_rule TEXT;         -- the rule that waits, as JSON
+    CREATE INDEX events_redaction_pending ON events (redaction_pending)
+        WHERE redaction_pending = 1;
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;

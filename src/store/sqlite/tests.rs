@@ -234,13 +234,97 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
     let now = rows_for_the_activity_backfill(&*store).await;
     store.close().await;
     drop(store);
-    // As a database of version 8 had it: no counters.
+    // As a database of version 8 had it: no counters (nor what later versions added), so
+    // that opening it runs versions 9 to the last on a database with data.
     let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
-    conn.execute_batch("DROP TABLE activity; PRAGMA user_version = 8;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE activity; DROP TABLE sealing_keys; DROP INDEX events_redaction_pending;
+         ALTER TABLE events DROP COLUMN redacted;
+         ALTER TABLE events DROP COLUMN redaction_pending;
+         ALTER TABLE events DROP COLUMN redact_rule;
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
     drop(conn);
 
     let store = open(&dir);
     check_the_activity_backfill(&*store, now).await;
+    store.close().await;
+}
+
+/// Whether `needle` is anywhere in the database's files (the database, its WAL).
+fn on_disk(dir: &tempfile::TempDir, needle: &[u8]) -> bool {
+    ["t.db", "t.db-wal"].iter().any(|name| {
+        std::fs::read(dir.path().join(name))
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+#[tokio::test]
+async fn sealed_bodies_and_headers_are_not_on_disk_in_the_clear() {
+    for sealed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            keys: if sealed {
+                crate::store::conformance::sealing::suite_keys()
+            } else {
+                crate::store::seal::Keys::default()
+            },
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("t.db"), options).unwrap();
+        crate::store::conformance::sealing::store_marked(&*store).await;
+        store.close().await;
+        // The control run shows the search would find them in the clear.
+        for marker in crate::store::conformance::sealing::MARKERS {
+            assert_eq!(
+                on_disk(&dir, marker),
+                !sealed,
+                "sealed: {sealed}, marker {:?}",
+                String::from_utf8_lossy(marker)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_sealed_event_is_set_aside_and_the_others_are_prepared() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        keys: crate::store::conformance::sealing::suite_keys(),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("t.db"), options).unwrap();
+    let damaged = crate::store::conformance::fixtures::waiting("damaged", 1);
+    let fine = crate::store::conformance::fixtures::waiting("fine", 2);
+    let (damaged_id, fine_id) = (damaged.id.clone(), fine.id.clone());
+    store.insert_event(damaged).await.unwrap();
+    store.insert_event(fine).await.unwrap();
+    // Flip the last byte of the damaged event's sealed body (its tag).
+    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let mut body: Vec<u8> = raw
+        .query_row(
+            "SELECT body FROM events WHERE id = ?1",
+            [&damaged_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    *body.last_mut().unwrap() ^= 1;
+    raw.execute(
+        "UPDATE events SET body = ?2 WHERE id = ?1",
+        rusqlite::params![damaged_id, body],
+    )
+    .unwrap();
+    drop(raw);
+    let waiting = store.unprepared(10).await.unwrap();
+    assert_eq!(waiting.len(), 2);
+    let by_event = |id: &str| waiting.iter().find(|u| u.event.id == id).unwrap();
+    let reason = by_event(&damaged_id).unreadable.as_deref().unwrap();
+    assert!(
+        reason.contains("the request body of evt_") && reason.contains("does not open"),
+        "{reason}"
+    );
+    assert_eq!(by_event(&fine_id).unreadable, None);
+    assert_eq!(by_event(&fine_id).event.body, b"body of fine");
     store.close().await;
 }

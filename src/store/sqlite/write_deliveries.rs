@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parse_headers;
 use crate::id;
+use crate::store::seal::Sealer;
 use crate::store::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Pausable,
     Preparation, Prepared, RetryNow,
@@ -16,7 +17,11 @@ use crate::store::{
 /// waits while an earlier one of its route and key is unfinished (pending, in flight or
 /// retrying), so each key has one delivery in flight, in receive order; `dead`, like
 /// `delivered`, lets the key move on.
-pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+pub(super) fn claim(
+    conn: &Connection,
+    sealer: &Sealer,
+    claim: &Claim,
+) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
     let skip_routes = serde_json::to_string(&claim.skip_routes).unwrap_or_else(|_| "[]".into());
     let mut claimed = Vec::new();
@@ -76,15 +81,21 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
         {
             match with_event(
                 conn,
+                sealer,
                 id.clone(),
                 event_id,
                 route,
                 destination,
                 attempts + 1,
                 lease_until,
-            ) {
+            )
+            .and_then(|d| {
+                let payload = sealer
+                    .open_payload(&d.event_id, &d.route, part, payload)
+                    .map_err(unreadable)?;
+                Ok(ClaimedDelivery { payload, ..d })
+            }) {
                 Ok(mut d) => {
-                    d.payload = payload;
                     d.part = part;
                     d.replay_id = replay_id;
                     d.ordering_key = ordering_key;
@@ -110,8 +121,18 @@ pub(super) fn claim(conn: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Cl
     Ok(claimed)
 }
 
+/// A stored event that does not decode or open, as the error a row conversion gives.
+fn unreadable(e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, e.to_string().into())
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the columns of the claimed row, passed on into the delivery"
+)]
 fn with_event(
     conn: &Connection,
+    sealer: &Sealer,
     id: String,
     event_id: String,
     route: String,
@@ -124,13 +145,11 @@ fn with_event(
         .query_row(params![event_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
-    let headers = parse_headers(&headers).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            2,
-            rusqlite::types::Type::Blob,
-            e.to_string().into(),
-        )
-    })?;
+    let (headers, body) = sealer
+        .open_request(&event_id, headers, Some(body))
+        .map_err(unreadable)?;
+    let headers = parse_headers(&headers).map_err(unreadable)?;
+    let body = body.unwrap_or_default();
     Ok(ClaimedDelivery {
         id,
         event_id,

@@ -28,18 +28,19 @@ pub(super) fn insert_event(
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
-            id::new(id::DUPLICATE),
+            id::retag(&e.id, id::DUPLICATE),
             original_id,
             e.received_at_ms,
-            e.headers,
+            e.headers_for_duplicate(),
             e.remote_addr
         ])?;
         return Ok(Inserted::Duplicate { original_id });
     }
     conn.prepare_cached(
         "INSERT INTO events (id, source, received_at, method, path, query, headers, body,
-                             remote_addr, dedup_key, dedup_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                             remote_addr, dedup_key, dedup_hash, redacted, redaction_pending,
+                             redact_rule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         e.id,
@@ -52,7 +53,10 @@ pub(super) fn insert_event(
         &e.body[..],
         e.remote_addr,
         e.dedup_key,
-        hash
+        hash,
+        crate::store::redaction::fields_column(&e.redacted),
+        e.pending_rule.is_some(),
+        e.pending_rule
     ])?;
     recent.record(conn, hash, conn.last_insert_rowid())?;
     let mut insert = conn.prepare_cached(

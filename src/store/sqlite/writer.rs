@@ -20,6 +20,8 @@ use super::recent_dedup::RecentDedup;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::activity::ActivityCount;
+use crate::store::rekey::{Resealed, SealedTable};
+use crate::store::seal::Sealer;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
     Pausable, Prepared, Purge, Purged, ReplayWrite, RetryNow, StoreError,
@@ -45,6 +47,8 @@ pub(super) struct Writer {
     recent: RecentDedup,
     /// No merging of dedup entries before this (set after a merge failed).
     merge_after: Instant,
+    /// Opens the events a claim sends.
+    sealer: Arc<Sealer>,
 }
 
 /// How long merging pauses after a merge failed.
@@ -57,6 +61,7 @@ impl Writer {
         max_batch: usize,
         checkpointer: Checkpointer,
         recent: RecentDedup,
+        sealer: Arc<Sealer>,
     ) -> rusqlite::Result<Self> {
         let progress = checkpointer.progress();
         // Registered after `wal_autocheckpoint = 0`, which would replace it.
@@ -73,6 +78,7 @@ impl Writer {
             checkpointer,
             recent,
             merge_after: Instant::now(),
+            sealer,
         })
     }
 
@@ -215,7 +221,9 @@ impl Writer {
             };
             let mut outcomes = Vec::with_capacity(batch.len());
             for w in batch {
-                outcomes.push(apply(&tx, &mut self.recent, w).map_err(GroupError::Write)?);
+                outcomes.push(
+                    apply(&tx, &mut self.recent, &self.sealer, w).map_err(GroupError::Write)?,
+                );
             }
             tx.commit().map_err(GroupError::Transaction)?;
             Ok((outcomes, merged))
@@ -272,6 +280,19 @@ pub(super) enum Write {
         oneshot::Sender<Result<Option<bool>, StoreError>>,
     ),
     Purge(Purge, oneshot::Sender<Result<Purged, StoreError>>),
+    /// Resealed blobs to write back (`forebay rekey`).
+    Reseal(
+        SealedTable,
+        Vec<Resealed>,
+        oneshot::Sender<Result<usize, StoreError>>,
+    ),
+    /// What due redactions came to.
+    Redact(
+        Vec<crate::store::redaction::RedactionWrite>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    /// Retire these keys, at this time.
+    RetireKeys(Vec<String>, i64, oneshot::Sender<Result<(), StoreError>>),
     /// Activity counters to add, and the slot before which they are trimmed.
     Activity(
         Vec<ActivityCount>,
@@ -309,7 +330,9 @@ impl Write {
             (Write::Attempt(_, reply), Outcome::Recorded)
             | (Write::Pause(_, _, _, _, reply), Outcome::Recorded)
             | (Write::Activity(_, _, reply), Outcome::Recorded)
-            | (Write::Prepare(_, _, reply), Outcome::Recorded) => {
+            | (Write::Prepare(_, _, reply), Outcome::Recorded)
+            | (Write::RetireKeys(_, _, reply), Outcome::Recorded)
+            | (Write::Redact(_, reply), Outcome::Recorded) => {
                 let _ = reply.send(Ok(()));
             }
             (Write::Claim(_, reply), Outcome::Claimed(claimed)) => {
@@ -318,9 +341,11 @@ impl Write {
             (Write::Retry(_, _, reply), Outcome::Retried(result)) => {
                 let _ = reply.send(Ok(result));
             }
-            (Write::Dead(_, _, _, reply), Outcome::Changed(n)) => {
+            (Write::Dead(_, _, _, reply), Outcome::Changed(n))
+            | (Write::Reseal(_, _, reply), Outcome::Changed(n)) => {
                 let _ = reply.send(Ok(n));
             }
+
             (Write::Replay(_, reply), Outcome::Replayed(running)) => {
                 let _ = reply.send(Ok(running));
             }
@@ -347,7 +372,9 @@ impl Write {
             Write::Attempt(_, reply)
             | Write::Activity(_, _, reply)
             | Write::Pause(_, _, _, _, reply)
-            | Write::Prepare(_, _, reply) => {
+            | Write::Prepare(_, _, reply)
+            | Write::RetireKeys(_, _, reply)
+            | Write::Redact(_, reply) => {
                 let _ = reply.send(Err(error()));
             }
             Write::Claim(_, reply) => {
@@ -356,9 +383,10 @@ impl Write {
             Write::Retry(_, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
-            Write::Dead(_, _, _, reply) => {
+            Write::Dead(_, _, _, reply) | Write::Reseal(_, _, reply) => {
                 let _ = reply.send(Err(error()));
             }
+
             Write::Replay(_, reply) => {
                 let _ = reply.send(Err(error()));
             }
@@ -370,11 +398,18 @@ impl Write {
 }
 
 /// Applies one write inside the group's transaction.
-fn apply(conn: &Connection, recent: &mut RecentDedup, w: &Write) -> rusqlite::Result<Outcome> {
+fn apply(
+    conn: &Connection,
+    recent: &mut RecentDedup,
+    sealer: &Sealer,
+    w: &Write,
+) -> rusqlite::Result<Outcome> {
     match w {
         Write::Event(event, _) => insert_event(conn, recent, event).map(Outcome::Event),
         Write::Rejected(rej, _) => insert_rejected(conn, rej).map(|()| Outcome::Rejected),
-        Write::Claim(claim, _) => write_deliveries::claim(conn, claim).map(Outcome::Claimed),
+        Write::Claim(claim, _) => {
+            write_deliveries::claim(conn, sealer, claim).map(Outcome::Claimed)
+        }
         Write::Attempt(attempt, _) => {
             write_deliveries::record_attempt(conn, attempt).map(|()| Outcome::Recorded)
         }
@@ -392,6 +427,15 @@ fn apply(conn: &Connection, recent: &mut RecentDedup, w: &Write) -> rusqlite::Re
         Write::Purge(purge, _) => super::purge::purge(conn, purge).map(Outcome::Purged),
         Write::Prepare(prepared, now_ms, _) => {
             write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
+        }
+        Write::Reseal(table, rows, _) => {
+            super::reseal::write(conn, *table, rows).map(Outcome::Changed)
+        }
+        Write::Redact(writes, _) => {
+            super::redactions::finish(conn, writes).map(|()| Outcome::Recorded)
+        }
+        Write::RetireKeys(ids, now_ms, _) => {
+            super::reseal::retire_keys(conn, ids, *now_ms).map(|()| Outcome::Recorded)
         }
         Write::Activity(counts, trim_before, _) => {
             super::activity::add(conn, counts, *trim_before).map(|()| Outcome::Recorded)
