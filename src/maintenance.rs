@@ -73,6 +73,7 @@ impl Retention {
                 .collect(),
             others: cutoffs(&self.others),
             limit: PASS_LIMIT,
+            attempts_after: BTreeMap::new(),
         }
     }
 }
@@ -215,15 +216,19 @@ impl Maintenance {
     /// spent.
     async fn purge_round(&self, stop: &watch::Receiver<bool>) -> Purged {
         let mut total = Purged::default();
+        // Where each source's attempt walk goes on from, pass to pass in this round.
+        let mut cursors = Purge::default();
         for _ in 0..MAX_PASSES {
             if *stop.borrow() {
                 break;
             }
-            let purge = (self.retention)().purge_at(self.clock.now_ms());
+            let mut purge = (self.retention)().purge_at(self.clock.now_ms());
+            purge.attempts_after = cursors.attempts_after.clone();
             match self.store.purge(&purge).await {
                 Ok(purged) => {
-                    crate::metrics::purged(purged);
-                    total.add(purged);
+                    crate::metrics::purged(&purged);
+                    total.add(&purged);
+                    cursors.after(&purged);
                     if !purged.is_full(purge.limit) {
                         break;
                     }
@@ -236,11 +241,12 @@ impl Maintenance {
                 }
             }
         }
-        if total != Purged::default() {
+        if !total.is_empty() {
             tracing::info!(
                 events = total.events,
                 attempts = total.attempts,
                 rejected = total.rejected,
+                replays = total.replays,
                 "retention removed old data"
             );
         }

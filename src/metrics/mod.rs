@@ -139,7 +139,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         PURGED,
-        "Rows removed by retention, by kind (events with their deliveries, attempts, rejected requests)."
+        "Rows removed by retention, by kind (events with their deliveries, attempts, rejected requests, finished replay jobs)."
     );
     metrics::describe_counter!(
         REDACTED,
@@ -196,11 +196,12 @@ pub fn redacted(when: &'static str, n: usize) {
 }
 
 /// A retention pass removed these rows.
-pub fn purged(purged: Purged) {
+pub fn purged(purged: &Purged) {
     for (kind, n) in [
         ("events", purged.events),
         ("attempts", purged.attempts),
         ("rejected", purged.rejected),
+        ("replays", purged.replays),
     ] {
         if n > 0 {
             metrics::counter!(PURGED, "kind" => kind).increment(n as u64);

@@ -2,6 +2,8 @@
 //! events, attempts and rejected requests go. Built from the configuration by
 //! [`crate::maintenance`]; each backend turns it into bounded `DELETE`s.
 
+use std::collections::BTreeMap;
+
 /// Receive times (ms since the epoch) before which data is purged; `None` keeps all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cutoffs {
@@ -20,32 +22,72 @@ pub struct Cutoffs {
 pub struct Purge {
     /// The configured sources and their cutoffs.
     pub sources: Vec<(String, Cutoffs)>,
-    /// For data of sources not in `sources` (removed from the configuration).
+    /// For data of sources not in `sources` (removed from the configuration), and for
+    /// finished replay jobs (their `events` period, from when they finished).
     pub others: Cutoffs,
     /// Most rows of each kind removed by this pass, so that no transaction holds the
     /// store for long; the caller repeats while a pass comes back full.
     pub limit: usize,
+    /// Per source, the last attempt an earlier pass of this round removed: the walk
+    /// goes on after it, so the attempts a pass kept (their delivery still retrying or
+    /// dead) are not walked again by every later pass. A new round starts from the
+    /// beginning, since a kept attempt's delivery may have finished meanwhile.
+    pub attempts_after: BTreeMap<String, String>,
 }
 
 /// What a pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
     pub events: usize,
     pub attempts: usize,
     pub rejected: usize,
+    /// Finished replay jobs.
+    pub replays: usize,
+    /// Per source, the last attempt this pass removed (for [`Purge::attempts_after`]).
+    pub attempts_upto: BTreeMap<String, String>,
 }
 
 impl Purged {
     /// Whether any kind hit the pass's limit (more may be waiting).
     pub fn is_full(&self, limit: usize) -> bool {
-        self.events >= limit || self.attempts >= limit || self.rejected >= limit
+        self.events >= limit
+            || self.attempts >= limit
+            || self.rejected >= limit
+            || self.replays >= limit
     }
 
-    pub fn add(&mut self, other: Purged) {
+    /// Adds a pass's counts (the cursors are the caller's to carry).
+    pub fn add(&mut self, other: &Purged) {
         self.events += other.events;
         self.attempts += other.attempts;
         self.rejected += other.rejected;
+        self.replays += other.replays;
     }
+
+    /// Whether the pass removed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.events + self.attempts + self.rejected + self.replays == 0
+    }
+}
+
+impl Purge {
+    /// The next pass of the same round: its attempt walks go on after what `pass` removed.
+    pub fn after(&mut self, pass: &Purged) {
+        for (source, last) in &pass.attempts_upto {
+            self.attempts_after.insert(source.clone(), last.clone());
+        }
+    }
+}
+
+/// Finished replay jobs that finished before the cutoff (parameter 1), at most the room
+/// left (parameter 2); the same text on both backends but for the sigil.
+pub fn delete_replays_sql(sigil: char) -> String {
+    format!(
+        "DELETE FROM replays WHERE id IN (
+             SELECT id FROM replays
+             WHERE state <> 'running' AND finished_at < {sigil}1
+             ORDER BY id LIMIT {sigil}2)"
+    )
 }
 
 /// The condition that keeps an event `e`: one of its deliveries waits (pending, in
@@ -92,9 +134,10 @@ impl Kind {
 
     /// The `DELETE` for one source, for either backend: `sigil` is `?` (SQLite) or `$`
     /// (PostgreSQL). Parameters: 1 the source, 2 the [`id_bound`] of the cutoff, 3 the
-    /// cutoff, 4 the room left in the pass. The walk follows the source's ids up to the
-    /// bound, so a pass costs the rows it removes plus those it must keep, not the
-    /// whole table.
+    /// cutoff, 4 the room left in the pass; for attempts 5, the id to walk after
+    /// ([`Purge::attempts_after`], `""` from the start), and the removed ids come back
+    /// (`RETURNING id`). The walk follows the source's ids up to the bound, so a pass
+    /// costs the rows it removes plus those it must keep, not the whole table.
     pub fn delete_sql(self, sigil: char) -> String {
         let p = |n: u8| format!("{sigil}{n}");
         let (source, bound, cutoff, room) = (p(1), p(2), p(3), p(4));
@@ -114,9 +157,12 @@ impl Kind {
                      SELECT a.id FROM attempts AS a
                      JOIN deliveries AS d ON d.id = a.delivery_id
                      JOIN events AS e ON e.id = d.event_id
-                     WHERE {scope} AND a.id < {bound} AND a.started_at < {cutoff}
+                     WHERE {scope} AND a.id > {after} AND a.id < {bound}
+                       AND a.started_at < {cutoff}
                        AND d.state IN ('delivered', 'filtered', 'discarded')
-                     ORDER BY a.id LIMIT {room})"
+                     ORDER BY a.id LIMIT {room})
+                 RETURNING id",
+                after = p(5)
             ),
             Kind::Rejected => format!(
                 "DELETE FROM rejected WHERE id IN (

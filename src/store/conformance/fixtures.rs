@@ -91,6 +91,7 @@ pub fn purge_events_before(source: &str, events_before_ms: i64) -> Purge {
         sources: vec![(source.to_owned(), cutoff)],
         others: cutoff,
         limit: 100,
+        attempts_after: Default::default(),
     }
 }
 

@@ -105,6 +105,8 @@ macro_rules! conformance_tests {
             counts::activity_counts_the_window_only,
             retention::retention_purges_old_finished_data_per_source_and_keeps_waiting_work,
             retention::a_replay_step_skips_events_retention_removed_meanwhile,
+            retention::attempt_retention_walks_on_from_the_last_removed_attempt,
+            retention::finished_replay_jobs_are_purged_after_the_retention,
             lifecycle::a_ready_store_refuses_writes_once_closed,
         );
     };

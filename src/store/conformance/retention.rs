@@ -37,9 +37,11 @@ async fn attempt_at(store: &dyn Store, destination: &str, at: i64, then: AfterAt
 /// Repeats passes until one comes back short, as the maintenance loop does.
 async fn purge_all(store: &dyn Store, purge: &Purge) -> (Purged, usize) {
     let (mut total, mut passes) = (Purged::default(), 0);
+    let mut purge = purge.clone();
     loop {
-        let purged = store.purge(purge).await.unwrap();
-        total.add(purged);
+        let purged = store.purge(&purge).await.unwrap();
+        total.add(&purged);
+        purge.after(&purged);
         passes += 1;
         if !purged.is_full(purge.limit) {
             return (total, passes);
@@ -105,6 +107,7 @@ pub async fn retention_purges_old_finished_data_per_source_and_keeps_waiting_wor
         others: thirty_days,
         // One row of each kind per pass: the walk must resume where it stopped.
         limit: 1,
+        attempts_after: Default::default(),
     };
     let (purged, passes) = purge_all(&*store, &purge).await;
     assert_eq!(
@@ -228,4 +231,117 @@ pub async fn a_replay_step_skips_events_retention_removed_meanwhile(store: Arc<d
         2,
         "the kept event got its replay delivery"
     );
+}
+
+/// A round carries, per source, the last attempt a pass removed: the next pass walks on
+/// from there, so attempts kept below it (their delivery still retrying) are not walked
+/// again; one whose delivery finishes meanwhile goes in the next round, which starts
+/// from the beginning.
+pub async fn attempt_retention_walks_on_from_the_last_removed_attempt(store: Arc<dyn Store>) {
+    let now = crate::clock::now_ms();
+    let old = now - 40 * DAY_MS;
+    // Two old events of source c, each with one delivery to destination c.
+    event_at(&*store, "c", "c1", old).await;
+    let kept = attempt_at(&*store, "c", old, AfterAttempt::RetryAt(old + 1)).await;
+    event_at(&*store, "c", "c2", old + 1).await;
+    let claimed = store
+        .claim_deliveries(claim_to("c", old + 2))
+        .await
+        .unwrap();
+    let done = claimed
+        .iter()
+        .find(|d| d.id != kept)
+        .expect("the second delivery");
+    let mut record = attempt(done, old + 2, Some(200), AfterAttempt::Delivered);
+    record.id = id::new_at(id::ATTEMPT, old + 2);
+    store.record_attempt(record).await.unwrap();
+    let retry = claimed.iter().find(|d| d.id == kept).expect("the retry");
+
+    let cutoffs = Cutoffs {
+        events: None,
+        attempts: Some(now - 30 * DAY_MS),
+        rejected: None,
+    };
+    let mut purge = Purge {
+        sources: vec![("c".to_owned(), cutoffs)],
+        others: Cutoffs::default(),
+        limit: 10,
+        attempts_after: Default::default(),
+    };
+    let first = store.purge(&purge).await.unwrap();
+    assert_eq!(
+        first.attempts, 1,
+        "the delivered one's; the retrying one's is kept"
+    );
+    assert!(first.attempts_upto.contains_key("c"));
+
+    // The kept attempt's delivery now finishes, with an attempt of today.
+    let mut today = attempt(retry, now, Some(200), AfterAttempt::Delivered);
+    today.id = id::new_at(id::ATTEMPT, now);
+    store.record_attempt(today).await.unwrap();
+    purge.after(&first);
+    let same_round = store.purge(&purge).await.unwrap();
+    assert_eq!(same_round.attempts, 0, "below the cursor: not walked again");
+    purge.attempts_after.clear();
+    let next_round = store.purge(&purge).await.unwrap();
+    assert_eq!(next_round.attempts, 1, "a new round walks from the start");
+    let log = store
+        .get_delivery(&kept)
+        .await
+        .unwrap()
+        .unwrap()
+        .attempt_log;
+    assert_eq!(log.len(), 1, "today's attempt is kept: {log:?}");
+}
+
+/// Finished replay jobs go after `[storage] retention.events`, counted from when they
+/// finished; a running one stays.
+pub async fn finished_replay_jobs_are_purged_after_the_retention(store: Arc<dyn Store>) {
+    let now = crate::clock::now_ms();
+    let old = now - 40 * DAY_MS;
+    let create = |id: &str, at: i64| {
+        ReplayWrite::Create(NewReplay {
+            id: id.to_owned(),
+            filter: "{}".into(),
+            destination: None,
+            rate: None,
+            created_at_ms: at,
+        })
+    };
+    let (finished_long_ago, finished_lately, running) = (
+        id::new_at(id::REPLAY, old),
+        id::new_at(id::REPLAY, old + 1),
+        id::new_at(id::REPLAY, old + 2),
+    );
+    for job in [&finished_long_ago, &finished_lately, &running] {
+        store.write_replay(create(job, old)).await.unwrap();
+    }
+    for (job, at) in [(&finished_long_ago, old), (&finished_lately, now)] {
+        store
+            .write_replay(ReplayWrite::Cancel {
+                id: job.clone(),
+                now_ms: at,
+            })
+            .await
+            .unwrap();
+    }
+    let purge = Purge {
+        sources: Vec::new(),
+        others: Cutoffs {
+            events: Some(now - 30 * DAY_MS),
+            ..Cutoffs::default()
+        },
+        limit: 10,
+        attempts_after: Default::default(),
+    };
+    assert_eq!(store.purge(&purge).await.unwrap().replays, 1);
+    assert!(
+        store
+            .get_replay(&finished_long_ago)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get_replay(&finished_lately).await.unwrap().is_some());
+    assert!(store.get_replay(&running).await.unwrap().is_some());
 }

@@ -11,7 +11,8 @@ use deadpool_postgres::Transaction;
 use crate::store::StoreError;
 use crate::store::key_hash::dedup_hash_sql;
 use crate::store::retention::{
-    Kind, NO_WAITING_DELIVERY, Purge, Purged, SOURCE_TABLES, distinct_sources_sql, id_bound,
+    Kind, NO_WAITING_DELIVERY, Purge, Purged, SOURCE_TABLES, delete_replays_sql,
+    distinct_sources_sql, id_bound,
 };
 
 /// One pass of `purge`: at most `purge.limit` rows of each kind.
@@ -31,17 +32,38 @@ pub(super) async fn purge(tx: &Transaction<'_>, purge: &Purge) -> Result<Purged,
             let Some(cutoff) = kind.cutoff(&cutoffs) else {
                 continue;
             };
-            let tally = kind.tally(&mut purged);
-            let room = purge.limit.saturating_sub(*tally) as i64;
+            let room = purge.limit.saturating_sub(*kind.tally(&mut purged)) as i64;
             let bound = id_bound(kind.id_prefix(), cutoff);
-            *tally += if kind == Kind::Events {
-                purge_events(tx, source, &bound, cutoff, room).await?
-            } else {
-                let stmt = tx.prepare_cached(&kind.delete_sql('$')).await?;
-                tx.execute(&stmt, &[&source, &bound, &cutoff, &room])
-                    .await? as usize
-            };
+            match kind {
+                Kind::Events => {
+                    purged.events += purge_events(tx, source, &bound, cutoff, room).await?;
+                }
+                Kind::Attempts => {
+                    let after = purge.attempts_after.get(source).map_or("", String::as_str);
+                    let stmt = tx.prepare_cached(&kind.delete_sql('$')).await?;
+                    let ids: Vec<String> = tx
+                        .query(&stmt, &[&source, &bound, &cutoff, &room, &after])
+                        .await?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    purged.attempts += ids.len();
+                    if let Some(last) = ids.into_iter().max() {
+                        purged.attempts_upto.insert(source.to_owned(), last);
+                    }
+                }
+                Kind::Rejected => {
+                    let stmt = tx.prepare_cached(&kind.delete_sql('$')).await?;
+                    purged.rejected += tx
+                        .execute(&stmt, &[&source, &bound, &cutoff, &room])
+                        .await? as usize;
+                }
+            }
         }
+    }
+    if let Some(cutoff) = purge.others.events {
+        let stmt = tx.prepare_cached(&delete_replays_sql('$')).await?;
+        purged.replays = tx.execute(&stmt, &[&cutoff, &(purge.limit as i64)]).await? as usize;
     }
     Ok(purged)
 }
