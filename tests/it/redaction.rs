@@ -51,6 +51,22 @@ async fn redacted_before_storing_is_what_is_stored_and_delivered() {
         json!(["header:x-api-key", "/data/object/card", "/items/*/secret"])
     );
     assert_eq!(event["redaction_pending"], false);
+    // The dashboard's event page says so too.
+    let page = server
+        .client
+        .get(server.admin_url(&format!("/events/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            r#"<dd id="redacted"><code>header:x-api-key</code> <code>/data/object/card</code>"#
+        ),
+        "{page}"
+    );
 
     // A form body: the same pointers name bracket fields.
     let form = "id=o-2&data%5Bobject%5D%5Bcard%5D=4242&data[object][amount]=7";
