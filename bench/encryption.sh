@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What encryption at rest costs, in one run: ingest (wrk on loopback, 1 KiB JSON unique
-# per request, 64 connections) against a bare hyper server, then against `forebay serve
-# --role ingest` on SQLite without and with `[storage.encryption]`, alternating, each on a
-# fresh store; then, on the store each run filled, a search with a `q` predicate that
+# What encryption at rest and redaction cost, in one run: ingest (wrk on loopback, 1 KiB
+# JSON unique per request, 64 connections) against a bare hyper server, then against
+# `forebay serve --role ingest` on SQLite plain, with `[storage.encryption]`, and with a
+# `redact` rule on the source (one small field of each body), in turn, each on a fresh
+# store; then, on the store each run filled, a search with a `q` predicate that
 # matches nothing (it scans until its per-page budget) and a full export, both of which
 # open every body they read when the store is sealed.
 #
@@ -42,13 +43,17 @@ median_get() { # url n
 
 rows=()
 for round in $(seq "$rounds"); do
-  for mode in plain sealed; do
+  for mode in plain sealed redacted; do
     dir="$work/$mode-$round"
     mkdir -p "$dir"
     ingest_config "$dir/forebay.toml" "$(realpath "$dir")/forebay.db" "$ingest_addr" "$admin_addr"
     if [ "$mode" = sealed ]; then
       printf '[storage.encryption]\nkeys = { k1 = "%s" }\nactive = "k1"\n' \
         "$(target/release/forebay keygen)" >> "$dir/forebay.toml"
+    fi
+    if [ "$mode" = redacted ]; then
+      # The field post.lua's bodies name `type`: every body is parsed, one value replaced.
+      sed -i 's|^\[sources.bench\]$|[sources.bench]\nredact = { json = ["/type"] }|' "$dir/forebay.toml"
     fi
     FOREBAY_LOG=error target/release/forebay serve --role ingest -c "$dir/forebay.toml" > "$dir/forebay.log" 2>&1 &
     pid=$!
