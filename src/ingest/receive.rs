@@ -202,17 +202,19 @@ async fn record_rejected(
     let rejected_id = id::new(id::REJECTED);
     // Never delivered, so redacted at once whatever `when` says; and before the body is
     // cut to the limit, which would leave JSON that no longer parses.
-    let redacted = source.redact.apply(
-        &crate::store::headers::encode(&request.headers),
-        &request.body,
-    );
+    let redacted = (!source.redact.is_empty()).then(|| {
+        source.redact.apply(
+            &crate::store::headers::encode(&request.headers),
+            &request.body,
+        )
+    });
     let mut record = NewRejected::new(
         request,
         rejected_id.clone(),
         reason.to_owned(),
         state.rejected_body_limit,
     );
-    if let Some(r) = redacted {
+    if let Some(r) = redacted.flatten() {
         record.headers = r.headers;
         record.body =
             Bytes::copy_from_slice(&r.body[..r.body.len().min(state.rejected_body_limit)]);

@@ -191,9 +191,18 @@ impl Redaction {
     /// (the request is stored as it came).
     pub fn apply(&self, headers: &[u8], body: &[u8]) -> Option<Redacted> {
         let mut fields = Vec::new();
+        // Headers that do not decode (never ours) are kept as they are.
+        let pairs = crate::store::headers::decode(headers).ok();
         // Read before redacting: a rule may name `content-type` itself.
-        let content_type = content_type(headers);
-        let headers = self.redact_headers(headers, &mut fields);
+        let content_type = pairs
+            .iter()
+            .flatten()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase());
+        let headers = match &pairs {
+            Some(pairs) => self.redact_headers(pairs, &mut fields),
+            None => headers.to_vec(),
+        };
         let body = self
             .redact_body(body, content_type.as_deref(), &mut fields)
             .unwrap_or_else(|| body.to_vec());
@@ -207,12 +216,10 @@ impl Redaction {
         })
     }
 
-    fn redact_headers(&self, wire: &[u8], fields: &mut Vec<String>) -> Vec<u8> {
-        let Ok(pairs) = crate::store::headers::decode(wire) else {
-            return wire.to_vec();
-        };
-        let mut out = Vec::with_capacity(wire.len());
-        for (name, value) in &pairs {
+    /// Headers in wire form again, the named ones' values replaced.
+    fn redact_headers(&self, pairs: &[(String, Vec<u8>)], fields: &mut Vec<String>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in pairs {
             let hidden = self.headers.iter().any(|h| h.eq_ignore_ascii_case(name));
             if hidden {
                 let field = format!("header:{}", name.to_ascii_lowercase());
@@ -258,7 +265,7 @@ impl Redaction {
             let root: &RawValue = serde_json::from_str(text).ok()?;
             for pointer in &self.fields {
                 let mut found = Vec::new();
-                json_spans(text, root, &pointer.segments, &mut found);
+                json_spans(body, root, &pointer.segments, &mut found);
                 if !found.is_empty() {
                     fields.push(pointer.text.clone());
                     spans.extend(found);
@@ -266,33 +273,8 @@ impl Redaction {
             }
             format!("\"{REDACTED}\"")
         };
-        // Spans are offsets into `text`, which may start after a byte order mark.
-        let skipped = body.len() - text_len(body, is_form);
-        let spans = spans
-            .into_iter()
-            .map(|r| r.start + skipped..r.end + skipped)
-            .collect();
         Some(splice(body, spans, replacement.as_bytes()))
     }
-}
-
-/// How much of `body` the spans were measured in (all of it, but a leading byte order
-/// mark of a JSON body).
-fn text_len(body: &[u8], is_form: bool) -> usize {
-    if !is_form && body.starts_with("\u{feff}".as_bytes()) {
-        body.len() - 3
-    } else {
-        body.len()
-    }
-}
-
-/// The content type from headers in wire form, lower case.
-fn content_type(wire: &[u8]) -> Option<String> {
-    crate::store::headers::decode(wire)
-        .ok()?
-        .into_iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| String::from_utf8_lossy(&v).to_ascii_lowercase())
 }
 
 /// `body` with every span replaced; nested spans (a pointer inside a redacted value)
@@ -313,10 +295,11 @@ fn splice(body: &[u8], mut spans: Vec<Range<usize>>, replacement: &[u8]) -> Vec<
     out
 }
 
-/// The byte spans, in `text`, of the values at `segments` below `value`.
-fn json_spans(text: &str, value: &RawValue, segments: &[String], out: &mut Vec<Range<usize>>) {
+/// The byte spans, in `body` (which `value` borrows from), of the values at `segments`
+/// below `value`.
+fn json_spans(body: &[u8], value: &RawValue, segments: &[String], out: &mut Vec<Range<usize>>) {
     let Some((first, rest)) = segments.split_first() else {
-        let start = value.get().as_ptr() as usize - text.as_ptr() as usize;
+        let start = value.get().as_ptr() as usize - body.as_ptr() as usize;
         out.push(start..start + value.get().len());
         return;
     };
@@ -325,12 +308,12 @@ fn json_spans(text: &str, value: &RawValue, segments: &[String], out: &mut Vec<R
             // Keys serde cannot hold as text (a lone surrogate escape): the object goes
             // whole rather than a named field staying.
             let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(value.get()) else {
-                json_spans(text, value, &[], out);
+                json_spans(body, value, &[], out);
                 return;
             };
             for (key, member) in members {
                 if first == "*" || *first == key {
-                    json_spans(text, member, rest, out);
+                    json_spans(body, member, rest, out);
                 }
             }
         }
@@ -340,7 +323,7 @@ fn json_spans(text: &str, value: &RawValue, segments: &[String], out: &mut Vec<R
             };
             for (i, item) in items.into_iter().enumerate() {
                 if first == "*" || *first == i.to_string() {
-                    json_spans(text, item, rest, out);
+                    json_spans(body, item, rest, out);
                 }
             }
         }

@@ -94,9 +94,10 @@ impl Unprepared {
             .open_request(&self.event.id, headers, Some(body))
             .map_err(super::StoreError::from)
             .and_then(|(headers, body)| {
-                super::headers::decode(&headers)
-                    .map(|headers| (headers, body.unwrap_or_default()))
-                    .map_err(|e| super::StoreError::Corrupt(format!("headers column: {e}")))
+                Ok((
+                    super::headers::decode_stored(&headers)?,
+                    body.unwrap_or_default(),
+                ))
             });
         match opened {
             Ok((headers, body)) => {

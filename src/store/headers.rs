@@ -36,6 +36,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(headers)
 }
 
+/// [`decode`] for a stored column: what does not decode is damaged data.
+pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, super::StoreError> {
+    decode(bytes).map_err(|e| super::StoreError::Corrupt(format!("headers column: {e}")))
+}
+
 /// Headers as an object (names are lower case); repeated headers are joined with `, `
 /// as HTTP allows. Values that are not UTF-8 (rare, and kept exactly in the store) are
 /// shown with replacement characters.

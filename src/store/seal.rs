@@ -227,11 +227,6 @@ impl Sealer {
         self.active.as_deref()
     }
 
-    /// Every configured key id.
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
-        self.ciphers.keys().map(String::as_str)
-    }
-
     /// Seals `plain` for `place` with the active key; without one, the blob stays plain.
     pub fn seal(&self, place: Place<'_>, plain: &[u8]) -> Vec<u8> {
         match self.active.as_deref() {

@@ -23,8 +23,9 @@
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
+use super::cluster;
 use super::pool::BEGIN_INDEX_PLANS;
-use super::{cluster, parse_headers};
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{Claim, ClaimedDelivery, ClusterLimit, StoreError};
 
@@ -113,7 +114,7 @@ pub(super) async fn claim(
                 Ok((headers, body.unwrap_or_default(), payload))
             })
             .map_err(StoreError::from)
-            .and_then(|(headers, body, payload)| Ok((parse_headers(&headers)?, body, payload)));
+            .and_then(|(headers, body, payload)| Ok((decode_stored(&headers)?, body, payload)));
         match opened {
             Ok((headers, body, payload)) => out.push(ClaimedDelivery {
                 id,

@@ -569,10 +569,6 @@ impl Store for PostgresStore {
     }
 }
 
-fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
-}
-
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]

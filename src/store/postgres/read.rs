@@ -4,8 +4,8 @@ use deadpool_postgres::Client;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::parse_headers;
 use crate::store::event_filter::{self, Param};
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
@@ -212,7 +212,7 @@ fn request_row(
         remote_addr: r.try_get(8)?,
     };
     let headers = sealer.open_stored_request(&mut request, r.try_get(6)?, length_read)?;
-    request.headers = parse_headers(&headers)?;
+    request.headers = decode_stored(&headers)?;
     Ok(request)
 }
 

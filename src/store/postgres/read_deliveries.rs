@@ -3,7 +3,7 @@
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
-use super::parse_headers;
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{
     DeliveryCount, DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
@@ -69,7 +69,7 @@ pub(super) async fn get(
             duration_ms: r.get(3),
             status: r.get(4),
             error: r.get(5),
-            response_headers: parse_headers(&headers)?,
+            response_headers: decode_stored(&headers)?,
             response_body: body,
         });
     }

@@ -652,10 +652,6 @@ impl ReadPool {
     }
 }
 
-fn parse_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    super::headers::decode(bytes).map_err(|e| StoreError::Corrupt(format!("headers column: {e}")))
-}
-
 #[cfg(test)]
 mod dedup_tests;
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::parse_headers;
 use crate::store::event_filter::{self, Param};
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{
     DeliverySummary, EventQuery, StoreError, StoredEvent, StoredRejected, StoredRequest,
@@ -215,7 +215,7 @@ fn complete_event(
     (mut event, headers): Encoded<StoredEvent>,
 ) -> Result<StoredEvent, StoreError> {
     let headers = sealer.open_stored_request(&mut event.request, headers, true)?;
-    event.request.headers = parse_headers(&headers)?;
+    event.request.headers = decode_stored(&headers)?;
     event.deliveries = deliveries_of(conn, &event.request.id)?;
     Ok(event)
 }
@@ -225,7 +225,7 @@ fn complete_rejected(
     (mut rejected, headers): Encoded<StoredRejected>,
 ) -> Result<StoredRejected, StoreError> {
     let headers = sealer.open_stored_request(&mut rejected.request, headers, false)?;
-    rejected.request.headers = parse_headers(&headers)?;
+    rejected.request.headers = decode_stored(&headers)?;
     Ok(rejected)
 }
 

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::parse_headers;
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{
     DeliveryCount, DeliveryQuery, EventInput, StoreError, StoredAttempt, StoredDelivery, Unprepared,
@@ -71,7 +71,7 @@ pub(super) fn get(
     for row in rows {
         let (mut attempt, headers, body) = row?;
         let (headers, body) = sealer.open_response(&attempt.id, headers, body)?;
-        attempt.response_headers = parse_headers(&headers)?;
+        attempt.response_headers = decode_stored(&headers)?;
         attempt.response_body = body;
         delivery.attempt_log.push(attempt);
     }

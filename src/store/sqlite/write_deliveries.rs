@@ -4,8 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::parse_headers;
 use crate::id;
+use crate::store::headers::decode_stored;
 use crate::store::seal::Sealer;
 use crate::store::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Pausable,
@@ -148,7 +148,7 @@ fn with_event(
     let (headers, body) = sealer
         .open_request(&event_id, headers, Some(body))
         .map_err(unreadable)?;
-    let headers = parse_headers(&headers).map_err(unreadable)?;
+    let headers = decode_stored(&headers).map_err(unreadable)?;
     let body = body.unwrap_or_default();
     Ok(ClaimedDelivery {
         id,
