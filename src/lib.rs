@@ -22,6 +22,7 @@
 
 pub mod address_guard;
 pub mod admin;
+pub mod archive;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -42,6 +43,7 @@ pub mod replay;
 pub mod routing;
 pub mod server;
 pub mod service_manager;
+pub mod size_cap;
 pub mod store;
 
 pub use config::Config;

@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
+use crate::archive::{Archiver, Location};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, Role, Server, Storage};
 use crate::deliver::{self, Worker};
@@ -32,7 +33,9 @@ use crate::maintenance::Maintenance;
 use crate::replay::Replayer;
 use crate::routing::Programs;
 use crate::routing::prepare::Preparer;
+use crate::size_cap::{Capacity, SizeCap};
 use crate::store::postgres::{PostgresOptions, PostgresStore};
+use crate::store::seal::Sealer;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Pausable, Store, StoreError};
 
@@ -78,6 +81,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot set up a destination: {0}")]
     Destination(String),
+    #[error("cannot set up the archive: {0}")]
+    Archive(#[from] crate::archive::location::LocationError),
 }
 
 /// Opens the store named by `[storage]` (connecting and migrating, for PostgreSQL).
@@ -167,6 +172,23 @@ pub async fn run_with_clock(
     }
     let role = config.role;
     let server = config.server.clone();
+    let storage_max_size = config.storage.max_size;
+    let measured_free = matches!(config.storage.backend, Backend::Sqlite { .. });
+    let archiver = match &config.storage.archive {
+        Some(archive) => Some(Archiver {
+            store: store.clone(),
+            clock: clock.clone(),
+            location: Location::open(&archive.url, &archive.location)?,
+            after: archive.after.0,
+            sealer: Arc::new(Sealer::new(&config.storage.encryption)),
+        }),
+        None => None,
+    };
+    if storage_max_size.is_some() {
+        // A store that cannot be measured cannot be capped: say so now, not in the log
+        // of every check.
+        store.usage().await?;
+    }
     let live = Live::new(
         Running {
             generation: 1,
@@ -189,6 +211,21 @@ pub async fn run_with_clock(
         }
         .run(worker_stopped.clone()),
     );
+    // Every role runs it, like maintenance; only the leader archives.
+    let archiver = archiver.map(|a| tokio::spawn(a.run(worker_stopped.clone())));
+    let capacity = Arc::new(Capacity::new(storage_max_size));
+    // With a cap; and on SQLite always, where measuring is free and freed pages go back
+    // to the file system after retention too. (PostgreSQL is measured with an extension
+    // that only `max_size` asks for.)
+    let size_cap = (storage_max_size.is_some() || measured_free).then(|| {
+        tokio::spawn(
+            SizeCap {
+                store: store.clone(),
+                capacity: capacity.clone(),
+            }
+            .run(worker_stopped.clone()),
+        )
+    });
     let activity = tokio::spawn(Maintenance::write_activity(
         store.clone(),
         worker_stopped.clone(),
@@ -225,6 +262,7 @@ pub async fn run_with_clock(
             store.clone(),
             wake.clone(),
             prepare_wake.clone(),
+            capacity.clone(),
         )),
     };
     let replayer = Replayer::new(
@@ -240,6 +278,7 @@ pub async fn run_with_clock(
         stopping: stop_rx.clone(),
         replayer,
         rekeyer: Arc::default(),
+        capacity,
         store: store.clone(),
         token: server.admin_token.clone(),
         wake: wake.clone(),
@@ -321,6 +360,12 @@ pub async fn run_with_clock(
     }
     let _ = reloads.await;
     let _ = maintenance.await;
+    if let Some(size_cap) = size_cap {
+        let _ = size_cap.await;
+    }
+    if let Some(archiver) = archiver {
+        let _ = archiver.await;
+    }
     let _ = activity.await;
     // The store's last group always gets a moment, even when the connections used the
     // whole budget: requests still waiting on it are then answered 503, not cut off.

@@ -5,6 +5,7 @@
 //! without it the listener must be on loopback (configuration refuses anything else).
 
 pub(crate) mod activity;
+pub(crate) mod archive;
 pub(crate) mod deliveries;
 pub(crate) mod events;
 mod export;
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub replayer: Arc<crate::replay::Replayer>,
     /// Runs the rekey job.
     pub rekeyer: Arc<crate::rekey::Rekeyer>,
+    /// The store's size against `storage.max_size`.
+    pub capacity: Arc<crate::size_cap::Capacity>,
 }
 
 impl AdminState {
@@ -106,6 +109,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/reload", post(reload::reload))
         .route("/api/v1/rekey", get(rekey::show).post(rekey::start))
+        .route("/api/v1/archive", get(archive::list))
         .route("/metrics", get(crate::metrics::render))
         // Unknown addresses under the API answer in JSON, after the token check (so
         // without the token nothing under /api tells what exists).

@@ -17,11 +17,14 @@ use toml::{Table, Value};
 use super::env::{Applied, apply_overrides};
 use super::item::{deserialize_at, deserialize_destination};
 use super::model::{
-    Broker, DestinationConfig, EncryptionConfig, RedactConfig, RouteConfig, ServerConfig,
-    SourceConfig, SourceRetention, StorageConfig,
+    ArchiveConfig, Broker, DestinationConfig, EncryptionConfig, RedactConfig, RouteConfig,
+    ServerConfig, SourceConfig, SourceRetention, StorageConfig,
 };
-use super::units::{Size, Span};
-use super::{Backend, Config, ConfigErrors, Route, Server, Source, Storage};
+use super::units::{Keep, Size, Span};
+use super::{
+    Archive, ArchiveLocation, Backend, Config, ConfigErrors, Route, SecretRef, Server, Source,
+    Storage,
+};
 use crate::ingest::dedup::DedupRule;
 use crate::ingest::redact::{Pointer, Redaction, When};
 use crate::jq::Expr;
@@ -419,6 +422,21 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
         .as_ref()
         .map(|e| resolve_encryption(e, errors))
         .unwrap_or_default();
+    let max_size = cfg.max_size.map(|s| s.0);
+    if let Some(max) = max_size
+        && max < MIN_MAX_SIZE
+    {
+        errors.push(
+            "storage.max_size",
+            format!(
+                "{max} bytes is too small to hold the store's own tables; use at least \"1MiB\" (or leave it out for no cap)"
+            ),
+        );
+    }
+    let archive = cfg
+        .archive
+        .as_ref()
+        .and_then(|a| resolve_archive(a, errors));
     if errors.0.len() > before {
         return None;
     }
@@ -433,8 +451,111 @@ fn resolve_storage(cfg: StorageConfig, errors: &mut ConfigErrors) -> Option<Stor
         retention: cfg.retention,
         encryption,
         scrub_freed: false,
+        max_size,
+        archive,
     })
 }
+
+/// `[storage.archive]`: the location understood and its secrets read.
+fn resolve_archive(cfg: &ArchiveConfig, errors: &mut ConfigErrors) -> Option<Archive> {
+    const KEY: &str = "storage.archive";
+    if cfg.after.0.is_zero() {
+        errors.push(
+            format!("{KEY}.after"),
+            "must be longer than 0; e.g. \"30d\" archives events a month after they arrived",
+        );
+    }
+    let secret = |name: &str, r: &Option<SecretRef>, errors: &mut ConfigErrors| {
+        r.as_ref().and_then(|r| match r.resolve() {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                errors.push(format!("{KEY}.{name}"), e);
+                None
+            }
+        })
+    };
+    let location = if let Some(path) = cfg.to.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            errors.push(
+                format!("{KEY}.to"),
+                format!(
+                    "{:?} is not an absolute directory; write file:///var/lib/forebay/archive (three slashes)",
+                    cfg.to
+                ),
+            );
+            return None;
+        }
+        for key in ["endpoint", "region", "access_key_id", "secret_access_key"] {
+            let set = match key {
+                "endpoint" => cfg.endpoint.is_some(),
+                "region" => cfg.region.is_some(),
+                "access_key_id" => cfg.access_key_id.is_some(),
+                _ => cfg.secret_access_key.is_some(),
+            };
+            if set {
+                errors.push(
+                    format!("{KEY}.{key}"),
+                    "is for an s3:// archive; a file:// one needs only `to` and `after`",
+                );
+            }
+        }
+        ArchiveLocation::Directory(std::path::PathBuf::from(path))
+    } else if let Some(rest) = cfg.to.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            errors.push(
+                format!("{KEY}.to"),
+                "names no bucket; write s3://BUCKET or s3://BUCKET/PREFIX",
+            );
+            return None;
+        }
+        if let Some(endpoint) = &cfg.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            errors.push(
+                format!("{KEY}.endpoint"),
+                format!("{endpoint:?} is not a URL; write e.g. \"https://minio.example:9000\""),
+            );
+        }
+        let id = secret("access_key_id", &cfg.access_key_id, errors);
+        let key = secret("secret_access_key", &cfg.secret_access_key, errors);
+        let credentials = match (id, key) {
+            (Some(id), Some(key)) => Some((String::from_utf8_lossy(id.expose()).into_owned(), key)),
+            (None, None) => None,
+            _ => {
+                errors.push(
+                    KEY,
+                    "sets only one of access_key_id and secret_access_key; set both, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are read)",
+                );
+                None
+            }
+        };
+        ArchiveLocation::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            endpoint: cfg.endpoint.clone(),
+            region: cfg.region.clone(),
+            credentials,
+        }
+    } else {
+        errors.push(
+            format!("{KEY}.to"),
+            format!(
+                "{:?} is not an archive location; write s3://BUCKET/PREFIX or file:///DIR",
+                cfg.to
+            ),
+        );
+        return None;
+    };
+    Some(Archive {
+        after: cfg.after,
+        url: cfg.to.clone(),
+        location,
+    })
+}
+
+/// The smallest `storage.max_size`: an empty store takes a few hundred KiB.
+const MIN_MAX_SIZE: u64 = 1024 * 1024;
 
 /// `[storage] encryption`: every key read and decoded, the active one among them.
 fn resolve_encryption(cfg: &EncryptionConfig, errors: &mut ConfigErrors) -> seal::Keys {
@@ -687,6 +808,24 @@ fn settle_retention(
             format!(
                 "keeps events {events}{from}, less than the source's dedup_window ({}): a repeat arriving after its event was purged would be delivered again; keep events at least as long as dedup_window, or shorten dedup_window",
                 humantime::format_duration(source.dedup_window.0)
+            ),
+        );
+    }
+    if let Some(archive) = &storage.archive
+        && let Keep::For(kept) = events
+        && kept <= archive.after
+    {
+        let key = if own.events.is_some() {
+            format!("{path}.retention.events")
+        } else {
+            "storage.retention.events".to_owned()
+        };
+        errors.push(
+            key,
+            format!(
+                "keeps events of source {:?} {events}, no longer than storage.archive.after ({}): they would be purged before they are archived; keep events longer (or \"forever\": archived events leave the store anyway)",
+                source.name,
+                humantime::format_duration(archive.after.0)
             ),
         );
     }

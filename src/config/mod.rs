@@ -95,6 +95,57 @@ pub struct Storage {
     /// when encryption is, or a source redacts, so neither leaves the old bytes in the
     /// file's free space. Decided at start.
     pub scrub_freed: bool,
+    /// `max_size` in bytes (see [`crate::size_cap`]).
+    pub max_size: Option<u64>,
+    /// `[storage.archive]`, checked.
+    pub archive: Option<Archive>,
+}
+
+/// The cold archive's settings, checked and with their secrets read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archive {
+    /// Events received longer ago than this go.
+    pub after: Span,
+    /// As configured, for messages and the API.
+    pub url: String,
+    pub location: ArchiveLocation,
+}
+
+/// Where archived objects go.
+#[derive(Clone, PartialEq)]
+pub enum ArchiveLocation {
+    /// A directory (created if missing).
+    Directory(std::path::PathBuf),
+    S3 {
+        bucket: String,
+        /// Object names start with it (no leading or trailing `/`; may be empty).
+        prefix: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        credentials: Option<(String, Secret)>,
+    },
+}
+
+impl std::fmt::Debug for ArchiveLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            Self::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                credentials,
+            } => f
+                .debug_struct("S3")
+                .field("bucket", bucket)
+                .field("prefix", prefix)
+                .field("endpoint", endpoint)
+                .field("region", region)
+                .field("access_key_id", &credentials.as_ref().map(|c| &c.0))
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Which store to open. `Debug` hides a password in a PostgreSQL URL.

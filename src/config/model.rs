@@ -88,6 +88,33 @@ pub struct StorageConfig {
     /// Encryption at rest of stored bodies and headers (events, duplicates, rejected
     /// requests, transformed payloads, attempts' responses).
     pub encryption: Option<EncryptionConfig>,
+    /// Most room the store's data may take: past it the oldest delivered events go,
+    /// and when only waiting or dead ones are left ingest answers 507. Unset: no cap.
+    pub max_size: Option<Size>,
+    /// The cold archive: old events move to object storage or a directory.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[storage.archive]`: events received more than `after` ago, none of whose deliveries
+/// waits, are written to `to` as zstd-compressed NDJSON (the export's lines), then
+/// removed from the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    pub after: Span,
+    /// `s3://BUCKET[/PREFIX]` or `file:///DIR`.
+    pub to: String,
+    /// S3 only: the URL of an S3-compatible server (MinIO, Ceph, R2, ...) instead of AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 only (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3 only; without them, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub access_key_id: Option<SecretRef>,
+    #[serde(default)]
+    pub secret_access_key: Option<SecretRef>,
 }
 
 /// `encryption = { keys = { k2 = "env:FB_KEY_2", k1 = "env:FB_KEY_1" }, active = "k2" }`:
@@ -117,6 +144,8 @@ impl Default for StorageConfig {
             rejected_body_limit: Size::kib(64),
             retention: RetentionConfig::default(),
             encryption: None,
+            max_size: None,
+            archive: None,
         }
     }
 }

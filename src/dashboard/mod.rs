@@ -7,6 +7,7 @@
 //! (`assets/dashboard.js`) adds the live tail and select-all. Pages are sent with a
 //! strict Content-Security-Policy, and everything stored is escaped by the templates.
 
+mod archive;
 mod auth;
 mod deliveries;
 mod events;
@@ -71,6 +72,7 @@ pub fn router(admin: AdminState) -> Router {
         .route("/replays", get(replays::list).post(replays::start))
         .route("/replays/{id}", get(replays::show))
         .route("/replays/{id}/cancel", post(replays::cancel))
+        .route("/archive", get(archive::page))
         .route("/live", get(live::page))
         .route("/live/stream", get(live::stream))
         .route("/logout", post(auth::logout))

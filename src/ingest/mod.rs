@@ -44,6 +44,8 @@ pub struct IngestState {
     pub wake: Arc<Notify>,
     /// Wakes the preparer after deliveries with expressions to run are committed.
     pub prepare_wake: Arc<Notify>,
+    /// Whether the store is at `storage.max_size` (then nothing new is taken in).
+    pub capacity: Arc<crate::size_cap::Capacity>,
 }
 
 impl IngestState {
@@ -53,6 +55,7 @@ impl IngestState {
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         prepare_wake: Arc<Notify>,
+        capacity: Arc<crate::size_cap::Capacity>,
     ) -> Self {
         let running = live.current();
         let config = &running.config;
@@ -66,6 +69,7 @@ impl IngestState {
             rejected_body_limit: config.storage.rejected_body_limit,
             wake,
             prepare_wake,
+            capacity,
         }
     }
 }

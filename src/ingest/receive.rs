@@ -55,6 +55,24 @@ pub async fn receive(
     response
 }
 
+/// The store is at `storage.max_size` with nothing it may evict: refused before the body
+/// is read, so that a full store costs senders nothing but a retry.
+fn store_full(state: &IngestState) -> ApiError {
+    let max = state.capacity.max.unwrap_or_default();
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "store_full",
+        format!(
+            "forebay's store has reached its size cap ({}) and cannot make room now (what it holds still waits for delivery or is dead-lettered); nothing was stored, retry later (operators: deliver or discard dead letters, or raise storage.max_size)",
+            bytesize::ByteSize::b(max).display().iec()
+        ),
+    )
+    .with_header(
+        header::RETRY_AFTER,
+        HeaderValue::from(state.retry_after_secs),
+    )
+}
+
 async fn handle(
     state: IngestState,
     running: &Running,
@@ -73,6 +91,9 @@ async fn handle(
             format!("no source named {source_name:?}; {fix}"),
         ));
     };
+    if state.capacity.is_full() {
+        return Err(store_full(&state));
+    }
     if let Some(limit) = &source.edge_limit
         && let Err(refusal) = limit.check(&source.name, remote_addr.map(|a| a.ip()))
     {

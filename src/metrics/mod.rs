@@ -42,6 +42,15 @@ pub const ATTEMPT_DURATION: &str = "forebay_attempt_duration_seconds";
 pub const PURGED: &str = "forebay_purged_total";
 /// Events a source's `redact` rule took something out of, by when (stored, delivered).
 pub const REDACTED: &str = "forebay_events_redacted_total";
+/// Rows removed to keep the store under `storage.max_size`, by kind (events, rejected).
+pub const EVICTED: &str = "forebay_evicted_total";
+/// Events moved to the cold archive.
+pub const ARCHIVED_EVENTS: &str = "forebay_archived_events_total";
+/// Objects written to the cold archive, and their bytes.
+pub const ARCHIVE_OBJECTS: &str = "forebay_archive_objects_total";
+pub const ARCHIVE_BYTES: &str = "forebay_archive_bytes_total";
+/// Archive rounds that stopped on an error (the events stay in the store).
+pub const ARCHIVE_FAILURES: &str = "forebay_archive_failures_total";
 
 /// Ingest answers in about 1–15 ms under load (BENCHMARKS.md); the tail reaches the
 /// commit timeout and slow bodies the read timeout.
@@ -142,6 +151,23 @@ fn describe() {
         "Rows removed by retention, by kind (events with their deliveries, attempts, rejected requests, finished replay jobs)."
     );
     metrics::describe_counter!(
+        ARCHIVED_EVENTS,
+        "Events moved from the store to the cold archive ([storage.archive])."
+    );
+    metrics::describe_counter!(ARCHIVE_OBJECTS, "Objects written to the cold archive.");
+    metrics::describe_counter!(
+        ARCHIVE_BYTES,
+        "Bytes of the objects written to the cold archive (compressed, and sealed when encryption is on)."
+    );
+    metrics::describe_counter!(
+        ARCHIVE_FAILURES,
+        "Archive rounds that stopped on an error (the archive or the store unreachable); their events stay in the store."
+    );
+    metrics::describe_counter!(
+        EVICTED,
+        "Rows removed to keep the store under storage.max_size, oldest first, by kind (events already delivered with their deliveries and attempts, rejected requests)."
+    );
+    metrics::describe_counter!(
         REDACTED,
         "Events a source's redact rule was applied to, by when: \"stored\" (before storing) or \"delivered\" (once every delivery succeeded)."
     );
@@ -193,6 +219,27 @@ pub fn delivery_outcome(destination: &str, then: AfterAttempt) {
 /// A source's `redact` rule was applied to `n` events, before storing or after delivery.
 pub fn redacted(when: &'static str, n: usize) {
     metrics::counter!(REDACTED, "when" => when).increment(n as u64);
+}
+
+/// An archive object of `bytes` was written, and `events` left the store.
+pub fn archived(events: usize, bytes: usize) {
+    metrics::counter!(ARCHIVED_EVENTS).increment(events as u64);
+    metrics::counter!(ARCHIVE_OBJECTS).increment(1);
+    metrics::counter!(ARCHIVE_BYTES).increment(bytes as u64);
+}
+
+/// An archive round stopped on an error.
+pub fn archive_failed() {
+    metrics::counter!(ARCHIVE_FAILURES).increment(1);
+}
+
+/// A round of the size cap removed these rows.
+pub fn evicted(evicted: &crate::store::capacity::Evicted) {
+    for (kind, n) in [("events", evicted.events), ("rejected", evicted.rejected)] {
+        if n > 0 {
+            metrics::counter!(EVICTED, "kind" => kind).increment(n as u64);
+        }
+    }
 }
 
 /// A retention pass removed these rows.

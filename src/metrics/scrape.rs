@@ -46,6 +46,7 @@ pub async fn render(State(state): State<AdminState>) -> Response {
         "1 when the store answered this scrape's queries; without it the backlog and dead-letter gauges are left out.",
     );
     sample(&mut out, "forebay_store_up", &[], u8::from(counts.is_ok()));
+    store_size(&mut out, &state.capacity);
 
     match counts {
         Ok(counts) => {
@@ -153,6 +154,42 @@ pub async fn render(State(state): State<AdminState>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
+}
+
+/// The size cap's last measure (see [`crate::size_cap`]).
+fn store_size(out: &mut String, capacity: &crate::size_cap::Capacity) {
+    if let Some(usage) = capacity.usage() {
+        family(
+            out,
+            "forebay_store_used_bytes",
+            "gauge",
+            "Bytes the store's data takes (rows and indexes), as storage.max_size counts them.",
+        );
+        sample(out, "forebay_store_used_bytes", &[], usage.used);
+        family(
+            out,
+            "forebay_store_allocated_bytes",
+            "gauge",
+            "Bytes the store takes from the file system: its data and the free space it keeps for reuse.",
+        );
+        sample(out, "forebay_store_allocated_bytes", &[], usage.allocated);
+    }
+    if let Some(max) = capacity.max {
+        family(
+            out,
+            "forebay_store_max_bytes",
+            "gauge",
+            "storage.max_size, in bytes.",
+        );
+        sample(out, "forebay_store_max_bytes", &[], max);
+        family(
+            out,
+            "forebay_store_full",
+            "gauge",
+            "1 while the store is at storage.max_size with only waiting or dead events left: ingest answers 507.",
+        );
+        sample(out, "forebay_store_full", &[], u8::from(capacity.is_full()));
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

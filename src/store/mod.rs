@@ -3,6 +3,8 @@
 
 pub mod activity;
 pub mod activity_tally;
+pub mod archive;
+pub mod capacity;
 mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -73,6 +75,10 @@ pub enum StoreError {
     /// The configured encryption keys do not fit the data in the store.
     #[error("{0}")]
     Keys(String),
+    /// The database lacks something a setting needs (an extension, a permission); the
+    /// message names the setting and the fix.
+    #[error("{0}")]
+    Setup(String),
     /// The database file is newer than this binary.
     #[error(
         "the database schema is version {found}, newer than this forebay knows ({known}); upgrade forebay"
@@ -106,6 +112,7 @@ impl StoreError {
             StoreError::Corrupt(_)
                 | StoreError::Sealed(_)
                 | StoreError::Keys(_)
+                | StoreError::Setup(_)
                 | StoreError::SchemaTooNew { .. }
         )
     }
@@ -125,6 +132,7 @@ impl StoreError {
             | StoreError::Corrupt(_)
             | StoreError::Sealed(_)
             | StoreError::Keys(_)
+            | StoreError::Setup(_)
             | StoreError::InUse(_)
             | StoreError::SchemaTooNew { .. } => false,
         }
@@ -294,6 +302,40 @@ pub trait Store: Send + Sync + 'static {
     /// Removes what retention no longer keeps, at most `purge.limit` rows of each kind,
     /// in one transaction.
     async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError>;
+
+    /// The next events for the cold archive: received before `before_ms`, ids after
+    /// `after`, none of their deliveries waiting, oldest first, at most `limit`, whole
+    /// (bodies opened).
+    async fn archivable(
+        &self,
+        before_ms: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One step of the archive's manifest (see [`archive`]); `None` when a `Finish`
+    /// found its object no longer uploading, else the events it removed.
+    async fn archive_step(&self, step: archive::ArchiveStep) -> Result<Option<usize>, StoreError>;
+
+    /// The archive's objects in `state`, newest first, before name `before`.
+    async fn list_archive(
+        &self,
+        state: &str,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<archive::ArchiveObject>, StoreError>;
+
+    /// How much room the store's data takes (for `[storage] max_size`).
+    async fn usage(&self) -> Result<capacity::Usage, StoreError>;
+
+    /// Removes the oldest events that no delivery waits for, with their deliveries,
+    /// attempts and duplicates, and rejected requests of their time, at most
+    /// `evict.limit` of each, in one transaction (see [`capacity`]).
+    async fn evict(&self, evict: &capacity::Evict) -> Result<capacity::Evicted, StoreError>;
+
+    /// Gives up to `max_bytes` of the space freed by eviction and retention back to the
+    /// file system, where the store can.
+    async fn reclaim(&self, max_bytes: u64) -> Result<capacity::Reclaimed, StoreError>;
 
     /// Up to `limit` events whose redaction waited for their deliveries, all of which
     /// have now finished, oldest first, opened.

@@ -54,6 +54,8 @@ pub enum Field {
     Payload,
     /// The known plaintext a key's check value seals (see [`Sealer::check_value`]).
     KeyCheck,
+    /// An object of the cold archive (its row is the object's name).
+    Archive,
 }
 
 impl Field {
@@ -65,6 +67,7 @@ impl Field {
             Field::ResponseBody => b"response-body",
             Field::Payload => b"payload",
             Field::KeyCheck => b"key-check",
+            Field::Archive => b"archive",
         }
     }
 }
@@ -112,6 +115,7 @@ impl<'a> Place<'a> {
             Field::ResponseBody => "the response body",
             Field::Payload => "the transformed payload",
             Field::KeyCheck => "the check value",
+            Field::Archive => "the archive object",
         };
         match self.field {
             Field::Payload => format!(
@@ -119,12 +123,17 @@ impl<'a> Place<'a> {
                 self.route, self.part, self.row
             ),
             Field::KeyCheck => format!("{what} of key {:?}", self.row),
+            Field::Archive => format!("{what} {:?}", self.row),
             _ => format!("{what} of {}", self.row),
         }
     }
 
     fn associated_data(&self) -> Vec<u8> {
-        let uuid = self.row.split_once('_').map_or(self.row, |(_, uuid)| uuid);
+        let uuid = match self.field {
+            // An object's whole name: it has no row id to take a UUID from.
+            Field::Archive => self.row,
+            _ => self.row.split_once('_').map_or(self.row, |(_, uuid)| uuid),
+        };
         let mut aad = Vec::with_capacity(48);
         aad.extend_from_slice(b"forebay/");
         aad.extend_from_slice(self.field.label());

@@ -186,6 +186,7 @@ async fn every_page_renders_with_a_strict_policy_and_stored_markup_stays_text() 
         "/dead-letters".to_owned(),
         "/destinations".to_owned(),
         "/replays".to_owned(),
+        "/archive".to_owned(),
         "/rejected".to_owned(),
         "/live".to_owned(),
     ] {

@@ -3,6 +3,7 @@
 
 mod about;
 mod admin;
+mod archive;
 mod brokers;
 mod browser;
 mod challenges;
@@ -30,6 +31,7 @@ mod sdk;
 mod search;
 mod send;
 mod shutdown;
+mod size_cap;
 mod support;
 mod systemd;
 mod verify;

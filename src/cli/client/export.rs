@@ -23,18 +23,60 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Read the cold archive at this URL (`s3://BUCKET/PREFIX` or `file:///DIR`, as in
+    /// `[storage.archive] to`) instead of asking a server; the keys of sealed objects,
+    /// and the S3 settings of the configured archive, come from --config.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub connection: Connection,
 }
 
 pub async fn run(args: ExportArgs) -> Result<(), CliError> {
+    if let Some(from) = &args.from {
+        return from_archive(&args, from).await;
+    }
     let api = args.connection.api()?;
     let (response, url) = api
         .open("/api/v1/export", &args.filter.query(), &[])
         .await?;
-    match &args.output {
+    write_out(args.output.as_deref(), async |sink, write_error| {
+        copy(response, &url, sink, write_error).await
+    })
+    .await
+}
+
+/// `--from URL`: every archived event, in receive order.
+async fn from_archive(args: &ExportArgs, from: &str) -> Result<(), CliError> {
+    if !super::archived::is_archive_url(from) {
+        return Err(CliError::Usage(format!(
+            "--from {from:?} is not an archive; write s3://BUCKET/PREFIX or file:///DIR, as in [storage.archive] to"
+        )));
+    }
+    if !args.filter.query().is_empty() {
+        return Err(CliError::Usage(
+            "--from reads the whole archive: leave out --source, --since, --until, --status, --dedup-key and --where (filter its lines with jq instead)".to_owned(),
+        ));
+    }
+    let archive = super::archived::Archived::open(from, args.connection.config.as_deref())?;
+    write_out(args.output.as_deref(), async |sink, write_error| {
+        archive
+            .copy(sink, write_error)
+            .await
+            .map(|(_, lines)| lines)
+    })
+    .await
+}
+
+/// Runs `fill` on stdout, or on a file written under a temporary name and renamed once
+/// complete; reports how many events it wrote.
+async fn write_out(
+    output: Option<&Path>,
+    fill: impl AsyncFnOnce(&mut dyn Write, &dyn Fn(std::io::Error) -> CliError) -> Result<u64, CliError>,
+) -> Result<(), CliError> {
+    match output {
         None => {
-            let count = copy(response, &url, &mut std::io::stdout().lock(), &|e| {
+            let count = fill(&mut std::io::stdout().lock(), &|e| {
                 super::output::stdout_error(e)
             })
             .await?;
@@ -47,15 +89,13 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::io(format!("cannot create {}", partial.display()), e))?;
             let mut sink = std::io::BufWriter::new(file);
             let write_error = |e| CliError::io(format!("cannot write {}", partial.display()), e);
-            let copied = copy(response, &url, &mut sink, &write_error)
-                .await
-                .and_then(|count| {
-                    sink.into_inner()
-                        .map_err(|e| write_error(e.into_error()))?
-                        .sync_all()
-                        .map_err(write_error)?;
-                    Ok(count)
-                });
+            let copied = fill(&mut sink, &write_error).await.and_then(|count| {
+                sink.into_inner()
+                    .map_err(|e| write_error(e.into_error()))?
+                    .sync_all()
+                    .map_err(write_error)?;
+                Ok(count)
+            });
             let count = match copied {
                 Ok(count) => count,
                 Err(e) => {

@@ -28,6 +28,7 @@
 //! | 5 | the command ran but not everything was done: `replay` (a job failed, cancelled, or with dead or retrying deliveries; `--from` with an answer other than 2xx), `listen` (a handler kept failing), `rekey` (the job failed, or left rows it could not open) |
 
 pub(super) mod api;
+mod archived;
 mod connection;
 mod deliveries;
 mod dlq;

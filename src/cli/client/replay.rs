@@ -59,11 +59,12 @@ pub struct ReplayArgs {
     /// Print the job and return instead of following it.
     #[arg(long)]
     pub no_wait: bool,
-    /// Replay the events of an export file (from `forebay export`; `-` for stdin)
-    /// against --to, with no server.
+    /// Replay the events of an export file (from `forebay export`; `-` for stdin), or of
+    /// the cold archive at a URL (`s3://BUCKET/PREFIX`, `file:///DIR`; keys and settings
+    /// from --config), against --to, with no server.
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|URL",
         requires = "to",
         conflicts_with_all = ["source", "since", "until", "status", "dedup_key", "query", "events", "all", "destination", "no_wait"]
     )]
@@ -98,6 +99,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), CliError> {
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
         return super::replay_file::run(super::replay_file::FileReplay {
             from,
+            config: args.connection.config.as_deref(),
             handler: HandlerArgs {
                 to: to.clone(),
                 headers: args.headers.clone(),

@@ -28,7 +28,10 @@ const MAX_LINE: u64 = 256 << 20;
 const LISTED: usize = 20;
 
 pub struct FileReplay<'a> {
+    /// A file, `-` for stdin, or an archive's URL (see `archived.rs`).
     pub from: &'a Path,
+    /// For an archive: the configuration with its keys and settings (`--config`).
+    pub config: Option<&'a Path>,
     pub handler: HandlerArgs,
     pub rate: Option<Rate>,
     pub concurrency: usize,
@@ -66,9 +69,19 @@ impl Tally {
 pub async fn run(job: FileReplay<'_>) -> Result<(), CliError> {
     let forwarder = Arc::new(Forwarder::new(&job.handler, Some("file"))?);
     let read_error = |e| CliError::io(format!("cannot read {}", job.from.display()), e);
+    // For an archive: the task reading its objects, whose error ends the replay.
+    let mut archive_reader = None;
     let (input, total): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>) =
         if job.from == Path::new("-") {
             (Box::new(tokio::io::stdin()), None)
+        } else if let Some(url) = job
+            .from
+            .to_str()
+            .filter(|f| super::archived::is_archive_url(f))
+        {
+            let (lines, reading) = super::archived::Archived::open(url, job.config)?.reader();
+            archive_reader = Some(reading);
+            (Box::new(lines), None)
         } else {
             let total = count_lines(job.from).await.map_err(read_error)?;
             let file = tokio::fs::File::open(job.from).await.map_err(read_error)?;
@@ -155,6 +168,16 @@ pub async fn run(job: FileReplay<'_>) -> Result<(), CliError> {
     }
     bar.finish_and_clear();
     report(&job, &tally, interrupted)?;
+    if let Some(reading) = archive_reader {
+        match reading.await {
+            Ok(Ok(())) => {}
+            // The events sent so far are in the report above.
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(CliError::Usage(format!("reading the archive stopped: {e}")));
+            }
+        }
+    }
     if interrupted {
         return Err(CliError::NotDelivered(format!(
             "stopped by Ctrl-C at line {line_no} of {}; the events from there on were not sent",

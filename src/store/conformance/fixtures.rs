@@ -207,3 +207,30 @@ pub async fn check_the_activity_backfill(store: &dyn Store, now: i64) {
     // Which attempts left a delivery retrying is not in the rows; delivered is.
     assert_eq!(a.deliveries, [("delivered".to_owned(), 1)]);
 }
+
+/// An event of `source` received at `at`, whose id is of that time too (as ingest
+/// makes them), with one delivery to destination `source`.
+pub async fn event_at(store: &dyn Store, source: &str, key: &str, at: i64) -> String {
+    let mut event = event_on(source, key, at, 1, &[("r", source)]);
+    event.id = id::new_at(id::EVENT, at);
+    insert(store, event).await
+}
+
+/// Claims the one due delivery to `destination` and records an attempt at `at`
+/// leading to `then`; returns the delivery's id.
+pub async fn attempt_at(
+    store: &dyn Store,
+    destination: &str,
+    at: i64,
+    then: AfterAttempt,
+) -> String {
+    let claimed = store
+        .claim_deliveries(claim_to(destination, at))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one delivery due to {destination}");
+    let mut record = attempt(&claimed[0], at, Some(200), then);
+    record.id = id::new_at(id::ATTEMPT, at);
+    store.record_attempt(record).await.unwrap();
+    claimed[0].id.clone()
+}

@@ -27,7 +27,9 @@
 //! }
 //! ```
 
+pub mod archive;
 pub mod attempts;
+pub mod capacity;
 pub mod claims;
 pub mod counts;
 pub mod dead_letters;
@@ -103,6 +105,8 @@ macro_rules! conformance_tests {
             replays::replays_are_listed_newest_first_and_running_only_to_resume,
             counts::delivery_counts_are_per_route_destination_and_state,
             counts::activity_counts_the_window_only,
+            archive::archiving_takes_old_finished_events_and_removes_them_only_when_done,
+            capacity::eviction_takes_the_oldest_finished_events_and_keeps_waiting_ones,
             retention::retention_purges_old_finished_data_per_source_and_keeps_waiting_work,
             retention::a_replay_step_skips_events_retention_removed_meanwhile,
             retention::attempt_retention_walks_on_from_the_last_removed_attempt,

@@ -18,7 +18,9 @@
 //! process would need: leases, pauses and replay progress all live in the database.
 
 mod activity;
+mod archive;
 mod attempt_writer;
+mod capacity;
 mod claim;
 mod cluster;
 mod pool;
@@ -116,6 +118,8 @@ pub struct PostgresStore {
     absent_since: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
     tally: ActivityTally,
     sealer: Arc<Sealer>,
+    /// The last free-space scan, for [`Store::usage`].
+    free_space: capacity::FreeSpace,
 }
 
 impl PostgresStore {
@@ -175,6 +179,7 @@ impl PostgresStore {
             absent_since: Mutex::default(),
             tally: ActivityTally::default(),
             sealer,
+            free_space: capacity::FreeSpace::default(),
         }))
     }
 
@@ -501,6 +506,67 @@ impl Store for PostgresStore {
                 self.cluster.clone(),
             ));
         }
+    }
+
+    async fn archivable(
+        &self,
+        before_ms: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let ids = archive::archivable_ids(&client, before_ms, after, limit).await?;
+        let mut events = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Gone meanwhile (retention, eviction): left out.
+            if let Some(event) = read::get_event(&client, &self.sealer, &id).await? {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn archive_step(
+        &self,
+        step: crate::store::archive::ArchiveStep,
+    ) -> Result<Option<usize>, StoreError> {
+        in_transaction!(self, |tx| archive::step(tx, &step).await?)
+    }
+
+    async fn list_archive(
+        &self,
+        state: &str,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::archive::ArchiveObject>, StoreError> {
+        archive::list(&self.client().await?, state, before.as_deref(), limit).await
+    }
+
+    async fn usage(&self) -> Result<crate::store::capacity::Usage, StoreError> {
+        capacity::usage(&self.client().await?, &self.free_space).await
+    }
+
+    async fn evict(
+        &self,
+        evict: &crate::store::capacity::Evict,
+    ) -> Result<crate::store::capacity::Evicted, StoreError> {
+        let evicted: Result<_, StoreError> =
+            in_transaction!(self, |tx| capacity::evict(tx, evict).await?);
+        self.free_space.forget();
+        evicted
+    }
+
+    async fn reclaim(
+        &self,
+        _max_bytes: u64,
+    ) -> Result<crate::store::capacity::Reclaimed, StoreError> {
+        let bytes = capacity::reclaim(&self.client().await?).await;
+        self.free_space.forget();
+        // One `VACUUM` does all it can; the rest of the free space is reused in place.
+        Ok(crate::store::capacity::Reclaimed {
+            bytes: bytes?,
+            more: false,
+        })
     }
 
     async fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {

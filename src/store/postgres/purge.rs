@@ -95,17 +95,35 @@ async fn purge_events(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    Ok(delete_events(tx, &ids).await?.count)
+}
+
+/// What [`delete_events`] removed.
+pub(super) struct Deleted {
+    pub count: usize,
+    /// The newest removed event's receive time.
+    pub newest_at: Option<i64>,
+}
+
+/// Deletes the events of `ids` (locked by the caller) that still have no waiting
+/// delivery, with everything that hangs off them: their deliveries and their attempts,
+/// their duplicates, and their dedup key if it was the key's latest event (a repeat
+/// arriving later is then new, as on a store that never had the event).
+pub(super) async fn delete_events(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<Deleted, StoreError> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Deleted {
+            count: 0,
+            newest_at: None,
+        });
     }
-    // What hangs off a purged event goes with it: its deliveries and their attempts, its
-    // duplicates, and its dedup key if it was the key's latest event (a repeat arriving
-    // later is then new, as on a store that never had the event).
     let delete = tx
         .prepare_cached(&format!(
             "WITH gone AS (
                  DELETE FROM events AS e WHERE e.id = ANY($1::text[]) AND {NO_WAITING_DELIVERY}
-                 RETURNING e.source, e.dedup_key, e.id),
+                 RETURNING e.source, e.dedup_key, e.id, e.received_at),
              gone_deliveries AS (
                  DELETE FROM deliveries AS d USING gone WHERE d.event_id = gone.id
                  RETURNING d.id),
@@ -117,10 +135,13 @@ async fn purge_events(
              gone_keys AS (
                  DELETE FROM dedup_keys AS k USING gone
                  WHERE k.hash = {} AND k.event_id = gone.id)
-             SELECT count(*) FROM gone",
+             SELECT count(*), max(received_at) FROM gone",
             dedup_hash_sql("gone.source", "gone.dedup_key")
         ))
         .await?;
-    let purged: i64 = tx.query_one(&delete, &[&ids]).await?.get(0);
-    Ok(purged as usize)
+    let row = tx.query_one(&delete, &[&ids]).await?;
+    Ok(Deleted {
+        count: row.get::<_, i64>(0) as usize,
+        newest_at: row.get(1),
+    })
 }

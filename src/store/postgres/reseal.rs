@@ -81,6 +81,10 @@ pub(super) async fn retire_keys(
                 .await?
                 .get::<_, bool>(0);
         }
+        used |= tx
+            .query_one(&crate::store::archive::names_key_sql('$'), &[&id])
+            .await?
+            .get::<_, bool>(0);
         if used {
             out.still_used.push(id);
         } else {

@@ -222,6 +222,22 @@ const MIGRATIONS: &[&str] = &[
                        ADD COLUMN redact_rule text;         -- the rule that waits, as JSON
     CREATE INDEX events_redaction_pending ON events (position) WHERE redaction_pending;
     "#,
+    // 8: the cold archive's manifest (see `store::archive`): each object written, and
+    // those being written, whose events are still in the store until they are done.
+    r#"
+    CREATE TABLE archive_objects (
+        name         text PRIMARY KEY,            -- under the archive's location
+        state        text NOT NULL,               -- uploading, done
+        first_id     text NOT NULL,
+        last_id      text NOT NULL,
+        first_at     bigint NOT NULL,             -- receive time of the first event, ms
+        last_at      bigint NOT NULL,
+        events       bigint NOT NULL,
+        bytes        bigint NOT NULL,             -- the object's size
+        sealed_with  text,                        -- the key, when encryption is on
+        created_at   bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

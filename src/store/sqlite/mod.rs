@@ -5,6 +5,8 @@
 //! thread pool, so they never queue behind commits.
 
 mod activity;
+mod archive;
+mod capacity;
 mod checkpoint;
 mod dedup;
 mod purge;
@@ -99,6 +101,7 @@ impl SqliteStore {
         }
         let owner = claim_ownership(path)?;
         let mut conn = Connection::open(path)?;
+        capacity::prepare_new_file(&conn)?;
         configure_writer(&conn, options.busy_timeout)?;
         if options.scrub_freed || !options.keys.keys.is_empty() {
             // What a rekey or a redaction rewrites, and what retention removes, is
@@ -383,6 +386,68 @@ impl Store for SqliteStore {
     ) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Dead(filter, action, now_ms, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn archivable(
+        &self,
+        before_ms: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (after, sealer) = (after.to_owned(), self.sealer.clone());
+        self.read(move |c| {
+            let ids = archive::archivable_ids(c, before_ms, &after, limit)?;
+            let mut events = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(event) = read::get_event(c, &sealer, &id)? {
+                    events.push(event);
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn archive_step(
+        &self,
+        step: crate::store::archive::ArchiveStep,
+    ) -> Result<Option<usize>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Archive(step, reply))?;
+        self.answer(answer).await
+    }
+
+    async fn list_archive(
+        &self,
+        state: &str,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::archive::ArchiveObject>, StoreError> {
+        let state = state.to_owned();
+        self.read(move |c| archive::list(c, &state, before.as_deref(), limit))
+            .await
+    }
+
+    async fn usage(&self) -> Result<crate::store::capacity::Usage, StoreError> {
+        self.read(|c| Ok(capacity::usage(c)?)).await
+    }
+
+    async fn evict(
+        &self,
+        evict: &crate::store::capacity::Evict,
+    ) -> Result<crate::store::capacity::Evicted, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Evict(evict.clone(), reply))?;
+        self.answer(answer).await
+    }
+
+    async fn reclaim(
+        &self,
+        max_bytes: u64,
+    ) -> Result<crate::store::capacity::Reclaimed, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Reclaim(max_bytes, reply))?;
         self.answer(answer).await
     }
 

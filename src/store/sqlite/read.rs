@@ -73,8 +73,9 @@ pub(super) fn list_events(
 }
 
 // Commit order is the rowid: the one writer gives each new row the largest rowid so far.
-// (Events are only ever deleted oldest first, and forebay never runs VACUUM, which could
-// renumber them.)
+// (Eviction and the archive never delete the newest event, nor does retention unless
+// nothing arrived for its whole period, so no rowid is handed out twice in practice; and
+// forebay never runs VACUUM, which could renumber them.)
 
 /// The stream position of rowid `seq` (one writer: `txn` is always 0).
 fn at(seq: i64) -> StreamPosition {

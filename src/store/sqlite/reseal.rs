@@ -70,6 +70,9 @@ pub(super) fn retirable(conn: &Connection, active: Option<&str>) -> Result<Retir
                     r.get::<_, bool>(0)
                 })?;
         }
+        used |= conn
+            .prepare_cached(&crate::store::archive::names_key_sql('?'))?
+            .query_row(params![id], |r| r.get::<_, bool>(0))?;
         if used {
             out.still_used.push(id);
         } else {

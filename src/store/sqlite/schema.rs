@@ -222,6 +222,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_redaction_pending ON events (redaction_pending)
         WHERE redaction_pending = 1;
     "#,
+    // 12: the cold archive's manifest (see `store::archive`): each object written, and
+    // those being written, whose events are still in the store until they are done.
+    r#"
+    CREATE TABLE archive_objects (
+        name         TEXT PRIMARY KEY,            -- under the archive's location
+        state        TEXT NOT NULL,               -- uploading, done
+        first_id     TEXT NOT NULL,
+        last_id      TEXT NOT NULL,
+        first_at     INTEGER NOT NULL,            -- receive time of the first event, ms
+        last_at      INTEGER NOT NULL,
+        events       INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,            -- the object's size
+        sealed_with  TEXT,                        -- the key, when encryption is on
+        created_at   INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;

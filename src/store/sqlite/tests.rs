@@ -238,7 +238,8 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
     // that opening it runs versions 9 to the last on a database with data.
     let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
     conn.execute_batch(
-        "DROP TABLE activity; DROP TABLE sealing_keys; DROP INDEX events_redaction_pending;
+        "DROP TABLE activity; DROP TABLE sealing_keys; DROP TABLE archive_objects;
+         DROP INDEX events_redaction_pending;
          ALTER TABLE events DROP COLUMN redacted;
          ALTER TABLE events DROP COLUMN redaction_pending;
          ALTER TABLE events DROP COLUMN redact_rule;
@@ -326,5 +327,41 @@ async fn a_damaged_sealed_event_is_set_aside_and_the_others_are_prepared() {
     );
     assert_eq!(by_event(&fine_id).unreadable, None);
     assert_eq!(by_event(&fine_id).event.body, b"body of fine");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn eviction_keeps_the_newest_event_so_no_stream_position_is_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let done = |key: &str, at: i64| {
+        let mut e = event("s", key, at, HOUR_MS);
+        e.deliveries.clear(); // nothing waits for it
+        e
+    };
+    let (a, b) = (done("a", 1), done("b", 2));
+    for e in [a.clone(), b.clone()] {
+        store.insert_event(e).await.unwrap();
+    }
+    let b_at = store.event_position(&b.id).await.unwrap().unwrap();
+    let evict = crate::store::capacity::Evict {
+        limit: 10,
+        after: String::new(),
+    };
+    let pass = store.evict(&evict).await.unwrap();
+    assert_eq!(pass.events, 1, "the older one only");
+    assert!(store.get_event(&a.id).await.unwrap().is_none());
+    assert!(store.get_event(&b.id).await.unwrap().is_some());
+    let c = done("c", 3);
+    store.insert_event(c.clone()).await.unwrap();
+    let c_at = store.event_position(&c.id).await.unwrap().unwrap();
+    assert!(c_at > b_at, "{c_at:?} after {b_at:?}");
+    // A file made now gives freed pages back.
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "incremental");
+    store.reclaim(1 << 20).await.unwrap();
     store.close().await;
 }

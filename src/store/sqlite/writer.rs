@@ -20,6 +20,8 @@ use super::recent_dedup::RecentDedup;
 use super::write_deliveries;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::activity::ActivityCount;
+use crate::store::archive::ArchiveStep;
+use crate::store::capacity::{Evict, Evicted, Reclaimed};
 use crate::store::rekey::{Resealed, SealedTable};
 use crate::store::seal::Sealer;
 use crate::store::{
@@ -280,6 +282,15 @@ pub(super) enum Write {
         oneshot::Sender<Result<Option<bool>, StoreError>>,
     ),
     Purge(Purge, oneshot::Sender<Result<Purged, StoreError>>),
+    /// One pass of the size cap's eviction.
+    Evict(Evict, oneshot::Sender<Result<Evicted, StoreError>>),
+    /// A step of the archive's manifest.
+    Archive(
+        ArchiveStep,
+        oneshot::Sender<Result<Option<usize>, StoreError>>,
+    ),
+    /// Give up to this many bytes of free pages back to the file system.
+    Reclaim(u64, oneshot::Sender<Result<Reclaimed, StoreError>>),
     /// Resealed blobs to write back (`forebay rekey`).
     Reseal(
         SealedTable,
@@ -311,6 +322,9 @@ enum Outcome {
     Changed(usize),
     Replayed(Option<bool>),
     Purged(Purged),
+    Evicted(Evicted),
+    Archived(Option<usize>),
+    Reclaimed(Reclaimed),
 }
 
 impl Write {
@@ -351,6 +365,15 @@ impl Write {
             }
             (Write::Purge(_, reply), Outcome::Purged(purged)) => {
                 let _ = reply.send(Ok(purged));
+            }
+            (Write::Archive(_, reply), Outcome::Archived(n)) => {
+                let _ = reply.send(Ok(n));
+            }
+            (Write::Evict(_, reply), Outcome::Evicted(evicted)) => {
+                let _ = reply.send(Ok(evicted));
+            }
+            (Write::Reclaim(_, reply), Outcome::Reclaimed(reclaimed)) => {
+                let _ = reply.send(Ok(reclaimed));
             }
             // `apply` returns the outcome kind of its write, so this cannot happen;
             // dropping the reply answers `Closed` rather than a wrong result.
@@ -393,6 +416,15 @@ impl Write {
             Write::Purge(_, reply) => {
                 let _ = reply.send(Err(error()));
             }
+            Write::Archive(_, reply) => {
+                let _ = reply.send(Err(error()));
+            }
+            Write::Evict(_, reply) => {
+                let _ = reply.send(Err(error()));
+            }
+            Write::Reclaim(_, reply) => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -425,6 +457,9 @@ fn apply(
         }
         Write::Replay(write, _) => super::replays::write(conn, write).map(Outcome::Replayed),
         Write::Purge(purge, _) => super::purge::purge(conn, purge).map(Outcome::Purged),
+        Write::Evict(evict, _) => super::capacity::evict(conn, evict).map(Outcome::Evicted),
+        Write::Archive(step, _) => super::archive::step(conn, step).map(Outcome::Archived),
+        Write::Reclaim(bytes, _) => super::capacity::reclaim(conn, *bytes).map(Outcome::Reclaimed),
         Write::Prepare(prepared, now_ms, _) => {
             write_deliveries::prepare(conn, prepared, *now_ms).map(|()| Outcome::Recorded)
         }

@@ -4,6 +4,7 @@ pub mod binary;
 pub mod cut_proxy;
 pub mod postgres;
 pub mod receiver;
+pub mod s3;
 pub mod server;
 
 pub use server::TestServer;
