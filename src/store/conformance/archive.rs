@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::fixtures::{HOUR_MS, attempt_at, event_at};
+use super::fixtures::{HOUR_MS, attempt_at, event_at, event_on, insert};
 use crate::store::archive::{ArchiveObject, ArchiveStep};
 use crate::store::{AfterAttempt, Store};
 
@@ -33,10 +33,18 @@ pub async fn archiving_takes_old_finished_events_and_removes_them_only_when_done
     attempt_at(&*store, "a", old + 1, AfterAttempt::Dead).await;
     let second = event_at(&*store, "b", "k3", old + 2).await;
     attempt_at(&*store, "b", old + 2, AfterAttempt::Delivered).await;
+    // Delivered, but its `redact` rule (`when = "delivered"`) has not been applied yet:
+    // the archive waits for the redacted event.
+    let mut unredacted = event_on("d", "k5", old + 3, 1, &[("r", "d")]);
+    unredacted.id = crate::id::new_at(crate::id::EVENT, old + 3);
+    unredacted.pending_rule = Some(r#"{"headers":["x-secret"]}"#.to_owned());
+    insert(&*store, unredacted).await;
+    attempt_at(&*store, "d", old + 3, AfterAttempt::Delivered).await;
     let recent = event_at(&*store, "c", "k4", now).await;
     attempt_at(&*store, "c", now, AfterAttempt::Delivered).await;
 
-    // Before an hour ago, nothing waiting: the two delivered old events, whole.
+    // Before an hour ago, nothing waiting: the two delivered old events, whole (not the
+    // one whose redaction waits).
     let before = now - HOUR_MS;
     let found = store.archivable(before, "", 10).await.unwrap();
     let ids: Vec<&str> = found.iter().map(|e| e.request.id.as_str()).collect();
