@@ -28,10 +28,10 @@ const EVICT_FROM: f64 = 0.95;
 const EVICT_TO: f64 = 0.90;
 
 /// Most events (and rejected requests) one pass of eviction removes (one transaction).
-const PASS_LIMIT: usize = 1000;
+const PASS_LIMIT: usize = 250;
 /// Most passes in one check; the rest waits for the next, so that eviction does not
 /// monopolise the store.
-const MAX_PASSES: usize = 50;
+const MAX_PASSES: usize = 200;
 
 /// Most bytes one reclaim gives back (one transaction on SQLite, which moves pages from
 /// the end of the file into the free ones first: kept small so that ingest does not
