@@ -102,19 +102,27 @@ mod tests {
     #[test]
     fn threads_at_one_site_let_one_line_through_per_window() {
         static SITE: Throttle = Throttle::new(Duration::from_secs(10));
-        let through: u64 = std::thread::scope(|s| {
+        let lines: Vec<u64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
                 .map(|_| {
                     s.spawn(|| {
                         (0..1_000)
-                            .filter(|_| SITE.allow_at(Duration::from_secs(5)).is_some())
-                            .count() as u64
+                            .filter_map(|_| SITE.allow_at(Duration::from_secs(5)))
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
         });
-        assert_eq!(through, 1);
-        assert_eq!(SITE.allow_at(Duration::from_secs(15)), Some(3_999));
+        assert_eq!(lines.len(), 1, "one line through: {lines:?}");
+        // A call held back while the winner was taking its count may be counted in the
+        // winner's line rather than the next one: none is lost.
+        let next = SITE
+            .allow_at(Duration::from_secs(15))
+            .expect("the next window");
+        assert_eq!(lines[0] + next, 3_999);
     }
 }
