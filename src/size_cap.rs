@@ -52,8 +52,8 @@ pub struct Capacity {
     pub max: Option<u64>,
     full: AtomicBool,
     used: AtomicU64,
+    /// 0 until the first measure (a store always takes some room).
     allocated: AtomicU64,
-    measured: AtomicBool,
 }
 
 impl Capacity {
@@ -71,16 +71,16 @@ impl Capacity {
 
     /// The last measure, once there has been one.
     pub fn usage(&self) -> Option<Usage> {
-        self.measured.load(Ordering::Relaxed).then(|| Usage {
+        let allocated = self.allocated.load(Ordering::Relaxed);
+        (allocated > 0).then(|| Usage {
             used: self.used.load(Ordering::Relaxed),
-            allocated: self.allocated.load(Ordering::Relaxed),
+            allocated,
         })
     }
 
     fn record(&self, usage: Usage) {
         self.used.store(usage.used, Ordering::Relaxed);
         self.allocated.store(usage.allocated, Ordering::Relaxed);
-        self.measured.store(true, Ordering::Relaxed);
         let full = self.max.is_some_and(|max| usage.used >= max);
         let was = self.full.swap(full, Ordering::Relaxed);
         if full && !was {

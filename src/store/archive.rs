@@ -51,12 +51,13 @@ pub enum ArchiveStep {
 /// below id parameter 4 (the [`super::retention::id_bound`] of parameter 1, so the walk
 /// stops at the cutoff instead of reading every newer event), none of their deliveries
 /// waiting and no redaction waiting for them (the archive gets the redacted event), oldest
-/// first, at most parameter 3. The same text on both backends but for the sigil.
-pub fn archivable_ids_sql(sigil: char) -> String {
+/// first, at most parameter 3. The same text on both backends but for the sigil and
+/// `also`, a backend's own condition on `e` (`TRUE` for none).
+pub fn archivable_ids_sql(sigil: char, also: &str) -> String {
     format!(
         "SELECT e.id FROM events AS e
          WHERE e.received_at < {sigil}1 AND e.id > {sigil}2 AND e.id < {sigil}4
-           AND NOT e.redaction_pending AND {NO_WAITING_DELIVERY}
+           AND NOT e.redaction_pending AND {NO_WAITING_DELIVERY} AND {also}
          ORDER BY e.id LIMIT {sigil}3"
     )
 }

@@ -14,7 +14,9 @@ pub(super) async fn archivable_ids(
     after: &str,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let stmt = client.prepare_cached(&archivable_ids_sql('$')).await?;
+    let stmt = client
+        .prepare_cached(&archivable_ids_sql('$', "TRUE"))
+        .await?;
     let bound = crate::store::retention::id_bound(crate::id::EVENT, before_ms);
     Ok(client
         .query(&stmt, &[&before_ms, &after, &(limit as i64), &bound])

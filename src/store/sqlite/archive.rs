@@ -15,10 +15,7 @@ pub(super) fn archivable_ids(
     after: &str,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let sql = archivable_ids_sql('?').replace(
-        "ORDER BY e.id",
-        &format!("AND e.{KEEP_NEWEST} ORDER BY e.id"),
-    );
+    let sql = archivable_ids_sql('?', &format!("e.{KEEP_NEWEST}"));
     let bound = id_bound(crate::id::EVENT, before_ms);
     let ids = conn
         .prepare_cached(&sql)?
