@@ -4,7 +4,8 @@
 # server (which answers 200 at once); prints deliveries per second and the resident
 # memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
 # With `transform`, the route has a jq transform, so every delivery is first prepared in
-# the jq sandbox processes. With a broker KIND (nats, rabbitmq, redis, kafka), the destination
+# the sandbox processes; `transform-js` is the same transform in JavaScript; `filter` a jq
+# filter and transform (two rounds of the sandbox per batch). With a broker KIND (nats, rabbitmq, redis, kafka), the destination
 # publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
 # own, made before and removed after; each delivery counts once the broker acknowledged it;
 # RabbitMQ's queue is a classic one, or a quorum queue with QUEUE_TYPE=quorum).
@@ -12,7 +13,7 @@
 # Each destination has its kind's default max_concurrency (64 for http, 256 for a broker)
 # unless MAX_CONCURRENCY is set.
 #
-# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform] [http|nats|rabbitmq|redis|kafka]
+# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform|transform-js|filter] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,9 @@ mode=${2:-plain}
 case "$mode" in
   plain) route_extra="" ;;
   transform) route_extra="transform = '{id: .id, body: .body, seen: .received_at}'" ;;
-  *) echo "mode must be plain or transform, not $mode" >&2; exit 2 ;;
+  transform-js) route_extra='transform = { js = "export default (e) => ({ id: e.id, body: e.body, seen: e.received_at })" }' ;;
+  filter) route_extra=$'filter = \'.method == "POST"\'\ntransform = \'{id: .id, body: .body, seen: .received_at}\'' ;;
+  *) echo "mode must be plain, transform, transform-js or filter, not $mode" >&2; exit 2 ;;
 esac
 kind=${3:-http}
 name=forebaybench$$

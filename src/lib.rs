@@ -10,7 +10,8 @@
 //! - [`deliver`]: the delivery engine: claims, sends, retries, records attempts.
 //! - [`admin`]: the private JSON API under `/api/v1`.
 //! - [`dashboard`]: the web UI at `/` on the admin listener, over the admin API's handlers.
-//! - [`jq`]: jq expressions, compiled with jaq and evaluated in sandbox processes.
+//! - [`expr`]: jq and JavaScript expressions, checked at load and evaluated in sandbox
+//!   processes.
 //! - [`routing`]: routes' filters, transforms and ordering keys at work (the preparer).
 //! - [`replay`]: replay jobs, sending stored events again.
 //! - [`maintenance`]: retention and releasing dead processes' claims, in the background.
@@ -29,11 +30,11 @@ pub mod config;
 pub mod dashboard;
 pub mod deliver;
 pub mod error_chain;
+pub mod expr;
 pub mod header_limits;
 pub mod http_error;
 pub mod id;
 pub mod ingest;
-pub mod jq;
 pub mod live;
 pub mod log_throttle;
 pub mod maintenance;

@@ -3,12 +3,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // A jq sandbox process (see `forebay::jq`) needs no runtime and no CLI parsing.
+    // An expression sandbox process (see `forebay::expr`) needs no runtime and no CLI
+    // parsing.
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|arg| arg == forebay::jq::SANDBOX_ARG)
+        .is_some_and(|arg| arg == forebay::expr::SANDBOX_ARG)
     {
-        return forebay::jq::sandbox_main();
+        return forebay::expr::sandbox_main();
     }
     // Request bodies (up to a few MiB each) must go back to the system when freed. glibc
     // serves a block past its mmap threshold with its own mapping, unmapped on free, but

@@ -37,7 +37,7 @@ use crate::size_cap::{Capacity, SizeCap};
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::seal::Sealer;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Pausable, Store, StoreError};
+use crate::store::{Paused, Store, StoreError};
 
 /// Time broker connections get at shutdown to close cleanly (nothing is in flight then).
 const BROKER_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -249,6 +249,7 @@ pub async fn run_with_clock(
             Preparer {
                 store: store.clone(),
                 programs: live.programs(),
+                pauses: pauses.clone(),
                 wake: prepare_wake.clone(),
                 deliver: wake.clone(),
             }
@@ -275,6 +276,7 @@ pub async fn run_with_clock(
     let (stop_tx, stop_rx) = watch::channel(false);
     let reloads = crate::live::reload_on_hangup(live.clone(), stop_rx.clone());
     let admin_state = AdminState {
+        prepare_wake: prepare_wake.clone(),
         stopping: stop_rx.clone(),
         replayer,
         rekeyer: Arc::default(),
@@ -385,7 +387,7 @@ pub async fn run_with_clock(
 /// The paused routes and destinations, read once at start. A shared store may drop a
 /// connection just then (a failover, a restart): that is retried for a while rather
 /// than ending a process that has already announced it is listening.
-async fn paused_at_start(store: &dyn Store) -> Result<Vec<(Pausable, String)>, StoreError> {
+async fn paused_at_start(store: &dyn Store) -> Result<Vec<Paused>, StoreError> {
     let give_up = tokio::time::Instant::now() + START_RETRIES_FOR;
     let mut wait = Duration::from_millis(100);
     loop {

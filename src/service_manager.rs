@@ -15,7 +15,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// The variables systemd gives the service. A child process (an `exec` destination's
-/// command, a jq sandbox) must not inherit them: it would speak for forebay.
+/// command, an expression sandbox) must not inherit them: it would speak for forebay.
 pub const ENVIRONMENT: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// The service is up: `status` is shown by `systemctl status`.

@@ -221,9 +221,9 @@ async fn open() -> Harness {
 
 fuzz_target!(
     init: {
-        if std::env::args().nth(1).as_deref() == Some(forebay::jq::SANDBOX_ARG) {
+        if std::env::args().nth(1).as_deref() == Some(forebay::expr::SANDBOX_ARG) {
             // Started by `Programs` as a jq sandbox: be one (it ends the process).
-            let _ = forebay::jq::sandbox_main();
+            let _ = forebay::expr::sandbox_main();
             std::process::exit(70);
         }
     },

@@ -1,10 +1,10 @@
 //! jq programs, compiled and run in process by the code the sandbox child runs:
-//! forebay's `src/jq/{compile,eval,value,protocol}.rs`, compiled into this target (they
+//! forebay's `src/expr/jq/{compile,eval,value}.rs` and `src/expr/protocol.rs`, compiled into this target (they
 //! are private modules of the library, so they are included by path; nothing is copied).
 //!
 //! Input: the program text, then optionally a NUL byte and the JSON input (default
 //! `null`). Every program is compiled; one that compiles is evaluated, on a thread with
-//! the sandbox's stack, under the sandbox's default limits (`jq::Limits::default()`:
+//! the sandbox's stack, under the sandbox's default limits (`expr::Limits::default()`:
 //! 1000 outputs, 512 MiB of allocations, 1 s), enforced here by a counting allocator
 //! instead of `RLIMIT_AS` and a kill: an evaluation past them is what the sandbox reports
 //! as a timeout or crash, and is not a finding. Programs that can recurse without bound
@@ -18,16 +18,16 @@
 #![feature(alloc_error_hook)]
 
 #[allow(dead_code)]
-#[path = "../../src/jq/compile.rs"]
+#[path = "../../src/expr/jq/compile.rs"]
 mod compile;
 #[allow(dead_code)]
-#[path = "../../src/jq/eval.rs"]
+#[path = "../../src/expr/jq/eval.rs"]
 mod eval;
 #[allow(dead_code)]
-#[path = "../../src/jq/protocol.rs"]
+#[path = "../../src/expr/protocol.rs"]
 mod protocol;
 #[allow(dead_code)]
-#[path = "../../src/jq/value.rs"]
+#[path = "../../src/expr/jq/value.rs"]
 mod value;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -35,11 +35,14 @@ use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+// `protocol` names these as its parent's.
+#[allow(unused_imports)]
+use forebay::expr::{Language, Role};
 use libfuzzer_sys::{Corpus, fuzz_target};
 
 use protocol::Answer;
 
-/// `jq::child::EVAL_STACK`: the sandbox's evaluation thread stack.
+/// `expr::child::EVAL_STACK`: the sandbox's evaluation thread stack.
 const EVAL_STACK: usize = 256 * 1024 * 1024;
 
 /// Inputs are bounded so that one run stays short.
@@ -99,7 +102,7 @@ fn run(text: &str, input: &[u8]) {
     if !bounded(text) {
         return;
     }
-    let limits = forebay::jq::Limits::default();
+    let limits = forebay::expr::Limits::default();
     let Some(answer) = within_limits(limits.max_memory_bytes, limits.deadline, || {
         eval::evaluate(&program, input, limits.max_outputs)
     }) else {

@@ -21,6 +21,9 @@ pub struct RouteJson {
     pub(crate) transform: Option<String>,
     pub(crate) ordering_key: Option<String>,
     pub(crate) paused: bool,
+    /// Why forebay paused the route itself (its expressions kept running past their
+    /// time limit); `null` when it is not paused or an operator paused it.
+    pub(crate) paused_reason: Option<String>,
     /// Deliveries still to send: pending, in flight or retrying.
     pub(crate) backlog: u64,
     /// Dead deliveries (the route's share of the dead-letter queue).
@@ -112,9 +115,10 @@ pub async fn routes(State(state): State<AdminState>) -> Result<Json<Page<RouteJs
         .iter()
         .map(|r| {
             let (backlog, dead) = sum(&counts, |c| c.route == r.name);
-            let text = |e: &Option<crate::jq::Expr>| e.as_ref().map(|e| e.text().to_owned());
+            let text = |e: &Option<crate::expr::Expr>| e.as_ref().map(|e| e.text().to_owned());
             RouteJson {
                 paused: state.pauses.is_paused(Pausable::Route, &r.name),
+                paused_reason: state.pauses.reason(Pausable::Route, &r.name),
                 name: r.name.clone(),
                 source: r.source.clone(),
                 destination: r.destination.clone(),
@@ -248,12 +252,13 @@ async fn apply(
     };
     state
         .store
-        .set_paused(kind, name, paused, crate::clock::now_ms())
+        .set_paused(kind, name, paused, None, crate::clock::now_ms())
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    state.pauses.set(kind, name, paused);
+    state.pauses.set(kind, name, paused, None);
     if !paused {
         state.wake.notify_one();
+        state.prepare_wake.notify_one();
     }
     tracing::info!(kind = kind.as_str(), name, paused, "pause state changed");
     Ok(Json(

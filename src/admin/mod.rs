@@ -38,6 +38,9 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Wakes the delivery worker when a retry or a resume is asked for.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Wakes the preparer when a route is resumed (a paused route's deliveries wait
+    /// unprepared).
+    pub prepare_wake: Arc<tokio::sync::Notify>,
     pub pauses: Arc<crate::deliver::pause::Pauses>,
     /// The configuration in force (sources, routes, destinations), and its reload.
     pub live: Arc<crate::live::Live>,

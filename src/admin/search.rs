@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::task::JoinSet;
 
 use super::deliveries::STATES;
+use crate::expr::{Expr, Limits, Sandbox};
 use crate::http_error::ApiError;
-use crate::jq::{Expr, Limits, Sandbox};
 use crate::store::{EventQuery, Store, StoredEvent};
 
 /// Most events one page of a `q` search looks at.
@@ -210,15 +209,16 @@ impl Search {
 /// Whether each event matches: the predicate yields `true`. An error or a run over the
 /// limits is no match (the message is logged), as with jq's `select(…)?`.
 async fn evaluate(predicate: &Arc<Sandbox>, events: &[StoredEvent]) -> Vec<bool> {
-    let mut running = JoinSet::new();
-    for (i, event) in events.iter().enumerate() {
-        let predicate = predicate.clone();
-        let input = crate::routing::input::to_value(&event.to_input());
-        running.spawn(async move { (i, predicate.run(0, input).await) });
-    }
+    let inputs: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            let input = crate::routing::input::to_value(&event.to_input());
+            serde_json::to_vec(&input).unwrap_or_default()
+        })
+        .collect();
+    let items: Vec<(usize, &[u8])> = inputs.iter().map(|input| (0, input.as_slice())).collect();
     let mut matched = vec![false; events.len()];
-    while let Some(done) = running.join_next().await {
-        let Ok((i, result)) = done else { continue };
+    for (i, result) in predicate.run_many(&items).await.into_iter().enumerate() {
         match result {
             Ok(outputs) => matched[i] = outputs.iter().any(|v| v == &Value::Bool(true)),
             Err(e) => {

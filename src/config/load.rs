@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
@@ -17,17 +17,17 @@ use toml::{Table, Value};
 use super::env::{Applied, apply_overrides};
 use super::item::{deserialize_at, deserialize_destination};
 use super::model::{
-    ArchiveConfig, Broker, DestinationConfig, EncryptionConfig, RedactConfig, RouteConfig,
-    ServerConfig, SourceConfig, SourceRetention, StorageConfig,
+    ArchiveConfig, Broker, DestinationConfig, EncryptionConfig, ExprConfig, RedactConfig,
+    RouteConfig, ServerConfig, SourceConfig, SourceRetention, StorageConfig,
 };
 use super::units::{Keep, Size, Span};
 use super::{
     Archive, ArchiveLocation, Backend, Config, ConfigErrors, Route, SecretRef, Server, Source,
     Storage,
 };
+use crate::expr::{Expr, Role};
 use crate::ingest::dedup::DedupRule;
 use crate::ingest::redact::{Pointer, Redaction, When};
-use crate::jq::Expr;
 use crate::store::seal;
 
 const TOP_LEVEL: [&str; 5] = ["server", "storage", "sources", "destinations", "routes"];
@@ -37,7 +37,8 @@ const TOP_LEVEL: [&str; 5] = ["server", "storage", "sources", "destinations", "r
 /// than 1GiB; 900MiB leaves the rest for the headers and the other columns.
 const MAX_BODY_LIMIT: Size = Size::mib(900);
 
-pub(super) fn parse<I, K, V>(text: &str, vars: I) -> Result<Config, ConfigErrors>
+/// `base` is the directory relative paths in the file start from (`js_file`).
+pub(super) fn parse<I, K, V>(text: &str, vars: I, base: &Path) -> Result<Config, ConfigErrors>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<str>,
@@ -50,7 +51,7 @@ where
         errors
     })?;
     let overrides = apply_overrides(&mut table, vars, &mut errors);
-    check(&table, &overrides, errors).map_err(|mut errors| {
+    check(&table, &overrides, base, errors).map_err(|mut errors| {
         name_overrides(&mut errors, &overrides);
         errors
     })
@@ -59,6 +60,7 @@ where
 fn check(
     table: &Table,
     overrides: &[Applied],
+    base: &Path,
     mut errors: ConfigErrors,
 ) -> Result<Config, ConfigErrors> {
     for key in table.keys() {
@@ -107,7 +109,7 @@ fn check(
         }
     }
 
-    let routes = resolve_routes(table, &sources, &destinations, overrides, &mut errors);
+    let routes = resolve_routes(table, &sources, &destinations, overrides, base, &mut errors);
 
     if let Some(server) = &server {
         check_body_budget(
@@ -987,6 +989,7 @@ fn resolve_routes(
     sources: &BTreeMap<String, Source>,
     destinations: &BTreeMap<String, DestinationConfig>,
     overrides: &[Applied],
+    base: &Path,
     errors: &mut ConfigErrors,
 ) -> Vec<Route> {
     let items = match table.get("routes") {
@@ -1039,20 +1042,20 @@ fn resolve_routes(
                 format!("route name {name:?} is used twice; give each route a distinct `name`"),
             );
         }
-        let mut compile = |key: &str, text: &Option<String>| {
-            let text = text.as_deref()?;
-            Expr::compile(text)
+        let mut compile = |key: &str, expr: &Option<ExprConfig>, role: Role| {
+            let at = format!("{path}.{key}");
+            route_expr(expr.as_ref()?, &at, role, base)
                 .map_err(|e| {
                     errors.push(
-                        format!("{path}.{key}"),
+                        at,
                         format!("the {key} of route {name:?} does not compile: {e}"),
                     );
                 })
                 .ok()
         };
-        let filter = compile("filter", &cfg.filter);
-        let transform = compile("transform", &cfg.transform);
-        let ordering_key = compile("ordering_key", &cfg.ordering_key);
+        let filter = compile("filter", &cfg.filter, Role::Filter);
+        let transform = compile("transform", &cfg.transform, Role::Transform);
+        let ordering_key = compile("ordering_key", &cfg.ordering_key, Role::Value);
         routes.push(Route {
             name,
             source: cfg.source.clone(),
@@ -1064,6 +1067,26 @@ fn resolve_routes(
         });
     }
     routes
+}
+
+/// A route's expression, checked: jq compiled, JavaScript loaded and run to its default
+/// export (read from its file first, relative to `base`). JavaScript's errors cite the
+/// file, or the key `at` for a module written in the configuration.
+fn route_expr(expr: &ExprConfig, at: &str, role: Role, base: &Path) -> Result<Expr, String> {
+    match expr {
+        ExprConfig::Jq(text) => Expr::jq(text, role),
+        ExprConfig::Js(text) => Expr::js(text, at, role),
+        ExprConfig::JsFile(file) => {
+            let full = base.join(file);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                format!(
+                    "cannot read js_file {}: {e}; the path is relative to the configuration file's directory",
+                    full.display()
+                )
+            })?;
+            Expr::js(&text, file, role)
+        }
+    }
 }
 
 fn table_has(table: &Table, key: &str, name: &str) -> bool {
@@ -1079,7 +1102,7 @@ mod tests {
 
     /// The printed lines of the errors (`path: message`).
     fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
-        match parse(text, vars.iter().copied()) {
+        match parse(text, vars.iter().copied(), Path::new(".")) {
             Ok(_) => Vec::new(),
             Err(e) => e.iter().map(|e| e.to_string()).collect(),
         }
@@ -1119,7 +1142,7 @@ mod tests {
     }
 
     fn ok(text: &str, vars: &[(&str, &str)]) -> Config {
-        match parse(text, vars.iter().copied()) {
+        match parse(text, vars.iter().copied(), Path::new(".")) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         }

@@ -28,9 +28,9 @@ pub use model::{
 pub use secret::{Secret, SecretRef};
 pub use units::{Keep, Rate, Size, Span};
 
+use crate::expr::Expr;
 use crate::ingest::dedup::DedupRule;
 use crate::ingest::verify::Verifier;
-use crate::jq::Expr;
 
 /// The commented starter configuration that `forebay init` writes.
 pub const STARTER: &str = include_str!("../../forebay.toml");
@@ -283,7 +283,8 @@ impl Config {
             );
             errors
         })?;
-        let mut config = load::parse(&text, vars)?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut config = load::parse(&text, vars, base)?;
         config.origin = Some(path.to_owned());
         Ok(config)
     }
@@ -295,6 +296,6 @@ impl Config {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        load::parse(text, vars)
+        load::parse(text, vars, std::path::Path::new("."))
     }
 }

@@ -582,12 +582,81 @@ pub struct RouteConfig {
     pub name: Option<String>,
     pub source: String,
     pub destination: String,
-    /// jq expression that must yield `true` to deliver.
-    pub filter: Option<String>,
-    /// jq expression whose outputs become the delivered bodies.
-    pub transform: Option<String>,
-    /// jq expression: deliveries with the same key go one at a time, in receive order.
-    pub ordering_key: Option<String>,
+    /// Expression that must yield `true` (jq) or a truthy value (JavaScript) to deliver.
+    pub filter: Option<ExprConfig>,
+    /// Expression whose outputs (jq) or return value (JavaScript; an array for several)
+    /// become the delivered bodies.
+    pub transform: Option<ExprConfig>,
+    /// Expression: deliveries with the same key go one at a time, in receive order.
+    pub ordering_key: Option<ExprConfig>,
+    /// After this many deliveries in a row whose expressions ran past their time limit,
+    /// the route is paused (with the reason) instead of spending the limit on every
+    /// event; 0 never pauses.
+    #[serde(default = "default_pause_after_timeouts")]
+    pub pause_after_timeouts: u32,
+}
+
+fn default_pause_after_timeouts() -> u32 {
+    20
+}
+
+/// An expression in a route: a string is jq; a table names its language,
+/// `{ jq = "…" }`, `{ js = "export default (event) => …" }` or `{ js_file = "path.js" }`
+/// (relative to the configuration file's directory).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprConfig {
+    Jq(String),
+    Js(String),
+    JsFile(String),
+}
+
+impl<'de> Deserialize<'de> for ExprConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const FORMS: &str = "a jq string, or a table with one of `jq`, `js` (a module's text) or `js_file` (its path)";
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ExprConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(FORMS)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ExprConfig, E> {
+                Ok(ExprConfig::Jq(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ExprConfig, A::Error> {
+                use serde::de::Error;
+                let mut found: Option<ExprConfig> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let text: String = map.next_value()?;
+                    let expr = match key.as_str() {
+                        "jq" => ExprConfig::Jq(text),
+                        "js" => ExprConfig::Js(text),
+                        "js_file" => ExprConfig::JsFile(text),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}`; an expression is {FORMS}"
+                            )));
+                        }
+                    };
+                    if found.is_some() {
+                        return Err(A::Error::custom(format!(
+                            "give one of `jq`, `js` or `js_file`, not several (`{key}` is the second)"
+                        )));
+                    }
+                    found = Some(expr);
+                }
+                found.ok_or_else(|| {
+                    A::Error::custom(format!("empty table; an expression is {FORMS}"))
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 fn default_true() -> bool {

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::request::Unverified;
 use super::verify::Verifier;
-use crate::jq::Expr;
+use crate::expr::Expr;
 
 /// How a source picks the dedup key of a request.
 #[derive(Debug, Clone)]

@@ -51,6 +51,8 @@ pub const ARCHIVE_OBJECTS: &str = "forebay_archive_objects_total";
 pub const ARCHIVE_BYTES: &str = "forebay_archive_bytes_total";
 /// Archive rounds that stopped on an error (the events stay in the store).
 pub const ARCHIVE_FAILURES: &str = "forebay_archive_failures_total";
+/// Routes forebay paused itself, by route and reason.
+pub const ROUTES_PAUSED: &str = "forebay_routes_paused_total";
 
 /// Ingest answers in about 1–15 ms under load (BENCHMARKS.md); the tail reaches the
 /// commit timeout and slow bodies the read timeout.
@@ -164,6 +166,10 @@ fn describe() {
         "Archive rounds that stopped on an error (the archive or the store unreachable); their events stay in the store."
     );
     metrics::describe_counter!(
+        ROUTES_PAUSED,
+        "Routes forebay paused itself, by reason: \"expression_timeouts\" when a route's expressions ran past their time limit on pause_after_timeouts deliveries in a row."
+    );
+    metrics::describe_counter!(
         EVICTED,
         "Rows removed to keep the store under storage.max_size, oldest first, by kind (events already delivered with their deliveries and attempts, rejected requests)."
     );
@@ -226,6 +232,11 @@ pub fn archived(events: usize, bytes: usize) {
     metrics::counter!(ARCHIVED_EVENTS).increment(events as u64);
     metrics::counter!(ARCHIVE_OBJECTS).increment(1);
     metrics::counter!(ARCHIVE_BYTES).increment(bytes as u64);
+}
+
+/// forebay paused `route` itself.
+pub fn route_paused(route: &str, reason: &'static str) {
+    metrics::counter!(ROUTES_PAUSED, "route" => route.to_owned(), "reason" => reason).increment(1);
 }
 
 /// An archive round stopped on an error.

@@ -119,6 +119,24 @@ pub async fn render(State(state): State<AdminState>) -> Response {
 
     family(
         &mut out,
+        "forebay_route_paused",
+        "gauge",
+        "1 while a route is paused (by an operator, or by forebay with a reason shown by GET /api/v1/routes), 0 otherwise.",
+    );
+    for route in &running.config.routes {
+        let paused = state
+            .pauses
+            .is_paused(crate::store::Pausable::Route, &route.name);
+        sample(
+            &mut out,
+            "forebay_route_paused",
+            &[("route", &route.name)],
+            u8::from(paused),
+        );
+    }
+
+    family(
+        &mut out,
         "forebay_config_generation",
         "gauge",
         "The configuration in force: 1 at start, one more with each reload that applied.",

@@ -1,7 +1,9 @@
 //! Routes' expressions at work: filters, transforms and ordering keys run on each
 //! delivery before it can be sent, and `jq:` dedup keys run on each request before it
-//! is stored. Every expression runs in the [`crate::jq::Sandbox`], never on the async
-//! runtime, under a deadline and an output cap.
+//! is stored. Every expression (jq or JavaScript) runs in the [`crate::expr::Sandbox`],
+//! never on the async runtime, under a deadline and an output cap. Deliveries are
+//! prepared many at a time: every filter of a batch in one round of the sandbox, then
+//! every ordering key and transform of what passed in a second.
 //!
 //! - [`input`]: the object the expressions see.
 //! - [`prepare`]: the task that prepares waiting deliveries in receive order.
@@ -9,24 +11,32 @@
 pub mod input;
 pub mod prepare;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::expr::{EvalError, Expr, Limits, Sandbox};
 use crate::ingest::dedup::DedupRule;
-use crate::jq::{EvalError, Expr, Limits, Sandbox};
 use crate::store::{EventInput, Preparation, Prepared};
 
-/// Sandbox processes; each evaluates one expression at a time.
+/// Sandbox processes; each evaluates one expression at a time, and a batch is shared
+/// among them.
 const SANDBOX_PROCESSES: usize = 2;
 
 /// Every expression of a configuration, compiled into one sandbox.
 pub struct Programs {
+    /// The routes' expressions.
     sandbox: Sandbox,
+    /// The `jq:` dedup keys, on the ingest path: never behind a batch of deliveries.
+    dedup_sandbox: Sandbox,
     routes: HashMap<String, RoutePrograms>,
     dedup: HashMap<String, usize>,
+    /// Per route, how many deliveries in a row ran past the time limit.
+    timeouts: Mutex<HashMap<String, u32>>,
+    /// Routes that reached their `pause_after_timeouts`, with the count, to be paused.
+    runaway: Mutex<Vec<(String, u32)>>,
 }
 
 /// A route's expressions, as indexes into the sandbox's programs.
@@ -35,6 +45,8 @@ struct RoutePrograms {
     filter: Option<usize>,
     transform: Option<usize>,
     ordering_key: Option<usize>,
+    /// `pause_after_timeouts` (0: never).
+    pause_after: u32,
 }
 
 impl Programs {
@@ -51,6 +63,7 @@ impl Programs {
                 exprs.len() - 1
             })
         };
+        let mut dedup_exprs: Vec<Expr> = Vec::new();
         let mut routes = HashMap::new();
         for route in &config.routes {
             routes.insert(
@@ -59,22 +72,51 @@ impl Programs {
                     filter: add(&route.filter),
                     transform: add(&route.transform),
                     ordering_key: add(&route.ordering_key),
+                    pause_after: route.config.pause_after_timeouts,
                 },
             );
         }
         let mut dedup = HashMap::new();
         for (name, source) in &config.sources {
-            if let DedupRule::Jq(expr) = &source.dedup
-                && let Some(i) = add(&Some(expr.clone()))
-            {
-                dedup.insert(name.clone(), i);
+            if let DedupRule::Jq(expr) = &source.dedup {
+                dedup_exprs.push(expr.clone());
+                dedup.insert(name.clone(), dedup_exprs.len() - 1);
             }
         }
         Arc::new(Programs {
             sandbox: Sandbox::new(exprs, limits, SANDBOX_PROCESSES),
+            dedup_sandbox: Sandbox::new(dedup_exprs, limits, SANDBOX_PROCESSES),
             routes,
             dedup,
+            timeouts: Mutex::new(HashMap::new()),
+            runaway: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The routes whose expressions ran past their time limit on `pause_after_timeouts`
+    /// deliveries in a row since the last call, with that count: to be paused.
+    pub fn take_runaway(&self) -> Vec<(String, u32)> {
+        std::mem::take(&mut *self.runaway.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Counts each evaluated job's timeouts in a row per route, in receive order.
+    fn count_timeouts(&self, jobs: &[(&str, String, &EventInput)], timed_out: &[Option<bool>]) {
+        let mut counts = self.timeouts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut runaway = self.runaway.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((route, _, _), timed_out) in jobs.iter().zip(timed_out) {
+            let (Some(timed_out), Some(programs)) = (timed_out, self.routes.get(*route)) else {
+                continue;
+            };
+            let count = counts.entry((*route).to_owned()).or_insert(0);
+            *count = if *timed_out { *count + 1 } else { 0 };
+            if programs.pause_after > 0
+                && *count >= programs.pause_after
+                && !runaway.iter().any(|(r, _)| r == route)
+            {
+                runaway.push(((*route).to_owned(), *count));
+                *count = 0;
+            }
+        }
     }
 
     /// The key a source's `jq:` dedup rule gives `event`: the first output as text (a
@@ -83,7 +125,11 @@ impl Programs {
     /// the provider's id or the body hash: an event is never refused for its key).
     pub async fn dedup_key(&self, source: &str, event: &EventInput) -> Option<String> {
         let program = *self.dedup.get(source)?;
-        match self.sandbox.run(program, input::to_value(event)).await {
+        match self
+            .dedup_sandbox
+            .run(program, input::to_value(event))
+            .await
+        {
             Ok(outputs) => outputs.into_iter().next().and_then(key_text),
             Err(e) => {
                 // Not the message: jq quotes the values it failed on, which come from
@@ -101,80 +147,213 @@ impl Programs {
 
     /// Runs `route`'s filter, transform and ordering key on `event`.
     pub async fn prepare(&self, route: &str, delivery_id: String, event: &EventInput) -> Prepared {
-        // A route a reload took away: sending its deliveries without the filter and
-        // transform they were queued for could send what the route would have kept back.
-        let Some(&programs) = self.routes.get(route) else {
-            return Prepared {
-                delivery_id,
-                event_id: event.id.clone(),
-                route: route.to_owned(),
-                ordering_key: None,
-                outcome: Preparation::Failed(format!(
-                    "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
-                )),
-            };
-        };
-        let (ordering_key, outcome) = match self.evaluate(programs, event).await {
-            Ok(done) => done,
-            Err(e) => (None, Preparation::Failed(e)),
-        };
-        Prepared {
-            delivery_id,
+        let mut prepared = self.prepare_many(&[(route, delivery_id, event)]).await;
+        prepared.pop().unwrap_or_else(|| Prepared {
+            delivery_id: String::new(),
             event_id: event.id.clone(),
             route: route.to_owned(),
-            ordering_key,
-            outcome,
-        }
+            ordering_key: None,
+            outcome: Preparation::Failed("nothing was prepared".into()),
+        })
     }
 
-    async fn evaluate(
-        &self,
-        programs: RoutePrograms,
-        event: &EventInput,
-    ) -> Result<(Option<String>, Preparation), String> {
-        let input = input::to_value(event);
-        let run = |program: usize, stage: &'static str| {
-            let input = input.clone();
-            async move {
-                self.sandbox
-                    .run(program, input)
-                    .await
-                    .map_err(|e: EvalError| format!("{stage}: {e}"))
+    /// [`Programs::prepare`] for each `(route, delivery id, event)`, in order: all filters
+    /// in one batch, then the ordering keys and transforms of what passed in another.
+    ///
+    /// A route whose expression just ran past its time limit gets one job prepared (its
+    /// oldest) per batch until one does not, and once one of its expressions runs past
+    /// the limit in a batch, its later jobs there are not evaluated: those jobs are left
+    /// out of the result and stay unprepared for the next batch. A route's prepared jobs
+    /// are always its oldest, and a runaway expression costs about one time limit per
+    /// batch, not one per delivery, until `pause_after_timeouts` pauses the route.
+    pub async fn prepare_many(&self, jobs: &[(&str, String, &EventInput)]) -> Vec<Prepared> {
+        let mut left_out = self.suspects_beyond_their_first(jobs);
+        let mut outcomes: Vec<Option<(Option<String>, Preparation)>> = vec![None; jobs.len()];
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new(); jobs.len()];
+        let mut programs = vec![RoutePrograms::default(); jobs.len()];
+        // For each job whose expressions ran: whether one ran past the time limit.
+        let mut timed_out: Vec<Option<bool>> = vec![None; jobs.len()];
+        for (i, (route, _, event)) in jobs.iter().enumerate() {
+            if left_out[i] {
+                continue;
             }
-        };
-        if let Some(filter) = programs.filter {
-            // Delivered when the filter yields `true` (any of its outputs); `false`,
-            // `null`, other values and no output at all filter the event out.
-            let outputs = run(filter, "filter").await?;
-            if !outputs.iter().any(|v| v == &Value::Bool(true)) {
-                return Ok((None, Preparation::Filtered));
-            }
-        }
-        let ordering_key = match programs.ordering_key {
-            None => None,
-            Some(program) => run(program, "ordering_key")
-                .await?
-                .into_iter()
-                .next()
-                .and_then(key_text),
-        };
-        let outcome = match programs.transform {
-            None => Preparation::Raw,
-            Some(transform) => {
-                let outputs = run(transform, "transform").await?;
-                if outputs.is_empty() {
-                    Preparation::Filtered
-                } else {
-                    Preparation::Bodies(
-                        outputs
-                            .iter()
-                            .map(|v| serde_json::to_vec(v).unwrap_or_default())
-                            .collect(),
-                    )
+            match self.routes.get(*route) {
+                // A route a reload took away: sending its deliveries without the filter
+                // and transform they were queued for could send what the route would have
+                // kept back.
+                None => {
+                    outcomes[i] = Some((
+                        None,
+                        Preparation::Failed(format!(
+                            "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
+                        )),
+                    ));
+                }
+                Some(p)
+                    if p.filter.is_none() && p.transform.is_none() && p.ordering_key.is_none() =>
+                {
+                    outcomes[i] = Some((None, Preparation::Raw));
+                }
+                Some(p) => {
+                    programs[i] = *p;
+                    timed_out[i] = Some(false);
+                    inputs[i] = serde_json::to_vec(&input::to_value(event)).unwrap_or_default();
                 }
             }
+        }
+
+        // Delivered when the filter yields `true` (any of its outputs); `false`, `null`,
+        // other values and no output at all filter the event out.
+        let open = |outcomes: &[Option<_>], left_out: &[bool], i: usize| {
+            outcomes[i].is_none() && !left_out[i]
         };
-        Ok((ordering_key, outcome))
+        let filters: Vec<(usize, usize)> = (0..jobs.len())
+            .filter(|&i| open(&outcomes, &left_out, i))
+            .filter_map(|i| programs[i].filter.map(|p| (i, p)))
+            .collect();
+        let results = self.run_stage(&filters, &inputs).await;
+        leave_out_after_skips(jobs, &filters, &results, &mut left_out);
+        for (&(i, _), result) in filters.iter().zip(results) {
+            if left_out[i] {
+                continue;
+            }
+            if matches!(result, Err(EvalError::Timeout(_))) {
+                timed_out[i] = Some(true);
+            }
+            match result {
+                Ok(outputs) if outputs.iter().any(|v| v == &Value::Bool(true)) => {}
+                Ok(_) => outcomes[i] = Some((None, Preparation::Filtered)),
+                Err(e) => outcomes[i] = Some((None, Preparation::Failed(format!("filter: {e}")))),
+            }
+        }
+
+        let mut second: Vec<(usize, usize)> = Vec::new();
+        for i in (0..jobs.len()).filter(|&i| open(&outcomes, &left_out, i)) {
+            second.extend(programs[i].ordering_key.map(|p| (i, p)));
+            second.extend(programs[i].transform.map(|p| (i, p)));
+        }
+        let results = self.run_stage(&second, &inputs).await;
+        leave_out_after_skips(jobs, &second, &results, &mut left_out);
+        let mut keys: Vec<Option<Result<Option<String>, String>>> = vec![None; jobs.len()];
+        let mut bodies: Vec<Option<Result<Preparation, String>>> = vec![None; jobs.len()];
+        for (&(i, program), result) in second.iter().zip(results) {
+            if left_out[i] {
+                continue;
+            }
+            if matches!(result, Err(EvalError::Timeout(_))) {
+                timed_out[i] = Some(true);
+            }
+            if Some(program) == programs[i].ordering_key && keys[i].is_none() {
+                keys[i] = Some(
+                    result
+                        .map(|outputs| outputs.into_iter().next().and_then(key_text))
+                        .map_err(|e| format!("ordering_key: {e}")),
+                );
+            } else {
+                bodies[i] = Some(
+                    result
+                        .map(transformed)
+                        .map_err(|e| format!("transform: {e}")),
+                );
+            }
+        }
+        for i in 0..jobs.len() {
+            if outcomes[i].is_some() || left_out[i] {
+                continue;
+            }
+            let key = keys[i].take().unwrap_or(Ok(None));
+            let body = bodies[i].take().unwrap_or(Ok(Preparation::Raw));
+            outcomes[i] = Some(match (key, body) {
+                (Ok(key), Ok(body)) => (key, body),
+                (Err(e), _) | (_, Err(e)) => (None, Preparation::Failed(e)),
+            });
+        }
+
+        for (i, left) in left_out.iter().enumerate() {
+            if *left {
+                timed_out[i] = None;
+            }
+        }
+        self.count_timeouts(jobs, &timed_out);
+        jobs.iter()
+            .zip(outcomes)
+            .zip(left_out)
+            .filter(|(_, left)| !left)
+            .map(|(((route, delivery_id, event), outcome), _)| {
+                let (ordering_key, outcome) =
+                    outcome.unwrap_or((None, Preparation::Failed("not prepared".into())));
+                Prepared {
+                    delivery_id: delivery_id.clone(),
+                    event_id: event.id.clone(),
+                    route: (*route).to_owned(),
+                    ordering_key,
+                    outcome,
+                }
+            })
+            .collect()
+    }
+
+    /// Which jobs to leave for a later batch: all but the first of a route whose last
+    /// evaluation ran past its time limit.
+    fn suspects_beyond_their_first(&self, jobs: &[(&str, String, &EventInput)]) -> Vec<bool> {
+        let counts = self.timeouts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = HashSet::new();
+        jobs.iter()
+            .map(|(route, _, _)| counts.get(*route).is_some_and(|n| *n > 0) && !seen.insert(*route))
+            .collect()
+    }
+
+    /// Runs each `(job, program)` on that job's input, in one batch; a program that runs
+    /// past its time limit is not run again in it.
+    async fn run_stage(
+        &self,
+        stage: &[(usize, usize)],
+        inputs: &[Vec<u8>],
+    ) -> Vec<Result<Vec<Value>, EvalError>> {
+        if stage.is_empty() {
+            return Vec::new();
+        }
+        let items: Vec<(usize, &[u8])> = stage
+            .iter()
+            .map(|&(i, program)| (program, inputs[i].as_slice()))
+            .collect();
+        self.sandbox.run_many_until_timeout(&items).await
+    }
+}
+
+/// Marks as left out every job of a route from its first evaluation that was skipped on,
+/// so that what a route has prepared stays its oldest.
+fn leave_out_after_skips(
+    jobs: &[(&str, String, &EventInput)],
+    stage: &[(usize, usize)],
+    results: &[Result<Vec<Value>, EvalError>],
+    left_out: &mut [bool],
+) {
+    let mut from: HashMap<&str, usize> = HashMap::new();
+    for (&(i, _), result) in stage.iter().zip(results) {
+        if matches!(result, Err(EvalError::Skipped)) {
+            let first = from.entry(jobs[i].0).or_insert(i);
+            *first = (*first).min(i);
+        }
+    }
+    for (j, (route, _, _)) in jobs.iter().enumerate() {
+        if from.get(route).is_some_and(|first| j >= *first) {
+            left_out[j] = true;
+        }
+    }
+}
+
+/// A transform's outputs as the bodies to deliver: none filters the event out.
+fn transformed(outputs: Vec<Value>) -> Preparation {
+    if outputs.is_empty() {
+        Preparation::Filtered
+    } else {
+        Preparation::Bodies(
+            outputs
+                .iter()
+                .map(|v| serde_json::to_vec(v).unwrap_or_default())
+                .collect(),
+        )
     }
 }
 
@@ -194,7 +373,8 @@ pub fn kind(e: &EvalError) -> &'static str {
         EvalError::Timeout(_) => "the expression ran past its time limit",
         EvalError::TooManyOutputs(_) => "the expression produced too many outputs",
         EvalError::Crashed(_) => "the expression crashed the evaluator",
-        EvalError::Unavailable(_) => "the jq evaluator could not start",
+        EvalError::Unavailable(_) => "the expression sandbox could not start",
+        EvalError::Skipped => "the expression ran past its time limit just before",
     }
 }
 

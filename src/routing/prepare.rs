@@ -1,5 +1,8 @@
 //! The preparer: runs routes' filters, transforms and ordering keys on waiting
-//! deliveries, oldest first, and writes each batch in one transaction.
+//! deliveries, oldest first, and writes each batch in one transaction. A paused route's
+//! deliveries wait unprepared; a route whose expressions run past their time limit on
+//! `pause_after_timeouts` deliveries in a row is paused here, with the reason, so that a
+//! broken expression does not spend its time limit on every event.
 //!
 //! Batches are taken in receive order and written whole, so the prepared deliveries of a
 //! route are always its oldest: a delivery with an ordering key can never be claimed
@@ -11,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 
 use super::Programs;
 use crate::clock::now_ms;
-use crate::store::{Preparation, Prepared, Store};
+use crate::deliver::pause::Pauses;
+use crate::store::{Pausable, Preparation, Prepared, Store};
 
 /// Most deliveries prepared per batch.
 const BATCH: usize = 256;
@@ -28,6 +31,8 @@ pub struct Preparer {
     pub store: Arc<dyn Store>,
     /// The expressions in force, read for each batch (a reload may change them).
     pub programs: Arc<dyn Fn() -> Arc<Programs> + Send + Sync>,
+    /// Paused routes are not prepared; routes are paused here too.
+    pub pauses: Arc<Pauses>,
     /// Woken by ingest when it commits deliveries to prepare.
     pub wake: Arc<Notify>,
     /// Woken here when prepared deliveries may be sent.
@@ -41,7 +46,7 @@ impl Preparer {
             if *stop.borrow() {
                 break;
             }
-            let batch = match self.store.unprepared(BATCH).await {
+            let batch = match self.store.unprepared(BATCH, &self.pauses.routes()).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     crate::throttled!(warn, error = %crate::error_chain::Chain(&e), "cannot read deliveries to prepare; trying again shortly");
@@ -60,31 +65,29 @@ impl Preparer {
                 }
                 continue;
             }
-            // The sandbox's processes bound how many run at once; the rest queue there.
-            let mut running = JoinSet::new();
+            // Nothing to run the expressions on: set aside with the reason. The rest go to
+            // the sandbox as one batch.
             let current = (self.programs)();
-            for u in batch {
-                let programs = current.clone();
-                running.spawn(async move {
-                    match u.unreadable {
-                        // Nothing to run the expressions on: set aside with the reason.
-                        Some(reason) => Prepared {
-                            delivery_id: u.id,
-                            event_id: u.event.id,
-                            route: u.route,
-                            ordering_key: None,
-                            outcome: Preparation::Failed(reason),
-                        },
-                        None => programs.prepare(&u.route, u.id, &u.event).await,
-                    }
-                });
+            let mut prepared = Vec::with_capacity(batch.len());
+            let mut jobs = Vec::with_capacity(batch.len());
+            for u in &batch {
+                match &u.unreadable {
+                    Some(reason) => prepared.push(Prepared {
+                        delivery_id: u.id.clone(),
+                        event_id: u.event.id.clone(),
+                        route: u.route.clone(),
+                        ordering_key: None,
+                        outcome: Preparation::Failed(reason.clone()),
+                    }),
+                    None => jobs.push((u.route.as_str(), u.id.clone(), &u.event)),
+                }
             }
             // At shutdown a batch under way is dropped (its sandbox processes are killed):
             // nothing of it was written, so the next start prepares it again.
-            let prepared = tokio::select! {
-                prepared = running.join_all() => prepared,
+            tokio::select! {
+                done = current.prepare_many(&jobs) => prepared.extend(done),
                 _ = stop.changed() => break,
-            };
+            }
             match self.store.prepare(prepared, now_ms()).await {
                 Ok(()) => self.deliver.notify_one(),
                 Err(e) => {
@@ -92,6 +95,33 @@ impl Preparer {
                     tokio::time::sleep(STORE_BACKOFF).await;
                 }
             }
+            for (route, count) in current.take_runaway() {
+                self.pause_runaway(&route, count).await;
+            }
         }
+    }
+
+    /// Pauses `route`, whose expressions ran past their time limit `count` times in a row.
+    async fn pause_runaway(&self, route: &str, count: u32) {
+        let reason = format!(
+            "its expressions ran past their time limit on {count} deliveries in a row; fix them (forebay test-route runs one on a stored event), then resume the route and retry its dead deliveries"
+        );
+        // Paused in this process at once, so preparing stops even if the store is down
+        // just now; the store keeps it across restarts when it answers.
+        self.pauses
+            .set(Pausable::Route, route, true, Some(reason.clone()));
+        if let Err(e) = self
+            .store
+            .set_paused(Pausable::Route, route, true, Some(&reason), now_ms())
+            .await
+        {
+            tracing::warn!(route, error = %crate::error_chain::Chain(&e), "cannot record the pause of a route; it is paused until this process stops");
+        }
+        crate::metrics::route_paused(route, "expression_timeouts");
+        tracing::warn!(
+            route,
+            count,
+            "route paused: its expressions keep running past their time limit"
+        );
     }
 }

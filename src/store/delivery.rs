@@ -278,6 +278,26 @@ impl Pausable {
     }
 }
 
+/// A paused route or destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    pub kind: Pausable,
+    pub name: String,
+    /// Why forebay paused it; `None` when an operator did.
+    pub reason: Option<String>,
+}
+
+impl Paused {
+    /// `kind` as stored.
+    pub fn kind_from(text: &str) -> Result<Pausable, super::StoreError> {
+        match text {
+            "route" => Ok(Pausable::Route),
+            "destination" => Ok(Pausable::Destination),
+            other => Err(super::StoreError::Corrupt(format!("paused kind {other:?}"))),
+        }
+    }
+}
+
 /// Which dead deliveries a bulk action applies to (all, when both are `None`).
 #[derive(Debug, Clone, Default)]
 pub struct DeadFilter {

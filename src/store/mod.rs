@@ -28,7 +28,7 @@ use async_trait::async_trait;
 
 pub use delivery::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Cluster, ClusterLimit, DeadAction,
-    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, Pausable, Preparation, Prepared,
+    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, Pausable, Paused, Preparation, Prepared,
     RetryNow, StoredAttempt, StoredDelivery, Unprepared,
 };
 pub use model::{
@@ -222,7 +222,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The oldest deliveries (in receive order) whose route's filter, transform or
     /// ordering key has yet to run, with their events.
-    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError>;
+    async fn unprepared(
+        &self,
+        limit: usize,
+        skip_routes: &[String],
+    ) -> Result<Vec<Unprepared>, StoreError>;
 
     /// Writes what preparing a batch came to, all in one transaction: a split adds the
     /// parts after the first as new deliveries. Deliveries no longer waiting (discarded
@@ -257,17 +261,20 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<usize, StoreError>;
 
-    /// Pauses (or resumes) a route or destination; kept across restarts.
+    /// Pauses (or resumes) a route or destination; kept across restarts. `reason` says
+    /// why forebay paused it (`None` when an operator does); pausing what is paused
+    /// replaces the reason.
     async fn set_paused(
         &self,
         kind: Pausable,
         name: &str,
         paused: bool,
+        reason: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
     /// Every paused route and destination.
-    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError>;
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError>;
 
     /// How many deliveries are open (pending, in flight, retrying) or dead, per route,
     /// destination and state, for backlogs, the dead-letter size and metrics. Finished

@@ -262,6 +262,16 @@ mod nats {
                 .await
                 .expect("NATS on 127.0.0.1:4222");
             let js = jetstream::new(client);
+            // The server removes an account's stream directory with its last stream; a
+            // stream created by another test at that moment fails ("could not create
+            // storage directory"). A stream that is never deleted keeps the directory.
+            js.get_or_create_stream(stream::Config {
+                name: "FB_KEEP_DIRECTORY".into(),
+                subjects: vec!["fb-keep-directory.unused".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("the stream that keeps the account's directory");
             let name = unique("FB");
             let subject = subject.to_owned();
             js.create_stream(stream::Config {

@@ -567,3 +567,274 @@ async fn test_route_runs_an_edited_route_on_a_stored_event() {
         "one output keeps the event id"
     );
 }
+
+/// JavaScript filters, transforms and ordering keys, inline and from a file beside the
+/// configuration, on the same path as jq: a split, a drop, a failure with its place in
+/// the source, a loop stopped at the time limit.
+#[tokio::test]
+async fn javascript_routes_filter_split_key_and_fail_like_jq_ones() {
+    let mut receiver = Receiver::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("split.js");
+    std::fs::write(
+        &module,
+        "// One delivery per line item, with the order's customer.\n\
+         export default (event) => {\n\
+         \x20 const { customer, items } = event.body;\n\
+         \x20 return items.map((item) => ({ sku: item.sku.toUpperCase(), customer }));\n\
+         };\n",
+    )
+    .unwrap();
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{url}"
+        [[routes]]
+        name = "items"
+        source = "shop"
+        destination = "hook"
+        filter = {{ js = "export default (e) => e.body.kind === 'order'" }}
+        transform = {{ js_file = "{module}" }}
+        ordering_key = {{ js = "export default (e) => e.body.customer" }}
+        [[routes]]
+        name = "spin"
+        source = "shop"
+        destination = "hook"
+        transform = {{ js = "export default () => {{ for (;;) {{}} }}" }}
+        "#,
+        url = receiver.url,
+        module = module.display(),
+    ))
+    .await;
+    let order = post_json(
+        &server,
+        "shop",
+        json!({"kind": "order", "customer": "cus_7", "items": [{"sku": "a"}, {"sku": "b"}]}),
+    )
+    .await;
+    let mut got = BTreeMap::new();
+    for _ in 0..2 {
+        let r = receiver.next().await;
+        got.insert(
+            r.header("webhook-id").to_owned(),
+            serde_json::from_slice::<Value>(&r.body).unwrap(),
+        );
+    }
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            (
+                format!("{order}.1"),
+                json!({"sku": "A", "customer": "cus_7"})
+            ),
+            (
+                format!("{order}.2"),
+                json!({"sku": "B", "customer": "cus_7"})
+            ),
+        ])
+    );
+    let spin = loop {
+        let event = server.admin_json(&format!("/api/v1/events/{order}")).await;
+        let spin = delivery_of(&event, "spin");
+        if spin["state"] == "dead" {
+            break spin["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let spin = server
+        .admin_json(&format!("/api/v1/deliveries/{spin}"))
+        .await;
+    assert!(
+        spin["last_error"].as_str().unwrap().contains("time limit"),
+        "{spin}"
+    );
+
+    // Not an order: filtered on "items". Without items, the module throws, and the error
+    // names the file, line and column.
+    let note = post_json(&server, "shop", json!({"kind": "note"})).await;
+    let broken = post_json(&server, "shop", json!({"kind": "order", "customer": "c"})).await;
+    for _ in 0..500 {
+        let note = server.admin_json(&format!("/api/v1/events/{note}")).await;
+        let broken = server.admin_json(&format!("/api/v1/events/{broken}")).await;
+        let (note, broken) = (delivery_of(&note, "items"), delivery_of(&broken, "items"));
+        if note["state"] == "filtered" && broken["state"] == "dead" {
+            let shown = server
+                .admin_json(&format!(
+                    "/api/v1/deliveries/{}",
+                    broken["id"].as_str().unwrap()
+                ))
+                .await;
+            let error = shown["last_error"].as_str().unwrap();
+            assert!(error.starts_with("transform: TypeError: "), "{error}");
+            assert!(
+                error.contains(&format!("(at {}:4:", module.display())),
+                "{error}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the note was never filtered or the broken order never went dead");
+}
+
+#[test]
+fn check_names_a_javascript_module_that_does_not_load_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("transforms")).unwrap();
+    std::fs::write(
+        dir.path().join("transforms/late.js"),
+        "export default (e) => {\n  return e.body.\n};\n",
+    )
+    .unwrap();
+    let path = dir.path().join("forebay.toml");
+    std::fs::write(
+        &path,
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "http://127.0.0.1:9/hook"
+        [[routes]]
+        name = "late"
+        source = "shop"
+        destination = "hook"
+        transform = { js_file = "transforms/late.js" }
+        [[routes]]
+        name = "missing"
+        source = "shop"
+        destination = "hook"
+        transform = { js_file = "transforms/nope.js" }
+        [[routes]]
+        name = "value"
+        source = "shop"
+        destination = "hook"
+        filter = { js = "export default 42" }
+        [[routes]]
+        name = "python"
+        source = "shop"
+        destination = "hook"
+        ordering_key = { python = "x" }
+        "#,
+    )
+    .unwrap();
+    // Run from elsewhere: js_file is relative to the configuration's directory.
+    let out = run_forebay(&["check", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "routes[0].transform: the transform of route \"late\" does not compile: SyntaxError: ",
+        "(at transforms/late.js:3:",
+        "routes[1].transform: the transform of route \"missing\" does not compile: cannot read js_file ",
+        "relative to the configuration file's directory",
+        "routes[2].filter: the filter of route \"value\" does not compile: the default export of routes[2].filter is a number, not a function",
+        "routes[3].ordering_key",
+        "unknown key `python`; an expression is a jq string, or a table with one of `jq`, `js`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+/// A route whose transform keeps running past its time limit is paused after
+/// `pause_after_timeouts` deliveries in a row, with the reason in the API and a metric;
+/// its later deliveries wait unprepared (no time limit spent on them) while other routes
+/// go on, and a resume clears the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_whose_expression_keeps_timing_out_is_paused_with_the_reason() {
+    let mut receiver = Receiver::start(&[]).await;
+    let server = TestServer::start(&format!(
+        r#"
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{}"
+        [[routes]]
+        name = "spin"
+        source = "shop"
+        destination = "hook"
+        transform = {{ js = "export default () => {{ for (;;) {{}} }}" }}
+        pause_after_timeouts = 2
+        [[routes]]
+        name = "plain"
+        source = "shop"
+        destination = "hook"
+        "#,
+        receiver.url
+    ))
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(post_json(&server, "shop", json!({"n": n})).await);
+    }
+    let route = loop {
+        let routes = server.admin_json("/api/v1/routes").await;
+        let spin = routes["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "spin")
+            .unwrap()
+            .clone();
+        if spin["paused"] == true {
+            break spin;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reason = route["paused_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ran past their time limit on 2 deliveries in a row"),
+        "{reason}"
+    );
+    let metrics = server.metrics_text().await;
+    assert!(
+        metrics.contains("forebay_route_paused{route=\"spin\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "forebay_routes_paused_total{route=\"spin\",reason=\"expression_timeouts\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // Later events: the plain route delivers them; the paused one leaves them waiting,
+    // unprepared, instead of spending a time limit on each.
+    let later = post_json(&server, "shop", json!({"n": 9})).await;
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(receiver.next().await.header("webhook-id").to_owned());
+    }
+    assert!(seen.contains(&later), "{seen:?}");
+    // Only as many deliveries as it took to pause the route spent the time limit: after
+    // the first, one a batch, and not the rest of a batch once one timed out.
+    let mut states = Vec::new();
+    for id in ids.iter().chain([&later]) {
+        let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+        states.push(
+            delivery_of(&event, "spin")["state"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        states,
+        [
+            "dead", "dead", "pending", "pending", "pending", "pending", "pending"
+        ],
+        "the oldest two went dead, the rest wait"
+    );
+
+    let resumed = server.admin_post("/api/v1/routes/spin/resume").await;
+    assert!(resumed.status().is_success());
+    let routes = server.admin_json("/api/v1/routes").await;
+    let spin = routes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "spin")
+        .unwrap();
+    assert_eq!(spin["paused"], false);
+    assert_eq!(spin["paused_reason"], Value::Null);
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::fixtures::{LEASE, claim, dests, event};
-use crate::store::{Claim, Inserted, Pausable, Store};
+use crate::store::{Claim, Inserted, Pausable, Paused, Store};
 
 pub async fn claims_carry_the_event_and_hold_until_the_lease_ends(store: Arc<dyn Store>) {
     let t0 = 1_000_000;
@@ -95,23 +95,44 @@ pub async fn paused_routes_are_skipped_and_pauses_are_kept(store: Arc<dyn Store>
     assert_eq!(store.claim_deliveries(claim(9_000)).await.unwrap().len(), 1);
 
     store
-        .set_paused(Pausable::Route, "r", true, 1)
+        .set_paused(Pausable::Route, "r", true, Some("timed out"), 1)
         .await
         .unwrap();
     store
-        .set_paused(Pausable::Destination, "d", true, 1)
+        .set_paused(Pausable::Destination, "d", true, None, 1)
         .await
         .unwrap();
     store
-        .set_paused(Pausable::Destination, "d", true, 2)
+        .set_paused(Pausable::Destination, "d", true, None, 2)
         .await
         .unwrap(); // twice is once
     store
-        .set_paused(Pausable::Destination, "d", false, 3)
+        .set_paused(Pausable::Destination, "d", false, None, 3)
+        .await
+        .unwrap();
+    store
+        .set_paused(Pausable::Destination, "e", true, None, 4)
+        .await
+        .unwrap();
+    let paused = |kind, name: &str, reason: Option<&str>| Paused {
+        kind,
+        name: name.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    assert_eq!(
+        store.paused().await.unwrap(),
+        [
+            paused(Pausable::Destination, "e", None),
+            paused(Pausable::Route, "r", Some("timed out")),
+        ]
+    );
+    // Pausing again replaces the reason: an operator's pause has none.
+    store
+        .set_paused(Pausable::Route, "r", true, None, 5)
         .await
         .unwrap();
     assert_eq!(
-        store.paused().await.unwrap(),
-        [(Pausable::Route, "r".to_owned())]
+        store.paused().await.unwrap()[1],
+        paused(Pausable::Route, "r", None)
     );
 }

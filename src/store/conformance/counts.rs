@@ -34,7 +34,7 @@ pub async fn delivery_counts_are_per_route_destination_and_state(store: Arc<dyn 
             .unwrap();
     }
     // On b→d2: the filter lets one through and filters three.
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(waiting.len(), 4);
     let outcomes = [
         Preparation::Raw,

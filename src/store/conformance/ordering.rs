@@ -17,7 +17,7 @@ pub async fn one_delivery_per_ordering_key_is_out_at_a_time_in_receive_order(
             .await
             .unwrap();
     }
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     let keys = ["k", "k", "j", "k"];
     store
         .prepare(
@@ -84,7 +84,7 @@ pub async fn one_delivery_per_ordering_key_is_out_at_a_time_in_receive_order(
 pub async fn the_parts_of_an_ordered_split_go_one_at_a_time_in_part_order(store: Arc<dyn Store>) {
     store.insert_event(waiting("split", 1_000)).await.unwrap();
     store.insert_event(waiting("after", 1_001)).await.unwrap();
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     let bodies = vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()];
     store
         .prepare(
@@ -138,7 +138,7 @@ pub async fn ordering_keys_hold_per_route(store: Arc<dyn Store>) {
         }
         store.insert_event(e).await.unwrap();
     }
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(waiting.len(), 4);
     store
         .prepare(

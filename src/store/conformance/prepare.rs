@@ -33,10 +33,15 @@ pub async fn waiting_deliveries_are_not_claimed_until_prepared_and_a_split_makes
             .is_empty()
     );
 
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     let order: Vec<&str> = waiting.iter().map(|u| u.event.id.as_str()).collect();
     assert_eq!(order, events.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(waiting[0].event.body, b"body of split");
+    // A paused route's deliveries wait unprepared; the others' are not held up.
+    let skipped = ["r".to_owned()];
+    assert!(store.unprepared(10, &skipped).await.unwrap().is_empty());
+    let other = ["x".to_owned()];
+    assert_eq!(store.unprepared(10, &other).await.unwrap().len(), 3);
     assert_eq!(waiting[0].event.source, "s");
 
     store
@@ -58,7 +63,7 @@ pub async fn waiting_deliveries_are_not_claimed_until_prepared_and_a_split_makes
         )
         .await
         .unwrap();
-    assert!(store.unprepared(10).await.unwrap().is_empty());
+    assert!(store.unprepared(10, &[]).await.unwrap().is_empty());
 
     let mut parts = store.claim_deliveries(claim(6_000)).await.unwrap();
     parts.sort_by_key(|d| d.part);
@@ -93,7 +98,7 @@ pub async fn waiting_deliveries_are_not_claimed_until_prepared_and_a_split_makes
         .await
         .unwrap();
     assert_eq!(retried, 1);
-    let again = store.unprepared(10).await.unwrap();
+    let again = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, waiting[2].id);
 }
@@ -106,12 +111,12 @@ pub async fn one_body_replaces_the_payload_raw_sends_the_event_none_filters(stor
             .unwrap();
     }
     // Oldest first, up to the limit.
-    let first_two = store.unprepared(2).await.unwrap();
+    let first_two = store.unprepared(2, &[]).await.unwrap();
     assert_eq!(first_two.len(), 2);
     assert_eq!(first_two[0].event.body, b"body of transformed");
     assert_eq!(first_two[1].event.body, b"body of raw");
     assert_eq!(first_two[0].route, "r");
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     store
         .prepare(
             vec![
@@ -156,7 +161,7 @@ pub async fn one_body_replaces_the_payload_raw_sends_the_event_none_filters(stor
     assert_eq!(shown.payload, None);
     let shown = store.get_delivery(&waiting[2].id).await.unwrap().unwrap();
     assert_eq!(shown.state, "filtered");
-    assert!(store.unprepared(10).await.unwrap().is_empty());
+    assert!(store.unprepared(10, &[]).await.unwrap().is_empty());
 }
 
 /// The preparer reads a batch, runs the expressions, then writes: meanwhile the
@@ -193,7 +198,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
         }))
         .await
         .unwrap();
-    let queued = store.unprepared(10).await.unwrap();
+    let queued = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].id, replayed);
 
@@ -204,7 +209,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
         })
         .await
         .unwrap();
-    assert!(store.unprepared(10).await.unwrap().is_empty());
+    assert!(store.unprepared(10, &[]).await.unwrap().is_empty());
     store
         .prepare(
             vec![prepared(
@@ -230,7 +235,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
     // Prepared once, a second write for the same delivery changes nothing.
     let once = {
         store.insert_event(waiting("twice", 5_000)).await.unwrap();
-        store.unprepared(10).await.unwrap().remove(0)
+        store.unprepared(10, &[]).await.unwrap().remove(0)
     };
     store
         .prepare(vec![prepared(&once, None, Preparation::Raw)], 6_000)

@@ -87,7 +87,7 @@ async fn fill(store: &dyn Store) -> Stored {
     let split = waiting("split", t0 + 2);
     let split_id = split.id.clone();
     store.insert_event(split).await.unwrap();
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     store
         .prepare(
             vec![prepared(

@@ -50,9 +50,9 @@ use super::rekey::{ResealStep, Retired, SealedTable};
 use super::seal::{Keys, Sealer};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
-    RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
-    StreamPosition, Unprepared,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge, Purged,
+    ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
+    StoredReplay, StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -323,8 +323,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
-        read_deliveries::unprepared(&self.client().await?, &self.sealer, limit).await
+    async fn unprepared(
+        &self,
+        limit: usize,
+        skip_routes: &[String],
+    ) -> Result<Vec<Unprepared>, StoreError> {
+        read_deliveries::unprepared(&self.client().await?, &self.sealer, limit, skip_routes).await
     }
 
     async fn prepare(&self, mut batch: Vec<Prepared>, now_ms: i64) -> Result<(), StoreError> {
@@ -384,30 +388,35 @@ impl Store for PostgresStore {
         kind: Pausable,
         name: &str,
         paused: bool,
+        reason: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
+        let reason = reason.map(str::to_owned);
         in_transaction!(self, |tx| {
-            let out = write_deliveries::set_paused(tx, kind, &name, paused, now_ms).await?;
+            let out =
+                write_deliveries::set_paused(tx, kind, &name, paused, reason.as_deref(), now_ms)
+                    .await?;
             cluster::notify(tx, &self.channel).await?;
             out
         })
     }
 
-    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError> {
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT kind, name FROM paused ORDER BY kind, name", &[])
+            .query(
+                "SELECT kind, name, reason FROM paused ORDER BY kind, name",
+                &[],
+            )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let kind: String = r.get(0);
-            let kind = match kind.as_str() {
-                "route" => Pausable::Route,
-                "destination" => Pausable::Destination,
-                other => return Err(StoreError::Corrupt(format!("paused kind {other:?}"))),
-            };
-            out.push((kind, r.get(1)));
+            out.push(Paused {
+                kind: Paused::kind_from(r.get(0))?,
+                name: r.get(1),
+                reason: r.get(2),
+            });
         }
         Ok(out)
     }

@@ -95,23 +95,25 @@ fn delivery_row(r: &Row) -> StoredDelivery {
     }
 }
 
-/// The oldest unprepared deliveries, in receive order (position), with their events.
+/// The oldest unprepared deliveries, in receive order (position), with their events; none
+/// of `skip_routes`.
 pub(super) async fn unprepared(
     c: &Client,
     sealer: &Sealer,
     limit: usize,
+    skip_routes: &[String],
 ) -> Result<Vec<Unprepared>, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT d.id, d.route, e.id, e.source, e.received_at, e.method, e.path, e.query,
                     e.headers, e.body
              FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
-             WHERE NOT d.prepared AND d.state = 'pending'
+             WHERE NOT d.prepared AND d.state = 'pending' AND d.route <> ALL($2::text[])
              ORDER BY d.position LIMIT $1",
         )
         .await?;
     let mut out = Vec::new();
-    for r in c.query(&stmt, &[&(limit as i64)]).await? {
+    for r in c.query(&stmt, &[&(limit as i64), &skip_routes]).await? {
         let u = Unprepared {
             id: r.get(0),
             route: r.get(1),

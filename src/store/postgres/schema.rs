@@ -238,6 +238,11 @@ const MIGRATIONS: &[&str] = &[
         created_at   bigint NOT NULL
     );
     "#,
+    // 9: why a route or destination was paused, when forebay paused it (a route whose
+    // expressions kept running past their time limit); NULL when an operator did.
+    r#"
+    ALTER TABLE paused ADD COLUMN reason text;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -1048,6 +1048,7 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
             "DROP TABLE activity; DROP TABLE sealing_keys; DROP TABLE archive_objects; DROP INDEX events_redaction_pending;
              ALTER TABLE events DROP COLUMN redacted, DROP COLUMN redaction_pending,
                                 DROP COLUMN redact_rule;
+             ALTER TABLE paused DROP COLUMN reason;
              UPDATE forebay_schema SET version = 4",
         )
         .await

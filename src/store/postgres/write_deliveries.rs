@@ -263,13 +263,14 @@ pub(super) async fn set_paused(
     kind: Pausable,
     name: &str,
     paused: bool,
+    reason: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     if paused {
         tx.execute(
-            "INSERT INTO paused (kind, name, paused_at) VALUES ($1, $2, $3)
-             ON CONFLICT (kind, name) DO NOTHING",
-            &[&kind.as_str(), &name, &now_ms],
+            "INSERT INTO paused (kind, name, paused_at, reason) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (kind, name) DO UPDATE SET reason = excluded.reason",
+            &[&kind.as_str(), &name, &now_ms, &reason],
         )
         .await?;
     } else {

@@ -19,6 +19,7 @@ mod reseal;
 mod schema;
 mod sealing_keys;
 mod write_deliveries;
+use write_deliveries::PauseChange;
 mod write_events;
 mod writer;
 
@@ -35,9 +36,9 @@ use super::rekey::{self, ResealStep, SealedTable};
 use super::seal::{Keys, Sealer};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Prepared, Purge, Purged, ReplayWrite,
-    RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected, StoredReplay,
-    StreamPosition, Unprepared,
+    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge, Purged,
+    ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
+    StoredReplay, StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
 
@@ -308,9 +309,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn unprepared(&self, limit: usize) -> Result<Vec<Unprepared>, StoreError> {
+    async fn unprepared(
+        &self,
+        limit: usize,
+        skip_routes: &[String],
+    ) -> Result<Vec<Unprepared>, StoreError> {
         let sealer = self.sealer.clone();
-        self.read(move |c| read_deliveries::unprepared(c, &sealer, limit))
+        let skip_routes = skip_routes.to_vec();
+        self.read(move |c| read_deliveries::unprepared(c, &sealer, limit, &skip_routes))
             .await
     }
 
@@ -463,27 +469,40 @@ impl Store for SqliteStore {
         kind: Pausable,
         name: &str,
         paused: bool,
+        reason: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::Pause(kind, name.to_owned(), paused, now_ms, reply))?;
+        let change = PauseChange {
+            kind,
+            name: name.to_owned(),
+            paused,
+            reason: reason.map(str::to_owned),
+            now_ms,
+        };
+        self.submit(Write::Pause(change, reply))?;
         self.answer(answer).await
     }
 
-    async fn paused(&self) -> Result<Vec<(Pausable, String)>, StoreError> {
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT kind, name FROM paused ORDER BY kind, name")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt =
+                c.prepare_cached("SELECT kind, name, reason FROM paused ORDER BY kind, name")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
             let mut out = Vec::new();
             for row in rows {
-                let (kind, name) = row?;
-                let kind = match kind.as_str() {
-                    "route" => Pausable::Route,
-                    "destination" => Pausable::Destination,
-                    other => return Err(StoreError::Corrupt(format!("paused kind {other:?}"))),
-                };
-                out.push((kind, name));
+                let (kind, name, reason) = row?;
+                out.push(Paused {
+                    kind: Paused::kind_from(&kind)?,
+                    name,
+                    reason,
+                });
             }
             Ok(out)
         })

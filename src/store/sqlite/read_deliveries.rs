@@ -97,20 +97,24 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<StoredDelivery> {
     })
 }
 
-/// The oldest unprepared deliveries, in receive order (rowid), with their events.
+/// The oldest unprepared deliveries, in receive order (rowid), with their events; none of
+/// `skip_routes`.
 pub(super) fn unprepared(
     conn: &Connection,
     sealer: &Sealer,
     limit: usize,
+    skip_routes: &[String],
 ) -> Result<Vec<Unprepared>, StoreError> {
+    let skip_routes = serde_json::to_string(skip_routes).unwrap_or_else(|_| "[]".into());
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.route, e.id, e.source, e.received_at, e.method, e.path, e.query,
                 e.headers, e.body
          FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
          WHERE d.prepared = 0 AND d.state = 'pending'
+           AND d.route NOT IN (SELECT value FROM json_each(?2))
          ORDER BY d.rowid LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![limit as i64], |r| {
+    let rows = stmt.query_map(params![limit as i64, skip_routes], |r| {
         Ok((
             Unprepared {
                 id: r.get(0)?,

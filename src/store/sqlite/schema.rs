@@ -238,6 +238,11 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 13: why a route or destination was paused, when forebay paused it (a route whose
+    // expressions kept running past their time limit); NULL when an operator did.
+    r#"
+    ALTER TABLE paused ADD COLUMN reason TEXT;
+    "#,
 ];
 
 /// Data changes SQL alone cannot make, by the version whose migration they complete;

@@ -243,6 +243,7 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
          ALTER TABLE events DROP COLUMN redacted;
          ALTER TABLE events DROP COLUMN redaction_pending;
          ALTER TABLE events DROP COLUMN redact_rule;
+         ALTER TABLE paused DROP COLUMN reason;
          PRAGMA user_version = 8;",
     )
     .unwrap();
@@ -317,7 +318,7 @@ async fn a_damaged_sealed_event_is_set_aside_and_the_others_are_prepared() {
     )
     .unwrap();
     drop(raw);
-    let waiting = store.unprepared(10).await.unwrap();
+    let waiting = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(waiting.len(), 2);
     let by_event = |id: &str| waiting.iter().find(|u| u.event.id == id).unwrap();
     let reason = by_event(&damaged_id).unreadable.as_deref().unwrap();

@@ -317,22 +317,27 @@ pub(super) fn retry_now(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::R
     }
 }
 
-pub(super) fn set_paused(
-    conn: &Connection,
-    kind: Pausable,
-    name: &str,
-    paused: bool,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
-    if paused {
+/// A pause or resume, as the writer queues it.
+#[derive(Debug)]
+pub(crate) struct PauseChange {
+    pub kind: Pausable,
+    pub name: String,
+    pub paused: bool,
+    pub reason: Option<String>,
+    pub now_ms: i64,
+}
+
+pub(super) fn set_paused(conn: &Connection, change: &PauseChange) -> rusqlite::Result<()> {
+    let kind = change.kind.as_str();
+    if change.paused {
         conn.prepare_cached(
-            "INSERT INTO paused (kind, name, paused_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (kind, name) DO NOTHING",
+            "INSERT INTO paused (kind, name, paused_at, reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, name) DO UPDATE SET reason = excluded.reason",
         )?
-        .execute(params![kind.as_str(), name, now_ms])?;
+        .execute(params![kind, change.name, change.now_ms, change.reason])?;
     } else {
         conn.prepare_cached("DELETE FROM paused WHERE kind = ?1 AND name = ?2")?
-            .execute(params![kind.as_str(), name])?;
+            .execute(params![kind, change.name])?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::Checkpointer;
 use super::recent_dedup::RecentDedup;
 use super::write_deliveries;
+use super::write_deliveries::PauseChange;
 use super::write_events::{insert_event, insert_rejected};
 use crate::store::activity::ActivityCount;
 use crate::store::archive::ArchiveStep;
@@ -26,7 +27,7 @@ use crate::store::rekey::{Resealed, SealedTable};
 use crate::store::seal::Sealer;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, Inserted, NewEvent, NewRejected,
-    Pausable, Prepared, Purge, Purged, ReplayWrite, RetryNow, StoreError,
+    Prepared, Purge, Purged, ReplayWrite, RetryNow, StoreError,
 };
 
 /// Work for the writer.
@@ -263,13 +264,7 @@ pub(super) enum Write {
     ),
     Attempt(AttemptRecord, oneshot::Sender<Result<(), StoreError>>),
     Retry(String, i64, oneshot::Sender<Result<RetryNow, StoreError>>),
-    Pause(
-        Pausable,
-        String,
-        bool,
-        i64,
-        oneshot::Sender<Result<(), StoreError>>,
-    ),
+    Pause(PauseChange, oneshot::Sender<Result<(), StoreError>>),
     Dead(
         DeadFilter,
         DeadAction,
@@ -342,7 +337,7 @@ impl Write {
                 let _ = reply.send(Ok(()));
             }
             (Write::Attempt(_, reply), Outcome::Recorded)
-            | (Write::Pause(_, _, _, _, reply), Outcome::Recorded)
+            | (Write::Pause(_, reply), Outcome::Recorded)
             | (Write::Activity(_, _, reply), Outcome::Recorded)
             | (Write::Prepare(_, _, reply), Outcome::Recorded)
             | (Write::RetireKeys(_, _, reply), Outcome::Recorded)
@@ -394,7 +389,7 @@ impl Write {
             }
             Write::Attempt(_, reply)
             | Write::Activity(_, _, reply)
-            | Write::Pause(_, _, _, _, reply)
+            | Write::Pause(_, reply)
             | Write::Prepare(_, _, reply)
             | Write::RetireKeys(_, _, reply)
             | Write::Redact(_, reply) => {
@@ -451,9 +446,8 @@ fn apply(
         Write::Dead(filter, action, now_ms, _) => {
             write_deliveries::act_on_dead(conn, filter, action, *now_ms).map(Outcome::Changed)
         }
-        Write::Pause(kind, name, paused, now_ms, _) => {
-            write_deliveries::set_paused(conn, *kind, name, *paused, *now_ms)
-                .map(|()| Outcome::Recorded)
+        Write::Pause(change, _) => {
+            write_deliveries::set_paused(conn, change).map(|()| Outcome::Recorded)
         }
         Write::Replay(write, _) => super::replays::write(conn, write).map(Outcome::Replayed),
         Write::Purge(purge, _) => super::purge::purge(conn, purge).map(Outcome::Purged),

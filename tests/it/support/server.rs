@@ -58,7 +58,7 @@ impl TestServer {
 
     async fn start_in_as(dir: &Path, extra: &str, role: Role, clock: Arc<dyn Clock>) -> Self {
         // Expressions run in sandbox processes of the real binary, not of this harness.
-        forebay::jq::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
+        forebay::expr::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
         let db_path = dir.join("forebay.db");
         let text = config_text(&db_path, extra);
         // From a file, as `forebay serve` reads it, so that a reload can read it again.

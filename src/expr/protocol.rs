@@ -2,21 +2,30 @@
 //!
 //! Every message is one frame: a `u32` big-endian length, then that many payload bytes.
 //!
-//! - Server → child, once at start: [`Init`] as JSON (the program texts and the memory limit).
+//! - Server → child, once at start: [`Init`] as JSON (the programs, the memory limit and
+//!   the time a JavaScript program may run).
 //! - Child → server, once: [`Answer::Ready`], which carries a magic string so that a wrong
 //!   executable (say, a test harness) is recognised instead of misread.
-//! - Then, one at a time: server → child a [`Request`]: `u32` program index, `u32` output cap,
-//!   the input as JSON text; child → server an [`Answer`]: a tag byte, then
+//! - Then server → child a [`Batch`]: `u32` output cap, then for each evaluation `u32`
+//!   program index, `u32` input length and the input as JSON text. The child evaluates
+//!   them in order and sends one [`Answer`] frame per evaluation as soon as it has it (so
+//!   the server can tell which evaluation ran past its deadline): a tag byte, then
 //!   - `O`: the outputs, each as compact JSON text, separated by `\n` (compact JSON never
 //!     contains a raw newline, and keeping each output its own text keeps nesting depth per
 //!     output, not per answer);
 //!   - `E`: the expression failed, UTF-8 message;
-//!   - `T`: the expression produced more outputs than the cap.
+//!   - `T`: the expression produced more outputs than the cap;
+//!   - `L`: a JavaScript program was interrupted at its time limit (jq programs are not
+//!     interruptible: the server kills their process at the deadline instead);
+//!   - `X`: the evaluation failed, UTF-8 message, and the process retires: the server
+//!     replaces it before the next evaluation (JavaScript's heap ran full).
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{Language, Role};
 
 /// The largest frame either side accepts. Outputs are bounded by the child's memory limit
 /// well before this; the cap only stops a garbled length from allocating gigabytes.
@@ -24,50 +33,78 @@ pub const MAX_FRAME: usize = 1 << 30;
 
 /// Sent by the child after it compiled the programs; a different string is a different
 /// protocol (or not a sandbox at all).
-pub const MAGIC: &[u8] = b"forebay-jq-sandbox/1";
+pub const MAGIC: &[u8] = b"forebay-expr-sandbox/2";
 
 /// The first frame a child reads.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Init {
-    pub programs: Vec<String>,
+    pub programs: Vec<InitProgram>,
     pub max_memory_bytes: u64,
+    /// How long one JavaScript evaluation may run before it is interrupted.
+    pub js_time_limit_ms: u64,
 }
 
-/// One evaluation.
+/// One program as the child compiles it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitProgram {
+    pub language: Language,
+    pub role: Role,
+    /// The name errors cite (a config key or a file), for JavaScript.
+    pub name: String,
+    pub text: String,
+}
+
+/// Several evaluations in one frame, answered one frame each.
 #[derive(Debug, PartialEq)]
-pub struct Request<'a> {
-    pub program: u32,
+pub struct Batch<'a> {
     pub max_outputs: u32,
-    /// The input value as JSON text.
-    pub input: &'a [u8],
+    /// Program index and input (JSON text) of each evaluation, in order.
+    pub items: Vec<(u32, &'a [u8])>,
 }
 
-impl<'a> Request<'a> {
+impl<'a> Batch<'a> {
     /// The whole frame, length prefix included, ready for one `write_all`.
     pub fn to_frame(&self) -> Vec<u8> {
-        let mut frame = Vec::with_capacity(12 + self.input.len());
+        let size: usize = self.items.iter().map(|(_, input)| 8 + input.len()).sum();
+        let mut frame = Vec::with_capacity(8 + size);
         frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(&self.program.to_be_bytes());
         frame.extend_from_slice(&self.max_outputs.to_be_bytes());
-        frame.extend_from_slice(self.input);
+        for (program, input) in &self.items {
+            frame.extend_from_slice(&program.to_be_bytes());
+            // Inputs are capped well below 4 GiB by MAX_FRAME before they get here.
+            let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
+            frame.extend_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(input);
+        }
         set_length(&mut frame);
         frame
     }
 
     pub fn decode(payload: &'a [u8]) -> Result<Self, ProtocolError> {
-        let (head, input) = payload
-            .split_first_chunk::<8>()
-            .ok_or(ProtocolError("request shorter than its header"))?;
-        let [p0, p1, p2, p3, m0, m1, m2, m3] = *head;
-        Ok(Request {
-            program: u32::from_be_bytes([p0, p1, p2, p3]),
-            max_outputs: u32::from_be_bytes([m0, m1, m2, m3]),
-            input,
-        })
+        let (max_outputs, mut rest) =
+            take_u32(payload).ok_or(ProtocolError("batch shorter than its header"))?;
+        let mut items = Vec::new();
+        while !rest.is_empty() {
+            let (program, after) =
+                take_u32(rest).ok_or(ProtocolError("evaluation shorter than its header"))?;
+            let (len, after) =
+                take_u32(after).ok_or(ProtocolError("evaluation shorter than its header"))?;
+            let input = after
+                .get(..len as usize)
+                .ok_or(ProtocolError("input longer than the batch"))?;
+            items.push((program, input));
+            rest = &after[len as usize..];
+        }
+        Ok(Batch { max_outputs, items })
     }
 }
 
-/// The child's reply to [`Init`] or to a [`Request`].
+fn take_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*head), rest))
+}
+
+/// The child's reply to [`Init`] or to one evaluation of a [`Batch`].
 #[derive(Debug, PartialEq)]
 pub enum Answer {
     Ready,
@@ -75,6 +112,10 @@ pub enum Answer {
     Outputs(Vec<u8>),
     Failed(String),
     TooManyOutputs,
+    /// A JavaScript program ran past its time limit and was interrupted.
+    TimeLimit,
+    /// Failed, and this process is not to be used again.
+    Retire(String),
 }
 
 impl Answer {
@@ -95,6 +136,11 @@ impl Answer {
                 frame.extend_from_slice(message.as_bytes());
             }
             Answer::TooManyOutputs => frame.push(b'T'),
+            Answer::TimeLimit => frame.push(b'L'),
+            Answer::Retire(message) => {
+                frame.push(b'X');
+                frame.extend_from_slice(message.as_bytes());
+            }
         }
         set_length(&mut frame);
         frame
@@ -114,7 +160,29 @@ impl Answer {
             }
             b'E' => Ok(Answer::Failed(String::from_utf8_lossy(rest).into_owned())),
             b'T' if rest.is_empty() => Ok(Answer::TooManyOutputs),
+            b'L' if rest.is_empty() => Ok(Answer::TimeLimit),
+            b'X' => Ok(Answer::Retire(String::from_utf8_lossy(rest).into_owned())),
             _ => Err(ProtocolError("unknown answer tag")),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Answer {
+    /// The outputs as JSON values, or the failure as text (`"too many"`, `"time limit"`,
+    /// `"retire: …"`): what the in-process tests of jq and JavaScript compare.
+    pub fn into_test_result(self) -> Result<Vec<serde_json::Value>, String> {
+        match self {
+            Answer::Outputs(lines) if lines.is_empty() => Ok(Vec::new()),
+            Answer::Outputs(lines) => Ok(lines
+                .split(|b| *b == b'\n')
+                .map(|line| serde_json::from_slice(line).expect("an output is JSON"))
+                .collect()),
+            Answer::Failed(message) => Err(message),
+            Answer::TooManyOutputs => Err("too many".into()),
+            Answer::TimeLimit => Err("time limit".into()),
+            Answer::Retire(message) => Err(format!("retire: {message}")),
+            Answer::Ready => Err("ready".into()),
         }
     }
 }
@@ -124,7 +192,7 @@ impl Answer {
 #[error("sandbox protocol error: {0}")]
 pub struct ProtocolError(&'static str);
 
-/// Frames a payload that is not a [`Request`] or [`Answer`] (the [`Init`] JSON).
+/// Frames a payload that is not a [`Batch`] or [`Answer`] (the [`Init`] JSON).
 pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&[0; 4]);
@@ -193,14 +261,20 @@ mod tests {
     }
 
     #[test]
-    fn requests_round_trip() {
-        let request = Request {
-            program: 3,
-            max_outputs: 1000,
-            input: br#"{"a":1}"#,
-        };
-        let frame = request.to_frame();
-        assert_eq!(Request::decode(&payload(&frame)).unwrap(), request);
+    fn batches_round_trip() {
+        for batch in [
+            Batch {
+                max_outputs: 1000,
+                items: vec![(3, br#"{"a":1}"#.as_slice()), (0, b"null"), (7, b"")],
+            },
+            Batch {
+                max_outputs: 1,
+                items: Vec::new(),
+            },
+        ] {
+            let frame = batch.to_frame();
+            assert_eq!(Batch::decode(&payload(&frame)).unwrap(), batch);
+        }
     }
 
     #[test]
@@ -211,6 +285,8 @@ mod tests {
             Answer::Outputs(Vec::new()),
             Answer::Failed("boom".into()),
             Answer::TooManyOutputs,
+            Answer::TimeLimit,
+            Answer::Retire("heap full".into()),
         ] {
             let frame = answer.to_frame();
             assert_eq!(Answer::decode(payload(&frame)).unwrap(), answer);
@@ -224,7 +300,10 @@ mod tests {
         assert!(read_frame(&mut &text[..]).is_err());
         assert!(Answer::decode(b"Rsomething-else".to_vec()).is_err());
         assert!(Answer::decode(Vec::new()).is_err());
-        assert!(Request::decode(b"short").is_err());
+        assert!(Batch::decode(b"sh").is_err());
+        // An input that claims more bytes than the batch holds.
+        assert!(Batch::decode(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, b'1']).is_err());
+        assert!(Batch::decode(&[0, 0, 0, 1, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! to the cap, stop at the first error, and produce the [`Answer`] to send back.
 //!
 //! This has no limits of its own on time, memory or stack; the process it runs in has
-//! (see [`super::child`]).
+//! (see `expr::child`).
 
 use jaq_core::data::JustLut;
 use jaq_core::{Ctx, Vars};
@@ -68,23 +68,14 @@ fn message(value: Val) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jq::compile::compile;
+    use crate::expr::jq::compile::compile;
     use serde_json::{Value, json};
 
     /// Runs `text` on `input` in this process: only for expressions that terminate.
     fn run(text: &str, input: Value) -> Result<Vec<Value>, String> {
         let program = compile(text).unwrap();
         let input = serde_json::to_vec(&input).unwrap();
-        match evaluate(&program, &input, 10) {
-            Answer::Outputs(lines) if lines.is_empty() => Ok(Vec::new()),
-            Answer::Outputs(lines) => Ok(lines
-                .split(|b| *b == b'\n')
-                .map(|line| serde_json::from_slice(line).unwrap())
-                .collect()),
-            Answer::Failed(message) => Err(message),
-            Answer::TooManyOutputs => Err("too many".into()),
-            Answer::Ready => unreachable!(),
-        }
+        evaluate(&program, &input, 10).into_test_result()
     }
 
     #[test]

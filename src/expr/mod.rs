@@ -1,46 +1,87 @@
-//! jq expressions (filters and transforms), compiled with jaq and evaluated in sandbox
-//! processes.
+//! Expressions (filters, transforms, ordering and dedup keys) in jq or JavaScript,
+//! checked in the server and evaluated in sandbox processes.
 //!
 //! jaq has no time or memory limits: `def f: f; f` never ends, `last(range(1e18))` spins,
 //! and `def f: [f]; f` overflows the stack, which aborts the whole process. None of that can
-//! be stopped from inside a thread. So an expression is only *compiled* in the server (to
-//! validate it, [`Expr::compile`]); it is *evaluated* in a child process, `forebay
-//! __jq-sandbox`, which the server can kill at a deadline, which runs under an address-space
-//! limit, and whose crash is reported as [`EvalError::Crashed`] instead of taking the server
-//! down. [`Sandbox`] keeps a pool of such processes.
+//! be stopped from inside a thread. So an expression is only *checked* in the server
+//! ([`Expr::jq`], [`Expr::js`]); it is *evaluated* in a child process, `forebay
+//! __expr-sandbox`, which the server can kill at a deadline, which runs under an
+//! address-space limit, and whose crash is reported as [`EvalError::Crashed`] instead of
+//! taking the server down. JavaScript (QuickJS) has its own limits besides (an interrupt at
+//! a time limit, a heap cap, a stack cap), and runs in the same processes, so both
+//! languages have the same boundary. [`Sandbox`] keeps a pool of such processes and sends
+//! them evaluations in batches.
 //!
-//! - `compile`: jaq text to a filter, with readable error messages.
-//! - `eval` and `value`: running a filter on a value and turning the outputs into JSON
-//!   (inside the sandbox).
+//! - `jq`: jaq text to a filter, with readable error messages; running it and turning its
+//!   outputs into JSON (inside the sandbox).
+//! - `js`: a JavaScript module to its default export, with errors at their line and column;
+//!   calling it and shaping what it returns into outputs (inside the sandbox).
 //! - `protocol`: the frames between server and sandbox.
 //! - `child`: the sandbox process ([`sandbox_main`]).
 //! - `sandbox`: the pool, on the server side ([`Sandbox`]).
 
 mod child;
-mod compile;
-mod eval;
+pub mod jq;
+pub mod js;
 mod protocol;
 mod sandbox;
-mod value;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub use child::sandbox_main;
 pub use sandbox::Sandbox;
 
 /// The first CLI argument that turns the binary into a sandbox process.
-pub const SANDBOX_ARG: &str = "__jq-sandbox";
+pub const SANDBOX_ARG: &str = "__expr-sandbox";
 
-/// A jq expression whose text compiles.
+/// The language an expression is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Jq,
+    Js,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Jq => "jq",
+            Language::Js => "js",
+        }
+    }
+}
+
+/// What an expression's result is used for. A jq program's outputs are the same whatever
+/// its role; a JavaScript function returns one value, which the role shapes into outputs:
+/// a filter's truthiness, a transform's array split into one delivery per element, a key
+/// as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One output, `true` or `false`: whether to deliver.
+    Filter,
+    /// The bodies to deliver: none, one, or one per element of a returned array.
+    Transform,
+    /// One value (an ordering key, a dedup key, a search predicate's verdict).
+    Value,
+}
+
+/// An expression whose text compiles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expr {
+    language: Language,
+    role: Role,
+    /// What errors cite: the config key, or the file the text came from.
+    name: String,
     text: String,
 }
 
 impl Expr {
-    /// Compiles `text` (with jaq's std library and JSON definitions) in this process, to
+    /// Compiles jq `text` (with jaq's std library and JSON definitions) in this process, to
     /// validate it. The error is one readable line naming what is wrong and where, e.g.
     /// "undefined filter `foo/0` at 1:5".
     ///
@@ -48,15 +89,38 @@ impl Expr {
     /// large stack, and texts over 16 KiB are refused. It blocks for a few milliseconds
     /// (jaq parses its standard library each time): call it at config load, not per event.
     pub fn compile(text: &str) -> Result<Expr, String> {
+        Self::jq(text, Role::Value)
+    }
+
+    /// [`Expr::compile`], for a given role.
+    pub fn jq(text: &str, role: Role) -> Result<Expr, String> {
         let owned = text.to_owned();
         let checked = std::thread::Builder::new()
             .name("jq-compile".into())
             .stack_size(child::EVAL_STACK)
-            .spawn(move || compile::compile(&owned).map(drop))
+            .spawn(move || jq::compile::compile(&owned).map(drop))
             .map_err(|e| format!("cannot compile: no thread: {e}"))?
             .join()
             .map_err(|_| String::from("the jq compiler failed on this expression"))?;
         checked.map(|()| Expr {
+            language: Language::Jq,
+            role,
+            name: String::new(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// Checks a JavaScript module in this process: it must compile, run its top level
+    /// within the limits, and `export default` a function. `name` is what errors cite
+    /// (a file name, or the config key the text is written under). Blocks for a few
+    /// milliseconds, up to a second for a module whose top level spins: call it at config
+    /// load, not per event.
+    pub fn js(text: &str, name: &str, role: Role) -> Result<Expr, String> {
+        js::check(text, name)?;
+        Ok(Expr {
+            language: Language::Js,
+            role,
+            name: name.to_owned(),
             text: text.to_owned(),
         })
     }
@@ -64,6 +128,19 @@ impl Expr {
     /// The source text, as given.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// What errors cite (empty for jq, whose messages carry positions only).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -75,7 +152,9 @@ pub struct Limits {
     /// More outputs than this fail the evaluation.
     pub max_outputs: usize,
     /// Memory one evaluation may allocate (the sandbox's address space beyond what it has
-    /// mapped at start, which includes its 256 MiB stack reservation).
+    /// mapped at start, which includes its 256 MiB stack reservation). JavaScript's heap is
+    /// capped at half of it, so a program that allocates without bound gets an exception
+    /// instead of ending the process.
     pub max_memory_bytes: u64,
 }
 
@@ -103,8 +182,12 @@ pub enum EvalError {
     #[error("the expression crashed the evaluator ({0}); unbounded recursion or memory use?")]
     Crashed(String),
     /// The sandbox could not be started at all.
-    #[error("cannot start the jq evaluator: {0}")]
+    #[error("cannot start the expression sandbox: {0}")]
     Unavailable(String),
+    /// Not evaluated: an earlier evaluation of the same program in the batch ran past its
+    /// time limit ([`Sandbox::run_many_until_timeout`]).
+    #[error("not evaluated: the same expression ran past its time limit just before")]
+    Skipped,
 }
 
 static SANDBOX_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -118,7 +201,7 @@ pub fn set_sandbox_exe(path: PathBuf) {
     if let Err(path) = SANDBOX_EXE.set(path)
         && SANDBOX_EXE.get() != Some(&path)
     {
-        tracing::warn!(ignored = %path.display(), "the jq sandbox executable is already set");
+        tracing::warn!(ignored = %path.display(), "the sandbox executable is already set");
     }
 }
 
@@ -243,15 +326,15 @@ mod tests {
     #[test]
     fn deep_nesting_at_the_length_limit_fits_the_stack() {
         let fill = |unit: &str, end: &str| {
-            let n = (compile::MAX_TEXT_LEN - end.len()) / unit.len();
+            let n = (jq::compile::MAX_TEXT_LEN - end.len()) / unit.len();
             unit.repeat(n) + end
         };
-        let half = compile::MAX_TEXT_LEN / 2;
+        let half = jq::compile::MAX_TEXT_LEN / 2;
         for text in [
             fill("-", "1"),
             "(".repeat(half) + &")".repeat(half),
             "[".repeat(half) + &"]".repeat(half),
-            "[".repeat(compile::MAX_TEXT_LEN),
+            "[".repeat(jq::compile::MAX_TEXT_LEN),
             fill(".|", "."),
             fill("1+", "1"),
             fill("1,", "1"),
@@ -266,6 +349,6 @@ mod tests {
         ] {
             let _ = Expr::compile(&text);
         }
-        assert!(Expr::compile(&".".repeat(compile::MAX_TEXT_LEN + 1)).is_err());
+        assert!(Expr::compile(&".".repeat(jq::compile::MAX_TEXT_LEN + 1)).is_err());
     }
 }

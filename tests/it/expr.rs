@@ -1,21 +1,42 @@
-//! jq evaluation in sandbox processes (the real `forebay` binary as `__jq-sandbox`):
-//! outputs, errors, and the limits that keep a bad expression from hurting the server.
+//! Expression evaluation in sandbox processes (the real `forebay` binary as
+//! `__expr-sandbox`), jq and JavaScript: outputs, errors, batches, and the limits that keep
+//! a bad expression from hurting the server.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use forebay::jq::{EvalError, Expr, Limits, SANDBOX_ARG, Sandbox};
+use forebay::expr::{EvalError, Expr, Limits, Role, SANDBOX_ARG, Sandbox};
 use serde_json::{Value, json};
 
 fn sandbox(programs: &[&str], limits: Limits, size: usize) -> Sandbox {
-    forebay::jq::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
+    forebay::expr::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
     let programs = programs
         .iter()
         .map(|text| Expr::compile(text).unwrap_or_else(|e| panic!("{text}: {e}")))
         .collect();
     Sandbox::new(programs, limits, size)
+}
+
+fn pool(programs: Vec<Expr>, limits: Limits, size: usize) -> Sandbox {
+    forebay::expr::set_sandbox_exe(env!("CARGO_BIN_EXE_forebay").into());
+    Sandbox::new(programs, limits, size)
+}
+
+fn js(text: &str, role: Role) -> Expr {
+    Expr::js(text, "test.js", role).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn jq(text: &str) -> Expr {
+    Expr::compile(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn texts(inputs: &[Value]) -> Vec<Vec<u8>> {
+    inputs
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect()
 }
 
 fn limits(deadline_ms: u64) -> Limits {
@@ -178,7 +199,7 @@ async fn concurrent_calls_queue_for_the_pool() {
     }
 }
 
-/// Also a measurement: `cargo nextest run --release jq::round_trips --no-capture` prints
+/// Also a measurement: `cargo nextest run --release expr::round_trips --no-capture` prints
 /// the figures quoted in BENCHMARKS.md-style notes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_take_well_under_a_millisecond_or_so() {
@@ -231,7 +252,11 @@ fn a_sandbox_exits_when_its_server_goes_away() {
         frame.extend_from_slice(payload);
         frame
     };
-    let init = json!({"programs": ["def f: f; f"], "max_memory_bytes": 64 << 20});
+    let init = json!({
+        "programs": [{"language": "jq", "role": "value", "name": "", "text": "def f: f; f"}],
+        "max_memory_bytes": 64 << 20,
+        "js_time_limit_ms": 1000,
+    });
     stdin
         .write_all(&frame(&serde_json::to_vec(&init).unwrap()))
         .unwrap();
@@ -240,8 +265,8 @@ fn a_sandbox_exits_when_its_server_goes_away() {
     let mut ready = vec![0; u32::from_be_bytes(len) as usize];
     stdout.read_exact(&mut ready).unwrap();
     assert_eq!(ready.first(), Some(&b'R'));
-    // Program 0, at most 10 outputs, input `null`: spins.
-    let mut request = vec![0, 0, 0, 0, 0, 0, 0, 10];
+    // At most 10 outputs; program 0 on the 4 bytes `null`: spins.
+    let mut request = vec![0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 4];
     request.extend_from_slice(b"null");
     stdin.write_all(&frame(&request)).unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -253,4 +278,159 @@ fn a_sandbox_exits_when_its_server_goes_away() {
         assert!(Instant::now() < deadline, "the sandbox outlived its server");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A batch is answered in order, shared between the processes; an evaluation that spins
+/// costs only itself (its process is replaced and the rest of the batch goes on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_in_order_and_a_timeout_costs_only_its_own_evaluation() {
+    let sandbox = pool(vec![jq(".n * 2"), jq("def f: f; f")], limits(300), 2);
+    let inputs = texts(&(0..40).map(|n| json!({"n": n})).collect::<Vec<_>>());
+    let items: Vec<(usize, &[u8])> = inputs
+        .iter()
+        .enumerate()
+        .map(|(n, input)| (usize::from(n == 7 || n == 31), input.as_slice()))
+        .collect();
+    let started = Instant::now();
+    let outcomes = sandbox.run_many(&items).await;
+    assert_eq!(outcomes.len(), 40);
+    for (n, outcome) in outcomes.into_iter().enumerate() {
+        if n == 7 || n == 31 {
+            assert_eq!(outcome, Err(EvalError::Timeout(Duration::from_millis(300))));
+        } else {
+            assert_eq!(outcome, Ok(vec![json!(n * 2)]), "evaluation {n}");
+        }
+    }
+    // The two spins ran on the two processes at once; each cost one deadline (and a
+    // process start), not the batch's.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // An empty batch, and a program that does not exist, answer at once.
+    assert!(sandbox.run_many(&[]).await.is_empty());
+    assert!(matches!(
+        sandbox.run_many(&[(5, b"null")]).await.as_slice(),
+        [Err(EvalError::Failed(_))]
+    ));
+}
+
+/// With `run_many_until_timeout`, a program that spins costs one deadline per process's
+/// share: its later evaluations there are skipped, the other programs' are made.
+#[tokio::test]
+async fn a_spinning_program_is_not_run_again_in_the_same_batch() {
+    let sandbox = pool(vec![jq(".n"), jq("def f: f; f")], limits(300), 1);
+    let inputs = texts(&(0..6).map(|n| json!({"n": n})).collect::<Vec<_>>());
+    let items: Vec<(usize, &[u8])> = inputs
+        .iter()
+        .enumerate()
+        .map(|(n, input)| (usize::from(n % 2 == 1), input.as_slice()))
+        .collect();
+    let started = Instant::now();
+    let outcomes = sandbox.run_many_until_timeout(&items).await;
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(vec![json!(0)]),
+            Err(EvalError::Timeout(Duration::from_millis(300))),
+            Ok(vec![json!(2)]),
+            Err(EvalError::Skipped),
+            Ok(vec![json!(4)]),
+            Err(EvalError::Skipped),
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn javascript_runs_beside_jq_with_the_role_shaping_its_result() {
+    let sandbox = pool(
+        vec![
+            js(
+                "export default (e) => e.body.items.map((i) => ({ i, id: e.id }))",
+                Role::Transform,
+            ),
+            js("export default (e) => e.body.paid", Role::Filter),
+            jq(".body.items | length"),
+            js(
+                "export default async (e) => `${e.body.customer}:${e.body.items.length}`",
+                Role::Value,
+            ),
+        ],
+        Limits::default(),
+        1,
+    );
+    let event = json!({"id": "evt_1", "body": {"items": [1, 2], "paid": 1, "customer": "c_9"}});
+    assert_eq!(
+        sandbox.run(0, event.clone()).await,
+        Ok(vec![
+            json!({"i": 1, "id": "evt_1"}),
+            json!({"i": 2, "id": "evt_1"})
+        ])
+    );
+    assert_eq!(sandbox.run(1, event.clone()).await, Ok(vec![json!(true)]));
+    assert_eq!(sandbox.run(2, event.clone()).await, Ok(vec![json!(2)]));
+    assert_eq!(sandbox.run(3, event).await, Ok(vec![json!("c_9:2")]));
+}
+
+/// A JavaScript loop is interrupted inside the sandbox (no kill, no restart); a heap
+/// filled without bound retires the process; an exception says what and where. None of
+/// it touches the next evaluation.
+#[tokio::test]
+async fn javascript_limits_stop_bad_programs_and_the_sandbox_goes_on() {
+    let limits = Limits {
+        deadline: Duration::from_millis(400),
+        max_memory_bytes: 128 << 20,
+        ..Limits::default()
+    };
+    let sandbox = pool(
+        vec![
+            js("export default () => { for (;;) {} }", Role::Transform),
+            js(
+                "const kept = []; export default () => { for (let i = 0; ; i++) kept.push('x'.repeat(1 << 20) + i) }",
+                Role::Transform,
+            ),
+            js(
+                "export default (e) => {\n  return e.body.missing.id;\n}",
+                Role::Transform,
+            ),
+            js("export default (e) => e.n + 1", Role::Value),
+        ],
+        limits,
+        1,
+    );
+    let started = Instant::now();
+    assert_eq!(
+        sandbox.run(0, json!({})).await,
+        Err(EvalError::Timeout(Duration::from_millis(400)))
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(sandbox.run(3, json!({"n": 1})).await, Ok(vec![json!(2)]));
+    let Err(EvalError::Failed(full)) = sandbox.run(1, json!({})).await else {
+        panic!("a full heap is a failure");
+    };
+    assert!(full.contains("out of memory"), "{full}");
+    assert_eq!(sandbox.run(3, json!({"n": 2})).await, Ok(vec![json!(3)]));
+    let Err(EvalError::Failed(thrown)) = sandbox.run(2, json!({"body": {}})).await else {
+        panic!("an exception is a failure");
+    };
+    assert!(thrown.starts_with("TypeError: "), "{thrown}");
+    assert!(thrown.contains("(at test.js:2:"), "{thrown}");
+}
+
+#[test]
+fn javascript_that_does_not_load_says_why_at_config_time() {
+    let err = |text: &str| Expr::js(text, "routes[0].transform", Role::Transform).unwrap_err();
+    let syntax = err("export default (e) => {\n  return e.;\n}");
+    assert!(syntax.starts_with("SyntaxError: "), "{syntax}");
+    assert!(syntax.contains("(at routes[0].transform:2:"), "{syntax}");
+    assert!(err("const f = 1").contains("has no default export"));
+    assert!(err("export default {}").contains("not a function"));
+    assert!(err("for (;;) {}").contains("ran past its time limit"));
+    assert!(!err("import fs from 'fs'; export default () => fs").is_empty());
 }
