@@ -132,6 +132,7 @@ impl Replayer {
                         route: DIRECT_ROUTE.to_owned(),
                         destination: destination.clone(),
                         needs_preparing: false,
+                        priority: 0,
                     }),
                     None => {
                         for route in running
@@ -146,6 +147,7 @@ impl Replayer {
                                 route: route.name.clone(),
                                 destination: route.destination.clone(),
                                 needs_preparing: route.needs_preparing(),
+                                priority: route.config.priority,
                             });
                         }
                     }

@@ -17,7 +17,7 @@ use crate::http_error::ApiError;
 use crate::id;
 use crate::store::{DeadAction, DeadFilter, DeliveryQuery, RetryNow, StoredDelivery};
 
-pub(crate) const STATES: [&str; 7] = [
+pub(crate) const STATES: [&str; 8] = [
     "pending",
     "in_flight",
     "retrying",
@@ -25,6 +25,7 @@ pub(crate) const STATES: [&str; 7] = [
     "dead",
     "filtered",
     "discarded",
+    "superseded",
 ];
 
 #[derive(Deserialize)]

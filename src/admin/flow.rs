@@ -20,6 +20,13 @@ pub struct RouteJson {
     pub(crate) filter: Option<String>,
     pub(crate) transform: Option<String>,
     pub(crate) ordering_key: Option<String>,
+    pub(crate) deliver_at: Option<String>,
+    /// The language of each expression the route has: `jq` or `js`.
+    pub(crate) languages: std::collections::BTreeMap<&'static str, crate::expr::Language>,
+    /// 0 (the default) to 9.
+    pub(crate) priority: u8,
+    /// The route's `delay` in milliseconds; `null` without one.
+    pub(crate) delay_ms: Option<i64>,
     pub(crate) paused: bool,
     /// Why forebay paused the route itself (its expressions kept running past their
     /// time limit); `null` when it is not paused or an operator paused it.
@@ -125,6 +132,18 @@ pub async fn routes(State(state): State<AdminState>) -> Result<Json<Page<RouteJs
                 filter: text(&r.filter),
                 transform: text(&r.transform),
                 ordering_key: text(&r.ordering_key),
+                deliver_at: text(&r.deliver_at),
+                languages: [
+                    ("filter", &r.filter),
+                    ("transform", &r.transform),
+                    ("ordering_key", &r.ordering_key),
+                    ("deliver_at", &r.deliver_at),
+                ]
+                .into_iter()
+                .filter_map(|(key, e)| Some((key, e.as_ref()?.language())))
+                .collect(),
+                priority: r.config.priority,
+                delay_ms: r.config.delay.map(|d| d.as_millis_i64()),
                 backlog,
                 dead,
             }

@@ -95,6 +95,15 @@ pub async fn run(config_path: &Path, config: &Config, args: TestRouteArgs) -> Ex
         Preparation::Filtered => ("filtered", Vec::new(), None),
         Preparation::Failed(e) => ("failed", Vec::new(), Some(e.clone())),
     };
+    // When the first attempt would be due: the route's `deliver_at`, or its `delay`
+    // after the event was received.
+    let first_attempt_at = prepared.deliver_at_ms.or_else(|| {
+        route
+            .config
+            .delay
+            .map(|_| event.received_at_ms.saturating_add(route.delay_ms()))
+    });
+    let first_attempt_text = first_attempt_at.map(crate::clock::rfc3339);
     if args.json {
         let report = json!({
             "route": route.name,
@@ -103,6 +112,8 @@ pub async fn run(config_path: &Path, config: &Config, args: TestRouteArgs) -> Ex
             "event_id": event.id,
             "outcome": outcome,
             "ordering_key": prepared.ordering_key,
+            "first_attempt_at": first_attempt_text,
+            "priority": route.config.priority,
             "deliveries": deliveries.iter().map(|(id, body)| json!({"webhook_id": id, "body": body})).collect::<Vec<_>>(),
             "error": error,
         });
@@ -114,6 +125,12 @@ pub async fn run(config_path: &Path, config: &Config, args: TestRouteArgs) -> Ex
         );
         if let Some(key) = &prepared.ordering_key {
             println!("ordering key: {key}");
+        }
+        if let Some(at) = &first_attempt_text {
+            println!("first attempt at: {at}");
+        }
+        if route.config.priority > 0 {
+            println!("priority: {}", route.config.priority);
         }
         match outcome {
             "filtered" => println!(

@@ -1056,6 +1056,47 @@ fn resolve_routes(
         let filter = compile("filter", &cfg.filter, Role::Filter);
         let transform = compile("transform", &cfg.transform, Role::Transform);
         let ordering_key = compile("ordering_key", &cfg.ordering_key, Role::Value);
+        let deliver_at = compile("deliver_at", &cfg.deliver_at, Role::Value);
+        let debounce_key = cfg.debounce.as_ref().and_then(|d| {
+            let key = Some(d.key.clone());
+            compile("debounce.key", &key, Role::Value)
+        });
+        if let Some(debounce) = &cfg.debounce {
+            if cfg.delay.is_some() || cfg.deliver_at.is_some() {
+                errors.push(
+                    format!("{path}.debounce"),
+                    format!("route {name:?} has `debounce` and `delay` or `deliver_at`; the debounce window already delays each delivery, so keep only `debounce`"),
+                );
+            }
+            if debounce.window.0.is_zero() || debounce.window.0 > MAX_DELAY {
+                errors.push(
+                    format!("{path}.debounce.window"),
+                    "a debounce window must be more than 0 and at most 365 days, like \"5s\""
+                        .to_owned(),
+                );
+            }
+        }
+        if cfg.priority > MAX_PRIORITY {
+            errors.push(
+                format!("{path}.priority"),
+                format!(
+                    "priority {} is out of range; use 0 (the default, lowest) to {MAX_PRIORITY} (highest)",
+                    cfg.priority
+                ),
+            );
+        }
+        if cfg.delay.is_some() && cfg.deliver_at.is_some() {
+            errors.push(
+                format!("{path}.delay"),
+                format!("route {name:?} has both `delay` and `deliver_at`; keep one of them"),
+            );
+        }
+        if cfg.delay.is_some_and(|d| d.0 > MAX_DELAY) {
+            errors.push(
+                format!("{path}.delay"),
+                "a delay may be at most 365 days; shorten it".to_owned(),
+            );
+        }
         routes.push(Route {
             name,
             source: cfg.source.clone(),
@@ -1064,10 +1105,18 @@ fn resolve_routes(
             filter,
             transform,
             ordering_key,
+            deliver_at,
+            debounce_key,
         });
     }
     routes
 }
+
+/// The highest route `priority`.
+pub const MAX_PRIORITY: u8 = 9;
+
+/// The longest route `delay`, and how far ahead a `deliver_at` may be.
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
 
 /// A route's expression, checked: jq compiled, JavaScript loaded and run to its default
 /// export (read from its file first, relative to `base`). JavaScript's errors cite the

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use http::Method;
 
 pub use errors::{ConfigError, ConfigErrors};
-pub use load::is_valid_name;
 pub(crate) use load::{BudgetIs, check_body_budget};
+pub use load::{MAX_DELAY, MAX_PRIORITY, is_valid_name};
 pub use model::{
-    Broker, BrokerDestination, DestinationConfig, ResponseConfig, RetentionConfig, RouteConfig,
-    ServerConfig, SignConfig, StorageConfig,
+    Broker, BrokerDestination, DebounceConfig, DestinationConfig, ResponseConfig, RetentionConfig,
+    RouteConfig, ServerConfig, SignConfig, StorageConfig,
 };
 pub use secret::{Secret, SecretRef};
 pub use units::{Keep, Rate, Size, Span};
@@ -251,16 +251,36 @@ pub struct Route {
     pub source: String,
     pub destination: String,
     pub config: RouteConfig,
-    /// The compiled `filter`, `transform` and `ordering_key`.
+    /// The compiled `filter`, `transform`, `ordering_key`, `deliver_at` and
+    /// `debounce.key`.
     pub filter: Option<Expr>,
     pub transform: Option<Expr>,
     pub ordering_key: Option<Expr>,
+    pub deliver_at: Option<Expr>,
+    pub debounce_key: Option<Expr>,
 }
 
 impl Route {
     /// True when the route has expressions to run before its deliveries can be sent.
     pub fn needs_preparing(&self) -> bool {
-        self.filter.is_some() || self.transform.is_some() || self.ordering_key.is_some()
+        self.filter.is_some()
+            || self.transform.is_some()
+            || self.ordering_key.is_some()
+            || self.deliver_at.is_some()
+            || self.debounce_key.is_some()
+    }
+
+    /// The route's `debounce.window` in ms, when it debounces.
+    pub fn debounce_window_ms(&self) -> Option<i64> {
+        self.config
+            .debounce
+            .as_ref()
+            .map(|d| d.window.as_millis_i64())
+    }
+
+    /// The route's `delay` in ms (0 without one).
+    pub fn delay_ms(&self) -> i64 {
+        self.config.delay.map_or(0, |d| d.as_millis_i64())
     }
 }
 

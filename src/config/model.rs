@@ -594,6 +594,30 @@ pub struct RouteConfig {
     /// event; 0 never pauses.
     #[serde(default = "default_pause_after_timeouts")]
     pub pause_after_timeouts: u32,
+    /// 0 to 9: when the destination is held back by its limits, a delivery of priority
+    /// `p` is claimed as if it had been due `p` minutes earlier, so higher priorities go
+    /// first and a lower one never waits more than 9 minutes longer than it would have.
+    #[serde(default)]
+    pub priority: u8,
+    /// How long after the event arrives its deliveries are first attempted.
+    pub delay: Option<Span>,
+    /// Expression giving when to first attempt each delivery: seconds since the Unix
+    /// epoch, or an RFC 3339 time; `null` for at once.
+    pub deliver_at: Option<ExprConfig>,
+    /// Of a burst of events with the same key, only the last is delivered, once
+    /// `window` has passed without another; the others are `superseded`.
+    pub debounce: Option<DebounceConfig>,
+}
+
+/// A route's `debounce = { key = '…', window = "5s" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceConfig {
+    /// Expression: events with the same key debounce each other; `null` (or no
+    /// output) is not debounced.
+    pub key: ExprConfig,
+    /// How long an event waits for a later one with its key before it is sent.
+    pub window: Span,
 }
 
 fn default_pause_after_timeouts() -> u32 {

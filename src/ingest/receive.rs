@@ -176,6 +176,8 @@ async fn handle(
             destination: r.destination.clone(),
             needs_preparing: r.needs_preparing(),
             ordered: r.ordering_key.is_some(),
+            delay_ms: r.delay_ms(),
+            priority: r.config.priority,
         })
         .collect();
     let mut event = NewEvent::with_guard(

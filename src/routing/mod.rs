@@ -8,6 +8,7 @@
 //! - [`input`]: the object the expressions see.
 //! - [`prepare`]: the task that prepares waiting deliveries in receive order.
 
+pub mod deliver_at;
 pub mod input;
 pub mod prepare;
 
@@ -45,6 +46,10 @@ struct RoutePrograms {
     filter: Option<usize>,
     transform: Option<usize>,
     ordering_key: Option<usize>,
+    deliver_at: Option<usize>,
+    debounce_key: Option<usize>,
+    /// `debounce.window` in ms, with `debounce_key`.
+    debounce_window_ms: i64,
     /// `pause_after_timeouts` (0: never).
     pause_after: u32,
 }
@@ -72,6 +77,9 @@ impl Programs {
                     filter: add(&route.filter),
                     transform: add(&route.transform),
                     ordering_key: add(&route.ordering_key),
+                    deliver_at: add(&route.deliver_at),
+                    debounce_key: add(&route.debounce_key),
+                    debounce_window_ms: route.debounce_window_ms().unwrap_or(0),
                     pause_after: route.config.pause_after_timeouts,
                 },
             );
@@ -153,12 +161,15 @@ impl Programs {
             event_id: event.id.clone(),
             route: route.to_owned(),
             ordering_key: None,
+            deliver_at_ms: None,
+            debounce_key: None,
             outcome: Preparation::Failed("nothing was prepared".into()),
         })
     }
 
     /// [`Programs::prepare`] for each `(route, delivery id, event)`, in order: all filters
-    /// in one batch, then the ordering keys and transforms of what passed in another.
+    /// in one batch, then the ordering keys, `deliver_at`s and transforms of what passed
+    /// in another.
     ///
     /// A route whose expression just ran past its time limit gets one job prepared (its
     /// oldest) per batch until one does not, and once one of its expressions runs past
@@ -168,7 +179,7 @@ impl Programs {
     /// batch, not one per delivery, until `pause_after_timeouts` pauses the route.
     pub async fn prepare_many(&self, jobs: &[(&str, String, &EventInput)]) -> Vec<Prepared> {
         let mut left_out = self.suspects_beyond_their_first(jobs);
-        let mut outcomes: Vec<Option<(Option<String>, Preparation)>> = vec![None; jobs.len()];
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
         let mut inputs: Vec<Vec<u8>> = vec![Vec::new(); jobs.len()];
         let mut programs = vec![RoutePrograms::default(); jobs.len()];
         // For each job whose expressions ran: whether one ran past the time limit.
@@ -182,17 +193,18 @@ impl Programs {
                 // and transform they were queued for could send what the route would have
                 // kept back.
                 None => {
-                    outcomes[i] = Some((
-                        None,
-                        Preparation::Failed(format!(
-                            "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
-                        )),
-                    ));
+                    outcomes[i] = Some(Outcome::only(Preparation::Failed(format!(
+                        "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
+                    ))));
                 }
                 Some(p)
-                    if p.filter.is_none() && p.transform.is_none() && p.ordering_key.is_none() =>
+                    if p.filter.is_none()
+                        && p.transform.is_none()
+                        && p.ordering_key.is_none()
+                        && p.deliver_at.is_none()
+                        && p.debounce_key.is_none() =>
                 {
-                    outcomes[i] = Some((None, Preparation::Raw));
+                    outcomes[i] = Some(Outcome::only(Preparation::Raw));
                 }
                 Some(p) => {
                     programs[i] = *p;
@@ -222,39 +234,67 @@ impl Programs {
             }
             match result {
                 Ok(outputs) if outputs.iter().any(|v| v == &Value::Bool(true)) => {}
-                Ok(_) => outcomes[i] = Some((None, Preparation::Filtered)),
-                Err(e) => outcomes[i] = Some((None, Preparation::Failed(format!("filter: {e}")))),
+                Ok(_) => outcomes[i] = Some(Outcome::only(Preparation::Filtered)),
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::only(Preparation::Failed(format!("filter: {e}"))))
+                }
             }
         }
 
         let mut second: Vec<(usize, usize)> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for i in (0..jobs.len()).filter(|&i| open(&outcomes, &left_out, i)) {
-            second.extend(programs[i].ordering_key.map(|p| (i, p)));
-            second.extend(programs[i].transform.map(|p| (i, p)));
+            let p = &programs[i];
+            for (program, slot) in [
+                (p.ordering_key, Slot::Key),
+                (p.deliver_at, Slot::DeliverAt),
+                (p.debounce_key, Slot::DebounceKey),
+                (p.transform, Slot::Transform),
+            ] {
+                if let Some(program) = program {
+                    second.push((i, program));
+                    slots.push(slot);
+                }
+            }
         }
         let results = self.run_stage(&second, &inputs).await;
         leave_out_after_skips(jobs, &second, &results, &mut left_out);
         let mut keys: Vec<Option<Result<Option<String>, String>>> = vec![None; jobs.len()];
+        let mut due: Vec<Option<Result<Option<i64>, String>>> = vec![None; jobs.len()];
+        let mut debounce: Vec<Option<Result<Option<String>, String>>> = vec![None; jobs.len()];
         let mut bodies: Vec<Option<Result<Preparation, String>>> = vec![None; jobs.len()];
-        for (&(i, program), result) in second.iter().zip(results) {
+        let now_ms = crate::clock::now_ms();
+        for ((&(i, _), slot), result) in second.iter().zip(&slots).zip(results) {
             if left_out[i] {
                 continue;
             }
             if matches!(result, Err(EvalError::Timeout(_))) {
                 timed_out[i] = Some(true);
             }
-            if Some(program) == programs[i].ordering_key && keys[i].is_none() {
-                keys[i] = Some(
-                    result
-                        .map(|outputs| outputs.into_iter().next().and_then(key_text))
-                        .map_err(|e| format!("ordering_key: {e}")),
-                );
-            } else {
-                bodies[i] = Some(
-                    result
-                        .map(transformed)
-                        .map_err(|e| format!("transform: {e}")),
-                );
+            // A key is the first output as text; `null` or none is no key.
+            let key = |result: Result<Vec<Value>, EvalError>, what: &str| {
+                result
+                    .map(|outputs| outputs.into_iter().next().and_then(key_text))
+                    .map_err(|e| format!("{what}: {e}"))
+            };
+            match slot {
+                Slot::Key => keys[i] = Some(key(result, "ordering_key")),
+                Slot::DeliverAt => {
+                    due[i] = Some(
+                        result
+                            .map_err(|e| e.to_string())
+                            .and_then(|outputs| deliver_at::due_ms(outputs.first(), now_ms))
+                            .map_err(|e| format!("deliver_at: {e}")),
+                    )
+                }
+                Slot::DebounceKey => debounce[i] = Some(key(result, "debounce.key")),
+                Slot::Transform => {
+                    bodies[i] = Some(
+                        result
+                            .map(transformed)
+                            .map_err(|e| format!("transform: {e}")),
+                    )
+                }
             }
         }
         for i in 0..jobs.len() {
@@ -262,10 +302,32 @@ impl Programs {
                 continue;
             }
             let key = keys[i].take().unwrap_or(Ok(None));
+            let at = due[i].take().unwrap_or(Ok(None));
+            let debounce_key = debounce[i].take().unwrap_or(Ok(None));
             let body = bodies[i].take().unwrap_or(Ok(Preparation::Raw));
-            outcomes[i] = Some(match (key, body) {
-                (Ok(key), Ok(body)) => (key, body),
-                (Err(e), _) | (_, Err(e)) => (None, Preparation::Failed(e)),
+            outcomes[i] = Some(match (key, at, debounce_key, body) {
+                (Ok(ordering_key), Ok(deliver_at_ms), Ok(debounce_key), Ok(preparation)) => {
+                    // A debounced delivery waits out its window from its event's
+                    // arrival, for a later one with its key.
+                    let deliver_at_ms = match &debounce_key {
+                        Some(_) => Some(
+                            jobs[i]
+                                .2
+                                .received_at_ms
+                                .saturating_add(programs[i].debounce_window_ms),
+                        ),
+                        None => deliver_at_ms,
+                    };
+                    Outcome {
+                        ordering_key,
+                        deliver_at_ms,
+                        debounce_key,
+                        preparation,
+                    }
+                }
+                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                    Outcome::only(Preparation::Failed(e))
+                }
             });
         }
 
@@ -280,14 +342,16 @@ impl Programs {
             .zip(left_out)
             .filter(|(_, left)| !left)
             .map(|(((route, delivery_id, event), outcome), _)| {
-                let (ordering_key, outcome) =
-                    outcome.unwrap_or((None, Preparation::Failed("not prepared".into())));
+                let outcome = outcome
+                    .unwrap_or_else(|| Outcome::only(Preparation::Failed("not prepared".into())));
                 Prepared {
                     delivery_id: delivery_id.clone(),
                     event_id: event.id.clone(),
                     route: (*route).to_owned(),
-                    ordering_key,
-                    outcome,
+                    ordering_key: outcome.ordering_key,
+                    deliver_at_ms: outcome.deliver_at_ms,
+                    debounce_key: outcome.debounce_key,
+                    outcome: outcome.preparation,
                 }
             })
             .collect()
@@ -318,6 +382,36 @@ impl Programs {
             .map(|&(i, program)| (program, inputs[i].as_slice()))
             .collect();
         self.sandbox.run_many_until_timeout(&items).await
+    }
+}
+
+/// Which of a route's expressions a second-round evaluation was.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Key,
+    DeliverAt,
+    DebounceKey,
+    Transform,
+}
+
+/// What preparing one delivery came to.
+#[derive(Debug, Clone)]
+struct Outcome {
+    ordering_key: Option<String>,
+    deliver_at_ms: Option<i64>,
+    debounce_key: Option<String>,
+    preparation: Preparation,
+}
+
+impl Outcome {
+    /// An outcome with no key and no due time: filtered out, failed, or sent as is.
+    fn only(preparation: Preparation) -> Self {
+        Outcome {
+            ordering_key: None,
+            deliver_at_ms: None,
+            debounce_key: None,
+            preparation,
+        }
     }
 }
 

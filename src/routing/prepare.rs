@@ -77,6 +77,8 @@ impl Preparer {
                         event_id: u.event.id.clone(),
                         route: u.route.clone(),
                         ordering_key: None,
+                        deliver_at_ms: None,
+                        debounce_key: None,
                         outcome: Preparation::Failed(reason.clone()),
                     }),
                     None => jobs.push((u.route.as_str(), u.id.clone(), &u.event)),
@@ -106,6 +108,8 @@ impl Preparer {
         let reason = format!(
             "its expressions ran past their time limit on {count} deliveries in a row; fix them (forebay test-route runs one on a stored event), then resume the route and retry its dead deliveries"
         );
+        // Counted first, so that whoever sees the pause sees it counted too.
+        crate::metrics::route_paused(route, "expression_timeouts");
         // Paused in this process at once, so preparing stops even if the store is down
         // just now; the store keeps it across restarts when it answers.
         self.pauses
@@ -117,7 +121,6 @@ impl Preparer {
         {
             tracing::warn!(route, error = %crate::error_chain::Chain(&e), "cannot record the pause of a route; it is paused until this process stops");
         }
-        crate::metrics::route_paused(route, "expression_timeouts");
         tracing::warn!(
             route,
             count,

@@ -1,6 +1,26 @@
 //! What the delivery engine asks of the store: claim due deliveries under a lease, and
 //! record each attempt with the delivery's next state.
 
+/// What one level of a route's `priority` is worth: among due deliveries of a
+/// destination, one of priority `p` is claimed as if it had fallen due `p` steps
+/// earlier. Higher priorities overtake, and no delivery waits more than
+/// `PRIORITY_LEVELS - 1` steps longer than it would in plain due order: nothing starves.
+pub const PRIORITY_STEP_MS: i64 = 60_000;
+
+/// Priorities run from 0 (the default) to `PRIORITY_LEVELS - 1`.
+pub const PRIORITY_LEVELS: u8 = 10;
+
+/// The claim order of due deliveries as SQL over a row's `next_attempt_at` and
+/// `priority` (both backends).
+pub(crate) fn claim_rank_sql() -> String {
+    format!("next_attempt_at - priority * {PRIORITY_STEP_MS}")
+}
+
+/// Why a debounced delivery was superseded: what it says in `last_error`.
+pub(crate) fn superseded_by(event_id: &str) -> String {
+    format!("superseded by event {event_id}, received later with the same debounce key")
+}
+
 /// Which deliveries to claim, and for how long.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -142,6 +162,12 @@ pub struct Prepared {
     pub route: String,
     /// Deliveries of the route with the same key go one at a time, in receive order.
     pub ordering_key: Option<String>,
+    /// When the route's `deliver_at` says the first attempt is due (ms since the epoch);
+    /// `None` leaves it as it was queued.
+    pub deliver_at_ms: Option<i64>,
+    /// The route's debounce key for this delivery: a later delivery of the route with
+    /// the same key supersedes it while it waits.
+    pub debounce_key: Option<String>,
     pub outcome: Preparation,
 }
 

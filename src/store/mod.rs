@@ -28,8 +28,8 @@ use async_trait::async_trait;
 
 pub use delivery::{
     AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Cluster, ClusterLimit, DeadAction,
-    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, Pausable, Paused, Preparation, Prepared,
-    RetryNow, StoredAttempt, StoredDelivery, Unprepared,
+    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, PRIORITY_LEVELS, PRIORITY_STEP_MS,
+    Pausable, Paused, Preparation, Prepared, RetryNow, StoredAttempt, StoredDelivery, Unprepared,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,

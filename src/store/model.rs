@@ -69,6 +69,10 @@ pub struct NewDelivery {
     /// The route has an ordering key: its deliveries must be committed in receive order
     /// (on PostgreSQL such a group commits alone, see `postgres::write_events`).
     pub ordered: bool,
+    /// The route's `delay`: the first attempt is due this long after the event arrived.
+    pub delay_ms: i64,
+    /// The route's `priority`, 0 to 9 (see [`crate::store::PRIORITY_STEP_MS`]).
+    pub priority: u8,
 }
 
 /// Where an event stands in the live stream (commit order): later commits stand

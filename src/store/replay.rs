@@ -56,6 +56,9 @@ pub struct ReplayDelivery {
     pub route: String,
     pub destination: String,
     pub needs_preparing: bool,
+    /// The route's `priority` (a replay is never delayed: it is sent as soon as the
+    /// job's rate allows).
+    pub priority: u8,
 }
 
 /// The writes of replay jobs.

@@ -159,7 +159,7 @@ impl Kind {
                      JOIN events AS e ON e.id = d.event_id
                      WHERE {scope} AND a.id > {after} AND a.id < {bound}
                        AND a.started_at < {cutoff}
-                       AND d.state IN ('delivered', 'filtered', 'discarded')
+                       AND d.state IN ('delivered', 'filtered', 'discarded', 'superseded')
                      ORDER BY a.id LIMIT {room})
                  RETURNING id",
                 after = p(5)

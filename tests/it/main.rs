@@ -16,6 +16,7 @@ mod dedup;
 mod deliver;
 mod encryption;
 mod expr;
+mod flow_control;
 mod ingest;
 mod logs;
 mod metrics;

@@ -242,7 +242,14 @@ async fn follow(
         let job = api.get(&path, &Vec::new()).await?;
         let sent = count(
             &job,
-            &["delivered", "filtered", "dead", "retrying", "discarded"],
+            &[
+                "delivered",
+                "filtered",
+                "dead",
+                "retrying",
+                "discarded",
+                "superseded",
+            ],
         );
         bar.set_length(
             number(&job, "matched")

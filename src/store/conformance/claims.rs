@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::fixtures::{LEASE, claim, dests, event};
-use crate::store::{Claim, Inserted, Pausable, Paused, Store};
+use crate::store::{AfterAttempt, Claim, Inserted, Pausable, Paused, Store};
 
 pub async fn claims_carry_the_event_and_hold_until_the_lease_ends(store: Arc<dyn Store>) {
     let t0 = 1_000_000;
@@ -134,5 +134,82 @@ pub async fn paused_routes_are_skipped_and_pauses_are_kept(store: Arc<dyn Store>
     assert_eq!(
         store.paused().await.unwrap()[1],
         paused(Pausable::Route, "r", None)
+    );
+}
+
+/// An event whose one delivery (route `r` to `d`) has the route's `delay` and
+/// `priority`.
+fn ranked(key: &str, at: i64, delay_ms: i64, priority: u8) -> crate::store::NewEvent {
+    let mut e = event("s", key, at, 1);
+    e.deliveries[0].delay_ms = delay_ms;
+    e.deliveries[0].priority = priority;
+    e
+}
+
+pub async fn a_delay_sets_the_first_due_time_and_priority_overtakes_by_minutes(
+    store: Arc<dyn Store>,
+) {
+    let t0 = 10_000_000;
+    let minute = crate::store::PRIORITY_STEP_MS;
+    // Due at t0 (priority 0); at t0 + 5 min with priority 9 (ranked 4 min before t0);
+    // at t0 + 12 min with priority 3 (ranked t0 + 9 min); at t0 + 19 min with priority
+    // 9 (ranked t0 + 10 min: overtaking is bounded, so it comes after the one of 3).
+    let mut ids = Vec::new();
+    for (key, delay, priority) in [
+        ("plain", 0, 0),
+        ("urgent", 5 * minute, 9),
+        ("later", 12 * minute, 3),
+        ("much-later", 19 * minute, 9),
+    ] {
+        let e = ranked(key, t0, delay, priority);
+        ids.push((key, e.deliveries[0].id.clone()));
+        store.insert_event(e).await.unwrap();
+    }
+    // The delay holds: before its due time a delivery is not claimed, and the next due
+    // time after the plain one is the delayed one's.
+    let first = store.claim_deliveries(claim(t0)).await.unwrap();
+    assert_eq!(super::fixtures::ids(&first), vec![ids[0].1.clone()]);
+    store
+        .record_attempt(super::fixtures::attempt(
+            &first[0],
+            t0,
+            Some(200),
+            AfterAttempt::Delivered,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_due_ms(&dests(), t0).await.unwrap(),
+        Some(t0 + 5 * minute)
+    );
+    assert!(
+        store
+            .claim_deliveries(claim(t0 + 5 * minute - 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // All due, claimed one at a time: by rank, not by due time.
+    for (key, delay, priority) in [("plain-2", 0, 0), ("plain-3", 0, 0)] {
+        let e = ranked(key, t0, delay, priority);
+        ids.push((key, e.deliveries[0].id.clone()));
+        store.insert_event(e).await.unwrap();
+    }
+    let now = t0 + 20 * minute;
+    let mut order = Vec::new();
+    loop {
+        let one = Claim {
+            limit: 1,
+            ..claim(now)
+        };
+        let got = store.claim_deliveries(one).await.unwrap();
+        let Some(d) = got.first() else { break };
+        let key = ids.iter().find(|(_, id)| *id == d.id).map(|(k, _)| *k);
+        order.push(key.expect("a delivery of this check"));
+    }
+    assert_eq!(
+        order,
+        vec!["urgent", "plain-2", "plain-3", "later", "much-later"]
     );
 }

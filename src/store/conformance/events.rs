@@ -178,6 +178,8 @@ pub async fn an_event_is_stored_as_received_with_one_pending_delivery_per_route(
                 destination: (*destination).into(),
                 needs_preparing: false,
                 ordered: false,
+                delay_ms: 0,
+                priority: 0,
             })
             .collect(),
     );

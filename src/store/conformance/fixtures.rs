@@ -60,6 +60,8 @@ pub fn event_on(
                 destination: (*destination).to_owned(),
                 needs_preparing: false,
                 ordered: false,
+                delay_ms: 0,
+                priority: 0,
             })
             .collect(),
     )
@@ -143,6 +145,8 @@ pub fn prepared(waiting: &Unprepared, key: Option<&str>, outcome: Preparation) -
         event_id: waiting.event.id.clone(),
         route: waiting.route.clone(),
         ordering_key: key.map(str::to_owned),
+        deliver_at_ms: None,
+        debounce_key: None,
         outcome,
     }
 }

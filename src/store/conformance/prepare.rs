@@ -192,6 +192,7 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
                 route: "with-transform".into(),
                 destination: "d".into(),
                 needs_preparing: true,
+                priority: 0,
             }],
             now_ms: 2_000,
             finish: None,
@@ -246,4 +247,132 @@ pub async fn a_delivery_set_aside_while_waiting_is_left_alone_by_prepare(store: 
         .await
         .unwrap();
     assert_eq!(state_of(&*store, &once.id).await, ("pending".into(), 0));
+}
+
+/// A prepared delivery with a debounce key, due at `due`.
+fn debounced(
+    waiting: &crate::store::Unprepared,
+    key: &str,
+    due: i64,
+    outcome: Preparation,
+) -> crate::store::Prepared {
+    crate::store::Prepared {
+        debounce_key: Some(key.to_owned()),
+        deliver_at_ms: Some(due),
+        ..prepared(waiting, None, outcome)
+    }
+}
+
+pub async fn a_later_delivery_with_the_debounce_key_supersedes_the_waiting_ones(
+    store: Arc<dyn Store>,
+) {
+    let mut events = Vec::new();
+    for (i, name) in ["a1", "b1", "a2", "a3", "a4"].iter().enumerate() {
+        events.push(insert(store.as_ref(), waiting(name, 1_000 + i as i64)).await);
+    }
+    let waiting = store.unprepared(10, &[]).await.unwrap();
+    // a1 and b1 first: different keys, both wait out their window.
+    store
+        .prepare(
+            vec![
+                debounced(&waiting[0], "a", 6_000, Preparation::Raw),
+                debounced(&waiting[1], "b", 6_001, Preparation::Raw),
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_deliveries(claim(5_999))
+            .await
+            .unwrap()
+            .is_empty(),
+        "held for the window"
+    );
+    // a2 (split in two) supersedes a1; then a4 is prepared before a3 (two preparers on
+    // PostgreSQL can do that): a4 supersedes a2's parts, and a3, older than a4, is
+    // superseded as it is prepared.
+    store
+        .prepare(
+            vec![debounced(
+                &waiting[2],
+                "a",
+                6_002,
+                Preparation::Bodies(vec![b"1".to_vec(), b"2".to_vec()]),
+            )],
+            2_100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(store.as_ref(), &waiting[0].id).await.0,
+        "superseded"
+    );
+    store
+        .prepare(
+            vec![debounced(&waiting[4], "a", 6_004, Preparation::Raw)],
+            2_200,
+        )
+        .await
+        .unwrap();
+    store
+        .prepare(
+            vec![debounced(&waiting[3], "a", 6_003, Preparation::Raw)],
+            2_300,
+        )
+        .await
+        .unwrap();
+    for (i, expected) in [
+        (0, "superseded"),
+        (1, "pending"),
+        (2, "superseded"),
+        (3, "superseded"),
+        (4, "pending"),
+    ] {
+        assert_eq!(
+            state_of(store.as_ref(), &waiting[i].id).await.0,
+            expected,
+            "{}",
+            ["a1", "b1", "a2", "a3", "a4"][i]
+        );
+    }
+    let shown = store
+        .list_deliveries(DeliveryQuery {
+            state: Some("superseded".into()),
+            limit: 10,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 4, "a1, a2 with its part 2, a3");
+    let by = |i: usize| crate::store::delivery::superseded_by(&events[i]);
+    for d in &shown {
+        let expected = if d.event_id == events[0] {
+            by(2)
+        } else {
+            by(4)
+        };
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some(expected.as_str()),
+            "{}",
+            d.event_id
+        );
+    }
+
+    // What is left goes when due: b1, then a4, each with its own body.
+    let claimed = store.claim_deliveries(claim(6_004)).await.unwrap();
+    let mut sent: Vec<&str> = claimed.iter().map(|d| d.event_id.as_str()).collect();
+    sent.sort();
+    let mut expected = vec![events[1].as_str(), events[4].as_str()];
+    expected.sort();
+    assert_eq!(sent, expected);
+    // A superseded delivery can still be sent by hand.
+    assert_eq!(
+        store.retry_delivery(&waiting[0].id, 7_000).await.unwrap(),
+        crate::store::RetryNow::Scheduled
+    );
+    let again = store.claim_deliveries(claim(7_000)).await.unwrap();
+    assert_eq!(super::fixtures::ids(&again), vec![waiting[0].id.clone()]);
 }

@@ -34,6 +34,7 @@ fn step(replay_id: &str, events: &[&str], now_ms: i64) -> ReplayStep {
                 route: crate::replay::DIRECT_ROUTE.into(),
                 destination: "d".into(),
                 needs_preparing: false,
+                priority: 0,
             })
             .collect(),
         now_ms,

@@ -193,6 +193,7 @@ pub async fn a_replay_step_skips_events_retention_removed_meanwhile(store: Arc<d
                 route: crate::replay::DIRECT_ROUTE.into(),
                 destination: "s".into(),
                 needs_preparing: false,
+                priority: 0,
             })
             .collect(),
         now_ms: now,

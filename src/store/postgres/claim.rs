@@ -38,26 +38,28 @@ const LOCK: &str =
 /// destination in all (none when NULL).
 ///
 /// Expired leases come first (their workers died; they are the oldest work), then due
-/// deliveries, oldest due first. A keyed delivery waits while an earlier one of its
-/// route and key is unfinished, and while an earlier delivery of its route is not yet
-/// prepared (its key is not known yet; with several processes preparing, a later
-/// delivery can be prepared first).
-const CLAIM: &str = "
-WITH allowed AS (
-    SELECT CASE WHEN $7::int8 IS NULL THEN $3::int8
-                ELSE greatest(0, least($3::int8, $7::int8 - (
-                    SELECT count(*) FROM deliveries
-                    WHERE destination = $4 AND state = 'in_flight' AND lease_until > $2)))
-           END AS n),
-expired AS (
-    SELECT id, 0 AS pass, lease_until AS due, 0::int8 AS pos FROM deliveries
-    WHERE state = 'in_flight' AND lease_until <= $2 AND destination = $4
-      AND route <> ALL($5::text[])
-    ORDER BY lease_until LIMIT (SELECT n FROM allowed)
-    FOR UPDATE SKIP LOCKED),
-due AS (
-    SELECT id, 1 AS pass, next_attempt_at AS due, position AS pos FROM deliveries AS d
+/// deliveries in claim rank order: oldest due first, each priority level counting as
+/// [`crate::store::PRIORITY_STEP_MS`] of waiting. The oldest due of every priority come
+/// from `deliveries_claimable`, and those of each level above 0 from
+/// `deliveries_claimable_by_priority`: the best by rank are always among them, and each
+/// is an index range scan. A keyed delivery waits while an earlier one of its route and
+/// key is unfinished, and while an earlier delivery of its route is not yet prepared
+/// (its key is not known yet; with several processes preparing, a later delivery can be
+/// prepared first).
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let due = |level: Option<u8>| {
+        let (name, priority) = match level {
+            None => ("due".to_owned(), String::new()),
+            Some(p) => (
+                format!("due_{p}"),
+                format!("AND priority > 0 AND priority = {p}"),
+            ),
+        };
+        format!(
+            "{name} AS (
+    SELECT id, 1 AS pass, {rank} AS due, position AS pos FROM deliveries AS d
     WHERE destination = $4 AND state IN ('pending', 'retrying') AND next_attempt_at <= $2
+      {priority}
       AND prepared AND route <> ALL($5::text[])
       AND (ordering_key IS NULL OR (
            NOT EXISTS (
@@ -70,9 +72,39 @@ due AS (
                WHERE u.route = d.route AND NOT u.prepared AND u.state = 'pending'
                  AND u.position < d.seq)))
     ORDER BY next_attempt_at, position LIMIT (SELECT n FROM allowed)
+    FOR UPDATE SKIP LOCKED)",
+            rank = crate::store::delivery::claim_rank_sql(),
+        )
+    };
+    let levels: Vec<Option<u8>> = std::iter::once(None)
+        .chain((1..crate::store::PRIORITY_LEVELS).map(Some))
+        .collect();
+    let ctes: Vec<String> = levels.iter().map(|l| due(*l)).collect();
+    let picks: Vec<String> = levels
+        .iter()
+        .map(|l| match l {
+            None => "SELECT * FROM due".to_owned(),
+            Some(p) => format!("SELECT * FROM due_{p}"),
+        })
+        .collect();
+    // UNION, not UNION ALL: a delivery above priority 0 can come from two arms.
+    format!(
+        "
+WITH allowed AS (
+    SELECT CASE WHEN $7::int8 IS NULL THEN $3::int8
+                ELSE greatest(0, least($3::int8, $7::int8 - (
+                    SELECT count(*) FROM deliveries
+                    WHERE destination = $4 AND state = 'in_flight' AND lease_until > $2)))
+           END AS n),
+expired AS (
+    SELECT id, 0 AS pass, lease_until AS due, 0::int8 AS pos FROM deliveries
+    WHERE state = 'in_flight' AND lease_until <= $2 AND destination = $4
+      AND route <> ALL($5::text[])
+    ORDER BY lease_until LIMIT (SELECT n FROM allowed)
     FOR UPDATE SKIP LOCKED),
+{ctes},
 picked AS (
-    SELECT * FROM expired UNION ALL SELECT * FROM due
+    SELECT * FROM expired UNION {picks}
     ORDER BY pass, due, pos LIMIT (SELECT n FROM allowed)),
 claimed AS (
     UPDATE deliveries AS d
@@ -83,7 +115,11 @@ claimed AS (
 SELECT c.id, c.event_id, c.route, c.destination, c.attempts, c.payload, c.part,
        c.replay_id, e.source, e.received_at, e.headers, e.body, c.ordering_key
 FROM claimed AS c JOIN events AS e ON e.id = c.event_id
-ORDER BY c.pass, c.due, c.pos";
+ORDER BY c.pass, c.due, c.pos",
+        ctes = ctes.join(",\n"),
+        picks = picks.join(" UNION "),
+    )
+});
 
 /// Claims up to `claim.limit` deliveries, fewer if the destination's cluster-wide
 /// `limit` says so; also returns when the rate limit allows the next start, if it held
@@ -192,7 +228,7 @@ async fn transact(
 ) -> Result<(Vec<Row>, Option<std::time::Duration>), StoreError> {
     let lock = client.prepare_cached(LOCK).await?;
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&claim.destination];
-    let pick = client.prepare_cached(CLAIM).await?;
+    let pick = client.prepare_cached(&CLAIM).await?;
     let max_in_flight = limit.and_then(|l| l.max_in_flight).map(i64::from);
     let pick_rows = |n: i64| {
         let pick = &pick;

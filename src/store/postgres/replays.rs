@@ -92,8 +92,8 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, route, destination, state,
                                          next_attempt_at, created_at, updated_at, prepared,
-                                         replay_id)
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7)",
+                                         replay_id, priority)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7, $8)",
             )
             .await?;
         for d in step
@@ -111,6 +111,7 @@ async fn advance(tx: &Transaction<'_>, step: &ReplayStep) -> Result<Option<bool>
                     &step.now_ms,
                     &!d.needs_preparing,
                     &step.replay_id,
+                    &i16::from(d.priority),
                 ],
             )
             .await?;

@@ -49,7 +49,7 @@ const MIGRATIONS: &[&str] = &[
         event_id         text NOT NULL REFERENCES events (id) ON DELETE CASCADE,
         route            text NOT NULL,
         destination      text NOT NULL,
-        state            text NOT NULL,            -- pending, in_flight, retrying, delivered, dead, filtered, discarded
+        state            text NOT NULL,            -- pending, in_flight, retrying, delivered, dead, filtered, discarded, superseded
         attempts         bigint NOT NULL DEFAULT 0,
         next_attempt_at  bigint NOT NULL,
         lease_until      bigint,
@@ -242,6 +242,18 @@ const MIGRATIONS: &[&str] = &[
     // expressions kept running past their time limit); NULL when an operator did.
     r#"
     ALTER TABLE paused ADD COLUMN reason text;
+    "#,
+    // 10: a route's priority, kept with each delivery, and the due deliveries above the
+    // default priority by level (see `claim`). The default level has no entries in it,
+    // so routes without a priority cost ingest nothing more. A debounced route's key,
+    // and its deliveries by key (state `superseded` is new).
+    r#"
+    ALTER TABLE deliveries ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_claimable_by_priority ON deliveries (destination, priority, next_attempt_at)
+        WHERE state IN ('pending', 'retrying') AND priority > 0;
+    ALTER TABLE deliveries ADD COLUMN debounce_key text;
+    CREATE INDEX deliveries_by_debounce_key ON deliveries (route, debounce_key, seq)
+        WHERE debounce_key IS NOT NULL;
     "#,
 ];
 

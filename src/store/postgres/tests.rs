@@ -1049,6 +1049,7 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
              ALTER TABLE events DROP COLUMN redacted, DROP COLUMN redaction_pending,
                                 DROP COLUMN redact_rule;
              ALTER TABLE paused DROP COLUMN reason;
+             ALTER TABLE deliveries DROP COLUMN priority, DROP COLUMN debounce_key;
              UPDATE forebay_schema SET version = 4",
         )
         .await

@@ -23,19 +23,40 @@ pub(super) async fn prepare(
         .prepare_cached(
             "UPDATE deliveries
              SET prepared = $2, state = $3, payload = $4, part = $5, ordering_key = $6,
-                 seq = position, last_error = $7, updated_at = $8
+                 seq = position, last_error = $7, updated_at = $8,
+                 next_attempt_at = coalesce($9, next_attempt_at), debounce_key = $10
              WHERE id = $1 AND NOT prepared AND state = 'pending'
-             RETURNING event_id, route, destination, seq",
+             RETURNING event_id, route, destination, seq, next_attempt_at, priority,
+                       last_error",
         )
         .await?;
+    // The parts are due when their parent is, at its priority, and debounce with it.
     let insert = tx
         .prepare_cached(
             "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
                                      created_at, updated_at, prepared, part, payload,
-                                     ordering_key, seq)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, true, $6, $7, $8, $9)",
+                                     ordering_key, seq, priority, debounce_key, last_error)
+             VALUES ($1, $2, $3, $4, $12, $10, $5, $5, true, $6, $7, $8, $9, $11, $13, $14)",
         )
         .await?;
+    // Debouncing reads the route's deliveries with a key, then changes them: keys are
+    // locked for the transaction (in one order, so two preparers cannot deadlock), so a
+    // preparer in another process cannot decide on the same key at the same time.
+    let mut keys: Vec<String> = batch
+        .iter()
+        .filter_map(|p| Some(format!("{}/{}", p.route, p.debounce_key.as_ref()?)))
+        .collect();
+    if !keys.is_empty() {
+        keys.sort();
+        keys.dedup();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (
+                 SELECT DISTINCT hashtext(current_schema() || '/forebay/debounce/' || k) AS h
+                 FROM unnest($1::text[]) AS k ORDER BY h) AS locks",
+            &[&keys],
+        )
+        .await?;
+    }
     // Several processes may prepare the same oldest deliveries at once. Each locks the
     // rows of its batch first, in one statement and one order, skipping rows another
     // preparer holds (it prepares them): no deadlock, and no delivery prepared twice.
@@ -80,15 +101,30 @@ pub(super) async fn prepare(
                     &p.ordering_key,
                     &error,
                     &now_ms,
+                    &p.deliver_at_ms,
+                    &p.debounce_key,
                 ],
             )
             .await?;
         // Gone or changed meanwhile (discarded, or prepared by another process).
-        let (Some(parent), Preparation::Bodies(bodies)) = (parent, &p.outcome) else {
+        let Some(parent) = parent else {
             continue;
         };
         let (event_id, route, destination, seq): (String, String, String, i64) =
             (parent.get(0), parent.get(1), parent.get(2), parent.get(3));
+        let (due, priority): (i64, i16) = (parent.get(4), parent.get(5));
+        let mut last_error: Option<String> = parent.get(6);
+        let parts_state = match (&p.debounce_key, state) {
+            (Some(key), "pending") => {
+                let (state, why) = debounce(tx, &event_id, &route, key, seq, now_ms).await?;
+                last_error = why.or(last_error);
+                state
+            }
+            _ => "pending",
+        };
+        let Preparation::Bodies(bodies) = &p.outcome else {
+            continue;
+        };
         for (i, body) in bodies.iter().enumerate().skip(1) {
             tx.execute(
                 &insert,
@@ -102,12 +138,59 @@ pub(super) async fn prepare(
                     &&body[..],
                     &p.ordering_key,
                     &seq,
+                    &due,
+                    &priority,
+                    &parts_state,
+                    &p.debounce_key,
+                    &last_error,
                 ],
             )
             .await?;
         }
     }
     Ok(())
+}
+
+/// Debounces the delivery of `route` with `seq` (its event `event_id`), just prepared
+/// with `key`, under the key's lock: when a later delivery of the route has the key
+/// already, this one is superseded; otherwise it supersedes the earlier ones still
+/// waiting. Returns the state its parts take, and why when superseded.
+async fn debounce(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    route: &str,
+    key: &str,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(&'static str, Option<String>), StoreError> {
+    let later = tx
+        .query_opt(
+            "SELECT event_id FROM deliveries
+             WHERE route = $1 AND debounce_key = $2 AND seq > $3
+             ORDER BY seq LIMIT 1",
+            &[&route, &key, &seq],
+        )
+        .await?;
+    let supersede = "UPDATE deliveries SET state = 'superseded', last_error = $5, updated_at = $6
+         WHERE route = $1 AND debounce_key = $2 AND seq BETWEEN $4 AND $3
+           AND state IN ('pending', 'retrying')";
+    match later {
+        Some(later) => {
+            let why = crate::store::delivery::superseded_by(&later.get::<_, String>(0));
+            tx.execute(supersede, &[&route, &key, &seq, &seq, &why, &now_ms])
+                .await?;
+            Ok(("superseded", Some(why)))
+        }
+        None => {
+            let why = crate::store::delivery::superseded_by(event_id);
+            tx.execute(
+                supersede,
+                &[&route, &key, &(seq - 1), &i64::MIN, &why, &now_ms],
+            )
+            .await?;
+            Ok(("pending", None))
+        }
+    }
 }
 
 /// Records a batch of attempts in one transaction of two round trips whatever its size:

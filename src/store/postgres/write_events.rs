@@ -284,6 +284,8 @@ async fn write_events(
     let mut d_dests = Vec::new();
     let mut d_at = Vec::new();
     let mut d_prepared = Vec::new();
+    let mut d_due: Vec<i64> = Vec::new();
+    let mut d_priority: Vec<i16> = Vec::new();
     // Duplicates.
     let mut dup_ids = Vec::new();
     let mut dup_of: Vec<&str> = Vec::new();
@@ -312,7 +314,9 @@ async fn write_events(
                     d_routes.push(d.route.as_str());
                     d_dests.push(d.destination.as_str());
                     d_at.push(e.received_at_ms);
+                    d_due.push(e.received_at_ms.saturating_add(d.delay_ms));
                     d_prepared.push(!d.needs_preparing);
+                    d_priority.push(i16::from(d.priority));
                 }
             }
             Inserted::Duplicate { original_id } => {
@@ -343,11 +347,13 @@ async fn write_events(
     let insert_deliveries = tx
         .prepare_cached(
             "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
-                                     created_at, updated_at, prepared)
-             SELECT id, event_id, route, destination, 'pending', at, at, at, prepared
+                                     created_at, updated_at, prepared, priority)
+             SELECT id, event_id, route, destination, 'pending', due, at, at, prepared,
+                    priority
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                         $6::boolean[])
-                  WITH ORDINALITY AS t (id, event_id, route, destination, at, prepared, n)
+                         $6::boolean[], $7::bigint[], $8::smallint[])
+                  WITH ORDINALITY
+                  AS t (id, event_id, route, destination, at, prepared, due, priority, n)
              ORDER BY n",
         )
         .await?;
@@ -383,7 +389,16 @@ async fn write_events(
         }
         tx.execute(
             &insert_deliveries,
-            &[&d_ids, &d_events, &d_routes, &d_dests, &d_at, &d_prepared],
+            &[
+                &d_ids,
+                &d_events,
+                &d_routes,
+                &d_dests,
+                &d_at,
+                &d_prepared,
+                &d_due,
+                &d_priority,
+            ],
         )
         .await
     };

@@ -65,8 +65,8 @@ fn advance(conn: &Connection, step: &ReplayStep) -> rusqlite::Result<Option<bool
     // fails the job.
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
-                                 created_at, updated_at, prepared, replay_id)
-         SELECT ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7
+                                 created_at, updated_at, prepared, replay_id, priority)
+         SELECT ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7, ?8
          WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)",
     )?;
     let mut queued = 0i64;
@@ -78,7 +78,8 @@ fn advance(conn: &Connection, step: &ReplayStep) -> rusqlite::Result<Option<bool
             d.destination,
             step.now_ms,
             !d.needs_preparing,
-            step.replay_id
+            step.replay_id,
+            d.priority
         ])? as i64;
     }
     let (state, error) = match &step.finish {

@@ -244,6 +244,10 @@ async fn the_activity_counters_begin_with_the_last_days_rows() {
          ALTER TABLE events DROP COLUMN redaction_pending;
          ALTER TABLE events DROP COLUMN redact_rule;
          ALTER TABLE paused DROP COLUMN reason;
+         DROP INDEX deliveries_claimable_by_priority;
+         DROP INDEX deliveries_by_debounce_key;
+         ALTER TABLE deliveries DROP COLUMN priority;
+         ALTER TABLE deliveries DROP COLUMN debounce_key;
          PRAGMA user_version = 8;",
     )
     .unwrap();

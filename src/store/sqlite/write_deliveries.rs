@@ -13,10 +13,11 @@ use crate::store::{
 };
 
 /// Claims expired leases first (their workers died; they are the oldest work), then
-/// deliveries whose time has come, oldest due first. A delivery with an ordering key
-/// waits while an earlier one of its route and key is unfinished (pending, in flight or
-/// retrying), so each key has one delivery in flight, in receive order; `dead`, like
-/// `delivered`, lets the key move on.
+/// deliveries whose time has come, in claim rank order (oldest due first, each
+/// priority level counting as [`crate::store::PRIORITY_STEP_MS`] of waiting). A
+/// delivery with an ordering key waits while an earlier one of its route and key is
+/// unfinished (pending, in flight or retrying), so each key has one delivery in flight,
+/// in receive order; `dead`, like `delivered`, lets the key move on.
 pub(super) fn claim(
     conn: &Connection,
     sealer: &Sealer,
@@ -30,17 +31,7 @@ pub(super) fn claim(
          WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
            AND route NOT IN (SELECT value FROM json_each(?5))
          ORDER BY lease_until LIMIT ?3",
-        "SELECT id FROM deliveries
-         WHERE destination = ?4 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
-           AND prepared = 1
-           AND route NOT IN (SELECT value FROM json_each(?5))
-           AND (ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM deliveries AS e
-                WHERE e.route = deliveries.route AND e.ordering_key = deliveries.ordering_key
-                  AND e.state IN ('pending', 'in_flight', 'retrying')
-                  AND (e.seq < deliveries.seq
-                       OR (e.seq = deliveries.seq AND e.part < deliveries.part))))
-         ORDER BY next_attempt_at LIMIT ?3",
+        &DUE[..],
     ] {
         let left = claim.limit.saturating_sub(claimed.len());
         if left == 0 {
@@ -121,6 +112,43 @@ pub(super) fn claim(
     Ok(claimed)
 }
 
+/// The due deliveries to claim, best rank first. The oldest due of every priority come
+/// from `deliveries_claimable`, and those of each level above 0 from
+/// `deliveries_claimable_by_priority` (a partial index only such deliveries enter): the
+/// best `?3` by rank are always among these, and each arm is an index range scan.
+static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let due = |level: Option<u8>| {
+        let priority = level
+            .map(|p| format!("AND priority > 0 AND priority = {p}"))
+            .unwrap_or_default();
+        format!(
+            "SELECT * FROM (
+                 SELECT id, {rank} AS rank, rowid AS pos FROM deliveries
+                 WHERE destination = ?4 AND state IN ('pending', 'retrying')
+                   AND next_attempt_at <= ?2 {priority}
+                   AND prepared = 1
+                   AND route NOT IN (SELECT value FROM json_each(?5))
+                   AND (ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM deliveries AS e
+                        WHERE e.route = deliveries.route
+                          AND e.ordering_key = deliveries.ordering_key
+                          AND e.state IN ('pending', 'in_flight', 'retrying')
+                          AND (e.seq < deliveries.seq
+                               OR (e.seq = deliveries.seq AND e.part < deliveries.part))))
+                 ORDER BY next_attempt_at LIMIT ?3)",
+            rank = crate::store::delivery::claim_rank_sql(),
+        )
+    };
+    let arms: Vec<String> = std::iter::once(None)
+        .chain((1..crate::store::PRIORITY_LEVELS).map(Some))
+        .map(due)
+        .collect();
+    format!(
+        "SELECT id FROM ({}) ORDER BY rank, pos LIMIT ?3",
+        arms.join(" UNION ")
+    )
+});
+
 /// A stored event that does not decode or open, as the error a row conversion gives.
 fn unreadable(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, e.to_string().into())
@@ -192,9 +220,10 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
             .prepare_cached(
                 "UPDATE deliveries
                  SET prepared = ?2, state = ?3, payload = ?4, part = ?5, ordering_key = ?6,
-                     seq = rowid, last_error = ?7, updated_at = ?8
+                     seq = rowid, last_error = ?7, updated_at = ?8,
+                     next_attempt_at = coalesce(?9, next_attempt_at), debounce_key = ?10
                  WHERE id = ?1 AND prepared = 0 AND state = 'pending'
-                 RETURNING event_id, route, destination, seq",
+                 RETURNING event_id, route, destination, seq, next_attempt_at, priority",
             )?
             .query_row(
                 params![
@@ -205,7 +234,9 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
                     part,
                     p.ordering_key,
                     error,
-                    now_ms
+                    now_ms,
+                    p.deliver_at_ms,
+                    p.debounce_key
                 ],
                 |r| {
                     Ok((
@@ -213,21 +244,30 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
                     ))
                 },
             )
             .optional()?;
-        // Gone or changed meanwhile (discarded, say): nothing to split.
-        let (Some((event_id, route, destination, seq)), Preparation::Bodies(bodies)) =
-            (parent, &p.outcome)
-        else {
+        // Gone or changed meanwhile (discarded, say): nothing to split or debounce.
+        let Some((event_id, route, destination, seq, due, priority)) = parent else {
             continue;
         };
+        let parts_state = match (&p.debounce_key, state) {
+            (Some(key), "pending") => debounce(conn, &event_id, &route, key, seq, now_ms)?,
+            _ => "pending",
+        };
+        let Preparation::Bodies(bodies) = &p.outcome else {
+            continue;
+        };
+        // The parts are due when their parent is, at its priority, and debounce with it.
         let mut insert = conn.prepare_cached(
             "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
                                      created_at, updated_at, prepared, part, payload,
-                                     ordering_key, seq)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, 1, ?6, ?7, ?8, ?9)",
+                                     ordering_key, seq, priority, debounce_key, last_error)
+             VALUES (?1, ?2, ?3, ?4, ?12, ?10, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?11, ?13,
+                     (SELECT last_error FROM deliveries WHERE id = ?14))",
         )?;
         for (i, body) in bodies.iter().enumerate().skip(1) {
             insert.execute(params![
@@ -239,11 +279,68 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
                 i as i64 + 1,
                 &body[..],
                 p.ordering_key,
-                seq
+                seq,
+                due,
+                priority,
+                parts_state,
+                p.debounce_key,
+                p.delivery_id
             ])?;
         }
     }
     Ok(())
+}
+
+/// Debounces the delivery of `route` with `seq` (its event `event_id`), just prepared
+/// with `key`:
+/// when a later delivery of the route has the key already, this one is superseded;
+/// otherwise it supersedes the earlier ones still waiting. Returns the state its parts
+/// take.
+fn debounce(
+    conn: &Connection,
+    event_id: &str,
+    route: &str,
+    key: &str,
+    seq: i64,
+    now_ms: i64,
+) -> rusqlite::Result<&'static str> {
+    let later: Option<String> = conn
+        .prepare_cached(
+            "SELECT event_id FROM deliveries
+             WHERE route = ?1 AND debounce_key = ?2 AND seq > ?3
+             ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![route, key, seq], |r| r.get(0))
+        .optional()?;
+    let supersede = conn.prepare_cached(
+        "UPDATE deliveries SET state = 'superseded', last_error = ?5, updated_at = ?6
+         WHERE route = ?1 AND debounce_key = ?2 AND seq <= ?3 AND seq >= ?4
+           AND state IN ('pending', 'retrying')",
+    );
+    match later {
+        Some(later) => {
+            supersede?.execute(params![
+                route,
+                key,
+                seq,
+                seq,
+                crate::store::delivery::superseded_by(&later),
+                now_ms
+            ])?;
+            Ok("superseded")
+        }
+        None => {
+            supersede?.execute(params![
+                route,
+                key,
+                seq - 1,
+                i64::MIN,
+                crate::store::delivery::superseded_by(event_id),
+                now_ms
+            ])?;
+            Ok("pending")
+        }
+    }
 }
 
 /// Records attempt `a`. Sent again (its first answer lost to a commit timeout while it

@@ -61,8 +61,8 @@ pub(super) fn insert_event(
     recent.record(conn, hash, conn.last_insert_rowid())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, route, destination, state, next_attempt_at,
-                                 created_at, updated_at, prepared)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)",
+                                 created_at, updated_at, prepared, priority)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5 + ?7, ?5, ?5, ?6, ?8)",
     )?;
     for d in &e.deliveries {
         insert.execute(params![
@@ -71,7 +71,9 @@ pub(super) fn insert_event(
             d.route,
             d.destination,
             e.received_at_ms,
-            !d.needs_preparing
+            !d.needs_preparing,
+            d.delay_ms,
+            d.priority
         ])?;
     }
     Ok(Inserted::New { id: e.id.clone() })
