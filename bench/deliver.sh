@@ -5,7 +5,9 @@
 # memory of the delivering process. Needs wrk and sqlite3 (apt-get install wrk sqlite3).
 # With `transform`, the route has a jq transform, so every delivery is first prepared in
 # the sandbox processes; `transform-js` is the same transform in JavaScript; `filter` a jq
-# filter and transform (two rounds of the sandbox per batch). With a broker KIND (nats, rabbitmq, redis, kafka), the destination
+# filter and transform (two rounds of the sandbox per batch); `batch` sends 100 events
+# to a call (`batch = { max_events = 100 }`); `priority` puts the route at priority 5, so
+# every claim reads the by-level index. With a broker KIND (nats, rabbitmq, redis, kafka), the destination
 # publishes into that broker on 127.0.0.1 instead (a stream, queue or key of the run's
 # own, made before and removed after; each delivery counts once the broker acknowledged it;
 # RabbitMQ's queue is a classic one, or a quorum queue with QUEUE_TYPE=quorum).
@@ -13,7 +15,7 @@
 # Each destination has its kind's default max_concurrency (64 for http, 256 for a broker)
 # unless MAX_CONCURRENCY is set.
 #
-# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform|transform-js|filter] [http|nats|rabbitmq|redis|kafka]
+# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform|transform-js|filter|batch|priority] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +26,9 @@ case "$mode" in
   transform) route_extra="transform = '{id: .id, body: .body, seen: .received_at}'" ;;
   transform-js) route_extra='transform = { js = "export default (e) => ({ id: e.id, body: e.body, seen: e.received_at })" }' ;;
   filter) route_extra=$'filter = \'.method == "POST"\'\ntransform = \'{id: .id, body: .body, seen: .received_at}\'' ;;
-  *) echo "mode must be plain, transform, transform-js or filter, not $mode" >&2; exit 2 ;;
+  batch) route_extra='batch = { max_events = 100, max_wait = "100ms" }' ;;
+  priority) route_extra='priority = 5' ;;
+  *) echo "mode must be plain, transform, transform-js, filter, batch or priority, not $mode" >&2; exit 2 ;;
 esac
 kind=${3:-http}
 name=forebaybench$$

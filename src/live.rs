@@ -34,6 +34,8 @@ pub struct Running {
     pub generation: u64,
     pub config: Config,
     pub destinations: Arc<BTreeMap<String, Arc<Destination>>>,
+    /// The batching routes, by destination.
+    pub batches: Arc<crate::deliver::worker::Batches>,
     /// The compiled `jq` of routes and dedup keys.
     pub programs: Arc<Programs>,
 }
@@ -115,6 +117,14 @@ impl Live {
     ) -> Arc<dyn Fn() -> Arc<BTreeMap<String, Arc<Destination>>> + Send + Sync> {
         let live = self.clone();
         Arc::new(move || live.current().destinations.clone())
+    }
+
+    /// The batching routes in force, for the delivery worker.
+    pub fn batches(
+        self: &Arc<Self>,
+    ) -> Arc<dyn Fn() -> Arc<crate::deliver::worker::Batches> + Send + Sync> {
+        let live = self.clone();
+        Arc::new(move || live.current().batches.clone())
     }
 
     /// How long data is kept, for maintenance.
@@ -295,6 +305,7 @@ fn build(running: &Running) -> Result<(Running, Reloaded), ReloadError> {
     Ok((
         Running {
             generation,
+            batches: Arc::new(crate::deliver::batch::batches_of(&new)),
             config: new,
             destinations: Arc::new(destinations),
             programs,

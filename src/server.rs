@@ -192,6 +192,7 @@ pub async fn run_with_clock(
     let live = Live::new(
         Running {
             generation: 1,
+            batches: Arc::new(crate::deliver::batch::batches_of(&config)),
             config,
             destinations: Arc::new(destinations),
             programs,
@@ -235,6 +236,7 @@ pub async fn run_with_clock(
             Worker {
                 store: store.clone(),
                 destinations: live.destinations(),
+                batches: live.batches(),
                 wake: wake.clone(),
                 slots: SEND_SLOTS,
                 pauses: pauses.clone(),

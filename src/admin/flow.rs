@@ -27,6 +27,10 @@ pub struct RouteJson {
     pub(crate) priority: u8,
     /// The route's `delay` in milliseconds; `null` without one.
     pub(crate) delay_ms: Option<i64>,
+    /// The route's `debounce`: its key expression and window; `null` without one.
+    pub(crate) debounce: Option<serde_json::Value>,
+    /// The route's `batch` limits; `null` when it sends one event per call.
+    pub(crate) batch: Option<serde_json::Value>,
     pub(crate) paused: bool,
     /// Why forebay paused the route itself (its expressions kept running past their
     /// time limit); `null` when it is not paused or an operator paused it.
@@ -138,12 +142,26 @@ pub async fn routes(State(state): State<AdminState>) -> Result<Json<Page<RouteJs
                     ("transform", &r.transform),
                     ("ordering_key", &r.ordering_key),
                     ("deliver_at", &r.deliver_at),
+                    ("debounce_key", &r.debounce_key),
                 ]
                 .into_iter()
                 .filter_map(|(key, e)| Some((key, e.as_ref()?.language())))
                 .collect(),
                 priority: r.config.priority,
                 delay_ms: r.config.delay.map(|d| d.as_millis_i64()),
+                debounce: r.config.debounce.as_ref().map(|d| {
+                    serde_json::json!({
+                        "key": text(&r.debounce_key),
+                        "window_ms": d.window.as_millis_i64(),
+                    })
+                }),
+                batch: r.config.batch.map(|b| {
+                    serde_json::json!({
+                        "max_events": b.max_events,
+                        "max_wait_ms": b.max_wait.as_millis_i64(),
+                        "max_bytes": b.max_bytes.0,
+                    })
+                }),
                 backlog,
                 dead,
             }

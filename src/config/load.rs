@@ -1076,6 +1076,26 @@ fn resolve_routes(
                 );
             }
         }
+        if let Some(batch) = &cfg.batch {
+            if !(1..=MAX_BATCH_EVENTS).contains(&batch.max_events) {
+                errors.push(
+                    format!("{path}.batch.max_events"),
+                    format!("max_events must be 1 to {MAX_BATCH_EVENTS}"),
+                );
+            }
+            if batch.max_wait.0 > std::time::Duration::from_secs(3600) {
+                errors.push(
+                    format!("{path}.batch.max_wait"),
+                    "max_wait may be at most an hour, like \"2s\"".to_owned(),
+                );
+            }
+            if batch.max_bytes.0 < 1024 {
+                errors.push(
+                    format!("{path}.batch.max_bytes"),
+                    "max_bytes must be at least 1KiB, like \"1MiB\"".to_owned(),
+                );
+            }
+        }
         if cfg.priority > MAX_PRIORITY {
             errors.push(
                 format!("{path}.priority"),
@@ -1111,6 +1131,9 @@ fn resolve_routes(
     }
     routes
 }
+
+/// The most events a route's `batch` may put in one call.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
 
 /// The highest route `priority`.
 pub const MAX_PRIORITY: u8 = 9;

@@ -22,8 +22,8 @@ pub use errors::{ConfigError, ConfigErrors};
 pub(crate) use load::{BudgetIs, check_body_budget};
 pub use load::{MAX_DELAY, MAX_PRIORITY, is_valid_name};
 pub use model::{
-    Broker, BrokerDestination, DebounceConfig, DestinationConfig, ResponseConfig, RetentionConfig,
-    RouteConfig, ServerConfig, SignConfig, StorageConfig,
+    BatchConfig, Broker, BrokerDestination, DebounceConfig, DestinationConfig, ResponseConfig,
+    RetentionConfig, RouteConfig, ServerConfig, SignConfig, StorageConfig,
 };
 pub use secret::{Secret, SecretRef};
 pub use units::{Keep, Rate, Size, Span};

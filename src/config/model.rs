@@ -607,6 +607,30 @@ pub struct RouteConfig {
     /// Of a burst of events with the same key, only the last is delivered, once
     /// `window` has passed without another; the others are `superseded`.
     pub debounce: Option<DebounceConfig>,
+    /// Deliver many events in one call: a JSON array of them.
+    pub batch: Option<BatchConfig>,
+}
+
+/// A route's `batch = { max_events = 100, max_wait = "2s", max_bytes = "1MiB" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most events in one call; a batch this full goes at once.
+    pub max_events: usize,
+    /// Longest the oldest waiting event waits for others before its batch goes.
+    pub max_wait: Span,
+    /// Most bytes of events in one call (an event larger than this goes alone).
+    pub max_bytes: Size,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 100,
+            max_wait: Span(std::time::Duration::from_secs(1)),
+            max_bytes: Size::mib(1),
+        }
+    }
 }
 
 /// A route's `debounce = { key = '…', window = "5s" }`.

@@ -7,6 +7,7 @@
 //!   destination kinds. [`metadata`]: what every message says about itself. [`sign`]:
 //!   Standard Webhooks signatures.
 //! - [`retry`]: when to try again, and when to give up.
+//! - [`batch`]: a route's `batch`, many events to a call.
 //!
 //! - [`limits`]: per-destination `max_concurrency` and `rate_limit`.
 //!
@@ -14,6 +15,7 @@
 //!
 //! - [`breaker`]: the circuit breaker.
 
+pub mod batch;
 pub mod breaker;
 pub mod broker;
 pub mod exec;

@@ -16,11 +16,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::Destination;
+use super::batch::{self, BatchRoute, Ready};
 use super::breaker::Gate;
 use super::retry::Failure;
 use crate::clock::Clock;
 use crate::id;
 use crate::store::{AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Pausable, Store};
+
+/// The batching routes of each destination (a route's `batch`).
+pub type Batches = BTreeMap<String, Vec<BatchRoute>>;
 
 /// Longest nap with nothing due, so a clock jump cannot strand work for long.
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -45,6 +49,8 @@ pub struct Worker {
     pub store: Arc<dyn Store>,
     /// The destinations in force, read at each round (a reload may change them).
     pub destinations: Arc<dyn Fn() -> Arc<BTreeMap<String, Arc<Destination>>> + Send + Sync>,
+    /// The batching routes in force, by destination, read with the destinations.
+    pub batches: Arc<dyn Fn() -> Arc<Batches> + Send + Sync>,
     /// Woken by ingest after it commits new deliveries.
     pub wake: Arc<Notify>,
     /// Most sends in flight at once, across destinations.
@@ -85,6 +91,9 @@ impl Worker {
             // whatever a reload does meanwhile.
             let running = (this.destinations)();
             let destinations = &*running;
+            let batching = (this.batches)();
+            // When a batch that is not full yet will have waited long enough.
+            let mut batch_at: Option<i64> = None;
             let names: Vec<&String> = destinations.keys().collect();
             let lease = lease_for(destinations);
             let mut claimed_any = false;
@@ -115,6 +124,82 @@ impl Worker {
                         continue;
                     }
                 };
+                let batch_routes: &[BatchRoute] =
+                    batching.get(name).map(Vec::as_slice).unwrap_or_default();
+                for route in batch_routes {
+                    if want == 0 {
+                        break;
+                    }
+                    if this.pauses.is_paused(Pausable::Route, &route.route) {
+                        continue;
+                    }
+                    let due = match this
+                        .store
+                        .batch_due(name, &route.route, now, route.config.max_events)
+                        .await
+                    {
+                        Ok(due) => due,
+                        Err(e) => {
+                            crate::throttled!(warn, destination = %name, route = %route.route, error = %crate::error_chain::Chain(&e), "cannot look for a batch; trying again shortly");
+                            rate_wait = Some(STORE_BACKOFF);
+                            continue;
+                        }
+                    };
+                    match batch::ready(&due, route, now) {
+                        Ready::Nothing => continue,
+                        Ready::At(at) => {
+                            batch_at = Some(batch_at.map_or(at, |b| b.min(at)));
+                            continue;
+                        }
+                        Ready::Now => {}
+                    }
+                    let admission = dest.limits.admit(1);
+                    if let Some(wait) = admission.retry_in {
+                        rate_wait = Some(rate_wait.map_or(wait, |w| w.min(wait)));
+                    }
+                    if admission.count == 0 {
+                        break;
+                    }
+                    let claim = Claim {
+                        destination: name.clone(),
+                        skip_routes: Vec::new(),
+                        only_route: Some(route.route.clone()),
+                        now_ms: now,
+                        lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+                        limit: route.config.max_events,
+                    };
+                    let members = match this.store.claim_deliveries(claim).await {
+                        Ok(members) if !members.is_empty() => members,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            crate::throttled!(warn, destination = %name, route = %route.route, error = %crate::error_chain::Chain(&e), "cannot claim a batch; trying again shortly");
+                            rate_wait = Some(STORE_BACKOFF);
+                            continue;
+                        }
+                    };
+                    let (Ok(global), Some(local)) =
+                        (slots.clone().try_acquire_owned(), dest.limits.slot())
+                    else {
+                        // Counted free just before: cannot happen; the leases end them.
+                        break;
+                    };
+                    claimed_any = true;
+                    want -= 1;
+                    if probing {
+                        want = 0;
+                    }
+                    let this = this.clone();
+                    let dest = dest.clone();
+                    let config = route.config;
+                    tokio::spawn(async move {
+                        this.deliver_batch(&dest, members, config).await;
+                        drop((global, local));
+                        this.wake.notify_one();
+                    });
+                }
+                if want == 0 {
+                    continue;
+                }
                 if !probing && !dest.limits.is_rated() {
                     let capacity = dest.limits.capacity();
                     let free = want.min(dest.limits.free());
@@ -142,9 +227,13 @@ impl Worker {
                     }
                     continue;
                 }
+                // Batching routes are claimed batch by batch above, never one by one.
+                let mut skip_routes = this.pauses.routes();
+                skip_routes.extend(batch_routes.iter().map(|b| b.route.clone()));
                 let claim = Claim {
                     destination: name.clone(),
-                    skip_routes: this.pauses.routes(),
+                    skip_routes,
+                    only_route: None,
                     now_ms: now,
                     lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
                     limit: admission.count,
@@ -209,6 +298,7 @@ impl Worker {
                 Ok(Some(due)) => due.min(now.saturating_add(max_idle_ms)),
                 Ok(None) | Err(_) => now.saturating_add(max_idle_ms),
             };
+            let due = batch_at.map_or(due, |at| due.min(at));
             // Due times are on the engine's clock; rate limits and breaker cooldowns on
             // the process's own.
             let limit_nap = rate_wait.unwrap_or(MAX_IDLE).min(MAX_IDLE);
@@ -260,52 +350,119 @@ impl Worker {
 
     /// Sends one claimed delivery and records the attempt.
     async fn deliver(&self, dest: &Destination, d: ClaimedDelivery) {
-        let started_at_ms = self.clock.now_ms();
-        let started = std::time::Instant::now();
-        let sent = dest.send(&d, started_at_ms / 1000).await;
-        crate::metrics::attempt_finished(&d.destination, started.elapsed());
-        dest.breaker.record(&sent, std::time::Instant::now());
-        let then = if sent.ok {
-            AfterAttempt::Delivered
-        } else {
-            let attempt = u32::try_from(d.attempt).unwrap_or(u32::MAX);
-            let failure = Failure {
-                status: sent.status,
-                retry_after: sent.retry_after,
-            };
-            dest.retry.after_failure(
-                attempt,
-                failure,
-                self.clock.now_ms(),
-                rand::random_range(-1.0..=1.0),
-            )
-        };
+        let (sent, started_at_ms, took) = self.send(dest, &d).await;
+        let then = self.next_state(dest, d.attempt, &sent);
         if let Some(error) = &sent.error {
             tracing::info!(delivery = %d.id, event = %d.event_id, route = %d.route, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");
         }
+        self.finish(&d, &sent, started_at_ms, took, then).await;
+        if matches!(then, AfterAttempt::RetryAt(_)) {
+            // The loop may be asleep until a lease that this attempt just ended; a retry
+            // due sooner must not wait for it.
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends a batch's members, cut into calls by its limits, one call after another;
+    /// every member of a call records the call's outcome as its attempt, and members
+    /// that fail together are due again together.
+    async fn deliver_batch(
+        &self,
+        dest: &Destination,
+        members: Vec<ClaimedDelivery>,
+        config: crate::config::BatchConfig,
+    ) {
+        // In receive order (a claim's rows come in no particular order).
+        let mut members = members;
+        members.sort_by(|a, b| {
+            (a.received_at_ms, &a.event_id, a.part).cmp(&(b.received_at_ms, &b.event_id, b.part))
+        });
+        let elements: Vec<Vec<u8>> = members.iter().map(batch::element).collect();
+        let sizes: Vec<usize> = elements.iter().map(Vec::len).collect();
+        // The calls go side by side: one after another, the last could outlast the lease
+        // that all of them were claimed under.
+        let calls = batch::assemble(&sizes, config.max_events, config.max_bytes.as_usize())
+            .into_iter()
+            .map(|range| {
+                let group = &members[range.clone()];
+                let call = batch::as_delivery(group, batch::body(&elements[range]));
+                async move {
+                    let Some(call) = call else { return };
+                    let (sent, started_at_ms, took) = self.send(dest, &call).await;
+                    let then = self.next_state(dest, call.attempt, &sent);
+                    if let Some(error) = &sent.error {
+                        tracing::info!(batch = %call.id, events = group.len(), route = %call.route, destination = %call.destination, attempt = call.attempt, %error, "batch attempt failed");
+                    }
+                    for d in group {
+                        self.finish(d, &sent, started_at_ms, took, then).await;
+                    }
+                    if matches!(then, AfterAttempt::RetryAt(_)) {
+                        self.wake.notify_one();
+                    }
+                }
+            });
+        futures_util::future::join_all(calls).await;
+    }
+
+    /// Sends `d`: what came back, when it started (engine clock, ms) and how long it took.
+    async fn send(
+        &self,
+        dest: &Destination,
+        d: &ClaimedDelivery,
+    ) -> (super::Sent, i64, std::time::Duration) {
+        let started_at_ms = self.clock.now_ms();
+        let started = std::time::Instant::now();
+        let sent = dest.send(d, started_at_ms / 1000).await;
+        let took = started.elapsed();
+        crate::metrics::attempt_finished(&d.destination, took);
+        dest.breaker.record(&sent, std::time::Instant::now());
+        (sent, started_at_ms, took)
+    }
+
+    /// Where attempt number `attempt` leads, given what came back.
+    fn next_state(&self, dest: &Destination, attempt: i64, sent: &super::Sent) -> AfterAttempt {
+        if sent.ok {
+            return AfterAttempt::Delivered;
+        }
+        let failure = Failure {
+            status: sent.status,
+            retry_after: sent.retry_after,
+        };
+        dest.retry.after_failure(
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+            failure,
+            self.clock.now_ms(),
+            rand::random_range(-1.0..=1.0),
+        )
+    }
+
+    /// Records `d`'s attempt with what came back and where it leads.
+    async fn finish(
+        &self,
+        d: &ClaimedDelivery,
+        sent: &super::Sent,
+        started_at_ms: i64,
+        took: std::time::Duration,
+        then: AfterAttempt,
+    ) {
         let record = AttemptRecord {
             id: id::new(id::ATTEMPT),
             delivery_id: d.id.clone(),
             destination: d.destination.clone(),
             lease_until_ms: d.lease_until_ms,
             started_at_ms,
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
             status: sent.status,
-            error: sent.error,
-            response_headers: sent.response_headers,
-            response_body: sent.response_body,
+            error: sent.error.clone(),
+            response_headers: sent.response_headers.clone(),
+            response_body: sent.response_body.clone(),
             then,
         };
-        if !self.record(&d, record).await {
+        if !self.record(d, record).await {
             return;
         }
         crate::metrics::delivery_outcome(&d.destination, then);
         tracing::debug!(delivery = %d.id, event = %d.event_id, route = %d.route, destination = %d.destination, attempt = d.attempt, outcome = then.state(), "attempt recorded");
-        if matches!(then, AfterAttempt::RetryAt(_)) {
-            // The loop may be asleep until a lease that this attempt just ended; a retry
-            // due sooner must not wait for it.
-            self.wake.notify_one();
-        }
     }
 }
 

@@ -17,9 +17,10 @@ pub enum DedupRule {
     Header(HeaderName),
     /// `json:/pointer`: a string or number at a JSON pointer in the body.
     JsonPointer(String),
-    /// `jq:EXPR`: the first output of a jq expression over the event (SPEC section 7's
-    /// input object); evaluated in the sandbox before [`DedupRule::key_for`].
-    Jq(Expr),
+    /// `jq:EXPR` or `js:MODULE`: the first output of a jq expression over the event
+    /// (SPEC section 7's input object), or what a JavaScript module's default export
+    /// returns for it; evaluated in the sandbox before [`DedupRule::key_for`].
+    Expr(Expr),
 }
 
 impl DedupRule {
@@ -42,17 +43,22 @@ impl DedupRule {
         }
         if let Some(expr) = text.strip_prefix("jq:") {
             return Expr::compile(expr)
-                .map(DedupRule::Jq)
+                .map(DedupRule::Expr)
                 .map_err(|e| format!("the jq expression does not compile: {e}"));
         }
+        if let Some(module) = text.strip_prefix("js:") {
+            return Expr::js(module, "dedup_key", crate::expr::Role::Value)
+                .map(DedupRule::Expr)
+                .map_err(|e| format!("the JavaScript module does not load: {e}"));
+        }
         Err(format!(
-            "unknown dedup key {text:?}; write `header:NAME`, `json:/json/pointer` or `jq:EXPR`"
+            "unknown dedup key {text:?}; write `header:NAME`, `json:/json/pointer`, `jq:EXPR` or `js:MODULE`"
         ))
     }
 
     /// The dedup key of `req`. A configured rule that finds nothing falls back to the
     /// provider's id and then to the body hash, so every event still gets a key.
-    /// `evaluated` is what a `jq:` rule's expression gave (run by the caller, in the
+    /// `evaluated` is what a `jq:` or `js:` rule's expression gave (run by the caller, in the
     /// sandbox).
     pub fn key_for(
         &self,
@@ -62,7 +68,7 @@ impl DedupRule {
     ) -> String {
         let configured = match self {
             DedupRule::Auto => None,
-            DedupRule::Jq(_) => evaluated,
+            DedupRule::Expr(_) => evaluated,
             DedupRule::Header(name) => req
                 .headers
                 .get(name)
@@ -128,8 +134,18 @@ mod tests {
         ));
         assert!(matches!(
             DedupRule::parse("jq:.body.meta.id").unwrap(),
-            DedupRule::Jq(e) if e.text() == ".body.meta.id"
+            DedupRule::Expr(e) if e.text() == ".body.meta.id"
         ));
+        assert!(matches!(
+            DedupRule::parse("js:export default (e) => e.body.meta.id").unwrap(),
+            DedupRule::Expr(e) if e.language() == crate::expr::Language::Js
+        ));
+        let js = DedupRule::parse("js:export default (e) => e.body.").unwrap_err();
+        assert!(
+            js.starts_with("the JavaScript module does not load: SyntaxError: ")
+                && js.contains("(at dedup_key:1:"),
+            "{js}"
+        );
         assert!(
             DedupRule::parse("jq:.body.[")
                 .unwrap_err()

@@ -29,7 +29,7 @@ use crate::store::Store;
 /// What the ingest handlers share.
 #[derive(Clone)]
 pub struct IngestState {
-    /// The sources and `jq:` dedup keys in force; each request reads them once.
+    /// The sources and `jq:` and `js:` dedup keys in force; each request reads them once.
     pub live: Arc<Live>,
     pub store: Arc<dyn Store>,
     /// Deadline for reading a body.

@@ -158,7 +158,7 @@ async fn handle(
     }
 
     let evaluated = match &source.dedup {
-        DedupRule::Jq(_) => {
+        DedupRule::Expr(_) => {
             let input = event_input(&event_id, verified.request());
             running.programs.dedup_key(&source.name, &input).await
         }
@@ -371,7 +371,7 @@ fn success(source: &Source, event_id: &str) -> Response {
     response
 }
 
-/// What a `jq:` dedup key sees of a request (the event it is about to become).
+/// What a `jq:` or `js:` dedup key sees of a request (the event it is about to become).
 fn event_input(event_id: &str, req: &Unverified) -> EventInput {
     EventInput {
         id: event_id.to_owned(),

@@ -1,4 +1,4 @@
-//! The object filters, transforms and `jq:` dedup keys see (SPEC section 7):
+//! The object filters, transforms and `jq:` and `js:` dedup keys see (SPEC section 7):
 //! `{id, source, received_at, method, path, query, headers, body}`.
 //!
 //! - `received_at` is RFC 3339 UTC with milliseconds.

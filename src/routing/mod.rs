@@ -1,5 +1,5 @@
 //! Routes' expressions at work: filters, transforms and ordering keys run on each
-//! delivery before it can be sent, and `jq:` dedup keys run on each request before it
+//! delivery before it can be sent, and `jq:` and `js:` dedup keys run on each request before it
 //! is stored. Every expression (jq or JavaScript) runs in the [`crate::expr::Sandbox`],
 //! never on the async runtime, under a deadline and an output cap. Deliveries are
 //! prepared many at a time: every filter of a batch in one round of the sandbox, then
@@ -30,7 +30,7 @@ const SANDBOX_PROCESSES: usize = 2;
 pub struct Programs {
     /// The routes' expressions.
     sandbox: Sandbox,
-    /// The `jq:` dedup keys, on the ingest path: never behind a batch of deliveries.
+    /// The `jq:` and `js:` dedup keys, on the ingest path: never behind a batch of deliveries.
     dedup_sandbox: Sandbox,
     routes: HashMap<String, RoutePrograms>,
     dedup: HashMap<String, usize>,
@@ -55,7 +55,7 @@ struct RoutePrograms {
 }
 
 impl Programs {
-    /// Collects the expressions of `config`'s routes and `jq:` dedup keys.
+    /// Collects the expressions of `config`'s routes and `jq:` and `js:` dedup keys.
     pub fn new(config: &Config) -> Arc<Programs> {
         Self::with_limits(config, Limits::default())
     }
@@ -86,7 +86,7 @@ impl Programs {
         }
         let mut dedup = HashMap::new();
         for (name, source) in &config.sources {
-            if let DedupRule::Jq(expr) = &source.dedup {
+            if let DedupRule::Expr(expr) = &source.dedup {
                 dedup_exprs.push(expr.clone());
                 dedup.insert(name.clone(), dedup_exprs.len() - 1);
             }
@@ -127,7 +127,7 @@ impl Programs {
         }
     }
 
-    /// The key a source's `jq:` dedup rule gives `event`: the first output as text (a
+    /// The key a source's `jq:` or `js:` dedup rule gives `event`: the first output as text (a
     /// string as it is, anything else as JSON). `None` when the source has no such rule,
     /// or the expression gives nothing, `null`, or fails (the caller then falls back to
     /// the provider's id or the body hash: an event is never refused for its key).

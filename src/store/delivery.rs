@@ -21,13 +21,35 @@ pub(crate) fn superseded_by(event_id: &str) -> String {
     format!("superseded by event {event_id}, received later with the same debounce key")
 }
 
+/// What waits to go in a route's next batch ([`super::Store::batch_due`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchDue {
+    /// Due deliveries, up to the cap asked for.
+    pub count: usize,
+    /// The earliest due time among them.
+    pub oldest_due_ms: Option<i64>,
+    /// One of them has been attempted before (a batch that failed, due again).
+    pub retry: bool,
+}
+
+/// The due deliveries of a route for a batch, as SQL both backends run: `$1`
+/// destination, `$2` route, `$3` now, `$4` cap (SQLite numbers them `?n`).
+pub(crate) const BATCH_DUE: &str = "
+    SELECT count(*), min(next_attempt_at), coalesce(max(attempts), 0) FROM (
+        SELECT next_attempt_at, attempts FROM deliveries
+        WHERE destination = $1 AND state IN ('pending', 'retrying') AND next_attempt_at <= $3
+          AND route = $2 AND prepared
+        ORDER BY next_attempt_at LIMIT $4) AS due";
+
 /// Which deliveries to claim, and for how long.
 #[derive(Debug, Clone)]
 pub struct Claim {
     /// Claims are per destination, so each destination's limits decide how many.
     pub destination: String,
-    /// Routes whose deliveries stay where they are (paused).
+    /// Routes whose deliveries stay where they are (paused, or batched).
     pub skip_routes: Vec<String>,
+    /// Only this route's deliveries (a batch is claimed route by route).
+    pub only_route: Option<String>,
     /// The engine's clock, ms since the Unix epoch (a test may pass its own).
     pub now_ms: i64,
     /// How long the claim holds; past it the delivery is claimable again (the worker is

@@ -27,9 +27,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use delivery::{
-    AfterAttempt, AttemptRecord, Claim, ClaimedDelivery, Cluster, ClusterLimit, DeadAction,
-    DeadFilter, DeliveryCount, DeliveryQuery, EventInput, PRIORITY_LEVELS, PRIORITY_STEP_MS,
-    Pausable, Paused, Preparation, Prepared, RetryNow, StoredAttempt, StoredDelivery, Unprepared,
+    AfterAttempt, AttemptRecord, BatchDue, Claim, ClaimedDelivery, Cluster, ClusterLimit,
+    DeadAction, DeadFilter, DeliveryCount, DeliveryQuery, EventInput, PRIORITY_LEVELS,
+    PRIORITY_STEP_MS, Pausable, Paused, Preparation, Prepared, RetryNow, StoredAttempt,
+    StoredDelivery, Unprepared,
 };
 pub use model::{
     DeliverySummary, EventQuery, Inserted, NewDelivery, NewEvent, NewRejected, StoredEvent,
@@ -240,6 +241,17 @@ pub trait Store: Send + Sync + 'static {
         destinations: &[String],
         after_ms: i64,
     ) -> Result<Option<i64>, StoreError>;
+
+    /// What waits to go in a batch of `route` to `destination` at `now_ms`: its due,
+    /// prepared deliveries (counted up to `cap`), the oldest due time, and whether one of
+    /// them is a retry.
+    async fn batch_due(
+        &self,
+        destination: &str,
+        route: &str,
+        now_ms: i64,
+        cap: usize,
+    ) -> Result<BatchDue, StoreError>;
 
     /// A page of deliveries, newest first, without attempts.
     async fn list_deliveries(

@@ -367,3 +367,127 @@ async fn debounce_sends_the_last_of_a_burst_per_key_once_the_window_is_quiet() {
     assert_eq!(got.header("webhook-id"), other, "one per key");
     server.wait_for_deliveries(&burst[2], "delivered").await;
 }
+
+fn batching(url: &str, storage: &str) -> String {
+    format!(
+        r#"
+        {storage}
+        [sources.shop]
+        [destinations.hook]
+        kind = "http"
+        url = "{url}"
+        retry = {{ schedule = ["10s"] }}
+        [[routes]]
+        source = "shop"
+        destination = "hook"
+        batch = {{ max_events = 3, max_wait = "2s" }}
+        "#
+    )
+}
+
+/// The webhook ids in a batch call's array.
+fn members(body: &Value) -> Vec<String> {
+    body.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| e["webhook_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Four events: the first three go at once as a full batch, the fourth once it has
+/// waited `max_wait`; each event's delivery records the call as its attempt.
+async fn full_batches_go_at_once_and_the_rest_after_max_wait(storage: &str) {
+    let clock = Arc::new(ManualClock::new(forebay::clock::now_ms()));
+    let mut receiver = Receiver::start(&[]).await;
+    let server =
+        TestServer::start_with_clock(&batching(&receiver.url, storage), clock.clone()).await;
+    let json = [("content-type", "application/json")];
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            server
+                .post_for_id("shop", &json, format!(r#"{{"n": {n}}}"#))
+                .await,
+        );
+    }
+    let last = server
+        .admin_json(&format!("/api/v1/events/{}", ids[3]))
+        .await;
+    let last_received = ms(&last["received_at"]);
+    clock.advance_to(last_received);
+
+    let call = receiver.next().await;
+    assert!(
+        call.header("webhook-id").starts_with("bat_"),
+        "{}",
+        call.header("webhook-id")
+    );
+    assert_eq!(call.header("content-type"), "application/json");
+    let body = call.body_json();
+    assert_eq!(
+        members(&body),
+        ids[..3].to_vec(),
+        "the oldest three, in receive order"
+    );
+    assert_eq!(body[1]["body"], serde_json::json!({"n": 1}));
+    assert_eq!(body[1]["source"], "shop");
+
+    clock.advance_to(last_received + 1_999);
+    tokio::task::yield_now().await;
+    clock.advance_to(last_received + 2_000);
+    let call = receiver.next().await;
+    assert_eq!(members(&call.body_json()), ids[3..].to_vec());
+    for id in &ids {
+        let event = server.wait_for_deliveries(id, "delivered").await;
+        assert_eq!(event["deliveries"][0]["attempts"], 1, "{event}");
+    }
+}
+
+#[tokio::test]
+async fn full_batches_go_at_once_and_the_rest_after_max_wait_on_sqlite() {
+    full_batches_go_at_once_and_the_rest_after_max_wait("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_batches_go_at_once_and_the_rest_after_max_wait_on_postgres() {
+    let schema = Schema::fresh();
+    let storage = format!(
+        "[storage]\nurl = \"{}\"\nschema = \"{}\"\n",
+        url(),
+        schema.0
+    );
+    full_batches_go_at_once_and_the_rest_after_max_wait(&storage).await;
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_retried_whole_with_the_same_webhook_id() {
+    let clock = Arc::new(ManualClock::new(forebay::clock::now_ms()));
+    let mut receiver = Receiver::start(&[500]).await;
+    let server = TestServer::start_with_clock(&batching(&receiver.url, ""), clock.clone()).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(server.post_for_id("shop", &[], format!("plain {n}")).await);
+    }
+    clock.advance_to(forebay::clock::now_ms());
+    let first = receiver.next().await;
+    assert_eq!(first.body_json()[0]["body"], "plain 0", "text stays text");
+    // Every member failed with the call, and is due again at the same time.
+    let mut due = Vec::new();
+    for id in &ids {
+        let event = server.admin_json(&format!("/api/v1/events/{id}")).await;
+        let delivery = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        let d = after_first_attempt(&server, &delivery).await;
+        assert_eq!(d["state"], "retrying", "{d}");
+        assert_eq!(d["attempt_log"][0]["status"], 500);
+        due.push(ms(&d["next_attempt_at"]));
+    }
+    assert!(due.iter().all(|t| *t == due[0]), "{due:?}");
+    clock.advance_to(due[0]);
+    let again = receiver.next().await;
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
+    assert_eq!(again.header("forebay-attempt"), "2");
+    assert_eq!(members(&again.body_json()), ids);
+    for id in &ids {
+        server.wait_for_deliveries(id, "delivered").await;
+    }
+}

@@ -340,13 +340,20 @@ async fn an_ordering_key_sends_one_at_a_time_per_key_in_receive_order_and_a_fail
 
 #[tokio::test]
 async fn a_jq_dedup_key_drops_a_second_event_with_the_same_key() {
-    let server = TestServer::start(
-        r#"
-        [sources.shop]
-        dedup_key = "jq:.body.meta.delivery_id"
-        "#,
+    dedup_key_drops_a_second_event_with_the_same_key(r#"dedup_key = "jq:.body.meta.delivery_id""#)
+        .await;
+}
+
+#[tokio::test]
+async fn a_javascript_dedup_key_drops_a_second_event_with_the_same_key() {
+    dedup_key_drops_a_second_event_with_the_same_key(
+        r#"dedup_key = "js:export default (e) => e.body.meta?.delivery_id ?? null""#,
     )
     .await;
+}
+
+async fn dedup_key_drops_a_second_event_with_the_same_key(rule: &str) {
+    let server = TestServer::start(&format!("[sources.shop]\n{rule}\n")).await;
     let first = post_json(
         &server,
         "shop",

@@ -106,6 +106,7 @@ pub fn claim_to(destination: &str, now_ms: i64) -> Claim {
     Claim {
         destination: destination.to_owned(),
         skip_routes: Vec::new(),
+        only_route: None,
         now_ms,
         lease_ms: LEASE,
         limit: 10,

@@ -34,8 +34,8 @@ const LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/forebay/claim/' || $1::text))";
 
 /// Claims up to `$3` deliveries of destination `$4` for a lease until `$1` at `$2`,
-/// skipping routes `$5`, owned by presence key `$6`, with at most `$7` live leases of the
-/// destination in all (none when NULL).
+/// skipping routes `$5` (and all but route `$8` when it is not NULL), owned by presence
+/// key `$6`, with at most `$7` live leases of the destination in all (none when NULL).
 ///
 /// Expired leases come first (their workers died; they are the oldest work), then due
 /// deliveries in claim rank order: oldest due first, each priority level counting as
@@ -60,7 +60,7 @@ static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     SELECT id, 1 AS pass, {rank} AS due, position AS pos FROM deliveries AS d
     WHERE destination = $4 AND state IN ('pending', 'retrying') AND next_attempt_at <= $2
       {priority}
-      AND prepared AND route <> ALL($5::text[])
+      AND prepared AND route <> ALL($5::text[]) AND ($8::text IS NULL OR route = $8)
       AND (ordering_key IS NULL OR (
            NOT EXISTS (
                SELECT 1 FROM deliveries AS e
@@ -99,7 +99,7 @@ WITH allowed AS (
 expired AS (
     SELECT id, 0 AS pass, lease_until AS due, 0::int8 AS pos FROM deliveries
     WHERE state = 'in_flight' AND lease_until <= $2 AND destination = $4
-      AND route <> ALL($5::text[])
+      AND route <> ALL($5::text[]) AND ($8::text IS NULL OR route = $8)
     ORDER BY lease_until LIMIT (SELECT n FROM allowed)
     FOR UPDATE SKIP LOCKED),
 {ctes},
@@ -244,6 +244,7 @@ async fn transact(
                         &claim.skip_routes,
                         &owner,
                         &max_in_flight,
+                        &claim.only_route,
                     ],
                 )
                 .await

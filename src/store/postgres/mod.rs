@@ -49,9 +49,9 @@ use super::activity_tally::{ActivityTally, AttemptTally};
 use super::rekey::{ResealStep, Retired, SealedTable};
 use super::seal::{Keys, Sealer};
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge, Purged,
-    ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
+    AttemptRecord, BatchDue, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount,
+    DeliveryQuery, EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge,
+    Purged, ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
     StoredReplay, StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
@@ -348,6 +348,27 @@ impl Store for PostgresStore {
         let client = pool::HandRun::new(self.client().await?);
         let due = read_deliveries::next_due_ms(&client, destinations, after_ms).await;
         client.end(due).await
+    }
+
+    async fn batch_due(
+        &self,
+        destination: &str,
+        route: &str,
+        now_ms: i64,
+        cap: usize,
+    ) -> Result<BatchDue, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(crate::store::delivery::BATCH_DUE)
+            .await?;
+        let row = client
+            .query_one(&stmt, &[&destination, &route, &now_ms, &(cap as i64)])
+            .await?;
+        Ok(BatchDue {
+            count: row.get::<_, i64>(0) as usize,
+            oldest_due_ms: row.get(1),
+            retry: row.get::<_, i64>(2) > 0,
+        })
     }
 
     async fn list_deliveries(

@@ -35,9 +35,9 @@ use super::activity_tally::{ActivityTally, AttemptTally};
 use super::rekey::{self, ResealStep, SealedTable};
 use super::seal::{Keys, Sealer};
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount, DeliveryQuery,
-    EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge, Purged,
-    ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
+    AttemptRecord, BatchDue, Claim, ClaimedDelivery, DeadAction, DeadFilter, DeliveryCount,
+    DeliveryQuery, EventQuery, Inserted, NewEvent, NewRejected, Pausable, Paused, Prepared, Purge,
+    Purged, ReplayWrite, RetryNow, Store, StoreError, StoredDelivery, StoredEvent, StoredRejected,
     StoredReplay, StreamPosition, Unprepared,
 };
 use writer::{Op, Write, Writer};
@@ -361,6 +361,30 @@ impl Store for SqliteStore {
                 }
             }
             Ok(earliest)
+        })
+        .await
+    }
+
+    async fn batch_due(
+        &self,
+        destination: &str,
+        route: &str,
+        now_ms: i64,
+        cap: usize,
+    ) -> Result<BatchDue, StoreError> {
+        let (destination, route) = (destination.to_owned(), route.to_owned());
+        self.read(move |c| {
+            let sql = crate::store::delivery::BATCH_DUE.replace('$', "?");
+            Ok(c.prepare_cached(&sql)?.query_row(
+                rusqlite::params![destination, route, now_ms, cap as i64],
+                |r| {
+                    Ok(BatchDue {
+                        count: r.get::<_, i64>(0)? as usize,
+                        oldest_due_ms: r.get(1)?,
+                        retry: r.get::<_, i64>(2)? > 0,
+                    })
+                },
+            )?)
         })
         .await
     }

@@ -154,6 +154,7 @@ async fn one_process_owns_the_file_and_inherits_orphaned_leases() {
     let claim = crate::store::Claim {
         destination: "d".to_owned(),
         skip_routes: Vec::new(),
+        only_route: None,
         now_ms: 1_000,
         lease_ms: HOUR_MS,
         limit: 10,

@@ -29,7 +29,7 @@ pub(super) fn claim(
     for candidates in [
         "SELECT id FROM deliveries
          WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
-           AND route NOT IN (SELECT value FROM json_each(?5))
+           AND route NOT IN (SELECT value FROM json_each(?5)) AND (?6 IS NULL OR route = ?6)
          ORDER BY lease_until LIMIT ?3",
         &DUE[..],
     ] {
@@ -50,7 +50,8 @@ pub(super) fn claim(
                 claim.now_ms,
                 left as i64,
                 claim.destination,
-                skip_routes
+                skip_routes,
+                claim.only_route
             ],
             |r| {
                 Ok((
@@ -128,6 +129,7 @@ static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                    AND next_attempt_at <= ?2 {priority}
                    AND prepared = 1
                    AND route NOT IN (SELECT value FROM json_each(?5))
+                   AND (?6 IS NULL OR route = ?6)
                    AND (ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM deliveries AS e
                         WHERE e.route = deliveries.route
