@@ -209,7 +209,10 @@ pub async fn show(
         &DeliveryPage {
             page: Frame::new("deliveries", &session, state.has_login()),
             payload: d.payload.as_ref().map(|p| body_text(Some(p))),
-            can_retry: matches!(d.state.as_str(), "pending" | "retrying" | "dead"),
+            can_retry: matches!(
+                d.state.as_str(),
+                "pending" | "retrying" | "dead" | "superseded"
+            ),
             attempts,
             notice: notice.text(),
             d,

@@ -71,21 +71,24 @@ pub fn ready(due: &BatchDue, route: &BatchRoute, now_ms: i64) -> Ready {
 }
 
 /// Cuts `sizes` (each member's element, in claim order) into calls of at most
-/// `max_events` members and `max_bytes` of elements; a member larger than `max_bytes`
-/// alone goes in a call of its own. Every member is in exactly one call, in order.
+/// `max_events` members and `max_bytes` of array ([`call_bytes`]); a member too large
+/// for `max_bytes` alone goes in a call of its own. Every member is in exactly one call,
+/// in order.
 pub fn assemble(sizes: &[usize], max_events: usize, max_bytes: usize) -> Vec<Range<usize>> {
     let max_events = max_events.max(1);
     let mut calls = Vec::new();
     let mut start = 0;
-    let mut bytes = 0usize;
+    // The array so far: `[`, then each element with the `,` or `]` after it.
+    let mut bytes = 1usize;
     for (i, size) in sizes.iter().enumerate() {
         let members = i - start;
-        if members > 0 && (members >= max_events || bytes.saturating_add(*size) > max_bytes) {
+        let with = bytes.saturating_add(size.saturating_add(1));
+        if members > 0 && (members >= max_events || with > max_bytes) {
             calls.push(start..i);
             start = i;
-            bytes = 0;
+            bytes = 1;
         }
-        bytes = bytes.saturating_add(*size);
+        bytes = bytes.saturating_add(size.saturating_add(1));
     }
     if start < sizes.len() {
         calls.push(start..sizes.len());
@@ -109,6 +112,11 @@ pub fn element(d: &ClaimedDelivery) -> Vec<u8> {
         "body": body,
     }))
     .unwrap_or_default()
+}
+
+/// The size of the array [`body`] makes of elements of `sizes`.
+pub fn call_bytes(sizes: &[usize]) -> usize {
+    sizes.iter().map(|s| s + 1).sum::<usize>() + 1 + usize::from(sizes.is_empty())
 }
 
 /// The JSON array of `elements`.
@@ -253,8 +261,11 @@ mod tests {
                 prop_assert_eq!(call.start, next);
                 prop_assert!(!call.is_empty());
                 prop_assert!(call.len() <= max_events);
-                let bytes: usize = sizes[call.clone()].iter().sum();
+                let bytes = call_bytes(&sizes[call.clone()]);
                 prop_assert!(bytes <= max_bytes || call.len() == 1);
+                let elements: Vec<Vec<u8>> =
+                    sizes[call.clone()].iter().map(|n| vec![b'1'; *n]).collect();
+                prop_assert_eq!(body(&elements).len(), bytes);
                 next = call.end;
             }
             prop_assert_eq!(next, sizes.len());
@@ -270,9 +281,9 @@ mod tests {
             let calls = assemble(&sizes, max_events, max_bytes);
             for pair in calls.windows(2) {
                 let (call, next) = (&pair[0], &pair[1]);
-                let bytes: usize = sizes[call.clone()].iter().sum();
+                let bytes = call_bytes(&sizes[call.clone()]);
                 prop_assert!(
-                    call.len() == max_events || bytes + sizes[next.start] > max_bytes
+                    call.len() == max_events || bytes + sizes[next.start] + 1 > max_bytes
                 );
             }
         }

@@ -42,6 +42,10 @@ const GATHER_SHARE: usize = 4;
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(50);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// A batch's claim holds this many ordinary leases: the calls it is cut into (by
+/// `max_bytes`) go one after another.
+const BATCH_LEASES: u32 = 4;
+
 /// Longest a claim waits to gather free slots.
 const GATHER_WAIT: Duration = Duration::from_millis(1);
 
@@ -160,13 +164,17 @@ impl Worker {
                     if admission.count == 0 {
                         break;
                     }
+                    // The calls a claim is cut into go one after another: its lease
+                    // allows for a few of them.
+                    let batch_lease = lease.saturating_mul(BATCH_LEASES);
                     let claim = Claim {
                         destination: name.clone(),
                         skip_routes: Vec::new(),
                         only_route: Some(route.route.clone()),
                         now_ms: now,
-                        lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
-                        limit: route.config.max_events,
+                        lease_ms: i64::try_from(batch_lease.as_millis()).unwrap_or(i64::MAX),
+                        // A probe risks one event on a destination that may still be down.
+                        limit: if probing { 1 } else { route.config.max_events },
                     };
                     let members = match this.store.claim_deliveries(claim).await {
                         Ok(members) if !members.is_empty() => members,
@@ -379,29 +387,37 @@ impl Worker {
         });
         let elements: Vec<Vec<u8>> = members.iter().map(batch::element).collect();
         let sizes: Vec<usize> = elements.iter().map(Vec::len).collect();
-        // The calls go side by side: one after another, the last could outlast the lease
-        // that all of them were claimed under.
-        let calls = batch::assemble(&sizes, config.max_events, config.max_bytes.as_usize())
-            .into_iter()
-            .map(|range| {
-                let group = &members[range.clone()];
-                let call = batch::as_delivery(group, batch::body(&elements[range]));
-                async move {
-                    let Some(call) = call else { return };
-                    let (sent, started_at_ms, took) = self.send(dest, &call).await;
-                    let then = self.next_state(dest, call.attempt, &sent);
-                    if let Some(error) = &sent.error {
-                        tracing::info!(batch = %call.id, events = group.len(), route = %call.route, destination = %call.destination, attempt = call.attempt, %error, "batch attempt failed");
+        // One call after another, in the batch's one slot, so the destination never gets
+        // more calls at once than its limits allow.
+        for range in batch::assemble(&sizes, config.max_events, config.max_bytes.as_usize()) {
+            let group = &members[range.clone()];
+            let Some(call) = batch::as_delivery(group, batch::body(&elements[range])) else {
+                continue;
+            };
+            let (sent, started_at_ms, took) = self.send(dest, &call).await;
+            let call_then = self.next_state(dest, call.attempt, &sent);
+            if let Some(error) = &sent.error {
+                tracing::info!(batch = %call.id, events = group.len(), route = %call.route, destination = %call.destination, attempt = call.attempt, %error, "batch attempt failed");
+            }
+            // Each member's own attempt count decides whether it has attempts left; those
+            // that retry do so together, at the call's retry time.
+            let records = group.iter().map(|d| {
+                let then = match (call_then, self.next_state(dest, d.attempt, &sent)) {
+                    (_, AfterAttempt::Dead) => AfterAttempt::Dead,
+                    (AfterAttempt::RetryAt(at), AfterAttempt::RetryAt(_)) => {
+                        AfterAttempt::RetryAt(at)
                     }
-                    for d in group {
-                        self.finish(d, &sent, started_at_ms, took, then).await;
-                    }
-                    if matches!(then, AfterAttempt::RetryAt(_)) {
-                        self.wake.notify_one();
-                    }
-                }
+                    (_, own) => own,
+                };
+                self.finish(d, &sent, started_at_ms, took, then)
             });
-        futures_util::future::join_all(calls).await;
+            // Recorded side by side: they commit in groups, and one by one a large batch
+            // could outlast its lease.
+            futures_util::future::join_all(records).await;
+            if !sent.ok {
+                self.wake.notify_one();
+            }
+        }
     }
 
     /// Sends `d`: what came back, when it started (engine clock, ms) and how long it took.

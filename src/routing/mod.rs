@@ -146,7 +146,7 @@ impl Programs {
                     source,
                     event = %event.id,
                     error = kind(&e),
-                    "the jq dedup key failed; using the default key"
+                    "the dedup key expression failed; using the default key"
                 );
                 None
             }

@@ -33,13 +33,22 @@ pub struct BatchDue {
 }
 
 /// The due deliveries of a route for a batch, as SQL both backends run: `$1`
-/// destination, `$2` route, `$3` now, `$4` cap (SQLite numbers them `?n`).
+/// destination, `$2` route, `$3` now, `$4` cap (SQLite numbers them `?n`). Expired leases
+/// of the route count as retries (their sender died or could not record), so they go at
+/// once: the normal claim, which would take them otherwise, skips batching routes.
 pub(crate) const BATCH_DUE: &str = "
-    SELECT count(*), min(next_attempt_at), coalesce(max(attempts), 0) FROM (
-        SELECT next_attempt_at, attempts FROM deliveries
-        WHERE destination = $1 AND state IN ('pending', 'retrying') AND next_attempt_at <= $3
-          AND route = $2 AND prepared
-        ORDER BY next_attempt_at LIMIT $4) AS due";
+    SELECT count(*), min(due), coalesce(max(urgent), 0) FROM (
+        SELECT * FROM (
+            SELECT next_attempt_at AS due, attempts AS urgent FROM deliveries
+            WHERE destination = $1 AND state IN ('pending', 'retrying')
+              AND next_attempt_at <= $3 AND route = $2 AND prepared
+            ORDER BY next_attempt_at LIMIT $4) AS waiting
+        UNION ALL
+        SELECT * FROM (
+            SELECT lease_until AS due, 1 AS urgent FROM deliveries
+            WHERE state = 'in_flight' AND lease_until <= $3 AND destination = $1
+              AND route = $2
+            LIMIT $4) AS expired) AS due";
 
 /// Which deliveries to claim, and for how long.
 #[derive(Debug, Clone)]

@@ -215,8 +215,12 @@ async fn a_failing_or_runaway_expression_sends_its_delivery_dead_and_stalls_noth
             let deep = server
                 .admin_json(&format!("/api/v1/deliveries/{}", error("deep")))
                 .await;
+            // Recursion without end overflows the sandbox's stack (a crash), or, on a
+            // machine busy enough that it cannot get that deep within the limit, runs
+            // past the time limit: stopped and reported either way.
+            let deep_error = deep["last_error"].as_str().unwrap();
             assert!(
-                deep["last_error"].as_str().unwrap().contains("crashed"),
+                deep_error.contains("crashed") || deep_error.contains("time limit"),
                 "{deep}"
             );
             // The sandbox recovers: the next event goes through the same routes.

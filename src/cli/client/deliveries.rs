@@ -14,7 +14,7 @@ pub enum DeliveriesCommand {
     /// List deliveries, newest first.
     List {
         /// Only deliveries in this state (pending, in_flight, retrying, delivered, dead,
-        /// filtered, discarded).
+        /// filtered, discarded, superseded).
         #[arg(long)]
         state: Option<String>,
         /// Only deliveries of this route.

@@ -21,7 +21,7 @@ pub struct EventFilter {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<String>,
     /// Events with at least one delivery in this state (pending, in_flight, retrying,
-    /// delivered, dead, filtered, discarded).
+    /// delivered, dead, filtered, discarded, superseded).
     #[arg(long, value_name = "STATE")]
     pub status: Option<String>,
     /// Events with exactly this dedup key.

@@ -213,3 +213,55 @@ pub async fn a_delay_sets_the_first_due_time_and_priority_overtakes_by_minutes(
         vec!["urgent", "plain-2", "plain-3", "later", "much-later"]
     );
 }
+
+pub async fn a_batch_sees_its_due_deliveries_and_expired_leases_and_claims_its_route_only(
+    store: Arc<dyn Store>,
+) {
+    let t0 = 20_000_000;
+    for (i, route) in ["r", "r", "r", "other"].iter().enumerate() {
+        let e = super::fixtures::event_on("s", &format!("k{i}"), t0 + i as i64, 1, &[(route, "d")]);
+        store.insert_event(e).await.unwrap();
+    }
+    let due = store.batch_due("d", "r", t0 + 10, 100).await.unwrap();
+    assert_eq!(
+        due,
+        crate::store::BatchDue {
+            count: 3,
+            oldest_due_ms: Some(t0),
+            retry: false
+        }
+    );
+    assert_eq!(
+        store.batch_due("d", "r", t0 + 10, 2).await.unwrap().count,
+        2,
+        "capped"
+    );
+    assert_eq!(
+        store.batch_due("d", "r", t0 - 1, 100).await.unwrap().count,
+        0
+    );
+
+    let only = Claim {
+        only_route: Some("r".into()),
+        ..claim(t0 + 10)
+    };
+    let claimed = store.claim_deliveries(only.clone()).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|d| d.route == "r"));
+    // In flight: nothing due; once the lease has run out (its sender died), they are
+    // due again at once, as a retry.
+    assert_eq!(
+        store.batch_due("d", "r", t0 + 20, 100).await.unwrap().count,
+        0
+    );
+    let expired = store
+        .batch_due("d", "r", t0 + 10 + LEASE, 100)
+        .await
+        .unwrap();
+    assert_eq!((expired.count, expired.retry), (3, true));
+    let again = Claim {
+        now_ms: t0 + 10 + LEASE,
+        ..only
+    };
+    assert_eq!(store.claim_deliveries(again).await.unwrap().len(), 3);
+}

@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
             claims::claims_and_due_times_are_per_destination,
             claims::paused_routes_are_skipped_and_pauses_are_kept,
             claims::a_delay_sets_the_first_due_time_and_priority_overtakes_by_minutes,
+            claims::a_batch_sees_its_due_deliveries_and_expired_leases_and_claims_its_route_only,
             attempts::attempts_move_deliveries_to_retrying_delivered_or_dead,
             attempts::a_late_attempt_does_not_undo_a_newer_claim,
             attempts::attempts_are_kept_with_their_responses_in_order,

@@ -284,7 +284,18 @@ impl Store for PostgresStore {
             .cluster
             .lock()
             .ok()
-            .and_then(|c| c.limits.get(&claim.destination).cloned());
+            .and_then(|c| c.limits.get(&claim.destination).cloned())
+            // A batch is one call: the cluster-wide cap and rate count rows, so a batch
+            // claim keeps only the destination's order; the process's own limits admitted
+            // the call.
+            .map(|l| match claim.only_route {
+                Some(_) => crate::store::ClusterLimit {
+                    max_in_flight: None,
+                    rate: None,
+                    ..l
+                },
+                None => l,
+            });
         let client = pool::HandRun::new(self.client().await?);
         let claimed = claim::claim(
             &client,

@@ -252,7 +252,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_claimable_by_priority ON deliveries (destination, priority, next_attempt_at)
         WHERE state IN ('pending', 'retrying') AND priority > 0;
     ALTER TABLE deliveries ADD COLUMN debounce_key text;
-    CREATE INDEX deliveries_by_debounce_key ON deliveries (route, debounce_key, seq)
+    CREATE INDEX deliveries_by_debounce_key ON deliveries (route, debounce_key, event_id)
         WHERE debounce_key IS NOT NULL;
     "#,
 ];

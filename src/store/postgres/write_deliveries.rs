@@ -102,7 +102,7 @@ pub(super) async fn prepare(
                     &error,
                     &now_ms,
                     &p.deliver_at_ms,
-                    &p.debounce_key,
+                    &p.debounce_key.as_ref().filter(|_| state == "pending"),
                 ],
             )
             .await?;
@@ -116,7 +116,8 @@ pub(super) async fn prepare(
         let mut last_error: Option<String> = parent.get(6);
         let parts_state = match (&p.debounce_key, state) {
             (Some(key), "pending") => {
-                let (state, why) = debounce(tx, &event_id, &route, key, seq, now_ms).await?;
+                let (state, why) =
+                    debounce(tx, &p.delivery_id, &event_id, &route, key, now_ms).await?;
                 last_error = why.or(last_error);
                 state
             }
@@ -151,41 +152,47 @@ pub(super) async fn prepare(
     Ok(())
 }
 
-/// Debounces the delivery of `route` with `seq` (its event `event_id`), just prepared
-/// with `key`, under the key's lock: when a later delivery of the route has the key
-/// already, this one is superseded; otherwise it supersedes the earlier ones still
-/// waiting. Returns the state its parts take, and why when superseded.
+/// Debounces delivery `id` of `route` (its event `event_id`), just prepared with `key`,
+/// under the key's lock, as SQLite's `debounce` does: by event id (receive time), a
+/// later event's delivery waiting or being sent supersedes this one, else this one
+/// supersedes the waiting ones of earlier events. Returns the state its parts take, and
+/// why when superseded.
 async fn debounce(
     tx: &Transaction<'_>,
+    id: &str,
     event_id: &str,
     route: &str,
     key: &str,
-    seq: i64,
     now_ms: i64,
 ) -> Result<(&'static str, Option<String>), StoreError> {
+    // Event ids compare as bytes (`C`), whatever the database's collation.
     let later = tx
         .query_opt(
             "SELECT event_id FROM deliveries
-             WHERE route = $1 AND debounce_key = $2 AND seq > $3
-             ORDER BY seq LIMIT 1",
-            &[&route, &key, &seq],
+             WHERE route = $1 AND debounce_key = $2 AND event_id > $3 COLLATE \"C\"
+               AND state IN ('pending', 'in_flight', 'retrying')
+             ORDER BY event_id COLLATE \"C\" LIMIT 1",
+            &[&route, &key, &event_id],
         )
         .await?;
-    let supersede = "UPDATE deliveries SET state = 'superseded', last_error = $5, updated_at = $6
-         WHERE route = $1 AND debounce_key = $2 AND seq BETWEEN $4 AND $3
-           AND state IN ('pending', 'retrying')";
     match later {
         Some(later) => {
             let why = crate::store::delivery::superseded_by(&later.get::<_, String>(0));
-            tx.execute(supersede, &[&route, &key, &seq, &seq, &why, &now_ms])
-                .await?;
+            tx.execute(
+                "UPDATE deliveries SET state = 'superseded', last_error = $2, updated_at = $3
+                 WHERE id = $1",
+                &[&id, &why, &now_ms],
+            )
+            .await?;
             Ok(("superseded", Some(why)))
         }
         None => {
             let why = crate::store::delivery::superseded_by(event_id);
             tx.execute(
-                supersede,
-                &[&route, &key, &(seq - 1), &i64::MIN, &why, &now_ms],
+                "UPDATE deliveries SET state = 'superseded', last_error = $4, updated_at = $5
+                 WHERE route = $1 AND debounce_key = $2 AND event_id < $3 COLLATE \"C\"
+                   AND state IN ('pending', 'retrying')",
+                &[&route, &key, &event_id, &why, &now_ms],
             )
             .await?;
             Ok(("pending", None))

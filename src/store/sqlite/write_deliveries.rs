@@ -238,7 +238,7 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
                     error,
                     now_ms,
                     p.deliver_at_ms,
-                    p.debounce_key
+                    p.debounce_key.as_ref().filter(|_| state == "pending")
                 ],
                 |r| {
                     Ok((
@@ -257,7 +257,9 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
             continue;
         };
         let parts_state = match (&p.debounce_key, state) {
-            (Some(key), "pending") => debounce(conn, &event_id, &route, key, seq, now_ms)?,
+            (Some(key), "pending") => {
+                debounce(conn, &p.delivery_id, &event_id, &route, key, now_ms)?
+            }
             _ => "pending",
         };
         let Preparation::Bodies(bodies) = &p.outcome else {
@@ -293,50 +295,53 @@ pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rus
     Ok(())
 }
 
-/// Debounces the delivery of `route` with `seq` (its event `event_id`), just prepared
-/// with `key`:
-/// when a later delivery of the route has the key already, this one is superseded;
-/// otherwise it supersedes the earlier ones still waiting. Returns the state its parts
-/// take.
+/// Debounces delivery `id` of `route` (its event `event_id`), just prepared with `key`.
+/// Events are ordered by id, which is their receive time: when a later event's delivery
+/// of the route with the key is waiting or being sent, this one is superseded;
+/// otherwise it supersedes the route's waiting deliveries of the key from earlier
+/// events. (By event, not by queue position: a replayed old event never supersedes a
+/// newer one, and a later delivery already sent does not stop a replay.) Returns the
+/// state its parts take.
 fn debounce(
     conn: &Connection,
+    id: &str,
     event_id: &str,
     route: &str,
     key: &str,
-    seq: i64,
     now_ms: i64,
 ) -> rusqlite::Result<&'static str> {
     let later: Option<String> = conn
         .prepare_cached(
             "SELECT event_id FROM deliveries
-             WHERE route = ?1 AND debounce_key = ?2 AND seq > ?3
-             ORDER BY seq LIMIT 1",
+             WHERE route = ?1 AND debounce_key = ?2 AND event_id > ?3
+               AND state IN ('pending', 'in_flight', 'retrying')
+             ORDER BY event_id LIMIT 1",
         )?
-        .query_row(params![route, key, seq], |r| r.get(0))
+        .query_row(params![route, key, event_id], |r| r.get(0))
         .optional()?;
-    let supersede = conn.prepare_cached(
-        "UPDATE deliveries SET state = 'superseded', last_error = ?5, updated_at = ?6
-         WHERE route = ?1 AND debounce_key = ?2 AND seq <= ?3 AND seq >= ?4
-           AND state IN ('pending', 'retrying')",
-    );
     match later {
         Some(later) => {
-            supersede?.execute(params![
-                route,
-                key,
-                seq,
-                seq,
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'superseded', last_error = ?2, updated_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
                 crate::store::delivery::superseded_by(&later),
                 now_ms
             ])?;
             Ok("superseded")
         }
         None => {
-            supersede?.execute(params![
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'superseded', last_error = ?4, updated_at = ?5
+                 WHERE route = ?1 AND debounce_key = ?2 AND event_id < ?3
+                   AND state IN ('pending', 'retrying')",
+            )?
+            .execute(params![
                 route,
                 key,
-                seq - 1,
-                i64::MIN,
+                event_id,
                 crate::store::delivery::superseded_by(event_id),
                 now_ms
             ])?;
