@@ -52,6 +52,8 @@ struct RoutePrograms {
     debounce_window_ms: i64,
     /// `pause_after_timeouts` (0: never).
     pause_after: u32,
+    /// The route has an expression to run ([`crate::config::Route::needs_preparing`]).
+    prepares: bool,
 }
 
 impl Programs {
@@ -81,6 +83,7 @@ impl Programs {
                     debounce_key: add(&route.debounce_key),
                     debounce_window_ms: route.debounce_window_ms().unwrap_or(0),
                     pause_after: route.config.pause_after_timeouts,
+                    prepares: route.needs_preparing(),
                 },
             );
         }
@@ -197,13 +200,7 @@ impl Programs {
                         "route {route:?} is no longer configured, so its filter and transform cannot run; configure it again and retry this delivery from the dead-letter queue"
                     ))));
                 }
-                Some(p)
-                    if p.filter.is_none()
-                        && p.transform.is_none()
-                        && p.ordering_key.is_none()
-                        && p.deliver_at.is_none()
-                        && p.debounce_key.is_none() =>
-                {
+                Some(p) if !p.prepares => {
                     outcomes[i] = Some(Outcome::only(Preparation::Raw));
                 }
                 Some(p) => {
