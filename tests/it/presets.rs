@@ -239,7 +239,7 @@ fn preset_source(kind: &str) -> String {
         "svix" => {
             return r#"verify = { kind = "svix", public_key = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=", signing_key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=" }"#.to_owned();
         }
-        "clerk" | "resend" | "openai" => {
+        "clerk" | "resend" | "openai" | "render" | "replicate" | "lithic" => {
             return format!(
                 r#"verify = {{ kind = "{kind}", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}"#
             );

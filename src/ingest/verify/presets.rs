@@ -133,7 +133,8 @@ pub(super) enum Challenge {
     ZoomUrlValidation,
     /// Twitch EventSub's signed `webhook_callback_verification`: `challenge` as text.
     TwitchVerification,
-    /// Dropbox's GET `?challenge=`, echoed as text with `X-Content-Type-Options`.
+    /// Dropbox's (and Nylas's) GET `?challenge=`, echoed as text with
+    /// `X-Content-Type-Options`.
     DropboxEcho,
     /// Okta's one-time GET with `X-Okta-Verification-Challenge`, echoed as JSON.
     OktaVerification,
@@ -219,7 +220,7 @@ const fn standard_webhooks(name: &'static str) -> Preset {
 /// SPEC section 5's default, used unless the provider's own SDK enforces another window.
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
-use HmacAlgorithm::{Sha1, Sha256};
+use HmacAlgorithm::{Sha1, Sha256, Sha512};
 use SignatureEncoding::{Base64, Hex};
 
 /// Every preset, in the order the docs list them. Sources and published examples are
@@ -326,6 +327,52 @@ pub static PRESETS: &[Preset] = &[
             ..shape("X-WC-Webhook-Signature", Sha256, Base64, None)
         },
         ProviderId::Header(&["X-WC-Webhook-Delivery-ID"]),
+    ),
+    body_hmac(
+        // Keyed with the account's secret API key: Paystack has no separate webhook secret.
+        "paystack",
+        shape("x-paystack-signature", Sha512, Hex, None),
+        ProviderId::None,
+    ),
+    body_hmac(
+        "gocardless",
+        shape("Webhook-Signature", Sha256, Hex, None),
+        // A batch of events; a retry resends the same batch.
+        ProviderId::Json("/events/0/id"),
+    ),
+    body_hmac(
+        "checkoutcom",
+        shape("Cko-Signature", Sha256, Hex, None),
+        ProviderId::None,
+    ),
+    body_hmac(
+        // The top-level `id` and `attempt_number` change per delivery; the event's do not.
+        "coinbase",
+        shape("X-CC-Webhook-Signature", Sha256, Hex, None),
+        ProviderId::Json("/event/id"),
+    ),
+    body_hmac(
+        "calcom",
+        shape("X-Cal-Signature-256", Sha256, Hex, None),
+        ProviderId::None,
+    ),
+    body_hmac(
+        // The Webhooks (Actions) destination; with batching on, Segment signs only the
+        // first event of the array, which this check cannot accept.
+        "segment",
+        shape("X-Signature", Sha1, Hex, None),
+        ProviderId::Json("/messageId"),
+    ),
+    body_hmac(
+        "onfido",
+        shape("X-SHA2-Signature", Sha256, Hex, None),
+        ProviderId::None,
+    ),
+    body_hmac(
+        // One header per active Connect key (`-1`, `-2`, ...); the first key is checked.
+        "docusign",
+        shape("X-DocuSign-Signature-1", Sha256, Base64, None),
+        ProviderId::None,
     ),
     Preset {
         name: "linear",
@@ -493,10 +540,89 @@ pub static PRESETS: &[Preset] = &[
         tolerance: None,
         challenge: Challenge::TrelloHead,
     },
+    Preset {
+        name: "webflow",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("x-webflow-timestamp"),
+            timestamp_format: TimestampFormat::UnixMs,
+            signed: Some("{timestamp}:{body}"),
+            ..shape("x-webflow-signature", Sha256, Hex, None)
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "zendesk",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("X-Zendesk-Webhook-Signature-Timestamp"),
+            timestamp_format: TimestampFormat::Rfc3339,
+            signed: Some("{timestamp}{body}"),
+            ..shape("X-Zendesk-Webhook-Signature", Sha256, Base64, None)
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "frameio",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("X-Frameio-Request-Timestamp"),
+            signed: Some("v0:{timestamp}:{body}"),
+            ..shape("X-Frameio-Signature", Sha256, Hex, Some("v0="))
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "customerio",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("X-CIO-Timestamp"),
+            signed: Some("v0:{timestamp}:{body}"),
+            ..shape("X-CIO-Signature", Sha256, Hex, None)
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "persona",
+        scheme: Scheme::Timestamped(&PERSONA),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        name: "nylas",
+        scheme: Scheme::Hmac(shape("x-nylas-signature", Sha256, Hex, None)),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::DropboxEcho,
+    },
+    Preset {
+        // The secret hash chosen in Flutterwave's dashboard, sent as it is (v3).
+        name: "flutterwave",
+        scheme: Scheme::HeaderToken("verif-hash"),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // The server URL's secret, sent as it is.
+        name: "vapi",
+        scheme: Scheme::HeaderToken("x-vapi-secret"),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
     standard_webhooks("svix"),
     standard_webhooks("clerk"),
     standard_webhooks("resend"),
     standard_webhooks("openai"),
+    standard_webhooks("render"),
+    standard_webhooks("replicate"),
+    standard_webhooks("lithic"),
     Preset {
         name: "discord",
         scheme: Scheme::Asymmetric(&asymmetric::DISCORD),
@@ -518,6 +644,7 @@ pub static PRESETS: &[Preset] = &[
 
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
 static MUX: Format = stripe_like("Mux-Signature");
+static PERSONA: Format = stripe_like("Persona-Signature");
 
 /// The preset of this `kind`, if there is one.
 pub fn find(kind: &str) -> Option<&'static Preset> {
