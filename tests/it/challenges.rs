@@ -16,6 +16,8 @@ verify = { kind = "meta", secret = "meta-app-secret", verify_token = "meatyhamho
 verify = { kind = "twitter", secret = "z3ZX4v7mAAUGykl3EcmkqbartmuW8VFOOzCloLx9Q45P0hLrFu" }
 [sources.dropbox]
 verify = { kind = "dropbox", secret = "dropbox-app-secret" }
+[sources.nylas]
+verify = { kind = "nylas", secret = "nylas-webhook-secret" }
 [sources.okta]
 verify = { kind = "okta", secret = "okta-secret" }
 [sources.trello]
@@ -125,6 +127,18 @@ async fn get_challenges_are_answered_and_other_gets_are_405() {
     );
     assert_eq!(r.text().await.unwrap(), "W0vVtgU2rMlqy7k");
 
+    // Nylas checks a new webhook destination the same way.
+    let r = get(
+        &server,
+        "/in/nylas?challenge=bc609b38-c81f-47fb-a275-1d9bd61a968b",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "bc609b38-c81f-47fb-a275-1d9bd61a968b"
+    );
+
     let r = send(
         &server,
         reqwest::Method::GET,
@@ -162,7 +176,7 @@ async fn get_challenges_are_answered_and_other_gets_are_405() {
     assert_eq!(r.status(), 405);
 
     // Nothing above became an event.
-    for source in ["meta", "twitter", "dropbox", "okta", "trello"] {
+    for source in ["meta", "twitter", "dropbox", "nylas", "okta", "trello"] {
         assert!(server.events_of(source).await.is_empty(), "{source}");
     }
 

@@ -646,7 +646,7 @@ const CASES: &[Case] = &[
     svix_family("resend"),
     Case {
         kind: "paystack",
-        cite: "hand-computed: Paystack publishes code only (\"Verify event origin\"; HMAC-SHA512 of the body with the secret key)",
+        cite: "hand-computed: no example found; the scheme (HMAC-SHA512 hex of the body, keyed with the secret key) is from secondary sources, see docs/provider-signatures.md",
         secret: "sk_test_paystack",
         wrong: "sk_test_paystacK",
         headers: &[(
@@ -739,14 +739,14 @@ const CASES: &[Case] = &[
     },
     Case {
         kind: "onfido",
-        cite: "hand-computed: Onfido (Entrust), \"Manual webhook signature verification\"; the body and token are onfido/onfido-node test/WebhookEventVerifier.test.ts's, whose signature did not recompute from them",
+        cite: "onfido/onfido-node, test/classic-webhook-event-verifier.test.ts (the v3 href), recomputed with Python's hmac module",
         secret: "_ABC123abc123ABC123abc123ABC123_",
         wrong: "_ABC123abc123ABC123abc123ABC123-",
         headers: &[(
             "X-SHA2-Signature",
-            "394b3507fc37d28d54718fd09576bd23db7e28c2b6259aa99506f3a988342e7a",
+            "a0082d7481f9f0a2907583dbe1f344d6d4c0d9989df2fd804f98479f60cd760e",
         )],
-        body: r#"{"payload":{"resource_type":"check","action":"check.completed","object":{"id":"check-123","status":"complete","completed_at_iso8601":"2020-01-01T00:00:00Z","href":"https://api.onfido.com/v3.1/checks/check-123"}}}"#,
+        body: r#"{"payload":{"resource_type":"check","action":"check.completed","object":{"id":"check-123","status":"complete","completed_at_iso8601":"2020-01-01T00:00:00Z","href":"https://api.onfido.com/v3/checks/check-123"}}}"#,
         at: 1_700_000_000,
         signer_reproduces: Some("X-SHA2-Signature"),
         dedup: None,
@@ -831,7 +831,7 @@ const CASES: &[Case] = &[
     },
     Case {
         kind: "customerio",
-        cite: "hand-computed: Customer.io, \"Reporting webhooks\" (X-CIO-Signature, HMAC-SHA256 of v0:{timestamp}:{body}); no example is published",
+        cite: "hand-computed: no example found; Customer.io's \"Reporting webhooks\" names the headers and HMAC-SHA256, the signed v0:{timestamp}:{body} is from secondary sources",
         secret: "cio-signing-key",
         wrong: "cio-signing-keY",
         headers: &[
@@ -906,28 +906,18 @@ const CASES: &[Case] = &[
         extra: "",
         query: None,
     },
-    svix_family("render"),
-    svix_family("lithic"),
-    Case {
-        kind: "replicate",
-        cite: "replicate/replicate-python, tests/test_webhooks.py (Standard Webhooks' vector, sent with webhook-* headers)",
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        wrong: SW_WRONG,
-        headers: &[
-            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
-            ("webhook-timestamp", "1614265330"),
-            (
-                "webhook-signature",
-                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-            ),
-        ],
-        body: r#"{"test": 2432232314}"#,
-        at: 1_614_265_330,
-        signer_reproduces: Some("webhook-signature"),
-        dedup: Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
-        extra: "",
-        query: None,
-    },
+    webhook_family(
+        "render",
+        "Standard Webhooks' vector: render-examples/webhook-receiver verifies with the standardwebhooks library",
+    ),
+    webhook_family(
+        "replicate",
+        "replicate/replicate-python, tests/test_webhooks.py (Standard Webhooks' vector)",
+    ),
+    webhook_family(
+        "lithic",
+        "Standard Webhooks' vector: lithic-com/lithic-go webhook.go verifies with standardwebhooks",
+    ),
     Case {
         kind: "discord",
         cite: "hand-computed: Discord's \"Receiving and Responding\" (Security and Authorization) \
@@ -997,6 +987,31 @@ const fn svix_family(kind: &'static str) -> Case {
         body: r#"{"test": 2432232314}"#,
         at: 1_614_265_330,
         signer_reproduces: None,
+        dedup: Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        extra: "",
+        query: None,
+    }
+}
+
+/// A Standard Webhooks sender that uses the `webhook-*` header names, with the reference
+/// vector.
+const fn webhook_family(kind: &'static str, cite: &'static str) -> Case {
+    Case {
+        kind,
+        cite,
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        wrong: SW_WRONG,
+        headers: &[
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", "1614265330"),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ],
+        body: r#"{"test": 2432232314}"#,
+        at: 1_614_265_330,
+        signer_reproduces: Some("webhook-signature"),
         dedup: Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
         extra: "",
         query: None,
