@@ -363,7 +363,7 @@ impl Worker {
         if let Some(error) = &sent.error {
             tracing::info!(delivery = %d.id, event = %d.event_id, route = %d.route, destination = %d.destination, attempt = d.attempt, %error, "attempt failed");
         }
-        self.finish(&d, &sent, started_at_ms, took, then).await;
+        self.finish(&d, sent, started_at_ms, took, then).await;
         if matches!(then, AfterAttempt::RetryAt(_)) {
             // The loop may be asleep until a lease that this attempt just ended; a retry
             // due sooner must not wait for it.
@@ -409,7 +409,7 @@ impl Worker {
                     }
                     (_, own) => own,
                 };
-                self.finish(d, &sent, started_at_ms, took, then)
+                self.finish(d, sent.clone(), started_at_ms, took, then)
             });
             // Recorded side by side: they commit in groups, and one by one a large batch
             // could outlast its lease.
@@ -456,7 +456,7 @@ impl Worker {
     async fn finish(
         &self,
         d: &ClaimedDelivery,
-        sent: &super::Sent,
+        sent: super::Sent,
         started_at_ms: i64,
         took: std::time::Duration,
         then: AfterAttempt,
@@ -469,9 +469,9 @@ impl Worker {
             started_at_ms,
             duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
             status: sent.status,
-            error: sent.error.clone(),
-            response_headers: sent.response_headers.clone(),
-            response_body: sent.response_body.clone(),
+            error: sent.error,
+            response_headers: sent.response_headers,
+            response_body: sent.response_body,
             then,
         };
         if !self.record(d, record).await {

@@ -42,6 +42,10 @@ use super::{
 };
 use writer::{Op, Write, Writer};
 
+/// The shared batch query with SQLite's `?n` parameters, rewritten once.
+static BATCH_DUE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::store::delivery::BATCH_DUE.replace('$', "?"));
+
 /// Tuning for [`SqliteStore::open`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -374,8 +378,7 @@ impl Store for SqliteStore {
     ) -> Result<BatchDue, StoreError> {
         let (destination, route) = (destination.to_owned(), route.to_owned());
         self.read(move |c| {
-            let sql = crate::store::delivery::BATCH_DUE.replace('$', "?");
-            Ok(c.prepare_cached(&sql)?.query_row(
+            Ok(c.prepare_cached(&BATCH_DUE)?.query_row(
                 rusqlite::params![destination, route, now_ms, cap as i64],
                 |r| {
                     Ok(BatchDue {
