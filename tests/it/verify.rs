@@ -220,3 +220,99 @@ async fn rejection_reason_is_answered_and_stored_without_secrets() {
     assert!(!reason.contains("gh-secret"), "{reason}");
     assert!(body["error"]["message"].as_str().unwrap().contains(reason));
 }
+
+/// The `jwt` kind on a real server: `forebay send` makes an RS256 token the server
+/// accepts; a token over another body, or with a forged signature, is refused and kept
+/// with a reason that names the claim or the signature, never the token.
+#[tokio::test]
+async fn jwt_tokens_are_verified_end_to_end() {
+    let testdata = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/ingest/verify/jwt/testdata"
+    );
+    let verify = format!(
+        r#"{{ kind = "jwt", algorithm = "RS256", public_key = "file:{testdata}/rsa-public.pem", signing_key = "file:{testdata}/rsa-private.pem", issuer = "orders", body_hash = {{ claim = "sha256" }}, max_age = "5m" }}"#
+    );
+    let server = TestServer::start(&format!("[sources.orders]\nverify = {verify}\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forebay.toml");
+    std::fs::write(&config, format!("[sources.orders]\nverify = {verify}\n")).unwrap();
+    let body_file = dir.path().join("body.json");
+    let body = r#"{"id":"ord_1","total":42}"#;
+    std::fs::write(&body_file, body).unwrap();
+    let to = format!("http://{}", server.ingest);
+    let args = [
+        "send",
+        "orders",
+        body_file.to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+        "--to",
+        &to,
+        "--json",
+    ]
+    .map(str::to_owned);
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::support::binary::run_forebay(&args, &[])
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(server.events_of("orders").await.len(), 1);
+
+    // The same token over another body: the body-hash claim refuses it.
+    let verify_config: forebay::ingest::verify::VerifyConfig =
+        toml::from_str::<toml::Table>(&format!("verify = {verify}")).unwrap()["verify"]
+            .clone()
+            .try_into()
+            .unwrap();
+    let signer = forebay::ingest::verify::sign_as::Signer::new(&verify_config).unwrap();
+    let headers = signer
+        .sign(&forebay::ingest::verify::sign_as::Message {
+            body: body.as_bytes(),
+            timestamp: now() as u64,
+            id: "msg_1",
+            headers: &http::HeaderMap::new(),
+        })
+        .unwrap();
+    let token = headers["authorization"].to_str().unwrap().to_owned();
+    expect(
+        &server,
+        "orders",
+        &[("authorization", token.clone())],
+        r#"{"id":"ord_1","total":4200}"#,
+        401,
+    )
+    .await;
+    // A forged signature.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", "A".repeat(342));
+    expect(&server, "orders", &[("authorization", forged)], body, 401).await;
+    expect(
+        &server,
+        "orders",
+        &[("authorization", token.clone())],
+        body,
+        200,
+    )
+    .await;
+
+    let rejected = server.rejected_of("orders").await;
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"token claim sha256: is not the hash of the body that arrived (the body was changed on the way, or re-serialised)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"no signature matched any configured secret"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().all(|r| !r.contains(signed)), "{reasons:?}");
+}

@@ -10,8 +10,9 @@ use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::hmac::TemplateError;
+use super::jwt::{BodyHash, JwtAlgorithm};
 use super::presets::{self, KeyUse, Preset};
-use super::{Verifier, basic, bearer, github, hmac, standard_webhooks, stripe};
+use super::{Verifier, basic, bearer, github, hmac, jwt, standard_webhooks, stripe};
 use crate::config::secret::{Secret, SecretError, SecretRef};
 
 /// How a source checks that a request comes from its sender.
@@ -109,6 +110,55 @@ pub enum VerifyConfig {
         #[serde(default = "default_tolerance", deserialize_with = "duration")]
         tolerance: Duration,
     },
+    /// A JSON Web Token in a header (`Authorization: Bearer <jwt>` by default), signed
+    /// with a shared secret (`HS256`, ...) or the sender's private key (`RS256`,
+    /// `ES256`, `EdDSA`, ...).
+    Jwt {
+        /// The header that carries the token; a leading `Bearer ` is removed.
+        #[serde(default = "default_jwt_header")]
+        header: String,
+        /// The token's `alg`: `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`,
+        /// `PS256`, `PS384`, `PS512`, `ES256`, `ES384` or `EdDSA`; or a list of those
+        /// that take the same keys (`["HS256", "HS512"]`). Tokens with another `alg`
+        /// are refused.
+        algorithm: OneOrMany<JwtAlgorithm>,
+        /// For `HS*`: the shared secret (its bytes), or a list while rotating.
+        #[serde(default = "no_values")]
+        secret: OneOrMany<SecretRef>,
+        /// For the others: the sender's public key as a PEM `PUBLIC KEY` block
+        /// (usually `"file:..."`), or a list of them while rotating.
+        #[serde(default)]
+        public_key: Option<OneOrMany<SecretRef>>,
+        /// For the others, instead of `public_key`: a JWKS document (`"file:jwks.json"`),
+        /// read at load; a token's `kid` picks the key.
+        #[serde(default)]
+        jwks: Option<SecretRef>,
+        /// The private key (PEM `PRIVATE KEY`, PKCS#8) matching a public key. Only
+        /// `forebay send` reads it, to sign as the sender; the server never does.
+        #[serde(default)]
+        signing_key: Option<SecretRef>,
+        /// When set, `iss` must be exactly this.
+        #[serde(default)]
+        issuer: Option<String>,
+        /// When set, `aud` must be this (or a list that contains it).
+        #[serde(default)]
+        audience: Option<String>,
+        /// Claims that must be present, e.g. `["exp", "jti"]`.
+        #[serde(default)]
+        required_claims: Vec<String>,
+        /// A claim that carries a hash of the body, which ties the token to it:
+        /// `{ claim = "sha256" }`, with `algorithm` (`"sha256"` or `"sha512"`) and
+        /// `encoding` (`"hex"`, `"base64"` or `"base64url"`).
+        #[serde(default)]
+        body_hash: Option<BodyHash>,
+        /// How far clocks may differ when `exp`, `nbf` and `iat` are checked.
+        #[serde(default = "default_leeway", deserialize_with = "duration")]
+        leeway: Duration,
+        /// When set, `iat` is required and at most this old (e.g. `"5m"`): replays of a
+        /// captured request are refused even while its token has not expired.
+        #[serde(default, deserialize_with = "optional_duration")]
+        max_age: Option<Duration>,
+    },
     /// HTTP Basic authentication: `Authorization: Basic base64(username:password)`.
     Basic {
         /// The expected user name (not secret; must not contain `:`).
@@ -127,12 +177,13 @@ pub enum VerifyConfig {
 }
 
 /// The `kind`s with a variant of their own, as written in the TOML.
-const BUILT_IN: [&str; 7] = [
+const BUILT_IN: [&str; 8] = [
     "none",
     "stripe",
     "github",
     "standard-webhooks",
     "hmac",
+    "jwt",
     "basic",
     "bearer",
 ];
@@ -486,6 +537,14 @@ fn default_tolerance() -> Duration {
     Duration::from_secs(5 * 60)
 }
 
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_jwt_header() -> String {
+    "Authorization".to_owned()
+}
+
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
@@ -562,6 +621,8 @@ pub enum BuildError {
         "`signing_key` does not belong to any `public_key`: the server would refuse what it signs; give the private key of one of the public keys"
     )]
     SigningKeyMismatch,
+    #[error("`jwks` {problem}")]
+    Jwks { problem: String },
     #[error("`public_url` {problem}")]
     PublicUrl { problem: &'static str },
     #[error(
@@ -657,6 +718,36 @@ impl VerifyConfig {
                 timestamp_format: *timestamp_format,
                 public_url: presets::checked_public_url(public_url.as_deref())?,
                 ..hmac::Settings::plain(secret, header)
+            })?),
+            VerifyConfig::Jwt {
+                header,
+                algorithm,
+                secret,
+                public_key,
+                jwks,
+                signing_key: _,
+                issuer,
+                audience,
+                required_claims,
+                body_hash,
+                leeway,
+                max_age,
+            } => Verifier::Jwt(jwt::Jwt::build(jwt::Settings {
+                header,
+                algorithms: algorithm.as_slice(),
+                secret,
+                public_key: public_key.as_ref(),
+                jwks: jwks.as_ref(),
+                claims: jwt::Claims {
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                    required: required_claims.clone(),
+                    body_hash: body_hash.clone(),
+                    empty_body_unhashed: false,
+                    url_hash: None,
+                    leeway: *leeway,
+                    max_age: *max_age,
+                },
             })?),
             VerifyConfig::Basic { username, password } => {
                 Verifier::Basic(basic::Basic::build(username, password)?)
@@ -812,6 +903,7 @@ mod tests {
             (r#"kind = "hmac", secret = "x", header = "X-Sig""#, "hmac"),
             (r#"kind = "basic", username = "u", password = "p""#, "basic"),
             (r#"kind = "bearer", token = "t""#, "bearer"),
+            (r#"kind = "jwt", algorithm = "HS256", secret = "t""#, "jwt"),
         ];
         for (text, kind) in cases {
             let verifier = parse(text).unwrap().build().unwrap();

@@ -4,8 +4,8 @@
 //! Layout: [`VerifyConfig`] (what the TOML says, in `config.rs`) is built once at load
 //! time into a [`Verifier`], a closed enum with one small struct per scheme, each in its
 //! own file (`stripe.rs`, `github.rs`, `standard_webhooks.rs`, `hmac.rs`, `basic.rs`,
-//! `bearer.rs`, and `asymmetric.rs` for signatures checked with the sender's public
-//! key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
+//! `bearer.rs`, `jwt.rs` for JSON Web Tokens, and `asymmetric.rs` for signatures
+//! checked with the sender's public key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
 //! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
 //! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`; the few schemes only
@@ -25,6 +25,7 @@ mod challenges;
 mod config;
 mod github;
 mod hmac;
+mod jwt;
 mod keys;
 mod mac;
 mod mailgun;
@@ -47,6 +48,7 @@ pub use config::{
     TimestampFormat, VerifyConfig,
 };
 pub use hmac::TemplateError;
+pub use jwt::{BodyHash, BodyHashAlgorithm, BodyHashEncoding, JwtAlgorithm};
 pub use rejection::{Rejection, Skew};
 
 use super::request::Unverified;
@@ -145,6 +147,7 @@ pub enum Verifier {
     Hmac(hmac::GenericHmac),
     Basic(basic::Basic),
     Bearer(bearer::Bearer),
+    Jwt(jwt::Jwt),
     /// A named provider from the preset table (`shopify`, `slack`, ...).
     Preset(presets::PresetVerifier),
 }
@@ -164,6 +167,7 @@ impl Verifier {
             Verifier::Hmac(v) => v.check(&req),
             Verifier::Basic(v) => v.check(&req),
             Verifier::Bearer(v) => v.check(&req),
+            Verifier::Jwt(v) => v.check(&req),
             Verifier::Preset(v) => v.check(&req),
         };
         match outcome {
@@ -183,7 +187,13 @@ impl Verifier {
             Verifier::Github(_) => github::delivery_id(req),
             Verifier::StandardWebhooks(_) => standard_webhooks::message_id(req),
             Verifier::Preset(v) => v.provider_id(req),
-            Verifier::None | Verifier::Hmac(_) | Verifier::Basic(_) | Verifier::Bearer(_) => None,
+            // A token's `jti` is new on every retry, so it would defeat the body-hash
+            // fallback rather than help it.
+            Verifier::None
+            | Verifier::Hmac(_)
+            | Verifier::Basic(_)
+            | Verifier::Bearer(_)
+            | Verifier::Jwt(_) => None,
         }
     }
 
@@ -197,6 +207,7 @@ impl Verifier {
             Verifier::Hmac(_) => "hmac",
             Verifier::Basic(_) => "basic",
             Verifier::Bearer(_) => "bearer",
+            Verifier::Jwt(_) => "jwt",
             Verifier::Preset(v) => v.name(),
         }
     }

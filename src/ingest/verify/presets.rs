@@ -28,6 +28,7 @@ use super::config::{
     resolve_all,
 };
 use super::hmac::{self, KeyDecoding, UrlForm};
+use super::jwt::{self, BodyHash, BodyHashAlgorithm, BodyHashEncoding, Jwt, JwtAlgorithm};
 use super::mailgun::Mailgun;
 use super::rejection::Rejection;
 use super::standard_webhooks::StandardWebhooks;
@@ -71,6 +72,84 @@ pub(super) enum Scheme {
     Basic,
     /// The signature inside the body (`mailgun.rs`).
     Mailgun,
+    /// A JSON Web Token in a header, signed with the shared secret (`jwt.rs`).
+    Jwt(JwtShape),
+}
+
+/// A JWT preset's fixed settings; the source gives the `secret` (and `public_url` where
+/// the token covers the URL or names it as its audience).
+#[derive(Debug, PartialEq)]
+pub(super) struct JwtShape {
+    pub header: &'static str,
+    /// The `HS*` algorithms the provider's SDK accepts.
+    pub algorithms: &'static [JwtAlgorithm],
+    pub issuer: Option<&'static str>,
+    /// The claim with the hex SHA-256 of the body.
+    pub body_hash: Option<&'static str>,
+    /// An empty body comes without the body-hash claim (MessageBird).
+    pub empty_body_unhashed: bool,
+    /// The claim with the hex SHA-256 of `public_url` and the query string.
+    pub url_hash: Option<&'static str>,
+    /// `aud` must be the source's `public_url` (monday.com).
+    pub audience_is_public_url: bool,
+    pub required: &'static [&'static str],
+    /// What the preset's `tolerance` sets: the `max_age` of `iat` (tokens without an
+    /// expiry: Vonage), else the leeway on `exp` and `nbf`.
+    pub tolerance_is_max_age: bool,
+}
+
+impl JwtShape {
+    /// The verifier's settings, with the user's secret, tolerance and URL.
+    pub(super) fn settings<'c>(
+        &'c self,
+        secret: &'c OneOrMany<SecretRef>,
+        tolerance: Duration,
+        public_url: Option<&str>,
+    ) -> Result<jwt::Settings<'c>, BuildError> {
+        let needs_url = self.url_hash.is_some() || self.audience_is_public_url;
+        let public_url = match (needs_url, public_url) {
+            (true, None) => {
+                return Err(BuildError::PublicUrl {
+                    problem: "is required: the URL entered at the sender, which the token covers",
+                });
+            }
+            (_, url) => url,
+        };
+        let (leeway, max_age) = if self.tolerance_is_max_age {
+            (Duration::from_secs(60), Some(tolerance))
+        } else {
+            (tolerance, None)
+        };
+        Ok(jwt::Settings {
+            header: self.header,
+            algorithms: self.algorithms,
+            secret,
+            public_key: None,
+            jwks: None,
+            claims: jwt::Claims {
+                issuer: self.issuer.map(str::to_owned),
+                audience: public_url
+                    .filter(|_| self.audience_is_public_url)
+                    .map(str::to_owned),
+                required: self.required.iter().map(|c| (*c).to_owned()).collect(),
+                body_hash: self.body_hash.map(|claim| BodyHash {
+                    claim: claim.to_owned(),
+                    algorithm: BodyHashAlgorithm::Sha256,
+                    encoding: BodyHashEncoding::Hex,
+                }),
+                empty_body_unhashed: self.empty_body_unhashed,
+                url_hash: self
+                    .url_hash
+                    .zip(public_url)
+                    .map(|(claim, url)| jwt::UrlHash {
+                        claim,
+                        public_url: url.to_owned(),
+                    }),
+                leeway,
+                max_age,
+            },
+        })
+    }
 }
 
 /// Whether a preset's sender signs with a private key, checked with a `public_key`.
@@ -214,6 +293,21 @@ const fn standard_webhooks(name: &'static str) -> Preset {
         dedup: ProviderId::Header(&["webhook-id", "svix-id"]),
         tolerance: Some(FIVE_MINUTES),
         challenge: Challenge::None,
+    }
+}
+
+/// A JWT preset's defaults: HS256 in `header`, no claims checked but the times.
+const fn jwt_shape(header: &'static str) -> JwtShape {
+    JwtShape {
+        header,
+        algorithms: &[JwtAlgorithm::Hs256],
+        issuer: None,
+        body_hash: None,
+        empty_body_unhashed: false,
+        url_hash: None,
+        audience_is_public_url: false,
+        required: &[],
+        tolerance_is_max_age: false,
     }
 }
 
@@ -640,6 +734,72 @@ pub static PRESETS: &[Preset] = &[
         tolerance: Some(FIVE_MINUTES),
         challenge: Challenge::None,
     },
+    Preset {
+        // Deploy and form notifications with a "JWS secret token": a JWS in
+        // `X-Webhook-Signature` whose `sha256` claim is the body's hash. Nothing in the
+        // token says when it was made, so there is no tolerance.
+        name: "netlify",
+        scheme: Scheme::Jwt(JwtShape {
+            issuer: Some("netlify"),
+            body_hash: Some("sha256"),
+            ..jwt_shape("X-Webhook-Signature")
+        }),
+        // A deploy's `id` repeats for each of its states: the body hash is the key.
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // Signed webhooks (Messages API; Voice with signed callbacks): `Authorization:
+        // Bearer <jwt>` with the account's signature secret. The token has `iat` but no
+        // `exp`: the tolerance is how old `iat` may be. Its `payload_hash` is not
+        // checked: Vonage's own sample hashes re-serialised JSON, not the bytes sent.
+        name: "vonage",
+        scheme: Scheme::Jwt(JwtShape {
+            tolerance_is_max_age: true,
+            ..jwt_shape("Authorization")
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `MessageBird-Signature-JWT`: HS256 (or HS384/HS512) with the signing key,
+        // `iss` MessageBird, `nbf`/`exp` a minute apart, the hashes of the URL it
+        // posted to and of the body (left out for an empty one). The SDKs allow 1 to
+        // 5 seconds of clock skew.
+        name: "messagebird",
+        scheme: Scheme::Jwt(JwtShape {
+            algorithms: &[
+                JwtAlgorithm::Hs256,
+                JwtAlgorithm::Hs384,
+                JwtAlgorithm::Hs512,
+            ],
+            issuer: Some("MessageBird"),
+            body_hash: Some("payload_hash"),
+            empty_body_unhashed: true,
+            url_hash: Some("url_hash"),
+            required: &["jti"],
+            ..jwt_shape("MessageBird-Signature-JWT")
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(Duration::from_secs(5)),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // monday.com apps: `Authorization: <jwt>` signed with the app's Signing Secret
+        // (Client Secret for lifecycle events), `aud` the endpoint, `exp` checked. The
+        // token does not cover the body.
+        name: "monday",
+        scheme: Scheme::Jwt(JwtShape {
+            audience_is_public_url: true,
+            required: &["exp"],
+            ..jwt_shape("Authorization")
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(Duration::from_secs(60)),
+        challenge: Challenge::None,
+    },
 ];
 
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
@@ -662,6 +822,7 @@ impl Preset {
         match &self.scheme {
             Scheme::Hmac(shape) => shape.public_url,
             Scheme::Twilio => true,
+            Scheme::Jwt(shape) => shape.url_hash.is_some() || shape.audience_is_public_url,
             Scheme::Timestamped(_)
             | Scheme::StandardWebhooks
             | Scheme::Asymmetric(_)
@@ -683,19 +844,21 @@ impl Preset {
             | Scheme::HeaderToken(_)
             | Scheme::Gitlab
             | Scheme::Basic
-            | Scheme::Mailgun => KeyUse::None,
+            | Scheme::Mailgun
+            | Scheme::Jwt(_) => KeyUse::None,
         }
     }
 
     /// Whether a changed body fails the check. Not so where a credential is sent as is
-    /// (GitLab's token, Okta, Postmark) or where only a timestamp and token are signed
-    /// (Mailgun).
+    /// (GitLab's token, Okta, Postmark), where only a timestamp and token are signed
+    /// (Mailgun), or where a token has no body-hash claim (Vonage, monday.com).
     #[cfg(test)]
     pub(super) fn signs_body(&self) -> bool {
-        !matches!(
-            self.scheme,
-            Scheme::HeaderToken(_) | Scheme::Gitlab | Scheme::Basic | Scheme::Mailgun
-        )
+        match &self.scheme {
+            Scheme::HeaderToken(_) | Scheme::Gitlab | Scheme::Basic | Scheme::Mailgun => false,
+            Scheme::Jwt(shape) => shape.body_hash.is_some(),
+            _ => true,
+        }
     }
 
     /// The keys of a preset that takes more than `secret` with `tolerance` or
@@ -785,6 +948,10 @@ impl Preset {
                 Check::Basic(Basic::build(username, secret)?)
             }
             Scheme::Mailgun => Check::Mailgun(Mailgun::build(secret, tolerance)?),
+            Scheme::Jwt(shape) => {
+                let public_url = checked_public_url(config.public_url.as_deref())?;
+                Check::Jwt(Jwt::build(shape.settings(secret, tolerance, public_url)?)?)
+            }
         };
         Ok(PresetVerifier {
             preset: self,
@@ -893,6 +1060,7 @@ enum Check {
     },
     Basic(Basic),
     Mailgun(Mailgun),
+    Jwt(Jwt),
     /// No secret yet (Asana before its handshake): every event is refused.
     AwaitingSecret,
 }
@@ -924,6 +1092,7 @@ impl PresetVerifier {
             }
             Check::Basic(v) => v.check(req),
             Check::Mailgun(v) => v.check(req),
+            Check::Jwt(v) => v.check(req),
             Check::AwaitingSecret => Err(Rejection::NotConfigured {
                 problem: "no `secret` is configured yet; answer Asana's handshake, then copy its X-Hook-Secret into `secret`",
             }),

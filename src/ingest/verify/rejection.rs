@@ -36,6 +36,10 @@ pub enum Rejection {
         off_by_secs: u64,
         tolerance_secs: u64,
     },
+    /// A token's claim (`exp`, `iss`, a body hash, ...) refuses the request, though its
+    /// signature matched. The problem names amounts, never the claim's value.
+    #[error("token claim {claim}: {problem}")]
+    Claim { claim: String, problem: String },
     /// Signatures were present and well formed, but none matched any configured secret.
     #[error("no signature matched any configured secret")]
     NoSignatureMatched,
@@ -58,6 +62,7 @@ impl Rejection {
             Rejection::MalformedHeader { .. } => "malformed_header",
             Rejection::BodyField { .. } => "malformed_body",
             Rejection::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
+            Rejection::Claim { .. } => "claim_refused",
             Rejection::NoSignatureMatched => "no_signature_matched",
             Rejection::BadCredentials => "bad_credentials",
             Rejection::ChallengeRefused { .. } => "challenge_refused",

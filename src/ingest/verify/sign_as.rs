@@ -30,12 +30,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use ed25519_dalek::SigningKey as Ed25519SigningKey;
 use ed25519_dalek::ed25519::signature::MultipartSigner;
 
+use super::Verifier;
 use super::asymmetric::{Layout, PrivateKey};
 use super::config::{
     BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, TimestampFormat, VerifyConfig,
     resolve_secrets,
 };
 use super::hmac::{self, Part, UrlForm};
+use super::jwt::{Jwt, TokenSigner};
 use super::keys::{self, Format as KeyFormat};
 use super::mac;
 use super::presets::Scheme as PresetScheme;
@@ -79,6 +81,9 @@ pub enum SignError {
     /// than a panic because the key comes from the configuration.
     #[error("cannot compute the HMAC with the configured secret")]
     Mac,
+    /// A token cannot be made as the source asks (a claim only the sender knows).
+    #[error("cannot sign: {0}")]
+    Token(String),
     /// The scheme signs inside the body, and this body has no room for it.
     #[error("cannot sign this body: {problem}")]
     Body { problem: &'static str },
@@ -142,6 +147,8 @@ enum Scheme {
     Mailgun {
         key: Secret,
     },
+    /// A JSON Web Token in a header.
+    Jwt(TokenSigner),
 }
 
 impl fmt::Debug for Signer {
@@ -206,6 +213,12 @@ impl Signer {
             },
             VerifyConfig::Bearer { token } => Scheme::Bearer {
                 token: first_secret("token", token)?,
+            },
+            VerifyConfig::Jwt { signing_key, .. } => match config.build()? {
+                Verifier::Jwt(verifier) => {
+                    Scheme::Jwt(TokenSigner::build(&verifier, signing_key.as_ref())?)
+                }
+                _ => unreachable!("a `jwt` section builds a `jwt` verifier"),
             },
             VerifyConfig::Preset(p) => {
                 let kind = p.preset.name;
@@ -275,6 +288,14 @@ impl Signer {
                     PresetScheme::Mailgun => Scheme::Mailgun {
                         key: first_secret("secret", &p.secret)?,
                     },
+                    PresetScheme::Jwt(shape) => {
+                        let tolerance = p.preset.tolerance_or_default(p.tolerance);
+                        let public_url =
+                            super::presets::checked_public_url(p.public_url.as_deref())?;
+                        let verifier =
+                            Jwt::build(shape.settings(&p.secret, tolerance, public_url)?)?;
+                        Scheme::Jwt(TokenSigner::build(&verifier, None)?)
+                    }
                 };
                 return Ok(Self { scheme, kind });
             }
@@ -288,6 +309,7 @@ impl Signer {
             Scheme::Twilio { .. } => "twilio",
             Scheme::Basic { .. } => "basic",
             Scheme::Bearer { .. } => "bearer",
+            Scheme::Jwt(_) => "jwt",
             // Only presets build these, and they return above with their own name.
             Scheme::Asymmetric { .. }
             | Scheme::Token { .. }
@@ -433,6 +455,22 @@ impl Signer {
                     let value = text_value(&name, value)?;
                     out.insert(name, value);
                 }
+            }
+            Scheme::Jwt(signer) => {
+                let token = signer
+                    .token(message.body, message.timestamp, message.id)
+                    .map_err(|e| SignError::Token(e.to_string()))?;
+                let name = header_name("header", signer.header()).map_err(|_| {
+                    header_error(&header::AUTHORIZATION, "is not a valid header name")
+                })?;
+                let value = if name == header::AUTHORIZATION {
+                    format!("Bearer {token}")
+                } else {
+                    token
+                };
+                let mut value = text_value(&name, &value)?;
+                value.set_sensitive(true);
+                out.insert(name, value);
             }
             Scheme::Bearer { token } => {
                 let mut value = b"Bearer ".to_vec();

@@ -958,6 +958,72 @@ const CASES: &[Case] = &[
         extra: "",
         query: None,
     },
+    Case {
+        kind: "netlify",
+        cite: "hand-computed: HS256 JWS with iss \"netlify\" and sha256 = hex SHA-256 of the body, as netlify/gotrue api/hooks.go signs (Netlify publishes no example)",
+        secret: "netlify-jws-secret",
+        wrong: "netlify-jws-secreT",
+        headers: &[(
+            "X-Webhook-Signature",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJuZXRsaWZ5Iiwic2hhMjU2IjoiOWRjMmU4ZTRhYTk3YWE2YmM3ZGE4NjUzODM4MGRmYzdkYzZiNjJkNWE2NTBhNDFjZTU3M2JkY2RkMTkyNGQxZCJ9.jYMjTI6eJ1NpLVPYXixPfkMg0e79MrCHXp9C3csfSXI",
+        )],
+        body: r#"{"id":"5f1e1b2a3c4d5e6f7a8b9c0d","site_id":"3970e0fe-8564-4a3d-9a2e-3b1c2e4f5a6b","state":"ready","name":"forebay-docs"}"#,
+        at: 1_700_000_000,
+        signer_reproduces: None,
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "vonage",
+        cite: "Vonage/vonage-python-sdk, jwt/tests/test_verify_jwt.py (token and signature secret; its claims are generic, with iat 1697634680)",
+        secret: "qwertyuiopasdfghjklzxcvbnm123456",
+        wrong: "qwertyuiopasdfghjklzxcvbnm123457",
+        headers: &[(
+            "Authorization",
+            "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJPbmxpbmUgSldUIEJ1aWxkZXIiLCJpYXQiOjE2OTc2MzQ2ODAsImV4cCI6MzMyNTQ1NDA4MjgsImF1ZCI6IiIsInN1YiI6IiJ9.88vJc3I2HhuqEDixHXVhc9R30tA6U_HQHZTC29y6CGM",
+        )],
+        body: r#"{"message_uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab","status":"delivered"}"#,
+        at: 1_697_634_680,
+        signer_reproduces: None,
+        dedup: None,
+        extra: "",
+        query: None,
+    },
+    Case {
+        kind: "messagebird",
+        cite: "messagebird/messagebird-nodejs, lib/testdata/webhook-signature-jwt-reference.json (case 10: POST with a query and a payload; nbf 1625479200, exp 1625479260)",
+        secret: "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebb",
+        wrong: "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebc",
+        headers: &[(
+            "MessageBird-Signature-JWT",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI5M2U1NTAwNi1hMGU4LTQ1MjYtYTE5MC1mYTVmZjAwZWExMTYiLCJ1cmxfaGFzaCI6IjQxZjA1ZjBkZGQwYTIyYWIyMDlhYzQ2ZjQ3YzQ1NzJkOWNlZmEyNTdlZDc0YjI0MDA0YmFlNzUzZWNlNmMyNjAiLCJwYXlsb2FkX2hhc2giOiJkZmZkNjAyMWJiMmJkNWIwYWY2NzYyOTA4MDllYzNhNTMxOTFkZDgxYzdmNzBhNGIyODY4OGEzNjIxODI5ODZmIn0._H--TOuYFLpeEH39-rg5E3IHVkjHozBcaKVWPRC5m9I",
+        )],
+        body: "Hello, World!",
+        // At `exp`: the stale check adds the tolerance from here.
+        at: 1_625_479_260,
+        signer_reproduces: None,
+        dedup: None,
+        extra: r#", public_url = "https://example.com/path""#,
+        query: Some("bar=1&foo=2"),
+    },
+    Case {
+        kind: "monday",
+        cite: "hand-computed: HS256 JWT with the claims developer.monday.com \"Authorization header\" lists (accountId, userId, aud = the endpoint, exp, iat, shortLivedToken); monday.com publishes no example",
+        secret: "monday-signing-secret",
+        wrong: "monday-signing-secreT",
+        headers: &[(
+            "Authorization",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50SWQiOjEyMywidXNlcklkIjo0NTYsImF1ZCI6Imh0dHBzOi8vaG9va3MuZXhhbXBsZS5jb20vaW4vbW9uZGF5IiwiZXhwIjoxNzAwMDAwMzAwLCJpYXQiOjE3MDAwMDAwMDAsInNob3J0TGl2ZWRUb2tlbiI6InNsdF9leGFtcGxlIn0.1A42xG9akTCtFVdZsdugr0y9EZNUdqRPQr3sGMFabqA",
+        )],
+        body: r#"{"event":{"type":"create_pulse","triggerTime":"2023-11-14T22:13:20.000Z","boardId":1234567890,"pulseId":987654321,"triggerUuid":"e2f1c3d4b5a6978877665544332211aa"}}"#,
+        // At `exp`.
+        at: 1_700_000_300,
+        signer_reproduces: None,
+        dedup: None,
+        extra: r#", public_url = "https://hooks.example.com/in/monday""#,
+        query: None,
+    },
 ];
 
 /// The public key of the `discord` case (seed `sha256("forebay discord test key")`).
@@ -1114,13 +1180,14 @@ fn tampered_bodies_and_wrong_secrets_fail() {
         let tampered = format!("{} ", case.body);
         // A credential sent as it is (GitLab's token, Okta, Postmark) or a signature
         // of a timestamp and token only (Mailgun) does not cover the body.
-        let expected = if preset.signs_body() {
-            Err(Rejection::NoSignatureMatched)
-        } else {
-            Ok(())
+        let expected = match (&preset.scheme, preset.signs_body()) {
+            (_, false) => Ok(()),
+            // A token's signature covers its claims; the body-hash claim then refuses.
+            (super::Scheme::Jwt(_), true) => Err("claim_refused"),
+            (_, true) => Err("no_signature_matched"),
         };
         assert_eq!(
-            case_check(&v, case, &tampered, case.at),
+            case_check(&v, case, &tampered, case.at).map_err(|r| r.kind()),
             expected,
             "{}",
             case.kind
@@ -1176,16 +1243,27 @@ fn stale_requests_fail_where_a_timestamp_is_signed() {
             "{}",
             case.kind
         );
-        assert_eq!(
-            case_check(&v, case, case.body, case.at + secs as i64 + 1),
-            Err(Rejection::TimestampOutsideTolerance {
-                skew: Skew::Past,
-                off_by_secs: secs + 1,
-                tolerance_secs: secs,
-            }),
-            "{}",
-            case.kind
-        );
+        let stale = case_check(&v, case, case.body, case.at + secs as i64 + 1);
+        if let super::Scheme::Jwt(_) = preset.scheme {
+            // A token's `exp` (with the leeway) or `iat` (with `max_age`) refuses it.
+            assert_eq!(
+                stale.map_err(|r| r.kind()),
+                Err("claim_refused"),
+                "{}",
+                case.kind
+            );
+        } else {
+            assert_eq!(
+                stale,
+                Err(Rejection::TimestampOutsideTolerance {
+                    skew: Skew::Past,
+                    off_by_secs: secs + 1,
+                    tolerance_secs: secs,
+                }),
+                "{}",
+                case.kind
+            );
+        }
         // A configured tolerance replaces the preset's.
         let tight = verifier(&format!(
             "{}, tolerance = \"10s\"",
@@ -1272,10 +1350,15 @@ fn sign_as_reproduces_every_example_and_round_trips() {
             outcome(&v, req)
         };
         assert_eq!(deliver(&signed, case.body), Ok(()), "{}", case.kind);
-        if super::find(case.kind).unwrap().signs_body() {
+        let preset = super::find(case.kind).unwrap();
+        if preset.signs_body() {
+            let expected = match preset.scheme {
+                super::Scheme::Jwt(_) => "claim_refused",
+                _ => "no_signature_matched",
+            };
             assert_eq!(
-                deliver(&signed, &format!("{} ", case.body)),
-                Err(Rejection::NoSignatureMatched),
+                deliver(&signed, &format!("{} ", case.body)).map_err(|r| r.kind()),
+                Err(expected),
                 "{}",
                 case.kind
             );
@@ -2086,7 +2169,7 @@ fn valid_requests() -> Vec<ValidRequest> {
         ));
     }
     let at = 1_700_000_000;
-    let built_in: [(&str, &[&str]); 7] = [
+    let built_in: [(&str, &[&str]); 8] = [
         (
             r#"kind = "stripe", secret = "whsec_x""#,
             &["stripe-signature"],
@@ -2109,6 +2192,10 @@ fn valid_requests() -> Vec<ValidRequest> {
             &["authorization"],
         ),
         (r#"kind = "bearer", token = "t""#, &["authorization"]),
+        (
+            r#"kind = "jwt", algorithm = "HS256", secret = "s", body_hash = { claim = "sha256" }"#,
+            &["authorization"],
+        ),
     ];
     for (inline, checked) in built_in {
         let cfg = config(inline).unwrap();
@@ -2223,5 +2310,143 @@ proptest! {
             let printed = secs.to_string();
             prop_assert_eq!(printed.trim_start_matches('0'), text.trim_start_matches('0'));
         }
+    }
+}
+
+/// One case of MessageBird's reference suite (`messagebird/messagebird-nodejs`,
+/// `lib/testdata/webhook-signature-jwt-reference.json`, the `index`th; the same cases
+/// are in `messagebird/go-rest-api` `signature_jwt/testdata/reference.json`). All use
+/// the same signing key and "now" (2021-07-05T12:00:00+02:00).
+struct MessageBirdCase {
+    index: usize,
+    public_url: &'static str,
+    query: Option<&'static str>,
+    body: &'static str,
+    token: &'static str,
+    valid: bool,
+}
+
+const MESSAGEBIRD_CASES: &[MessageBirdCase] = &[
+    MessageBirdCase {
+        index: 0,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.6Fp0rVOsRr1fj9S2GidXAfkmPVofKr8_RTffC6G6r2E",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 10,
+        public_url: "https://example.com/path",
+        query: Some("bar=1&foo=2"),
+        body: "Hello, World!",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI5M2U1NTAwNi1hMGU4LTQ1MjYtYTE5MC1mYTVmZjAwZWExMTYiLCJ1cmxfaGFzaCI6IjQxZjA1ZjBkZGQwYTIyYWIyMDlhYzQ2ZjQ3YzQ1NzJkOWNlZmEyNTdlZDc0YjI0MDA0YmFlNzUzZWNlNmMyNjAiLCJwYXlsb2FkX2hhc2giOiJkZmZkNjAyMWJiMmJkNWIwYWY2NzYyOTA4MDllYzNhNTMxOTFkZDgxYzdmNzBhNGIyODY4OGEzNjIxODI5ODZmIn0._H--TOuYFLpeEH39-rg5E3IHVkjHozBcaKVWPRC5m9I",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 34,
+        public_url: "https://example.com:8080/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjA3Zjc4NjFhNjliMTNjMjI5YzZhZTU5NmQxOThiMjc2M2IwNTRjZjVlMDAwZDczNmQxYzQ4MTAyZDc3MGNmZmMifQ.vcpa0IicGAbpo064dOjiA2VbVOR2S5uZBEaBOP16sS8",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 35,
+        public_url: "https://example.com/",
+        query: Some("obj%5Bfield1%5D=val1&obj%5Bfield2%5D=val2&param=value+with+spaces"),
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjhhZmYzNzQ4ZDc4OWM0MzMzNTczZTFjMzFmZTViMDA0OTQwY2I1ZmM0NzQ2MGVkM2QwZTY1NGY3ZmM0ZTVmYWUifQ.mJBCMfEjKmN3IMuzqPXPHktWETrcu0iNdF3agE8PDyI",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 41,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.KNMW-29X77lZeuPmThmHWc_RUAvTkaDkpxIZK6mqE08v8mWKiU9Edh4QXwAJO2nv",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 42,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.rd6r0iMyNGnVPCwurETphE3Y8rpAyvvnUK0S8WvGUkt2E1QSRAZ7NZJZBHw1Y_Wb5W-sK9HJr_PRL2vz4jRT3Q",
+        valid: true,
+    },
+    MessageBirdCase {
+        index: 15,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ4MjgwMCwiZXhwIjoxNjI1NDgyODYwLCJqdGkiOiJmOWY4YzM4Mi0yNDQ5LTQzMTEtYjcyYi0xZGY3MTY4NzkzMWUiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.ZELgDFNGhjZH9CffQKcq3sytBe2I0KciLxpBhcfstHQ",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 16,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3NTYwMCwiZXhwIjoxNjI1NDc1NjYwLCJqdGkiOiI1ZjAyZjUyMi02MDMwLTQ2YzgtYjVhMy0wMTI0NjQ3OGQ4YmMiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.45MSST3B_2PsjNUeiuW54_vUQgVw4rBXrdWrOUEz3lM",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 17,
+        public_url: "https://example.com/path",
+        query: Some("foo=1&bar=2"),
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiJhNzVjOTA5Ni1lODIzLTQ0MmItODVmMi03ZDNjOWQ5YjcyNmIiLCJ1cmxfaGFzaCI6IjZhMDIyZDgzNGMxODMzMGJhYWQ4YTJiZDYxMzUxNzNlZDIxNjEwYTQ1NDUxNmJlMGRmM2YxY2MwMTUxNjEwZWEifQ.z6Sw1XQIM0wuEQGBhXBdawDIIrtMg2XnmA_bpDq53pE",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 18,
+        public_url: "https://example.com/",
+        query: None,
+        body: "Hello, World!",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiIxNDUwMTUzMi05NmYyLTQ2ODQtOTgzMi02OGYwOTUxYWUzNDIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDciLCJwYXlsb2FkX2hhc2giOiJmYjYyZjAyYWNkYTdkNzQxNzdhNzAxYTFjZTAwNmU2YmFjZDkwYzdkNGQ3YWI0ODE2OTJjMWRhNDdjODEwNzZiIn0.m79RCwO6dGa9pvzsQypkVuXQ6eM0CkRl6_U7MfWg6TM",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 24,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiIxNDUwMTUzMi05NmYyLTQ2ODQtOTgzMi02OGYwOTUxYWUzNDIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDciLCJwYXlsb2FkX2hhc2giOiJkZmZkNjAyMWJiMmJkNWIwYWY2NzYyOTA4MDllYzNhNTMxOTFkZDgxYzdmNzBhNGIyODY4OGEzNjIxODI5ODZmIn0.bHfsjj3tljfzTufoG3EU3p_yFrQh9CufyzRSaRMd4ss",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 29,
+        public_url: "https://example.com/",
+        query: None,
+        body: "Hello, World!",
+        token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJNZXNzYWdlQmlyZCIsIm5iZiI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.6Fp0rVOsRr1fj9S2GidXAfkmPVofKr8_RTffC6G6r2E",
+        valid: false,
+    },
+    MessageBirdCase {
+        index: 43,
+        public_url: "https://example.com/",
+        query: None,
+        body: "",
+        token: "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJpc3MiOiJNZXNzYWdlQmlyZCIsImlhdCI6MTYyNTQ3OTIwMCwiZXhwIjoxNjI1NDc5MjYwLCJqdGkiOiI1OWEyNDRkYy1lOWFkLTRlMjMtOTc3OC0zNzFmYWEyMzhmNzIiLCJ1cmxfaGFzaCI6IjBmMTE1ZGIwNjJiN2MwZGQwMzBiMTY4NzhjOTlkZWE1YzM1NGI0OWRjMzdiMzhlYjg4NDYxNzljNzc4M2U5ZDcifQ.",
+        valid: false,
+    },
+];
+
+#[test]
+fn messagebird_reference_cases() {
+    let now = 1_625_479_200;
+    for case in MESSAGEBIRD_CASES {
+        let v = verifier(&format!(
+            r#"kind = "messagebird", secret = "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebb", public_url = {:?}"#,
+            case.public_url
+        ));
+        let mut req = request(
+            &[("MessageBird-Signature-JWT", case.token.as_bytes())],
+            case.body.as_bytes(),
+            now,
+        );
+        req.query = case.query.map(str::to_owned);
+        assert_eq!(outcome(&v, req).is_ok(), case.valid, "case {}", case.index);
     }
 }
