@@ -21,6 +21,40 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// An RFC 3339 time in `Z` or with an offset (`2026-12-07T16:00:00+01:00`), as
+/// milliseconds since the Unix epoch; `None` when it is not one. humantime reads UTC
+/// times only, so an offset is taken off and applied here.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (utc, offset_ms) = match text
+        .len()
+        .checked_sub(6)
+        .and_then(|i| text.get(i..).map(|o| (i, o)))
+    {
+        Some((i, offset)) if matches!(&offset[..1], "+" | "-") && offset.as_bytes()[3] == b':' => {
+            let two_digits = |pair: &str| {
+                pair.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| pair.parse::<i64>().ok())
+                    .flatten()
+            };
+            let (hours, minutes) = (two_digits(&offset[1..3])?, two_digits(&offset[4..6])?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            (
+                format!("{}Z", &text[..i]),
+                sign * (hours * 60 + minutes) * 60_000,
+            )
+        }
+        _ => (text.to_owned(), 0),
+    };
+    let time = humantime::parse_rfc3339_weak(&utc).ok()?;
+    let ms = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some(i64::try_from(ms).ok()? - offset_ms)
+}
+
 /// The delivery engine's time: when a delivery is due, when an attempt started, how long
 /// to wait for the next due retry. Production uses [`SystemClock`]; tests drive a
 /// [`ManualClock`] to walk a two-day retry schedule in milliseconds.

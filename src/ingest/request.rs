@@ -57,13 +57,15 @@ impl Unverified {
 
 /// Headers that carry the sender's credentials for forebay itself, lower-case. They are
 /// never passed on: not to handlers, not to expressions, not by `forebay listen`.
-/// `X-Gitlab-Token` is GitLab's shared secret sent as it is: a handler that saw it
-/// could sign as GitLab.
-pub const CREDENTIAL_HEADERS: [&str; 4] = [
+/// `X-Gitlab-Token`, Flutterwave's `verif-hash` and Vapi's `x-vapi-secret` are shared
+/// secrets sent as they are: a handler that saw one could pose as the sender.
+pub const CREDENTIAL_HEADERS: [&str; 6] = [
     "authorization",
     "proxy-authorization",
     "cookie",
     "x-gitlab-token",
+    "verif-hash",
+    "x-vapi-secret",
 ];
 
 /// Whether `name` (lower-case) carries the sender's credentials for forebay.

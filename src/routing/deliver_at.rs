@@ -48,35 +48,11 @@ pub fn due_ms(value: Option<&Value>, now_ms: i64) -> Result<Option<i64>, String>
 
 /// An RFC 3339 time in ms since the epoch.
 fn rfc3339_ms(text: &str) -> Result<i64, String> {
-    let invalid = || {
+    crate::clock::parse_rfc3339_ms(text).ok_or_else(|| {
         format!(
             "{text:?} is not an RFC 3339 time; write it like \"2026-12-07T15:00:00Z\" or \"2026-12-07T16:00:00+01:00\""
         )
-    };
-    let trimmed = text.trim();
-    // humantime reads UTC times only: an offset is taken off and applied here.
-    let (utc, offset_ms) = match trimmed.len().checked_sub(6).map(|i| trimmed.split_at(i)) {
-        Some((time, offset))
-            if offset.len() == 6
-                && matches!(&offset[..1], "+" | "-")
-                && offset.as_bytes()[3] == b':' =>
-        {
-            let hours: i64 = offset[1..3].parse().map_err(|_| invalid())?;
-            let minutes: i64 = offset[4..6].parse().map_err(|_| invalid())?;
-            if hours > 23 || minutes > 59 {
-                return Err(invalid());
-            }
-            let sign = if offset.starts_with('-') { -1 } else { 1 };
-            (format!("{time}Z"), sign * (hours * 60 + minutes) * 60_000)
-        }
-        _ => (trimmed.to_owned(), 0),
-    };
-    let time = humantime::parse_rfc3339_weak(&utc).map_err(|_| invalid())?;
-    let ms = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| invalid())?
-        .as_millis();
-    Ok(i64::try_from(ms).map_err(|_| invalid())? - offset_ms)
+    })
 }
 
 fn kind(value: &Value) -> &'static str {

@@ -6,7 +6,9 @@
 //!   once maps to the array of its values, in order.
 //! - `headers` is an object with lower-case names; repeated headers are joined with `, `.
 //!   The sender's credentials for forebay (`Authorization`, `Proxy-Authorization`,
-//!   `Cookie`, `X-Gitlab-Token`: [`crate::ingest::request::CREDENTIAL_HEADERS`]) are left out: expressions have no use for them, and their errors are
+//!   `Cookie`, `X-Gitlab-Token`, `verif-hash`, `x-vapi-secret`:
+//!   [`crate::ingest::request::CREDENTIAL_HEADERS`]) are left out: expressions have no
+//!   use for them, and their errors are
 //!   logged and shown.
 //! - `body` is the parsed JSON when the content type is JSON (`application/json` or
 //!   `…+json`) and the body parses, an object for `application/x-www-form-urlencoded`,

@@ -20,7 +20,7 @@ struct KeyPair {
 }
 
 impl KeyPair {
-    /// Discord (hex) or SendGrid (base64 DER) keys from a fixed seed.
+    /// Discord (hex), Telnyx (base64) or SendGrid (base64 DER) keys from a fixed seed.
     fn of(kind: &str) -> Self {
         use base64::Engine;
         use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
@@ -32,6 +32,13 @@ impl KeyPair {
                 Self {
                     public: hex::encode(key.verifying_key().as_bytes()),
                     private: hex::encode(seed),
+                }
+            }
+            "telnyx" => {
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                Self {
+                    public: b64(key.verifying_key().as_bytes()),
+                    private: b64(&seed),
                 }
             }
             _ => {
@@ -228,7 +235,7 @@ async fn twilios_documented_example_passes_with_its_query_string() {
 /// The `verify` table of a source for each preset, as its sender's secret would be.
 fn preset_source(kind: &str) -> String {
     let extra = match kind {
-        "discord" | "sendgrid" => {
+        "discord" | "telnyx" | "sendgrid" => {
             let keys = KeyPair::of(kind);
             return format!(
                 r#"verify = {{ kind = "{kind}", public_key = {:?}, signing_key = {:?} }}"#,
@@ -248,8 +255,21 @@ fn preset_source(kind: &str) -> String {
             format!(r#", public_url = "https://hooks.example.com/in/{kind}""#)
         }
         "meta" => r#", verify_token = "meta-verify""#.to_owned(),
-        "postmark" => {
-            return r#"verify = { kind = "postmark", username = "pm", password = ["pm-new", "pm-old"] }"#
+        // A certificate and key of our own: PayPal's private key is PayPal's.
+        "paypal" => {
+            let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ingest/verify/testdata");
+            return format!(
+                r#"verify = {{ kind = "paypal", certificate = "file:{testdata}/rsa-cert.pem", signing_key = "file:{testdata}/rsa-private.pem", webhook_id = "WH-TEST-1" }}"#
+            );
+        }
+        "postmark" | "chargebee" | "bandwidth" => {
+            return format!(
+                r#"verify = {{ kind = "{kind}", username = "u", password = ["{kind}-new", "{kind}-old"] }}"#
+            );
+        }
+        // Airtable's secret is base64 of the key.
+        "airtable" => {
+            return r#"verify = { kind = "airtable", secret = ["YWlydGFibGUtbmV3", "YWlydGFibGUtb2xk"] }"#
                 .to_owned();
         }
         _ => String::new(),

@@ -226,10 +226,7 @@ async fn rejection_reason_is_answered_and_stored_without_secrets() {
 /// with a reason that names the claim or the signature, never the token.
 #[tokio::test]
 async fn jwt_tokens_are_verified_end_to_end() {
-    let testdata = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/ingest/verify/jwt/testdata"
-    );
+    let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ingest/verify/testdata");
     let verify = format!(
         r#"{{ kind = "jwt", algorithm = "RS256", public_key = "file:{testdata}/rsa-public.pem", signing_key = "file:{testdata}/rsa-private.pem", issuer = "orders", body_hash = {{ claim = "sha256" }}, max_age = "5m" }}"#
     );

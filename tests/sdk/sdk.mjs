@@ -81,6 +81,60 @@ const ops = {
       accepts_tampered: ew.verifySignature(key, tampered, signature, timestamp),
     };
   },
+
+  // jose (the JOSE library most JWT senders use): SignJWT signs, jwtVerify verifies;
+  // the `sha256` body-hash claim is compared here, as the `jwt` kind's `body_hash` does.
+  async jwt({ alg, private_key, public_key, issuer, payload, timestamp, token }) {
+    const { SignJWT, jwtVerify, importPKCS8, importSPKI } = await import("jose");
+    const { createHash } = await import("node:crypto");
+    const sha256 = (body) => createHash("sha256").update(body).digest("hex");
+    const signed = await new SignJWT({ sha256: sha256(payload) })
+      .setProtectedHeader({ alg })
+      .setIssuer(issuer)
+      .setIssuedAt(timestamp)
+      .setExpirationTime(timestamp + 300)
+      .sign(await importPKCS8(private_key, alg));
+    const key = await importSPKI(public_key, alg);
+    const accepts = async (body) => {
+      try {
+        const { payload: claims } = await jwtVerify(token, key, { issuer, algorithms: [alg] });
+        return claims.sha256 === sha256(body);
+      } catch {
+        return false;
+      }
+    };
+    return {
+      sdk: { Authorization: `Bearer ${signed}` },
+      accepts: await accepts(payload),
+      accepts_tampered: await accepts(tampered),
+    };
+  },
+
+  // @sanity/webhook: encodeSignatureHeader signs, isValidSignature verifies.
+  async sanity({ secret, payload, timestamp_ms, signature }) {
+    const { encodeSignatureHeader, isValidSignature } = await import("@sanity/webhook");
+    return {
+      sdk: { "sanity-webhook-signature": await encodeSignatureHeader(payload, timestamp_ms, secret) },
+      accepts: await isValidSignature(payload, signature, secret),
+      accepts_tampered: await isValidSignature(tampered, signature, secret),
+    };
+  },
+
+  // messagebird: lib/webhook-signature-jwt.js verify only (MessageBird signs).
+  async messagebird({ secret, url, payload, token }) {
+    const { default: mb } = await import("messagebird/lib/webhook-signature-jwt.js");
+    const { createSecretKey } = await import("node:crypto");
+    const key = createSecretKey(Buffer.from(secret, "utf8"));
+    const accepts = async (body) => {
+      try {
+        await mb.verify(url, Buffer.from(body), token, key);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return { accepts: await accepts(payload), accepts_tampered: await accepts(tampered) };
+  },
 };
 
 function standardWebhooks(wh, family, { id, timestamp, payload, headers }) {

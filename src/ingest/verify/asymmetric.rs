@@ -1,16 +1,20 @@
-//! Signatures made with the sender's private key over `{timestamp}{raw body}`, checked
-//! with its public key: Discord interactions (Ed25519) and SendGrid's signed Event
-//! Webhook (ECDSA P-256 with SHA-256). A [`Layout`] says which headers and which
-//! algorithm; the presets `discord` and `sendgrid` are two of them.
+//! Signatures made with the sender's private key over `{timestamp}{raw body}` (Telnyx:
+//! `{timestamp}|{raw body}`), checked with its public key: Discord interactions and
+//! Telnyx (Ed25519) and SendGrid's signed Event Webhook (ECDSA P-256 with SHA-256). A
+//! [`Layout`] says which headers, joiner and algorithm; the presets `discord`,
+//! `telnyx` and `sendgrid` are three of them.
 //!
 //! - Discord: `X-Signature-Ed25519` (hex, 64 bytes) over `{X-Signature-Timestamp}{body}`,
 //!   with the application's public key (hex).
+//! - Telnyx: `telnyx-signature-ed25519` (base64, 64 bytes) over
+//!   `{telnyx-timestamp}|{body}`, with the account's public key (base64 of 32 bytes).
 //! - SendGrid: `X-Twilio-Email-Event-Webhook-Signature` (base64 of a DER signature) over
 //!   `{X-Twilio-Email-Event-Webhook-Timestamp}{body}`, with the "Verification Key"
 //!   (base64 DER). SendGrid signs without low-S normalisation, and the P-256 verifier
 //!   accepts both forms of a signature.
 //!
-//! Neither provider's SDK checks the timestamp; forebay does (default 5 min), so that a
+//! Discord's and SendGrid's SDKs do not check the timestamp (Telnyx's allow 5 min
+//! either way); forebay does (default 5 min), so that a
 //! captured request cannot be replayed later.
 
 use std::time::Duration;
@@ -30,6 +34,8 @@ use crate::ingest::request::Unverified;
 pub(super) struct Layout {
     pub signature_header: &'static str,
     pub timestamp_header: &'static str,
+    /// Between the timestamp and the body in the signed text.
+    pub joiner: &'static str,
     pub algorithm: Algorithm,
 }
 
@@ -37,6 +43,8 @@ pub(super) struct Layout {
 pub(super) enum Algorithm {
     /// Ed25519, the signature in hex, keys as Discord writes them.
     Ed25519Hex,
+    /// Ed25519, the signature and the key in base64, as Telnyx writes them.
+    Ed25519Base64,
     /// ECDSA P-256 with SHA-256, the DER signature in base64, keys as SendGrid writes
     /// them.
     P256DerBase64,
@@ -45,12 +53,21 @@ pub(super) enum Algorithm {
 pub(super) const DISCORD: Layout = Layout {
     signature_header: "X-Signature-Ed25519",
     timestamp_header: "X-Signature-Timestamp",
+    joiner: "",
     algorithm: Algorithm::Ed25519Hex,
+};
+
+pub(super) const TELNYX: Layout = Layout {
+    signature_header: "telnyx-signature-ed25519",
+    timestamp_header: "telnyx-timestamp",
+    joiner: "|",
+    algorithm: Algorithm::Ed25519Base64,
 };
 
 pub(super) const SENDGRID: Layout = Layout {
     signature_header: "X-Twilio-Email-Event-Webhook-Signature",
     timestamp_header: "X-Twilio-Email-Event-Webhook-Timestamp",
+    joiner: "",
     algorithm: Algorithm::P256DerBase64,
 };
 
@@ -72,11 +89,9 @@ impl PublicKeys {
     /// The `public_key` value(s), in the format the algorithm's provider writes them.
     fn read(algorithm: Algorithm, refs: &OneOrMany<SecretRef>) -> Result<Self, BuildError> {
         Ok(match algorithm {
-            Algorithm::Ed25519Hex => PublicKeys::Ed25519(keys::ed25519_public(
-                "public_key",
-                refs,
-                Format::DiscordHex,
-            )?),
+            Algorithm::Ed25519Hex | Algorithm::Ed25519Base64 => PublicKeys::Ed25519(
+                keys::ed25519_public("public_key", refs, algorithm.key_format())?,
+            ),
             Algorithm::P256DerBase64 => PublicKeys::P256(keys::p256_public("public_key", refs)?),
         })
     }
@@ -134,9 +149,9 @@ impl PrivateKey {
         public_key: &OneOrMany<SecretRef>,
     ) -> Result<Self, BuildError> {
         let key = match layout.algorithm {
-            Algorithm::Ed25519Hex => {
-                PrivateKey::Ed25519(keys::ed25519_private(signing_key, Format::DiscordHex)?)
-            }
+            Algorithm::Ed25519Hex | Algorithm::Ed25519Base64 => PrivateKey::Ed25519(
+                keys::ed25519_private(signing_key, layout.algorithm.key_format())?,
+            ),
             Algorithm::P256DerBase64 => PrivateKey::P256(keys::p256_private(signing_key)?),
         };
         if !PublicKeys::read(layout.algorithm, public_key)?.belongs(&key) {
@@ -145,11 +160,20 @@ impl PrivateKey {
         Ok(key)
     }
 
-    /// The header value of a signature over the concatenation of `message`.
-    pub(super) fn sign(&self, message: &[&[u8]]) -> String {
+    /// The header value of a signature over the concatenation of `message`, written
+    /// as `algorithm` says.
+    pub(super) fn sign(&self, algorithm: Algorithm, message: &[&[u8]]) -> String {
         use ed25519_dalek::ed25519::signature::MultipartSigner;
         match self {
-            PrivateKey::Ed25519(key) => hex::encode(key.multipart_sign(message).to_bytes()),
+            PrivateKey::Ed25519(key) => {
+                let signature = key.multipart_sign(message).to_bytes();
+                match algorithm {
+                    Algorithm::Ed25519Base64 => {
+                        base64::engine::general_purpose::STANDARD.encode(signature)
+                    }
+                    _ => hex::encode(signature),
+                }
+            }
             PrivateKey::P256(key) => {
                 let sig: p256::ecdsa::Signature = key.multipart_sign(message);
                 base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
@@ -165,6 +189,15 @@ pub(super) enum Signature {
 }
 
 impl Algorithm {
+    /// How the provider writes its Ed25519 keys.
+    fn key_format(self) -> Format {
+        match self {
+            Algorithm::Ed25519Hex => Format::DiscordHex,
+            Algorithm::Ed25519Base64 => Format::Telnyx,
+            Algorithm::P256DerBase64 => Format::SendGrid,
+        }
+    }
+
     /// The signature in `text`, or why it cannot be one.
     fn decode(self, text: &str) -> Result<Signature, &'static str> {
         match self {
@@ -173,6 +206,12 @@ impl Algorithm {
                 .and_then(|bytes| ed25519_dalek::Signature::from_slice(&bytes).ok())
                 .map(Signature::Ed25519)
                 .ok_or("is not 128 hex digits"),
+            Algorithm::Ed25519Base64 => BASE64_LENIENT
+                .decode(text)
+                .ok()
+                .and_then(|bytes| ed25519_dalek::Signature::from_slice(&bytes).ok())
+                .map(Signature::Ed25519)
+                .ok_or("is not the base64 of 64 bytes"),
             Algorithm::P256DerBase64 => BASE64_LENIENT
                 .decode(text)
                 .ok()
@@ -208,10 +247,14 @@ impl Asymmetric {
             .algorithm
             .decode(signature)
             .map_err(|problem| Rejection::malformed(layout.signature_header, problem))?;
-        if !self
-            .keys
-            .any_verifies(&signature, &[timestamp_text.as_bytes(), &req.body])
-        {
+        if !self.keys.any_verifies(
+            &signature,
+            &[
+                timestamp_text.as_bytes(),
+                layout.joiner.as_bytes(),
+                &req.body,
+            ],
+        ) {
             return Err(Rejection::NoSignatureMatched);
         }
         check_tolerance(req.received_at_secs(), timestamp, self.tolerance)

@@ -9,6 +9,7 @@ use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::certificate::{self, CertificateAlgorithm};
 use super::hmac::TemplateError;
 use super::jwt::{BodyHash, JwtAlgorithm};
 use super::presets::{self, KeyUse, Preset};
@@ -158,6 +159,46 @@ pub enum VerifyConfig {
         /// captured request are refused even while its token has not expired.
         #[serde(default, deserialize_with = "optional_duration")]
         max_age: Option<Duration>,
+        /// A token without `exp` is refused unless `max_age` is set (default `true`):
+        /// one that never expires would pass forever.
+        #[serde(default = "yes")]
+        require_exp: bool,
+    },
+    /// A signature made with the private key of a certificate the operator pins (PEM),
+    /// over a template of the request (PayPal's kind of scheme).
+    Certificate {
+        /// The sender's signing certificate as a PEM `CERTIFICATE` block (usually
+        /// `"file:..."`), or a list while it rotates.
+        certificate: OneOrMany<SecretRef>,
+        /// `"rsa-sha256"` (default; Java's `SHA256withRSA`), `"rsa-sha512"`,
+        /// `"rsa-pss-sha256"`, `"ecdsa-p256-sha256"`, `"ecdsa-p384-sha384"` (DER
+        /// signatures) or `"ed25519"`.
+        #[serde(default)]
+        algorithm: CertificateAlgorithm,
+        /// The header that carries the signature.
+        header: String,
+        /// `"base64"` (default) or `"hex"`.
+        #[serde(default = "base64_encoding")]
+        encoding: SignatureEncoding,
+        /// What is signed: `{body}` or `{body_crc32}` (the zlib CRC-32 as a decimal
+        /// number), with `{timestamp}`, `{header:Name}`, `{method}` and `{url}` as for
+        /// the `hmac` kind, e.g. `"{header:X-Id}|{timestamp}|{body}"`.
+        signed: String,
+        /// The header with the signing time, if the sender signs one; turns on the
+        /// `tolerance` check.
+        #[serde(default)]
+        timestamp_header: Option<String>,
+        #[serde(default)]
+        timestamp_format: TimestampFormat,
+        #[serde(default = "default_tolerance", deserialize_with = "duration")]
+        tolerance: Duration,
+        /// The URL the sender posts to, without a query string: what `{url}` stands for.
+        #[serde(default)]
+        public_url: Option<String>,
+        /// The certificate's private key (PEM `PRIVATE KEY`, PKCS#8). Only `forebay send`
+        /// reads it.
+        #[serde(default)]
+        signing_key: Option<SecretRef>,
     },
     /// HTTP Basic authentication: `Authorization: Basic base64(username:password)`.
     Basic {
@@ -177,13 +218,14 @@ pub enum VerifyConfig {
 }
 
 /// The `kind`s with a variant of their own, as written in the TOML.
-const BUILT_IN: [&str; 8] = [
+const BUILT_IN: [&str; 9] = [
     "none",
     "stripe",
     "github",
     "standard-webhooks",
     "hmac",
     "jwt",
+    "certificate",
     "basic",
     "bearer",
 ];
@@ -198,7 +240,8 @@ pub struct PresetConfig {
     /// Standard Webhooks preset given only a `public_key`.
     pub secret: OneOrMany<SecretRef>,
     /// The provider's public key(s), for presets that verify with one: required by
-    /// `discord` and `sendgrid`, optional (`v1a`) for the Standard Webhooks presets.
+    /// `discord`, `telnyx` and `sendgrid`, optional (`v1a`) for the Standard Webhooks
+    /// presets; PayPal's pinned `certificate`.
     pub public_key: Option<OneOrMany<SecretRef>>,
     /// The private key matching `public_key`, read only by `forebay send` (and tests)
     /// to sign as the provider would; the server never reads it.
@@ -226,6 +269,8 @@ pub struct PresetExtras {
     /// GitLab: the webhook's signing token (`whsec_…`), for its Standard Webhooks
     /// signature.
     pub signing_token: Option<OneOrMany<SecretRef>>,
+    /// PayPal: the webhook's id in the developer dashboard, which PayPal signs.
+    pub webhook_id: Option<String>,
 }
 
 /// Every key a preset may take, read before the preset's own list is applied.
@@ -241,6 +286,9 @@ struct AnyPresetKeys {
     header: Option<String>,
     username: Option<String>,
     signing_token: Option<OneOrMany<SecretRef>>,
+    certificate: Option<OneOrMany<SecretRef>>,
+    webhook_id: Option<String>,
+    signing_key: Option<SecretRef>,
 }
 
 impl AnyPresetKeys {
@@ -254,6 +302,9 @@ impl AnyPresetKeys {
             ("header", self.header.is_some()),
             ("username", self.username.is_some()),
             ("signing_token", self.signing_token.is_some()),
+            ("certificate", self.certificate.is_some()),
+            ("webhook_id", self.webhook_id.is_some()),
+            ("signing_key", self.signing_key.is_some()),
         ];
         present
             .into_iter()
@@ -291,8 +342,9 @@ fn preset_with_keys<E: de::Error>(
             .secret
             .or(any.password)
             .unwrap_or(OneOrMany::Many(Vec::new())),
-        public_key: None,
-        signing_key: None,
+        // A pinned certificate is the sender's public key.
+        public_key: any.certificate,
+        signing_key: any.signing_key,
         tolerance: any.tolerance,
         public_url: any.public_url,
         extras: PresetExtras {
@@ -300,6 +352,7 @@ fn preset_with_keys<E: de::Error>(
             header: any.header,
             username: any.username,
             signing_token: any.signing_token,
+            webhook_id: any.webhook_id,
         },
     })
 }
@@ -462,7 +515,8 @@ pub enum TimestampFormat {
     Unix,
     /// Unix milliseconds, digits only (HubSpot).
     UnixMs,
-    /// An RFC 3339 UTC time, e.g. `2023-07-19T14:56:51.634234626Z` (Twitch).
+    /// An RFC 3339 time, e.g. `2023-07-19T14:56:51.634234626Z` (Twitch) or
+    /// `2020-01-01T00:00:00-07:00` (Box).
     Rfc3339,
 }
 
@@ -472,7 +526,7 @@ impl TimestampFormat {
         match self {
             TimestampFormat::Unix => "is not a whole number of seconds",
             TimestampFormat::UnixMs => "is not a whole number of milliseconds",
-            TimestampFormat::Rfc3339 => "is not an RFC 3339 UTC time",
+            TimestampFormat::Rfc3339 => "is not an RFC 3339 time",
         }
     }
 }
@@ -535,6 +589,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 
 fn default_tolerance() -> Duration {
     Duration::from_secs(5 * 60)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn base64_encoding() -> SignatureEncoding {
+    SignatureEncoding::Base64
 }
 
 fn default_leeway() -> Duration {
@@ -732,6 +794,7 @@ impl VerifyConfig {
                 body_hash,
                 leeway,
                 max_age,
+                require_exp,
             } => Verifier::Jwt(jwt::Jwt::build(jwt::Settings {
                 header,
                 algorithms: algorithm.as_slice(),
@@ -747,7 +810,31 @@ impl VerifyConfig {
                     url_hash: None,
                     leeway: *leeway,
                     max_age: *max_age,
+                    expiry_required: *require_exp,
                 },
+            })?),
+            VerifyConfig::Certificate {
+                certificate,
+                algorithm,
+                header,
+                encoding,
+                signed,
+                timestamp_header,
+                timestamp_format,
+                tolerance,
+                public_url,
+                signing_key: _,
+            } => Verifier::Certificate(certificate::Certificate::build(certificate::Settings {
+                certificate,
+                algorithm: *algorithm,
+                header,
+                encoding: *encoding,
+                signed,
+                timestamp_header: timestamp_header.as_deref(),
+                timestamp_format: *timestamp_format,
+                tolerance: *tolerance,
+                public_url: presets::checked_public_url(public_url.as_deref())?,
+                algorithm_header: None,
             })?),
             VerifyConfig::Basic { username, password } => {
                 Verifier::Basic(basic::Basic::build(username, password)?)

@@ -63,6 +63,9 @@ pub(super) enum Part {
     Url,
     /// The request method, e.g. `POST` (HubSpot signs it).
     Method,
+    /// The body's zlib CRC-32 as an unsigned decimal number (PayPal signs it). Only the
+    /// `certificate` kind accepts it.
+    BodyCrc32,
 }
 
 /// The `hmac` settings, borrowed from [`super::VerifyConfig::Hmac`] or a preset.
@@ -79,6 +82,9 @@ pub(super) struct Settings<'c> {
     /// The header holds a list of signatures split by this character (CircleCI's
     /// `v1=...,v2=...`): every entry starting with `prefix` is tried, others are skipped.
     pub list_separator: Option<char>,
+    /// A second header whose signature is also tried (Box sends one made with its
+    /// primary key and one with its secondary key; either passes).
+    pub secondary_header: Option<&'c str>,
     /// A JSON pointer to a signing time in Unix milliseconds inside the (signed) body,
     /// checked against `tolerance` (Linear's `/webhookTimestamp`).
     pub body_timestamp_ms: Option<&'c str>,
@@ -156,9 +162,7 @@ pub(super) fn parse_timestamp(format: TimestampFormat, text: &str) -> Option<i64
         TimestampFormat::Unix => parse_unix_secs(text),
         TimestampFormat::UnixMs => parse_unix_secs(text).map(|ms| ms.div_euclid(1000)),
         TimestampFormat::Rfc3339 => {
-            let at = humantime::parse_rfc3339(text).ok()?;
-            let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-            i64::try_from(secs).ok()
+            crate::clock::parse_rfc3339_ms(text).map(|ms| ms.div_euclid(1000))
         }
     }
 }
@@ -193,6 +197,7 @@ impl<'c> Settings<'c> {
             signed: None,
             tolerance: Duration::from_secs(300),
             list_separator: None,
+            secondary_header: None,
             body_timestamp_ms: None,
             key: KeyDecoding::Raw,
             public_url: None,
@@ -211,15 +216,39 @@ pub(super) enum KeyDecoding {
     /// applies to the stored secret before signing: `&amp;` in a secret copied from its
     /// database or API stands for `&`.
     WordPressEntities,
+    /// The secret is base64 of the key (Airtable's `macSecretBase64`).
+    Base64,
+    /// The secret in Unicode normalization form KD (EasyPost's SDKs normalize it before
+    /// keying, so `é` keys as `e` and a combining accent).
+    Nfkd,
 }
 
 impl KeyDecoding {
-    pub(super) fn apply(self, secret: Secret) -> Secret {
+    /// The key for `secret`; `None` when it cannot be decoded as this says.
+    pub(super) fn apply(self, secret: Secret) -> Option<Secret> {
         match self {
-            KeyDecoding::Raw => secret,
+            KeyDecoding::Raw => Some(secret),
             KeyDecoding::WordPressEntities => {
-                Secret::from_bytes(wp_specialchars_decode(secret.expose()))
+                Some(Secret::from_bytes(wp_specialchars_decode(secret.expose())))
             }
+            KeyDecoding::Base64 => BASE64_LENIENT
+                .decode(secret.expose().trim_ascii())
+                .ok()
+                .filter(|key| !key.is_empty())
+                .map(Secret::from_bytes),
+            KeyDecoding::Nfkd => {
+                use unicode_normalization::UnicodeNormalization as _;
+                let text = std::str::from_utf8(secret.expose()).ok()?;
+                Some(Secret::from_bytes(text.nfkd().collect::<String>()))
+            }
+        }
+    }
+
+    /// What the secret should have been, for the build error.
+    pub(super) fn expected(self) -> &'static str {
+        match self {
+            KeyDecoding::Base64 => "base64 (the `macSecretBase64` shown when the webhook was made)",
+            _ => "UTF-8 text",
         }
     }
 }
@@ -286,6 +315,7 @@ pub struct GenericHmac {
     template: Vec<Part>,
     tolerance: Duration,
     list_separator: Option<char>,
+    secondary_header: Option<String>,
     body_timestamp_ms: Option<String>,
     public_url: Option<String>,
     timestamp_format: TimestampFormat,
@@ -295,6 +325,9 @@ pub struct GenericHmac {
 impl GenericHmac {
     pub(super) fn build(s: Settings<'_>) -> Result<Self, BuildError> {
         check_header_name("header", s.header)?;
+        if let Some(name) = s.secondary_header {
+            check_header_name("secondary_header", name)?;
+        }
         if let Some(name) = s.timestamp_header {
             check_header_name("timestamp_header", name)?;
             check_tolerance_setting(s.tolerance)?;
@@ -313,6 +346,11 @@ impl GenericHmac {
             has_timestamp,
             s.public_url.is_some(),
         )?;
+        if template.contains(&Part::BodyCrc32) {
+            return Err(BuildError::Needs(
+                "`signed` has {body_crc32}, which only the `certificate` kind signs (a CRC is no MAC); use {body}",
+            ));
+        }
         if s.public_url.is_some() && !template.contains(&Part::Url) {
             return Err(BuildError::Needs(
                 "`public_url` is set but `signed` has no {url}, so it would not be signed; add {url} or remove `public_url`",
@@ -320,8 +358,13 @@ impl GenericHmac {
         }
         let secrets = resolve_secrets("secret", s.secret)?
             .into_iter()
-            .map(|(_, secret)| s.key.apply(secret))
-            .collect();
+            .map(|(at, secret)| {
+                s.key.apply(secret).ok_or(BuildError::Key {
+                    at,
+                    expected: s.key.expected(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             secrets,
             header: s.header.to_owned(),
@@ -332,6 +375,7 @@ impl GenericHmac {
             template,
             tolerance: s.tolerance,
             list_separator: s.list_separator,
+            secondary_header: s.secondary_header.map(str::to_owned),
             body_timestamp_ms: s.body_timestamp_ms.map(str::to_owned),
             public_url: s.public_url.map(str::to_owned),
             timestamp_format: s.timestamp_format,
@@ -370,6 +414,8 @@ impl GenericHmac {
                 // Build guarantees `{url}` only appears with a public URL.
                 Part::Url => url.as_deref().unwrap_or_default().as_bytes(),
                 Part::Method => req.method.as_str().as_bytes(),
+                // Build refuses it for HMAC.
+                Part::BodyCrc32 => &[],
             });
         }
         let expected = expected_macs(self.algorithm, &self.secrets, &parts);
@@ -394,7 +440,18 @@ impl GenericHmac {
     /// separator every entry carrying the prefix (entries that do not decode are
     /// skipped, as another may be valid).
     fn signatures(&self, req: &Unverified) -> Result<Vec<Vec<u8>>, Rejection> {
-        let name = self.header.as_str();
+        let mut found = self.signatures_in(req, &self.header)?;
+        // The second signature is a spare: one that does not read is skipped, as the
+        // first may be valid.
+        if let Some(name) = &self.secondary_header
+            && let Ok(more) = self.signatures_in(req, name)
+        {
+            found.extend(more);
+        }
+        Ok(found)
+    }
+
+    fn signatures_in(&self, req: &Unverified, name: &str) -> Result<Vec<Vec<u8>>, Rejection> {
         let value = required_header(req, name)?.trim();
         let Some(separator) = self.list_separator else {
             let sig = strip_prefix(value, self.prefix.as_deref()).ok_or_else(|| {
@@ -520,7 +577,7 @@ pub(super) fn parse_template_with(
     if !literal.is_empty() {
         parts.push(Part::Literal(literal));
     }
-    if !parts.contains(&Part::Body) {
+    if !parts.contains(&Part::Body) && !parts.contains(&Part::BodyCrc32) {
         return Err(TemplateError::NoBody);
     }
     if has_timestamp && !parts.contains(&Part::Timestamp) {
@@ -532,6 +589,7 @@ pub(super) fn parse_template_with(
 fn placeholder(name: &str, has_timestamp: bool, has_url: bool) -> Result<Part, TemplateError> {
     match name {
         "body" => Ok(Part::Body),
+        "body_crc32" => Ok(Part::BodyCrc32),
         "method" => Ok(Part::Method),
         "url" if has_url => Ok(Part::Url),
         "timestamp" if has_timestamp => Ok(Part::Timestamp),

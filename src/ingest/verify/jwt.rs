@@ -223,6 +223,8 @@ pub(super) struct Claims {
     /// When set, `iat` is required and may be at most this old: what stops a captured
     /// request from being replayed while its token lives.
     pub max_age: Option<Duration>,
+    /// A token without `exp` is refused (unless `max_age` bounds it instead).
+    pub expiry_required: bool,
 }
 
 /// `url_hash`: the claim and the URL it covers.
@@ -272,7 +274,7 @@ impl Jwt {
             field: "header",
             name: s.header.to_owned(),
         })?;
-        if s.claims.leeway.as_secs() == 0 && s.claims.leeway != Duration::ZERO {
+        if s.claims.leeway.subsec_nanos() != 0 {
             return Err(BuildError::Needs(
                 "`leeway` must be whole seconds (JWT times are), e.g. \"60s\" or \"0s\"",
             ));
@@ -380,9 +382,12 @@ impl Jwt {
     fn signature_matches(&self, token: &Token<'_>) -> bool {
         // A token that names its key is tried with that key (and with keys that have no
         // id); one that does not is tried with every key.
-        let candidates = self.keys.iter().filter(|key| match (&token.kid, &key.kid) {
-            (Some(wanted), Some(kid)) => wanted == kid,
-            _ => true,
+        let candidates = self.keys.iter().filter(|key| {
+            let named = match (&token.kid, &key.kid) {
+                (Some(wanted), Some(kid)) => wanted == kid,
+                _ => true,
+            };
+            named && key.alg.is_none_or(|alg| alg == token.algorithm)
         });
         let signed = token.signed.as_bytes();
         let mut found = false;
@@ -402,8 +407,10 @@ impl Jwt {
     fn check_times(&self, claims: &Map<String, Value>, now: i64) -> Result<(), Rejection> {
         let c = &self.claims;
         let leeway = c.leeway.as_secs();
-        if let Some(exp) = time_claim(claims, "exp")?
-            && now > exp.saturating_add_unsigned(leeway)
+        let exp = time_claim(claims, "exp")?;
+        // RFC 7519 section 4.1.4: not accepted "on or after" the expiry.
+        if let Some(exp) = exp
+            && now >= exp.saturating_add_unsigned(leeway)
         {
             return Err(claim(
                 "exp",
@@ -419,7 +426,7 @@ impl Jwt {
             return Err(claim(
                 "nbf",
                 format!(
-                    "the token is valid only {}s after the request arrived (leeway {leeway}s)",
+                    "the token is valid only {}s after the request arrived (leeway {leeway}s); check the sender's clock",
                     nbf.abs_diff(now)
                 ),
             ));
@@ -434,6 +441,12 @@ impl Jwt {
                     "the token was issued {}s after the request arrived (leeway {leeway}s); check the sender's clock",
                     iat.abs_diff(now)
                 ),
+            ));
+        }
+        if exp.is_none() && c.expiry_required && c.max_age.is_none() {
+            return Err(claim(
+                "exp",
+                "is missing, so the token would never expire; the sender must set it (or set `max_age`, or `require_exp = false`)".into(),
             ));
         }
         if let Some(max_age) = c.max_age {
@@ -502,19 +515,28 @@ impl Jwt {
             }
         }
         if let Some(body_hash) = &c.body_hash {
-            let claimed = claims.get(&body_hash.claim);
-            if claimed.is_none() && req.body.is_empty() && c.empty_body_unhashed {
-                return Ok(());
-            }
-            let Some(claimed) = claimed.and_then(Value::as_str) else {
-                return Err(claim(&body_hash.claim, "is missing or not a string".into()));
-            };
-            if !body_hash.matches(claimed, &req.body) {
-                return Err(claim(
-                    &body_hash.claim,
-                    "is not the hash of the body that arrived (the body was changed on the way, or re-serialised)".into(),
-                ));
-            }
+            self.check_body_hash(body_hash, claims.get(&body_hash.claim), &req.body)?;
+        }
+        Ok(())
+    }
+
+    fn check_body_hash(
+        &self,
+        body_hash: &BodyHash,
+        claimed: Option<&Value>,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        if claimed.is_none() && body.is_empty() && self.claims.empty_body_unhashed {
+            return Ok(());
+        }
+        let Some(claimed) = claimed.and_then(Value::as_str) else {
+            return Err(claim(&body_hash.claim, "is missing or not a string".into()));
+        };
+        if !body_hash.matches(claimed, body) {
+            return Err(claim(
+                &body_hash.claim,
+                "is not the hash of the body that arrived (the body was changed on the way, or re-serialised)".into(),
+            ));
         }
         Ok(())
     }
@@ -545,11 +567,9 @@ pub(super) fn verify_with(
                 .verify(params, signed, signature)
                 .is_ok()
         }),
-        (Material::RsaDer(der), Some(ring)) | (Material::Point(der), Some(ring)) => {
-            UnparsedPublicKey::new(ring, der)
-                .verify(signed, signature)
-                .is_ok()
-        }
+        (Material::Point(der), Some(ring)) => UnparsedPublicKey::new(ring, der)
+            .verify(signed, signature)
+            .is_ok(),
         _ => false,
     }
 }
@@ -606,6 +626,7 @@ fn build_keys(s: &Settings<'_>, algorithm: JwtAlgorithm) -> Result<Vec<Key>, Bui
             .into_iter()
             .map(|(_, secret)| Key {
                 kid: None,
+                alg: None,
                 material: Material::Hmac(secret),
             })
             .collect());
@@ -628,6 +649,7 @@ fn build_keys(s: &Settings<'_>, algorithm: JwtAlgorithm) -> Result<Vec<Key>, Bui
                 keys::from_pem(text.expose(), algorithm)
                     .map(|material| Key {
                         kid: None,
+                        alg: None,
                         material,
                     })
                     .ok_or(BuildError::Key {

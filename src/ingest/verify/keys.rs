@@ -1,5 +1,5 @@
-//! Public and private keys of the asymmetric schemes (Discord and Standard Webhooks
-//! `v1a`: Ed25519; SendGrid: ECDSA P-256), read from configuration in the format each
+//! Public and private keys of the asymmetric schemes (Discord, Telnyx and Standard
+//! Webhooks `v1a`: Ed25519; SendGrid: ECDSA P-256), read from configuration in the format each
 //! provider shows them.
 //!
 //! A public key is not a secret, but it is read through [`SecretRef`] all the same, so
@@ -26,6 +26,10 @@ pub(super) enum Format {
     /// Standard Webhooks: `whpk_<base64>` public and `whsk_<base64>` private (a 32-byte
     /// seed); the prefixes may be left out.
     StandardWebhooks,
+    /// Telnyx: the account's public key as the base64 of its 32 bytes (Mission
+    /// Control's "Public Key"); the private key, for tests, as the base64 of the
+    /// 32-byte seed.
+    Telnyx,
     /// SendGrid: the "Verification Key", base64 of a DER SubjectPublicKeyInfo
     /// (`MFkw...`), or a PEM `PUBLIC KEY` block; the private key as PKCS#8, base64 DER
     /// or PEM `PRIVATE KEY`.
@@ -41,6 +45,9 @@ impl Format {
             Format::StandardWebhooks => {
                 "an Ed25519 public key as `whpk_` followed by the base64 of 32 bytes"
             }
+            Format::Telnyx => {
+                "an Ed25519 public key as the base64 of its 32 bytes (Telnyx's \"Public Key\", 44 characters)"
+            }
             Format::SendGrid => {
                 "a P-256 public key as base64 DER (SendGrid's \"Verification Key\", starting `MFkw`) or a PEM PUBLIC KEY block"
             }
@@ -55,6 +62,7 @@ impl Format {
             Format::StandardWebhooks => {
                 "an Ed25519 private key as `whsk_` followed by the base64 of the 32-byte seed"
             }
+            Format::Telnyx => "an Ed25519 private key as the base64 of its 32-byte seed",
             Format::SendGrid => {
                 "a P-256 private key as PKCS#8, base64 DER or a PEM PRIVATE KEY block (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)"
             }
@@ -130,6 +138,7 @@ fn parse_ed25519_public(text: &[u8], format: Format) -> Option<Ed25519Key> {
     let bytes = match format {
         Format::DiscordHex => hex::decode(text.trim_ascii()).ok()?,
         Format::StandardWebhooks => base64_after(text, b"whpk_")?,
+        Format::Telnyx => base64_after(text, b"")?,
         Format::SendGrid => return None,
     };
     Ed25519Key::from_bytes(&bytes.try_into().ok()?).ok()
@@ -139,6 +148,7 @@ fn parse_ed25519_private(text: &[u8], format: Format) -> Option<Ed25519SigningKe
     let bytes = match format {
         Format::DiscordHex => hex::decode(text.trim_ascii()).ok()?,
         Format::StandardWebhooks => base64_after(text, b"whsk_")?,
+        Format::Telnyx => base64_after(text, b"")?,
         Format::SendGrid => return None,
     };
     match bytes.len() {
@@ -163,6 +173,64 @@ fn parse_p256_private(text: &[u8]) -> Option<P256SigningKey> {
         return P256SigningKey::from_pkcs8_pem(text).ok();
     }
     P256SigningKey::from_pkcs8_der(&base64_after(text.as_bytes(), b"")?).ok()
+}
+
+/// What a probe signature is made over, to find which configured public key (or
+/// certificate) a `signing_key` belongs to.
+pub(super) const PROBE: &[u8] = b"forebay: which configured key is this?";
+
+/// The PKCS#8 `signing_key` (a PEM `PRIVATE KEY`) as DER, with its signature of
+/// [`PROBE`] made by `sign`; `expected` names the format when it is not one `sign`
+/// takes. Only `forebay send` and tests read private keys.
+pub(super) fn pkcs8_signing_key(
+    signing_key: &SecretRef,
+    expected: &'static str,
+    sign: impl Fn(&[u8], &[u8]) -> Option<Vec<u8>>,
+) -> Result<(Vec<u8>, Vec<u8>), BuildError> {
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let (at, text) = signing_key_text(signing_key)?;
+    PrivatePkcs8KeyDer::from_pem_slice(&text)
+        .ok()
+        .map(|der| der.secret_pkcs8_der().to_vec())
+        .and_then(|der| sign(&der, PROBE).map(|probe| (der, probe)))
+        .ok_or(BuildError::Key { at, expected })
+}
+
+/// Signing with a PKCS#8 private key (DER) through `ring`, for `forebay send` and tests
+/// of the `jwt` and `certificate` kinds. `None` when the key is not of the kind asked.
+pub(super) mod pkcs8 {
+    use ring::rand::SystemRandom;
+    use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
+
+    pub fn rsa(
+        der: &[u8],
+        padding: &'static dyn signature::RsaEncoding,
+        message: &[u8],
+    ) -> Option<Vec<u8>> {
+        let pair = RsaKeyPair::from_pkcs8(der).ok()?;
+        let mut out = vec![0; pair.public().modulus_len()];
+        pair.sign(padding, &SystemRandom::new(), message, &mut out)
+            .ok()?;
+        Some(out)
+    }
+
+    pub fn ecdsa(
+        der: &[u8],
+        algorithm: &'static signature::EcdsaSigningAlgorithm,
+        message: &[u8],
+    ) -> Option<Vec<u8>> {
+        let rng = SystemRandom::new();
+        let pair = EcdsaKeyPair::from_pkcs8(algorithm, der, &rng).ok()?;
+        Some(pair.sign(&rng, message).ok()?.as_ref().to_vec())
+    }
+
+    pub fn ed25519(der: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+        // openssl writes PKCS#8 v1 (no public key inside), which the checked
+        // constructor refuses.
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?;
+        Some(pair.sign(message).as_ref().to_vec())
+    }
 }
 
 /// Base64 (padded or not) after an optional `prefix`, ignoring surrounding whitespace
@@ -248,7 +316,7 @@ mod tests {
             b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
         ];
         for text in bad {
-            for format in [Format::DiscordHex, Format::StandardWebhooks] {
+            for format in [Format::DiscordHex, Format::StandardWebhooks, Format::Telnyx] {
                 assert!(parse_ed25519_public(text, format).is_none());
                 assert!(parse_ed25519_private(text, format).is_none());
             }
@@ -298,7 +366,12 @@ mod tests {
                 .prop_map(String::into_bytes),
             "[0-9a-fA-F]{60,130}".prop_map(String::into_bytes),
         ]) {
-            for format in [Format::DiscordHex, Format::StandardWebhooks, Format::SendGrid] {
+            for format in [
+                Format::DiscordHex,
+                Format::StandardWebhooks,
+                Format::Telnyx,
+                Format::SendGrid,
+            ] {
                 let _ = parse_ed25519_public(&text, format);
                 let _ = parse_ed25519_private(&text, format);
             }

@@ -4,8 +4,9 @@
 //! Layout: [`VerifyConfig`] (what the TOML says, in `config.rs`) is built once at load
 //! time into a [`Verifier`], a closed enum with one small struct per scheme, each in its
 //! own file (`stripe.rs`, `github.rs`, `standard_webhooks.rs`, `hmac.rs`, `basic.rs`,
-//! `bearer.rs`, `jwt.rs` for JSON Web Tokens, and `asymmetric.rs` for signatures
-//! checked with the sender's public key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
+//! `bearer.rs`, `jwt.rs` for JSON Web Tokens, `certificate.rs` for signatures checked
+//! with a pinned certificate, and `asymmetric.rs` for signatures checked with the
+//! sender's public key). Shared HMAC, constant-time and header helpers live in `mac.rs`; reading the
 //! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
 //! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`; the few schemes only
@@ -21,6 +22,7 @@
 mod asymmetric;
 mod basic;
 mod bearer;
+mod certificate;
 mod challenges;
 mod config;
 mod github;
@@ -43,6 +45,7 @@ use std::fmt;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+pub use certificate::CertificateAlgorithm;
 pub use config::{
     BuildError, FieldAt, HmacAlgorithm, OneOrMany, PresetConfig, PresetExtras, SignatureEncoding,
     TimestampFormat, VerifyConfig,
@@ -148,6 +151,7 @@ pub enum Verifier {
     Basic(basic::Basic),
     Bearer(bearer::Bearer),
     Jwt(jwt::Jwt),
+    Certificate(certificate::Certificate),
     /// A named provider from the preset table (`shopify`, `slack`, ...).
     Preset(presets::PresetVerifier),
 }
@@ -168,6 +172,7 @@ impl Verifier {
             Verifier::Basic(v) => v.check(&req),
             Verifier::Bearer(v) => v.check(&req),
             Verifier::Jwt(v) => v.check(&req),
+            Verifier::Certificate(v) => v.check(&req),
             Verifier::Preset(v) => v.check(&req),
         };
         match outcome {
@@ -193,7 +198,8 @@ impl Verifier {
             | Verifier::Hmac(_)
             | Verifier::Basic(_)
             | Verifier::Bearer(_)
-            | Verifier::Jwt(_) => None,
+            | Verifier::Jwt(_)
+            | Verifier::Certificate(_) => None,
         }
     }
 
@@ -208,6 +214,7 @@ impl Verifier {
             Verifier::Basic(_) => "basic",
             Verifier::Bearer(_) => "bearer",
             Verifier::Jwt(_) => "jwt",
+            Verifier::Certificate(_) => "certificate",
             Verifier::Preset(v) => v.name(),
         }
     }

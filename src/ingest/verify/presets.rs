@@ -22,6 +22,7 @@ use http::Method;
 
 use super::asymmetric::{self, Asymmetric, Layout};
 use super::basic::Basic;
+use super::certificate::{self, Certificate, CertificateAlgorithm};
 use super::challenges::{self, ChallengeKeys};
 use super::config::{
     BuildError, HmacAlgorithm, OneOrMany, PresetConfig, SignatureEncoding, TimestampFormat,
@@ -32,7 +33,7 @@ use super::jwt::{self, BodyHash, BodyHashAlgorithm, BodyHashEncoding, Jwt, JwtAl
 use super::mailgun::Mailgun;
 use super::rejection::Rejection;
 use super::standard_webhooks::StandardWebhooks;
-use super::stripe::{Format, PADDLE, Stripe, stripe_like};
+use super::stripe::{Format, PADDLE, SignatureText, Stripe, stripe_like, stripe_like_ms};
 use super::token::HeaderToken;
 use super::twilio::Twilio;
 use super::{Answer, Verified};
@@ -74,6 +75,57 @@ pub(super) enum Scheme {
     Mailgun,
     /// A JSON Web Token in a header, signed with the shared secret (`jwt.rs`).
     Jwt(JwtShape),
+    /// A signature made with a pinned certificate's key over a template
+    /// (`certificate.rs`): PayPal.
+    Certificate(CertificateShape),
+}
+
+/// A certificate preset's fixed settings; the source gives the `certificate` and the
+/// values the template names (PayPal's `webhook_id`).
+#[derive(Debug, PartialEq)]
+pub(super) struct CertificateShape {
+    pub header: &'static str,
+    pub algorithm: CertificateAlgorithm,
+    /// The signed text, with `{webhook_id}` for the configured webhook id.
+    pub signed: &'static str,
+    pub timestamp_header: &'static str,
+    pub timestamp_format: TimestampFormat,
+    /// A header that must name the algorithm (`PAYPAL-AUTH-ALGO: SHA256withRSA`).
+    pub algorithm_header: (&'static str, &'static str),
+}
+
+impl CertificateShape {
+    /// The verifier, with the configured certificate(s), webhook id and tolerance.
+    pub(super) fn build(
+        &self,
+        config: &PresetConfig,
+        tolerance: Duration,
+    ) -> Result<Certificate, BuildError> {
+        let certificate = config.public_key.as_ref().ok_or(BuildError::NoSecrets {
+            field: "certificate",
+        })?;
+        let webhook_id = config.extras.webhook_id.as_deref().unwrap_or_default();
+        if webhook_id.is_empty() || webhook_id.contains(|c: char| c.is_whitespace()) {
+            return Err(BuildError::Needs(
+                "`webhook_id` must be the webhook's id as the developer dashboard shows it (e.g. \"8PT597110X687430LKGECATA\"), not the id of an event",
+            ));
+        }
+        // Braces in the id are literal, not placeholders.
+        let escaped = webhook_id.replace('{', "{{").replace('}', "}}");
+        let signed = self.signed.replace("{webhook_id}", &escaped);
+        Certificate::build(certificate::Settings {
+            certificate,
+            algorithm: self.algorithm,
+            header: self.header,
+            encoding: SignatureEncoding::Base64,
+            signed: &signed,
+            timestamp_header: Some(self.timestamp_header),
+            timestamp_format: self.timestamp_format,
+            tolerance,
+            public_url: None,
+            algorithm_header: Some(self.algorithm_header),
+        })
+    }
 }
 
 /// A JWT preset's fixed settings; the source gives the `secret` (and `public_url` where
@@ -96,6 +148,8 @@ pub(super) struct JwtShape {
     /// What the preset's `tolerance` sets: the `max_age` of `iat` (tokens without an
     /// expiry: Vonage), else the leeway on `exp` and `nbf`.
     pub tolerance_is_max_age: bool,
+    /// The provider's tokens always carry `exp`: one without it is refused.
+    pub expiry_required: bool,
 }
 
 impl JwtShape {
@@ -147,6 +201,7 @@ impl JwtShape {
                     }),
                 leeway,
                 max_age,
+                expiry_required: self.expiry_required,
             },
         })
     }
@@ -173,6 +228,8 @@ pub(super) struct Shape {
     pub timestamp_header: Option<&'static str>,
     pub signed: Option<&'static str>,
     pub list_separator: Option<char>,
+    /// A second header with a signature by the second key (Box).
+    pub secondary_header: Option<&'static str>,
     pub body_timestamp_ms: Option<&'static str>,
     pub key: KeyDecoding,
     /// The template has `{url}`: the source needs a `public_url`.
@@ -245,6 +302,7 @@ impl Shape {
             signed: self.signed,
             tolerance,
             list_separator: self.list_separator,
+            secondary_header: self.secondary_header,
             body_timestamp_ms: self.body_timestamp_ms,
             key: self.key,
             public_url: public_url.filter(|_| self.public_url),
@@ -268,6 +326,7 @@ const fn shape(
         timestamp_header: None,
         signed: None,
         list_separator: None,
+        secondary_header: None,
         body_timestamp_ms: None,
         key: KeyDecoding::Raw,
         public_url: false,
@@ -308,6 +367,7 @@ const fn jwt_shape(header: &'static str) -> JwtShape {
         audience_is_public_url: false,
         required: &[],
         tolerance_is_max_age: false,
+        expiry_required: false,
     }
 }
 
@@ -779,7 +839,9 @@ pub static PRESETS: &[Preset] = &[
             body_hash: Some("payload_hash"),
             empty_body_unhashed: true,
             url_hash: Some("url_hash"),
-            required: &["jti"],
+            // As the Go SDK, which reads a missing `nbf` or `exp` as 0.
+            required: &["jti", "nbf"],
+            expiry_required: true,
             ..jwt_shape("MessageBird-Signature-JWT")
         }),
         dedup: ProviderId::None,
@@ -793,11 +855,141 @@ pub static PRESETS: &[Preset] = &[
         name: "monday",
         scheme: Scheme::Jwt(JwtShape {
             audience_is_public_url: true,
-            required: &["exp"],
+            expiry_required: true,
             ..jwt_shape("Authorization")
         }),
         dedup: ProviderId::None,
         tolerance: Some(Duration::from_secs(60)),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // API v2 webhooks: Ed25519 over `{telnyx-timestamp}|{body}` with the account's
+        // public key; the SDKs allow 300 s either way.
+        name: "telnyx",
+        scheme: Scheme::Asymmetric(&asymmetric::TELNYX),
+        dedup: ProviderId::Json("/data/id"),
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // Offline verification: SHA256withRSA over `{transmission id}|{transmission
+        // time}|{webhook id}|{CRC-32 of the body}`, with PayPal's certificate pinned
+        // (its `PAYPAL-CERT-URL` is never fetched). PayPal retries for three days and
+        // does not say whether a retry is signed anew, so the default tolerance spans
+        // them.
+        name: "paypal",
+        scheme: Scheme::Certificate(CertificateShape {
+            header: "PAYPAL-TRANSMISSION-SIG",
+            algorithm: CertificateAlgorithm::RsaSha256,
+            signed: "{header:PAYPAL-TRANSMISSION-ID}|{timestamp}|{webhook_id}|{body_crc32}",
+            timestamp_header: "PAYPAL-TRANSMISSION-TIME",
+            timestamp_format: TimestampFormat::Rfc3339,
+            algorithm_header: ("PAYPAL-AUTH-ALGO", "SHA256withRSA"),
+        }),
+        dedup: ProviderId::Json("/id"),
+        tolerance: Some(Duration::from_secs(3 * 24 * 3600 + 3600)),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `WorkOS-Signature: t=<ms>, v1=<hex>` over `{t}.{body}`; the SDKs allow 180 s.
+        name: "workos",
+        scheme: Scheme::Timestamped(&WORKOS),
+        dedup: ProviderId::Json("/id"),
+        tolerance: Some(Duration::from_secs(180)),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `sanity-webhook-signature: t=<ms>,v1=<base64url>` over `{t}.{body}`. Sanity's
+        // toolkit checks no age; forebay's default applies.
+        name: "sanity",
+        scheme: Scheme::Timestamped(&SANITY),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // Webhooks v2: base64 HMAC-SHA256 of the body followed by
+        // `box-delivery-timestamp`, in `box-signature-primary` (primary key) and
+        // `box-signature-secondary` (secondary key); the SDKs allow 10 minutes.
+        name: "box",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("box-delivery-timestamp"),
+            timestamp_format: TimestampFormat::Rfc3339,
+            signed: Some("{body}{timestamp}"),
+            secondary_header: Some("box-signature-secondary"),
+            ..shape("box-signature-primary", Sha256, Base64, None)
+        }),
+        dedup: ProviderId::Header(&["box-delivery-id"]),
+        tolerance: Some(Duration::from_secs(600)),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `X-Airtable-Content-MAC: hmac-sha256=<hex>` of the body, keyed with the
+        // base64-decoded `macSecretBase64` shown when the webhook is created. The body
+        // is only a ping: the payloads are fetched from Airtable's API.
+        name: "airtable",
+        scheme: Scheme::Hmac(Shape {
+            key: KeyDecoding::Base64,
+            ..shape("X-Airtable-Content-MAC", Sha256, Hex, Some("hmac-sha256="))
+        }),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `X-Hmac-Signature: hmac-sha256-hex=<hex>` of the body; EasyPost keys the HMAC
+        // with the secret in Unicode NFKD form.
+        name: "easypost",
+        scheme: Scheme::Hmac(Shape {
+            key: KeyDecoding::Nfkd,
+            ..shape("X-Hmac-Signature", Sha256, Hex, Some("hmac-sha256-hex="))
+        }),
+        dedup: ProviderId::Json("/id"),
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    body_hmac(
+        // Next-gen webhooks: `X-Mollie-Signature: sha256=<hex>` of the body (the prefix
+        // may be absent). Classic webhooks are unsigned: verify those with `none` and
+        // fetch the payment.
+        "mollie",
+        shape("X-Mollie-Signature", Sha256, Hex, Some("sha256=")),
+        ProviderId::Json("/id"),
+    ),
+    body_hmac(
+        // Jira Cloud admin webhooks with a secret: `X-Hub-Signature: sha256=<hex>`.
+        "jira",
+        shape("X-Hub-Signature", Sha256, Hex, Some("sha256=")),
+        ProviderId::Header(&["X-Atlassian-Webhook-Identifier"]),
+    ),
+    Preset {
+        // Conversation API callbacks: base64 HMAC-SHA256 of `{body}.{nonce}.{timestamp}`
+        // in `x-sinch-webhook-signature`.
+        name: "sinch",
+        scheme: Scheme::Hmac(Shape {
+            timestamp_header: Some("x-sinch-webhook-signature-timestamp"),
+            signed: Some("{body}.{header:x-sinch-webhook-signature-nonce}.{timestamp}"),
+            ..shape("x-sinch-webhook-signature", Sha256, Base64, None)
+        }),
+        dedup: ProviderId::None,
+        tolerance: Some(FIVE_MINUTES),
+        challenge: Challenge::None,
+    },
+    Preset {
+        // HTTP Basic authentication set on the webhook (Chargebee has no signature).
+        name: "chargebee",
+        scheme: Scheme::Basic,
+        dedup: ProviderId::Json("/id"),
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // HTTP Basic authentication set on the application or subscription (Bandwidth
+        // has no signature).
+        name: "bandwidth",
+        scheme: Scheme::Basic,
+        dedup: ProviderId::None,
+        tolerance: None,
         challenge: Challenge::None,
     },
 ];
@@ -805,6 +997,8 @@ pub static PRESETS: &[Preset] = &[
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
 static MUX: Format = stripe_like("Mux-Signature");
 static PERSONA: Format = stripe_like("Persona-Signature");
+static WORKOS: Format = stripe_like_ms("WorkOS-Signature", SignatureText::Hex);
+static SANITY: Format = stripe_like_ms("sanity-webhook-signature", SignatureText::Base64Url);
 
 /// The preset of this `kind`, if there is one.
 pub fn find(kind: &str) -> Option<&'static Preset> {
@@ -823,6 +1017,7 @@ impl Preset {
             Scheme::Hmac(shape) => shape.public_url,
             Scheme::Twilio => true,
             Scheme::Jwt(shape) => shape.url_hash.is_some() || shape.audience_is_public_url,
+            Scheme::Certificate(_) => false,
             Scheme::Timestamped(_)
             | Scheme::StandardWebhooks
             | Scheme::Asymmetric(_)
@@ -845,7 +1040,8 @@ impl Preset {
             | Scheme::Gitlab
             | Scheme::Basic
             | Scheme::Mailgun
-            | Scheme::Jwt(_) => KeyUse::None,
+            | Scheme::Jwt(_)
+            | Scheme::Certificate(_) => KeyUse::None,
         }
     }
 
@@ -872,6 +1068,10 @@ impl Preset {
             (Scheme::HeaderToken(_), _) => keys(&["secret"], &["header"]),
             (Scheme::Basic, _) => keys(&["username", "password"], &[]),
             (Scheme::Gitlab, _) => keys(&[], &["secret", "signing_token", "tolerance"]),
+            (Scheme::Certificate(_), _) => keys(
+                &["certificate", "webhook_id"],
+                &["tolerance", "signing_key"],
+            ),
             _ if self.needs_public_url() && self.signs_timestamp() => {
                 keys(&["secret", "public_url"], &["tolerance"])
             }
@@ -952,6 +1152,7 @@ impl Preset {
                 let public_url = checked_public_url(config.public_url.as_deref())?;
                 Check::Jwt(Jwt::build(shape.settings(secret, tolerance, public_url)?)?)
             }
+            Scheme::Certificate(shape) => Check::Certificate(shape.build(config, tolerance)?),
         };
         Ok(PresetVerifier {
             preset: self,
@@ -1061,6 +1262,7 @@ enum Check {
     Basic(Basic),
     Mailgun(Mailgun),
     Jwt(Jwt),
+    Certificate(Certificate),
     /// No secret yet (Asana before its handshake): every event is refused.
     AwaitingSecret,
 }
@@ -1093,6 +1295,7 @@ impl PresetVerifier {
             Check::Basic(v) => v.check(req),
             Check::Mailgun(v) => v.check(req),
             Check::Jwt(v) => v.check(req),
+            Check::Certificate(v) => v.check(req),
             Check::AwaitingSecret => Err(Rejection::NotConfigured {
                 problem: "no `secret` is configured yet; answer Asana's handshake, then copy its X-Hook-Secret into `secret`",
             }),

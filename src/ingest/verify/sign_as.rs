@@ -32,6 +32,7 @@ use ed25519_dalek::ed25519::signature::MultipartSigner;
 
 use super::Verifier;
 use super::asymmetric::{Layout, PrivateKey};
+use super::certificate::{self, Certificate};
 use super::config::{
     BuildError, HmacAlgorithm, OneOrMany, SignatureEncoding, TimestampFormat, VerifyConfig,
     resolve_secrets,
@@ -149,6 +150,8 @@ enum Scheme {
     },
     /// A JSON Web Token in a header.
     Jwt(TokenSigner),
+    /// A signature with a certificate's private key (`certificate`, PayPal).
+    Certificate(CertificateSigner),
 }
 
 impl fmt::Debug for Signer {
@@ -220,6 +223,14 @@ impl Signer {
                 }
                 _ => unreachable!("a `jwt` section builds a `jwt` verifier"),
             },
+            VerifyConfig::Certificate { signing_key, .. } => {
+                match config.build()? {
+                    Verifier::Certificate(verifier) => Scheme::Certificate(
+                        CertificateSigner::build(verifier, signing_key.as_ref(), "certificate")?,
+                    ),
+                    _ => unreachable!("a `certificate` section builds a `certificate` verifier"),
+                }
+            }
             VerifyConfig::Preset(p) => {
                 let kind = p.preset.name;
                 let scheme = match &p.preset.scheme {
@@ -288,6 +299,15 @@ impl Signer {
                     PresetScheme::Mailgun => Scheme::Mailgun {
                         key: first_secret("secret", &p.secret)?,
                     },
+                    PresetScheme::Certificate(shape) => {
+                        let tolerance = p.preset.tolerance_or_default(p.tolerance);
+                        let verifier = shape.build(p, tolerance)?;
+                        Scheme::Certificate(CertificateSigner::build(
+                            verifier,
+                            p.signing_key.as_ref(),
+                            kind,
+                        )?)
+                    }
                     PresetScheme::Jwt(shape) => {
                         let tolerance = p.preset.tolerance_or_default(p.tolerance);
                         let public_url =
@@ -310,6 +330,7 @@ impl Signer {
             Scheme::Basic { .. } => "basic",
             Scheme::Bearer { .. } => "bearer",
             Scheme::Jwt(_) => "jwt",
+            Scheme::Certificate(_) => "certificate",
             // Only presets build these, and they return above with their own name.
             Scheme::Asymmetric { .. }
             | Scheme::Token { .. }
@@ -361,6 +382,11 @@ impl Signer {
         match &self.scheme {
             Scheme::None => {}
             Scheme::Timestamped { secret, format } => {
+                let timestamp = if format.millis {
+                    message.timestamp.saturating_mul(1000).to_string()
+                } else {
+                    timestamp.clone()
+                };
                 // Stripe keys the HMAC with the secret as shown, `whsec_` included.
                 let sig = mac_of(
                     HmacAlgorithm::Sha256,
@@ -372,7 +398,7 @@ impl Signer {
                     format.timestamp_key,
                     format.separator,
                     format.signature_key,
-                    hex::encode(sig)
+                    format.encoding.encode(&sig)
                 );
                 // The formats are constants with valid names; an error, not a panic.
                 let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
@@ -441,7 +467,10 @@ impl Signer {
                 out.insert(header::AUTHORIZATION, value);
             }
             Scheme::Asymmetric { layout, key } => {
-                let sig = key.sign(&[timestamp.as_bytes(), message.body]);
+                let sig = key.sign(
+                    layout.algorithm,
+                    &[timestamp.as_bytes(), layout.joiner.as_bytes(), message.body],
+                );
                 for (name, value) in [
                     (layout.timestamp_header, timestamp.as_str()),
                     (layout.signature_header, sig.as_str()),
@@ -456,6 +485,7 @@ impl Signer {
                     out.insert(name, value);
                 }
             }
+            Scheme::Certificate(signer) => signer.sign(message, &mut out)?,
             Scheme::Jwt(signer) => {
                 let token = signer
                     .token(message.body, message.timestamp, message.id)
@@ -522,7 +552,11 @@ impl HmacSigner {
             "{body}"
         };
         Ok(Self {
-            key: s.key.apply(first_secret("secret", s.secret)?),
+            // The verifier's build above decoded the same secret.
+            key: s
+                .key
+                .apply(first_secret("secret", s.secret)?)
+                .ok_or(BuildError::NoSecrets { field: "secret" })?,
             header,
             algorithm: s.algorithm,
             encoding: s.encoding,
@@ -551,34 +585,7 @@ impl HmacSigner {
             header_error(name, "the timestamp is after the year 9999")
         })?;
         let url = self.url_form.apply(self.public_url.clone());
-        let mut signed = Vec::with_capacity(message.body.len() + 64);
-        for piece in &self.template {
-            match piece {
-                Part::Literal(text) => signed.extend_from_slice(text.as_bytes()),
-                Part::Body => signed.extend_from_slice(message.body),
-                Part::Timestamp => signed.extend_from_slice(timestamp.as_bytes()),
-                Part::Url => signed.extend_from_slice(url.as_bytes()),
-                // `forebay send` posts.
-                Part::Method => signed.extend_from_slice(b"POST"),
-                Part::Header(name) => {
-                    // The parser checked the name.
-                    let name =
-                        HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
-                            name: name.clone(),
-                            problem: "is not a valid header name",
-                        })?;
-                    let name = &name;
-                    let value = match message.headers.get(name) {
-                        Some(given) => visible_text(name, given)?.to_owned(),
-                        None => {
-                            out.insert(name.clone(), text_value(name, message.id)?);
-                            message.id.to_owned()
-                        }
-                    };
-                    signed.extend_from_slice(value.as_bytes());
-                }
-            }
-        }
+        let signed = fill_template(&self.template, message, timestamp, &url, out)?;
         let sig = mac_of(self.algorithm, &self.key, &[&signed])?;
         let encoded = match self.encoding {
             SignatureEncoding::Hex => hex::encode(sig),
@@ -595,6 +602,96 @@ impl HmacSigner {
         if let Some(name) = &self.timestamp_header {
             out.insert(name.clone(), text_value(name, timestamp)?);
         }
+        Ok(())
+    }
+}
+
+/// The text a `signed` template stands for, as the sender makes it: `{header:Name}`
+/// takes the caller's header, else the message id (which is then sent in that header).
+fn fill_template(
+    template: &[Part],
+    message: &Message<'_>,
+    timestamp: &str,
+    url: &str,
+    out: &mut HeaderMap,
+) -> Result<Vec<u8>, SignError> {
+    certificate::fill_template(template, message.body, |part| match part {
+        Part::Timestamp => Ok(timestamp.as_bytes().to_vec()),
+        Part::Url => Ok(url.as_bytes().to_vec()),
+        // `forebay send` posts.
+        Part::Method => Ok(b"POST".to_vec()),
+        Part::Header(name) => {
+            // The parser checked the name.
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
+                name: name.clone(),
+                problem: "is not a valid header name",
+            })?;
+            let value = match message.headers.get(&name) {
+                Some(given) => visible_text(&name, given)?.to_owned(),
+                None => {
+                    out.insert(name.clone(), text_value(&name, message.id)?);
+                    message.id.to_owned()
+                }
+            };
+            Ok(value.into_bytes())
+        }
+        Part::Literal(_) | Part::Body | Part::BodyCrc32 => Ok(Vec::new()),
+    })
+}
+
+/// Signs as a `certificate` source's sender: the template filled in as the verifier
+/// reads it, signed with the `signing_key` that belongs to one of its certificates.
+#[derive(Clone)]
+struct CertificateSigner {
+    verifier: Certificate,
+    /// PKCS#8 DER.
+    key: Vec<u8>,
+}
+
+impl CertificateSigner {
+    fn build(
+        verifier: Certificate,
+        signing_key: Option<&SecretRef>,
+        kind: &'static str,
+    ) -> Result<Self, BuildError> {
+        let signing_key = signing_key.ok_or(BuildError::NoSigningKey { kind })?;
+        let (key, signature) = keys::pkcs8_signing_key(
+            signing_key,
+            "a PEM PRIVATE KEY block (PKCS#8) of the algorithm's key type",
+            |der, message| certificate::sign_with(verifier.algorithm(), der, message),
+        )?;
+        if !verifier.any_verifies(keys::PROBE, &signature) {
+            return Err(BuildError::SigningKeyMismatch);
+        }
+        Ok(Self { verifier, key })
+    }
+
+    fn sign(&self, message: &Message<'_>, out: &mut HeaderMap) -> Result<(), SignError> {
+        let v = &self.verifier;
+        let timestamp = match v.timestamp_header() {
+            Some((name, format)) => {
+                let name = header_name("timestamp_header", name).map_err(|_| SignError::Mac)?;
+                let text = hmac::format_timestamp(format, message.timestamp)
+                    .ok_or_else(|| header_error(&name, "the timestamp is after the year 9999"))?;
+                out.insert(name.clone(), text_value(&name, &text)?);
+                text
+            }
+            None => String::new(),
+        };
+        if let Some((name, value)) = v.algorithm_header() {
+            let name = header_name("header", name).map_err(|_| SignError::Mac)?;
+            out.insert(name.clone(), text_value(&name, value)?);
+        }
+        let url = v.public_url().unwrap_or_default();
+        let signed = fill_template(v.template(), message, &timestamp, url, out)?;
+        let signature =
+            certificate::sign_with(v.algorithm(), &self.key, &signed).ok_or(SignError::Mac)?;
+        let encoded = match v.encoding() {
+            SignatureEncoding::Hex => hex::encode(signature),
+            SignatureEncoding::Base64 => STANDARD.encode(signature),
+        };
+        let name = header_name("header", v.header()).map_err(|_| SignError::Mac)?;
+        out.insert(name.clone(), text_value(&name, &encoded)?);
         Ok(())
     }
 }

@@ -38,6 +38,39 @@ pub(super) struct Format {
     pub no_signature: &'static str,
     pub bad_timestamp: &'static str,
     pub two_timestamps: &'static str,
+    /// The timestamp is in milliseconds (WorkOS, Sanity), not seconds.
+    pub millis: bool,
+    pub encoding: SignatureText,
+}
+
+/// How the signatures of a `key=value` header are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignatureText {
+    Hex,
+    /// URL-safe base64 without padding (Sanity).
+    Base64Url,
+}
+
+impl SignatureText {
+    pub(super) fn decode(self, text: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match self {
+            SignatureText::Hex => hex::decode(text).ok(),
+            SignatureText::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .ok(),
+        }
+    }
+
+    pub(super) fn encode(self, signature: &[u8]) -> String {
+        use base64::Engine as _;
+        match self {
+            SignatureText::Hex => hex::encode(signature),
+            SignatureText::Base64Url => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+            }
+        }
+    }
 }
 
 /// `Stripe-Signature: t=...,v1=...`, signing `{t}.{body}`.
@@ -55,6 +88,19 @@ pub(super) const fn stripe_like(header: &'static str) -> Format {
         no_signature: "has no v1= signature",
         bad_timestamp: "t= is not a whole number of seconds",
         two_timestamps: "has more than one t= timestamp",
+        millis: false,
+        encoding: SignatureText::Hex,
+    }
+}
+
+/// Stripe's layout with the time in milliseconds: WorkOS (`t=..., v1=...`, hex) and
+/// Sanity (`t=...,v1=...`, unpadded base64url).
+pub(super) const fn stripe_like_ms(header: &'static str, encoding: SignatureText) -> Format {
+    Format {
+        bad_timestamp: "t= is not a whole number of milliseconds",
+        millis: true,
+        encoding,
+        ..stripe_like(header)
     }
 }
 
@@ -69,6 +115,8 @@ pub(super) const PADDLE: Format = Format {
     no_signature: "has no h1= signature",
     bad_timestamp: "ts= is not a whole number of seconds",
     two_timestamps: "has more than one ts= timestamp",
+    millis: false,
+    encoding: SignatureText::Hex,
 };
 
 #[derive(Debug, Clone)]
@@ -132,12 +180,12 @@ impl Stripe {
                 &req.body,
             ],
         );
-        // An entry that is not hex cannot match; like Stripe's SDKs, skip it rather
-        // than reject the header, since another entry may be valid.
+        // An entry that does not decode cannot match; like Stripe's SDKs, skip it
+        // rather than reject the header, since another entry may be valid.
         let matched = parsed
             .v1
             .iter()
-            .filter_map(|sig| hex::decode(sig).ok())
+            .filter_map(|sig| format.encoding.decode(sig))
             .any(|sig| matches_any(&expected, &sig));
         if !matched {
             return Err(Rejection::NoSignatureMatched);
@@ -162,6 +210,7 @@ pub(super) fn parse<'h>(format: &Format, header: &'h str) -> Result<Parsed<'h>, 
                 return Err(Rejection::malformed(name, format.two_timestamps));
             }
             let secs = parse_unix_secs(value)
+                .map(|n| if format.millis { n.div_euclid(1000) } else { n })
                 .ok_or_else(|| Rejection::malformed(name, format.bad_timestamp))?;
             timestamp = Some((value, secs));
         } else if key == format.signature_key {

@@ -374,7 +374,7 @@ fn twitch_verification_is_answered_and_revocation_is_an_event() {
         outcome(&v, req),
         Err(Rejection::MalformedHeader {
             name: "Twitch-Eventsub-Message-Timestamp".into(),
-            problem: "is not an RFC 3339 UTC time"
+            problem: "is not an RFC 3339 time"
         })
     );
 }

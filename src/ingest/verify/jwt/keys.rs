@@ -3,8 +3,8 @@
 //! document (RFC 7517). Each key is checked against the configured algorithm here, so a
 //! P-256 key under `RS256` is a configuration error, not a request that never verifies.
 //!
-//! Public keys end up in the forms `ring` verifies with: RSA as PKCS#1 DER or as its
-//! modulus and exponent, EC as the uncompressed point, Ed25519 as its 32 bytes.
+//! Public keys end up in the forms `ring` verifies with: RSA as its modulus and
+//! exponent (2048 to 8192 bits, checked here rather than on every request), EC as the uncompressed point, Ed25519 as its 32 bytes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +23,9 @@ use crate::config::secret::Secret;
 pub(in crate::ingest::verify) struct Key {
     /// The JWKS `kid`: when a token names one, only keys with that id are tried.
     pub kid: Option<String>,
+    /// The JWKS `alg`: when set, the key verifies only tokens of that algorithm
+    /// (RFC 7517 section 4.4).
+    pub alg: Option<JwtAlgorithm>,
     pub material: Material,
 }
 
@@ -30,10 +33,8 @@ pub(in crate::ingest::verify) struct Key {
 pub(in crate::ingest::verify) enum Material {
     /// An `HS*` secret, used as its bytes.
     Hmac(Secret),
-    /// An RSA public key from a JWK: big-endian modulus and exponent.
+    /// An RSA public key: big-endian modulus and exponent, without leading zeros.
     Rsa { n: Vec<u8>, e: Vec<u8> },
-    /// An RSA public key from PEM: PKCS#1 `RSAPublicKey` DER.
-    RsaDer(Vec<u8>),
     /// An EC point (uncompressed, `04 || x || y`) or an Ed25519 key (32 bytes).
     Point(Vec<u8>),
 }
@@ -109,15 +110,14 @@ pub(super) fn from_pem(text: &[u8], algorithm: JwtAlgorithm) -> Option<Material>
         .parameters
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     match family {
-        // PKCS#1 `RSAPublicKey`, which `ring` reads (and checks) itself.
-        Family::Rsa if oid == RSA_ENCRYPTION => Some(Material::RsaDer(key.to_vec())),
+        Family::Rsa if oid == RSA_ENCRYPTION => rsa_parts(key),
         Family::P256 if oid == EC_PUBLIC_KEY && curve == Some(PRIME256V1) => {
-            point(key, 65).map(Material::Point)
+            p256_point(key).map(Material::Point)
         }
         Family::P384 if oid == EC_PUBLIC_KEY && curve == Some(SECP384R1) => {
             point(key, 97).map(Material::Point)
         }
-        Family::Ed25519 if oid == ED25519 && key.len() == 32 => Some(Material::Point(key.to_vec())),
+        Family::Ed25519 if oid == ED25519 => ed25519_point(key).map(Material::Point),
         _ => None,
     }
 }
@@ -125,6 +125,39 @@ pub(super) fn from_pem(text: &[u8], algorithm: JwtAlgorithm) -> Option<Material>
 /// An uncompressed EC point of `len` bytes.
 fn point(key: &[u8], len: usize) -> Option<Vec<u8>> {
     (key.len() == len && key[0] == 0x04).then(|| key.to_vec())
+}
+
+/// An uncompressed P-256 point that is on the curve.
+fn p256_point(key: &[u8]) -> Option<Vec<u8>> {
+    let key = point(key, 65)?;
+    p256::PublicKey::from_sec1_bytes(&key).ok()?;
+    Some(key)
+}
+
+/// An Ed25519 key that decodes to a curve point.
+fn ed25519_point(key: &[u8]) -> Option<Vec<u8>> {
+    let bytes: [u8; 32] = key.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?;
+    Some(key.to_vec())
+}
+
+/// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_parts(der: &[u8]) -> Option<Material> {
+    use spki::der::{Decode as _, Reader as _, SliceReader, asn1::UintRef};
+    let mut reader = SliceReader::new(der).ok()?;
+    let (n, e) = reader
+        .sequence(|seq| Ok::<_, spki::der::Error>((UintRef::decode(seq)?, UintRef::decode(seq)?)))
+        .ok()?;
+    rsa_material(n.as_bytes().to_vec(), e.as_bytes().to_vec())
+}
+
+/// An RSA key `ring` verifies with: 2048 to 8192 bits, an odd exponent above 1.
+fn rsa_material(n: Vec<u8>, e: Vec<u8>) -> Option<Material> {
+    let (n, e) = (without_leading_zeros(n), without_leading_zeros(e));
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    let odd_above_one = e.last().is_some_and(|b| b & 1 == 1) && e != [1];
+    ((2048..=8192).contains(&bits) && odd_above_one && e.len() <= 4)
+        .then_some(Material::Rsa { n, e })
 }
 
 /// A JWKS document, as far as verification reads it.
@@ -152,6 +185,12 @@ struct Jwk {
     x: Option<String>,
     #[serde(default)]
     y: Option<String>,
+    /// Members of private keys: a JWKS that has them is a secret file, not a sender's
+    /// public keys.
+    #[serde(default)]
+    d: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    k: Option<serde::de::IgnoredAny>,
 }
 
 /// Why a JWKS document gave no key.
@@ -159,6 +198,10 @@ struct Jwk {
 pub(in crate::ingest::verify) enum JwksError {
     #[error("is not a JWKS document ({0}); expected {{\"keys\": [...]}}")]
     NotJwks(String),
+    #[error(
+        "key {index} holds private or secret key material (`d` or `k`); give the sender's public keys only"
+    )]
+    PrivateKey { index: usize },
     #[error("key {index}: {problem}")]
     BadKey { index: usize, problem: String },
     #[error("has no key for {algorithm} (expected {expected}); check the file and `algorithm`")]
@@ -173,9 +216,14 @@ pub(in crate::ingest::verify) enum JwksError {
 /// that does not decode is an error.
 pub(super) fn from_jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<Vec<Key>, JwksError> {
     let family = Family::of(algorithm).expect("JWKS is only read for public-key algorithms");
-    let jwks: Jwks = serde_json::from_slice(text).map_err(|e| JwksError::NotJwks(e.to_string()))?;
+    // The position only: serde's message could quote the file.
+    let jwks: Jwks = serde_json::from_slice(text)
+        .map_err(|e| JwksError::NotJwks(format!("line {}, column {}", e.line(), e.column())))?;
     let mut keys = Vec::new();
     for (i, jwk) in jwks.keys.iter().enumerate() {
+        if jwk.d.is_some() || jwk.k.is_some() {
+            return Err(JwksError::PrivateKey { index: i + 1 });
+        }
         // A key marked for another algorithm of the same family (RS512 beside RS256)
         // is still a key of this source.
         let wanted = jwk
@@ -199,29 +247,29 @@ pub(super) fn from_jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<Vec<Key>
                 .map_err(|_| bad(&format!("`{name}` is not base64url")))
         };
         let material = match (family, jwk.kty.as_str(), jwk.crv.as_deref()) {
-            (Family::Rsa, "RSA", _) => Material::Rsa {
-                n: without_leading_zeros(b64(&jwk.n, "n")?),
-                e: without_leading_zeros(b64(&jwk.e, "e")?),
-            },
+            (Family::Rsa, "RSA", _) => rsa_material(b64(&jwk.n, "n")?, b64(&jwk.e, "e")?)
+                .ok_or_else(|| bad("not an RSA key of 2048 to 8192 bits"))?,
             (Family::P256, "EC", Some("P-256")) | (Family::P384, "EC", Some("P-384")) => {
                 let size = if family == Family::P256 { 32 } else { 48 };
                 let (x, y) = (b64(&jwk.x, "x")?, b64(&jwk.y, "y")?);
                 if x.len() != size || y.len() != size {
                     return Err(bad("`x` or `y` has the wrong length for the curve"));
                 }
-                Material::Point([&[0x04], &x[..], &y[..]].concat())
-            }
-            (Family::Ed25519, "OKP", Some("Ed25519")) => {
-                let x = b64(&jwk.x, "x")?;
-                if x.len() != 32 {
-                    return Err(bad("`x` is not 32 bytes"));
+                let point = [&[0x04], &x[..], &y[..]].concat();
+                if family == Family::P256 && p256_point(&point).is_none() {
+                    return Err(bad("(`x`, `y`) is not a point on P-256"));
                 }
-                Material::Point(x)
+                Material::Point(point)
             }
+            (Family::Ed25519, "OKP", Some("Ed25519")) => Material::Point(
+                ed25519_point(&b64(&jwk.x, "x")?)
+                    .ok_or_else(|| bad("`x` is not an Ed25519 public key"))?,
+            ),
             _ => continue,
         };
         keys.push(Key {
             kid: jwk.kid.clone(),
+            alg: jwk.alg.as_deref().and_then(algorithm_of_name),
             material,
         });
     }
@@ -234,9 +282,12 @@ pub(super) fn from_jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<Vec<Key>
     Ok(keys)
 }
 
+fn algorithm_of_name(alg: &str) -> Option<JwtAlgorithm> {
+    serde_json::from_value(serde_json::Value::from(alg)).ok()
+}
+
 fn family_of_name(alg: &str) -> Option<Family> {
-    let algorithm: JwtAlgorithm = serde_json::from_value(serde_json::Value::from(alg)).ok()?;
-    Family::of(algorithm)
+    Family::of(algorithm_of_name(alg)?)
 }
 
 /// `ring` wants big-endian integers without leading zero bytes, which some JWKS writers

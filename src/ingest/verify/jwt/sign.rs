@@ -5,15 +5,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
-use rustls_pki_types::PrivatePkcs8KeyDer;
-use rustls_pki_types::pem::PemObject as _;
+use ring::signature;
 use serde_json::{Map, Value, json};
 
 use super::{Jwt, JwtAlgorithm, Material, verify_with};
 use crate::config::secret::{Secret, SecretRef};
-use crate::ingest::verify::config::{BuildError, FieldAt};
+use crate::ingest::verify::config::BuildError;
+use crate::ingest::verify::keys::{self, pkcs8};
 
 /// How long a token made here lives: long enough for a slow first attempt.
 const LIFETIME_SECS: u64 = 300;
@@ -69,28 +67,16 @@ impl TokenSigner {
             });
         }
         let signing_key = signing_key.ok_or(BuildError::NoSigningKey { kind: "jwt" })?;
-        let at = FieldAt {
-            field: "signing_key",
-            item: None,
-        };
-        let text = signing_key
-            .resolve()
-            .map_err(|source| BuildError::Secret { at, source })?;
         // The key must belong to a configured public key, or the server would refuse
         // every token made with it: found by verifying a probe signature.
-        let probe = b"forebay: which configured key is this?";
-        let (der, signature) = PrivatePkcs8KeyDer::from_pem_slice(text.expose())
-            .ok()
-            .map(|der| der.secret_pkcs8_der().to_vec())
-            .and_then(|der| sign_with(algorithm, &der, probe).map(|sig| (der, sig)))
-            .ok_or(BuildError::Key {
-                at,
-                expected: private_expected(algorithm),
+        let (der, signature) =
+            keys::pkcs8_signing_key(signing_key, private_expected(algorithm), |der, message| {
+                sign_with(algorithm, der, message)
             })?;
         let matching = verifier
             .keys()
             .iter()
-            .find(|key| verify_with(algorithm, &key.material, probe, &signature))
+            .find(|key| verify_with(algorithm, &key.material, keys::PROBE, &signature))
             .ok_or(BuildError::SigningKeyMismatch)?;
         Ok(Self {
             verifier: verifier.clone(),
@@ -104,7 +90,7 @@ impl TokenSigner {
         self.verifier.header()
     }
 
-    /// A token for `body`, issued at `timestamp` with `id` as its `jti`.
+    /// A token for `body`, issued (and valid from) `timestamp`, with `id` as its `jti`.
     pub(in crate::ingest::verify) fn token(
         &self,
         body: &[u8],
@@ -121,7 +107,8 @@ impl TokenSigner {
         }
         let mut claims = Map::new();
         claims.insert("iat".into(), timestamp.into());
-        claims.insert("exp".into(), (timestamp + LIFETIME_SECS).into());
+        claims.insert("nbf".into(), timestamp.into());
+        claims.insert("exp".into(), timestamp.saturating_add(LIFETIME_SECS).into());
         claims.insert("jti".into(), id.into());
         if let Some(issuer) = &wanted.issuer {
             claims.insert("iss".into(), issuer.clone().into());
@@ -176,30 +163,16 @@ fn private_expected(algorithm: JwtAlgorithm) -> &'static str {
 /// one `algorithm` signs with.
 fn sign_with(algorithm: JwtAlgorithm, der: &[u8], message: &[u8]) -> Option<Vec<u8>> {
     use JwtAlgorithm::*;
-    let rng = SystemRandom::new();
-    let rsa = |padding: &'static dyn signature::RsaEncoding| {
-        let pair = RsaKeyPair::from_pkcs8(der).ok()?;
-        let mut out = vec![0; pair.public().modulus_len()];
-        pair.sign(padding, &rng, message, &mut out).ok()?;
-        Some(out)
-    };
-    let ecdsa = |alg: &'static signature::EcdsaSigningAlgorithm| {
-        let pair = EcdsaKeyPair::from_pkcs8(alg, der, &rng).ok()?;
-        Some(pair.sign(&rng, message).ok()?.as_ref().to_vec())
-    };
     match algorithm {
         Hs256 | Hs384 | Hs512 => None,
-        Rs256 => rsa(&signature::RSA_PKCS1_SHA256),
-        Rs384 => rsa(&signature::RSA_PKCS1_SHA384),
-        Rs512 => rsa(&signature::RSA_PKCS1_SHA512),
-        Ps256 => rsa(&signature::RSA_PSS_SHA256),
-        Ps384 => rsa(&signature::RSA_PSS_SHA384),
-        Ps512 => rsa(&signature::RSA_PSS_SHA512),
-        Es256 => ecdsa(&signature::ECDSA_P256_SHA256_FIXED_SIGNING),
-        Es384 => ecdsa(&signature::ECDSA_P384_SHA384_FIXED_SIGNING),
-        EdDsa => {
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?;
-            Some(pair.sign(message).as_ref().to_vec())
-        }
+        Rs256 => pkcs8::rsa(der, &signature::RSA_PKCS1_SHA256, message),
+        Rs384 => pkcs8::rsa(der, &signature::RSA_PKCS1_SHA384, message),
+        Rs512 => pkcs8::rsa(der, &signature::RSA_PKCS1_SHA512, message),
+        Ps256 => pkcs8::rsa(der, &signature::RSA_PSS_SHA256, message),
+        Ps384 => pkcs8::rsa(der, &signature::RSA_PSS_SHA384, message),
+        Ps512 => pkcs8::rsa(der, &signature::RSA_PSS_SHA512, message),
+        Es256 => pkcs8::ecdsa(der, &signature::ECDSA_P256_SHA256_FIXED_SIGNING, message),
+        Es384 => pkcs8::ecdsa(der, &signature::ECDSA_P384_SHA384_FIXED_SIGNING, message),
+        EdDsa => pkcs8::ed25519(der, message),
     }
 }

@@ -12,7 +12,7 @@ const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 fn testdata(name: &str) -> String {
     format!(
-        "file:{}/src/ingest/verify/jwt/testdata/{name}",
+        "file:{}/src/ingest/verify/testdata/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }
@@ -167,14 +167,15 @@ fn alg_none_and_algorithm_confusion_are_refused() {
 fn time_claims_are_checked_against_the_receive_time() {
     let verifier = build(r#"kind = "jwt", algorithm = "HS256", secret = "s", leeway = "30s""#);
     let made_at = make_token(&verifier, None, b"{}", NOW);
-    // exp = iat + 300: fine until 330 s after, refused after.
+    // exp = iat + 300: fine until 330 s after, refused from then on (RFC 7519: not
+    // "on or after" the expiry).
     let at = |secs| request(&[("authorization", &bearer(&made_at))], b"{}", secs);
-    assert_eq!(outcome(&verifier, at(NOW + 330)), Ok(()));
-    let late = outcome(&verifier, at(NOW + 331)).unwrap_err();
+    assert_eq!(outcome(&verifier, at(NOW + 329)), Ok(()));
+    let late = outcome(&verifier, at(NOW + 330)).unwrap_err();
     assert_eq!(late.kind(), "claim_refused");
     assert_eq!(
         late.to_string(),
-        "token claim exp: the token expired 31s before the request arrived (leeway 30s)"
+        "token claim exp: the token expired 30s before the request arrived (leeway 30s)"
     );
     // iat in the future beyond the leeway: the sender's clock is ahead.
     let early = outcome(&verifier, at(NOW - 31)).unwrap_err();
@@ -220,7 +221,7 @@ fn issuer_audience_and_required_claims() {
 #[test]
 fn audience_may_be_a_list_and_a_missing_required_claim_is_named() {
     let verifier = build(
-        r#"kind = "jwt", algorithm = "HS256", secret = "s", audience = "b", required_claims = ["accountId"]"#,
+        r#"kind = "jwt", algorithm = "HS256", secret = "s", audience = "b", required_claims = ["accountId"], require_exp = false"#,
     );
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#);
     let make = |claims: &str| {
@@ -374,12 +375,14 @@ fn rfc_7515_examples_verify() {
         url_hash: None,
         leeway: Duration::from_secs(60),
         max_age: None,
+        expiry_required: true,
     };
     let hs = Jwt {
         header: "Authorization".into(),
         algorithms: vec![JwtAlgorithm::Hs256],
         keys: vec![Key {
             kid: None,
+            alg: None,
             material: Material::Hmac(crate::config::secret::Secret::from_bytes(
                 URL_SAFE_NO_PAD
                     .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
@@ -465,4 +468,64 @@ proptest::proptest! {
         let req = request(&[("authorization", token.as_bytes())], b"{}", NOW);
         proptest::prop_assert!(outcome(&verifier, req).is_err());
     }
+}
+
+/// Keys are checked when they are read, not found wanting on every request: an RSA key
+/// under 2048 bits, private key material, a JWK marked for another algorithm; and a
+/// modulus written with a leading zero byte is read as the same key.
+#[test]
+fn jwks_keys_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, json: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        format!("file:{}", path.display())
+    };
+    let err = |jwks: &str| {
+        parse(&format!(
+            r#"kind = "jwt", algorithm = "RS256", jwks = {jwks:?}"#
+        ))
+        .unwrap()
+        .build()
+        .unwrap_err()
+        .to_string()
+    };
+    let short = write(
+        "short.json",
+        r#"{"keys":[{"kty":"RSA","n":"rRdGtiTw6UaO0MxdzsWQ3eEP2Z7OUIiBOIa3-zdyQEaZd4rl9pBS2VClksFJSQm5zTmHppTish9MGP6_6kMMJFyHKTxt5PybIGnPzVBInVaL1gs_3cXnCSkQjjXboVA39TVDBVPhSCxGvBF7t7zlCfs7bMCfER9wVINe249HtRM","e":"AQAB"}]}"#,
+    );
+    assert!(
+        err(&short).contains("not an RSA key of 2048 to 8192 bits"),
+        "{}",
+        err(&short)
+    );
+    let private = write(
+        "private.json",
+        r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}"#,
+    );
+    assert!(err(&private).contains("private or secret key material"));
+    let broken = write("broken.json", r#"{"keys": [ {"kty": "RSA", "n": "#);
+    assert_eq!(
+        err(&broken),
+        "`jwks` is not a JWKS document (line 1, column 30); expected {\"keys\": [...]}"
+    );
+
+    let padded = write(
+        "padded.json",
+        r#"{"keys":[{"kty":"RSA","alg":"RS256","n":"APPGTgEQbVqeUUgPqzDt4jqfgkQR8XfCks_HZY540TLuPsPtlFHEN1Al-J3DSW5z-xYYjFZMgxVzB6or4CcESl8DMUZBZ9adTw7w0M9n7x0G3OQvHdwfTO1_HuIJ4P85l-uzVaDSqSKm42z5oAAY2XgTMZatlugcokFySqJ8Nrj8zF0UNSJuCgpQy0X1OKr8nBS96vnvUd9W2ignMkqnkC2Ka2Iirbi9a34ugdScr_M6KYlAzpOTvz5Svh1Tbgj1b5UFmDjfDpuz7rHoQXBQY8Em8eVaz9LlCLCPv7wQcerFUz3kE36G_sD4FiXrSdFa9MnSK3NwJB58x47LsdjCSEk","e":"AQAB"}]}"#,
+    );
+    let verifier = build(&format!(
+        r#"kind = "jwt", algorithm = ["RS256", "RS512"], jwks = {padded:?}"#
+    ));
+    let rs256 = make_token(&verifier, Some(&testdata("rsa-private.pem")), b"{}", NOW);
+    let req = request(&[("authorization", &bearer(&rs256))], b"{}", NOW);
+    assert_eq!(outcome(&verifier, req), Ok(()));
+    // The key is marked RS256: an RS512 token made with the same key is refused.
+    let rs512 = build(&format!(
+        r#"kind = "jwt", algorithm = "RS512", public_key = {:?}"#,
+        testdata("rsa-public.pem")
+    ));
+    let token = make_token(&rs512, Some(&testdata("rsa-private.pem")), b"{}", NOW);
+    let req = request(&[("authorization", &bearer(&token))], b"{}", NOW);
+    assert_eq!(outcome(&verifier, req), Err(Rejection::NoSignatureMatched));
 }
