@@ -31,7 +31,12 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         .checked_sub(6)
         .and_then(|i| text.get(i..).map(|o| (i, o)))
     {
-        Some((i, offset)) if matches!(&offset[..1], "+" | "-") && offset.as_bytes()[3] == b':' => {
+        // ASCII only: the slices below are then on character boundaries.
+        Some((i, offset))
+            if offset.is_ascii()
+                && matches!(&offset[..1], "+" | "-")
+                && offset.as_bytes()[3] == b':' =>
+        {
             let two_digits = |pair: &str| {
                 pair.bytes()
                     .all(|b| b.is_ascii_digit())
@@ -53,6 +58,50 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let time = humantime::parse_rfc3339_weak(&utc).ok()?;
     let ms = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
     Some(i64::try_from(ms).ok()? - offset_ms)
+}
+
+/// [`parse_rfc3339_ms`] for a signed timestamp, where the text checked must be exactly
+/// the text signed: only `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z` or
+/// `±HH:MM` (no spaces, no lower case, nothing after).
+pub fn parse_rfc3339_strict_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let date_time = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !date_time {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &fraction[n..];
+    }
+    let zone = rest == b"Z"
+        || (rest.len() == 6
+            && matches!(rest[0], b'+' | b'-')
+            && rest[1..3].iter().all(u8::is_ascii_digit)
+            && rest[3] == b':'
+            && rest[4..6].iter().all(u8::is_ascii_digit));
+    if !zone {
+        return None;
+    }
+    parse_rfc3339_ms(text)
 }
 
 /// The delivery engine's time: when a delivery is due, when an attempt started, how long
@@ -118,5 +167,64 @@ impl Clock for ManualClock {
             // The sender lives as long as the clock; if it is gone, nothing will move.
             let _ = now.wait_for(|now| *now >= at_ms).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_ms;
+
+    #[test]
+    fn rfc3339_reads_utc_and_offsets() {
+        let utc = parse_rfc3339_ms("2020-01-01T07:00:00Z");
+        assert_eq!(utc, Some(1_577_862_000_000));
+        assert_eq!(parse_rfc3339_ms("2020-01-01T00:00:00-07:00"), utc);
+        assert_eq!(parse_rfc3339_ms("2020-01-01T08:30:00+01:30"), utc);
+        assert_eq!(
+            parse_rfc3339_ms("2020-01-01T07:00:00.250Z"),
+            Some(1_577_862_000_250)
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "2020-01-01T00:00:00+25:00",
+            "2020-01-01T00:00:00-07:0x",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_signed_rfc3339_time_is_read_only_in_its_one_spelling() {
+        use super::parse_rfc3339_strict_ms as strict;
+        assert_eq!(strict("2020-01-01T00:00:00-07:00"), Some(1_577_862_000_000));
+        assert_eq!(
+            strict("2023-07-19T14:56:51.634234626Z"),
+            parse_rfc3339_ms("2023-07-19T14:56:51.634234626Z")
+        );
+        for lenient in [
+            "2020-01-01 07:00:00Z",
+            "2020-01-01t07:00:00z",
+            "2020-01-01T07:00:00",
+            "2020-01-01T07:00:00Zabcde",
+            "2020-01-01T07:00:00Z+01:00",
+            "2020-01-01T07:00:00.Z",
+            " 2020-01-01T07:00:00Z",
+        ] {
+            assert_eq!(strict(lenient), None, "{lenient}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text (a header, an expression's output), no panic: offsets are
+        /// sliced only when they are ASCII.
+        #[test]
+        fn rfc3339_never_panics(text in proptest::prop_oneof![
+            proptest::arbitrary::any::<String>(),
+            "2020-01-01T00:00:00[+\\-é]{0,2}[0-9é:]{0,6}",
+        ]) {
+            let _ = parse_rfc3339_ms(&text);
+            let _ = super::parse_rfc3339_strict_ms(&text);
+        }
     }
 }

@@ -94,7 +94,7 @@ fn check(
                     "source {name:?} does not verify its sender (verify.kind = \"none\"): anyone who knows the URL can post events"
                 ));
             }
-            warnings.extend(mailgun_replay_warning(&source));
+            warnings.extend(signed_dedup_warning(&source));
             sources.insert(name, source);
         }
     }
@@ -770,18 +770,25 @@ fn resolve_redact(cfg: &RedactConfig, path: &str, errors: &mut ConfigErrors) -> 
 /// body (a handler, a log) can attach another event to its signature within the
 /// tolerance. Dedup on the token is what stops that, so say so when the source turns
 /// it off.
-fn mailgun_replay_warning(source: &Source) -> Option<String> {
-    if source.verifier.kind_name() != "mailgun" {
-        return None;
-    }
+///
+/// PayPal is the same: it signs a CRC-32 of the body, which a body of one's choosing can
+/// match, so dedup on the signed transmission id is what makes each signature count once.
+fn signed_dedup_warning(source: &Source) -> Option<String> {
+    let (provider, key, tolerance) = match source.verifier.kind_name() {
+        "mailgun" => ("Mailgun", "signature token", "5m"),
+        "paypal" => ("PayPal", "PAYPAL-TRANSMISSION-ID", "73h"),
+        _ => return None,
+    };
     let name = &source.name;
     if !matches!(source.dedup, DedupRule::Auto) {
         return Some(format!(
-            "source {name:?}: dedup_key replaces Mailgun's signature token as the dedup key; Mailgun does not sign the event itself, so a signature seen once could carry another event within the tolerance. Remove dedup_key to dedup on the token"
+            "source {name:?}: dedup_key replaces {provider}'s {key} as the dedup key; {provider} does not sign the event itself, so a signature seen once could carry another event within the tolerance. Remove dedup_key to dedup on the {key}"
         ));
     }
-    (source.dedup_window < Span::secs(300)).then(|| format!(
-        "source {name:?}: dedup_window is shorter than Mailgun's default signature tolerance (5m): a signature seen once could carry another event after the window; keep dedup_window at least 5m"
+    let window =
+        humantime::parse_duration(tolerance).map_or(Span::secs(300), |d| Span::secs(d.as_secs()));
+    (source.dedup_window < window).then(|| format!(
+        "source {name:?}: dedup_window is shorter than {provider}'s default signature tolerance ({tolerance}): a signature seen once could carry another event after the window; keep dedup_window at least {tolerance}"
     ))
 }
 
@@ -1386,7 +1393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_mailgun_source_that_gives_up_its_token_dedup_is_warned_about() {
+    fn mailgun_and_paypal_sources_that_give_up_their_signed_dedup_are_warned_about() {
         let mailgun = "verify = { kind = \"mailgun\", secret = \"key\" }";
         let warned = |extra: &str| {
             ok(&format!("[sources.mg]\n{mailgun}\n{extra}\n"), &[])
@@ -1398,6 +1405,28 @@ mod tests {
         assert!(warned("").is_empty());
         assert!(warned("dedup_key = \"json:/event-data/id\"")[0].contains("Remove dedup_key"));
         assert!(warned("dedup_window = \"1m\"")[0].contains("keep dedup_window at least 5m"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("paypal.pem");
+        std::fs::write(
+            &cert,
+            include_str!("../ingest/verify/testdata/paypal-sandbox-2017.pem"),
+        )
+        .unwrap();
+        let paypal = format!(
+            "verify = {{ kind = \"paypal\", certificate = \"file:{}\", webhook_id = \"W1\" }}",
+            cert.display()
+        );
+        let warned = |extra: &str| {
+            ok(&format!("[sources.pp]\n{paypal}\n{extra}\n"), &[])
+                .warnings
+                .into_iter()
+                .filter(|w| w.contains("PayPal"))
+                .collect::<Vec<_>>()
+        };
+        assert!(warned("").is_empty());
+        assert!(warned("dedup_key = \"json:/id\"")[0].contains("PAYPAL-TRANSMISSION-ID"));
+        assert!(warned("dedup_window = \"1d\"")[0].contains("keep dedup_window at least 73h"));
     }
 
     #[test]

@@ -267,6 +267,11 @@ fn preset_source(kind: &str) -> String {
                 r#"verify = {{ kind = "{kind}", username = "u", password = ["{kind}-new", "{kind}-old"] }}"#
             );
         }
+        // Adyen's HMAC key is hex.
+        "adyen" => {
+            return r#"verify = { kind = "adyen", secret = ["0a1b2c3d4e5f", "f5e4d3c2b1a0"] }"#
+                .to_owned();
+        }
         // Airtable's secret is base64 of the key.
         "airtable" => {
             return r#"verify = { kind = "airtable", secret = ["YWlydGFibGUtbmV3", "YWlydGFibGUtb2xk"] }"#
@@ -300,7 +305,15 @@ async fn forebay_send_signs_for_every_preset() {
     let to = format!("http://{}", server.ingest);
     for kind in kinds {
         let file = dir.path().join(format!("{kind}.json"));
-        std::fs::write(&file, if kind == "linear" { &linear } else { body }).unwrap();
+        let payload = match kind {
+            "linear" => linear.as_str(),
+            // Adyen signs inside each notification item.
+            "adyen" => {
+                r#"{"live":"false","notificationItems":[{"NotificationRequestItem":{"pspReference":"8816","amount":{"currency":"EUR","value":1000},"eventCode":"AUTHORISATION","merchantAccountCode":"Test","merchantReference":"order-1","success":"true"}}]}"#
+            }
+            _ => body,
+        };
+        std::fs::write(&file, payload).unwrap();
         let args: Vec<String> = [
             "send",
             kind,

@@ -461,3 +461,36 @@ async fn messagebird_sdk() {
     .await;
     assert_sdk_accepts(&answer, "messagebird verify");
 }
+
+#[tokio::test]
+async fn workos_sdk() {
+    let secret = "workos-sdk-check";
+    let verify = format!("kind = \"workos\", secret = {secret:?}");
+    let server = server_for("workos", &verify).await;
+    let t = now();
+    let ours = forebay_signs(&verify, BODY, "x", t);
+    let answer = node(json!({
+        "op": "workos", "secret": secret, "payload": BODY, "timestamp_ms": t * 1000,
+        "signature": header(&ours, "workos-signature"),
+    }))
+    .await;
+    assert_sdk_accepts(&answer, "@workos-inc/node verifyHeader");
+    assert_forebay_accepts(&server, "workos", &answer, BODY).await;
+}
+
+#[tokio::test]
+async fn telnyx_sdk() {
+    // RFC 8032 section 7.1 TEST 1's key pair, as Telnyx writes keys (base64).
+    let verify = "kind = \"telnyx\", public_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\", signing_key = \"nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\"";
+    let ours = forebay_signs(verify, BODY, "x", now());
+    let answer = node(json!({
+        "op": "telnyx", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        "payload": BODY,
+        "headers": {
+            "telnyx-signature-ed25519": header(&ours, "telnyx-signature-ed25519"),
+            "telnyx-timestamp": header(&ours, "telnyx-timestamp"),
+        },
+    }))
+    .await;
+    assert_sdk_accepts(&answer, "telnyx TelnyxWebhook.verify");
+}

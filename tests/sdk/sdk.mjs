@@ -135,6 +135,41 @@ const ops = {
     };
     return { accepts: await accepts(payload), accepts_tampered: await accepts(tampered) };
   },
+
+  // @workos-inc/node: webhooks.computeSignature signs, webhooks.verifyHeader verifies
+  // (`t=` in milliseconds).
+  async workos({ secret, payload, timestamp_ms, signature }) {
+    const { WorkOS } = await import("@workos-inc/node");
+    const { webhooks } = new WorkOS("sk_test_unused");
+    const accepts = async (body) => {
+      try {
+        return await webhooks.verifyHeader({ payload: body, sigHeader: signature, secret });
+      } catch {
+        return false;
+      }
+    };
+    const sig = await webhooks.computeSignature(timestamp_ms, payload, secret);
+    return {
+      sdk: { "WorkOS-Signature": `t=${timestamp_ms}, v1=${sig}` },
+      accepts: await accepts(payload),
+      accepts_tampered: await accepts(tampered),
+    };
+  },
+
+  // telnyx: TelnyxWebhook.verify only (Telnyx signs with its private key).
+  async telnyx({ public_key, payload, headers }) {
+    const { TelnyxWebhook } = await import("telnyx/lib/webhooks");
+    const webhook = new TelnyxWebhook(public_key);
+    const accepts = async (body) => {
+      try {
+        await webhook.verify(body, headers);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return { accepts: await accepts(payload), accepts_tampered: await accepts(tampered) };
+  },
 };
 
 function standardWebhooks(wh, family, { id, timestamp, payload, headers }) {

@@ -122,6 +122,11 @@ impl Certificate {
             s.timestamp_header.is_some(),
             s.public_url.is_some(),
         )?;
+        if template.contains(&Part::BodyCrc32) && s.timestamp_header.is_none() {
+            return Err(BuildError::Needs(
+                "`signed` has {body_crc32}, which another body can match: set `timestamp_header` so that a captured signature expires, and keep dedup on a signed id",
+            ));
+        }
         let certificates = resolve_secrets("certificate", s.certificate)?
             .into_iter()
             .map(|(at, text)| {

@@ -76,6 +76,8 @@ pub(super) struct Settings<'c> {
     pub algorithm: HmacAlgorithm,
     pub encoding: SignatureEncoding,
     pub prefix: Option<&'c str>,
+    /// The signature may also come without `prefix` (Mollie's SDK strips it when there).
+    pub prefix_optional: bool,
     pub timestamp_header: Option<&'c str>,
     pub signed: Option<&'c str>,
     pub tolerance: Duration,
@@ -162,7 +164,7 @@ pub(super) fn parse_timestamp(format: TimestampFormat, text: &str) -> Option<i64
         TimestampFormat::Unix => parse_unix_secs(text),
         TimestampFormat::UnixMs => parse_unix_secs(text).map(|ms| ms.div_euclid(1000)),
         TimestampFormat::Rfc3339 => {
-            crate::clock::parse_rfc3339_ms(text).map(|ms| ms.div_euclid(1000))
+            crate::clock::parse_rfc3339_strict_ms(text).map(|ms| ms.div_euclid(1000))
         }
     }
 }
@@ -193,6 +195,7 @@ impl<'c> Settings<'c> {
             algorithm: HmacAlgorithm::Sha256,
             encoding: SignatureEncoding::Hex,
             prefix: None,
+            prefix_optional: false,
             timestamp_header: None,
             signed: None,
             tolerance: Duration::from_secs(300),
@@ -311,6 +314,7 @@ pub struct GenericHmac {
     algorithm: HmacAlgorithm,
     encoding: SignatureEncoding,
     prefix: Option<String>,
+    prefix_optional: bool,
     timestamp_header: Option<String>,
     template: Vec<Part>,
     tolerance: Duration,
@@ -371,6 +375,7 @@ impl GenericHmac {
             algorithm: s.algorithm,
             encoding: s.encoding,
             prefix: s.prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            prefix_optional: s.prefix_optional,
             timestamp_header: s.timestamp_header.map(str::to_owned),
             template,
             tolerance: s.tolerance,
@@ -454,9 +459,11 @@ impl GenericHmac {
     fn signatures_in(&self, req: &Unverified, name: &str) -> Result<Vec<Vec<u8>>, Rejection> {
         let value = required_header(req, name)?.trim();
         let Some(separator) = self.list_separator else {
-            let sig = strip_prefix(value, self.prefix.as_deref()).ok_or_else(|| {
-                Rejection::malformed(name, "does not start with the configured prefix")
-            })?;
+            let sig = strip_prefix(value, self.prefix.as_deref())
+                .or(self.prefix_optional.then_some(value))
+                .ok_or_else(|| {
+                    Rejection::malformed(name, "does not start with the configured prefix")
+                })?;
             return self.decode(name, sig).map(|sig| vec![sig]);
         };
         let entries: Vec<&str> = value

@@ -10,7 +10,7 @@
 //! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
 //! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`; the few schemes only
-//! presets use have their own files (`twilio.rs`, `mailgun.rs`, `token.rs`), and
+//! presets use have their own files (`twilio.rs`, `mailgun.rs`, `adyen.rs`, `token.rs`), and
 //! provider challenges (Meta's `hub.challenge`, Twitter's CRC, ...) are in
 //! `challenges.rs`.
 //!
@@ -19,6 +19,7 @@
 //! (rotation); signed timestamps are checked against the request's receive time
 //! (`received_at_ms`), never the wall clock, so tests control time through the request.
 
+mod adyen;
 mod asymmetric;
 mod basic;
 mod bearer;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::adyen::Adyen;
 use super::asymmetric::{self, Asymmetric, Layout};
 use super::basic::Basic;
 use super::certificate::{self, Certificate, CertificateAlgorithm};
@@ -73,6 +74,8 @@ pub(super) enum Scheme {
     Basic,
     /// The signature inside the body (`mailgun.rs`).
     Mailgun,
+    /// A signature of eight fields inside each notification item (`adyen.rs`).
+    Adyen,
     /// A JSON Web Token in a header, signed with the shared secret (`jwt.rs`).
     Jwt(JwtShape),
     /// A signature made with a pinned certificate's key over a template
@@ -225,6 +228,8 @@ pub(super) struct Shape {
     pub algorithm: HmacAlgorithm,
     pub encoding: SignatureEncoding,
     pub prefix: Option<&'static str>,
+    /// The signature may also come without `prefix` (Mollie).
+    pub prefix_optional: bool,
     pub timestamp_header: Option<&'static str>,
     pub signed: Option<&'static str>,
     pub list_separator: Option<char>,
@@ -298,6 +303,7 @@ impl Shape {
             algorithm: self.algorithm,
             encoding: self.encoding,
             prefix: self.prefix,
+            prefix_optional: self.prefix_optional,
             timestamp_header: self.timestamp_header,
             signed: self.signed,
             tolerance,
@@ -323,6 +329,7 @@ const fn shape(
         algorithm,
         encoding,
         prefix,
+        prefix_optional: false,
         timestamp_header: None,
         signed: None,
         list_separator: None,
@@ -876,7 +883,8 @@ pub static PRESETS: &[Preset] = &[
         // time}|{webhook id}|{CRC-32 of the body}`, with PayPal's certificate pinned
         // (its `PAYPAL-CERT-URL` is never fetched). PayPal retries for three days and
         // does not say whether a retry is signed anew, so the default tolerance spans
-        // them.
+        // them. A CRC-32 is no hash: another body with the same CRC would pass, so the
+        // dedup key is the signed transmission id, and each signature counts once.
         name: "paypal",
         scheme: Scheme::Certificate(CertificateShape {
             header: "PAYPAL-TRANSMISSION-SIG",
@@ -886,7 +894,7 @@ pub static PRESETS: &[Preset] = &[
             timestamp_format: TimestampFormat::Rfc3339,
             algorithm_header: ("PAYPAL-AUTH-ALGO", "SHA256withRSA"),
         }),
-        dedup: ProviderId::Json("/id"),
+        dedup: ProviderId::Header(&["PAYPAL-TRANSMISSION-ID"]),
         tolerance: Some(Duration::from_secs(3 * 24 * 3600 + 3600)),
         challenge: Challenge::None,
     },
@@ -953,7 +961,10 @@ pub static PRESETS: &[Preset] = &[
         // may be absent). Classic webhooks are unsigned: verify those with `none` and
         // fetch the payment.
         "mollie",
-        shape("X-Mollie-Signature", Sha256, Hex, Some("sha256=")),
+        Shape {
+            prefix_optional: true,
+            ..shape("X-Mollie-Signature", Sha256, Hex, Some("sha256="))
+        },
         ProviderId::Json("/id"),
     ),
     body_hmac(
@@ -992,6 +1003,15 @@ pub static PRESETS: &[Preset] = &[
         tolerance: None,
         challenge: Challenge::None,
     },
+    Preset {
+        // Standard notifications: each item's `additionalData.hmacSignature` signs
+        // eight of its fields with the hex HMAC key; nothing signed says when.
+        name: "adyen",
+        scheme: Scheme::Adyen,
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
 ];
 
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
@@ -1017,7 +1037,7 @@ impl Preset {
             Scheme::Hmac(shape) => shape.public_url,
             Scheme::Twilio => true,
             Scheme::Jwt(shape) => shape.url_hash.is_some() || shape.audience_is_public_url,
-            Scheme::Certificate(_) => false,
+            Scheme::Certificate(_) | Scheme::Adyen => false,
             Scheme::Timestamped(_)
             | Scheme::StandardWebhooks
             | Scheme::Asymmetric(_)
@@ -1041,17 +1061,23 @@ impl Preset {
             | Scheme::Basic
             | Scheme::Mailgun
             | Scheme::Jwt(_)
-            | Scheme::Certificate(_) => KeyUse::None,
+            | Scheme::Certificate(_)
+            | Scheme::Adyen => KeyUse::None,
         }
     }
 
     /// Whether a changed body fails the check. Not so where a credential is sent as is
     /// (GitLab's token, Okta, Postmark), where only a timestamp and token are signed
-    /// (Mailgun), or where a token has no body-hash claim (Vonage, monday.com).
+    /// (Mailgun) or some fields (Adyen: whitespace is not), or where a token has no
+    /// body-hash claim (Vonage, monday.com).
     #[cfg(test)]
     pub(super) fn signs_body(&self) -> bool {
         match &self.scheme {
-            Scheme::HeaderToken(_) | Scheme::Gitlab | Scheme::Basic | Scheme::Mailgun => false,
+            Scheme::HeaderToken(_)
+            | Scheme::Gitlab
+            | Scheme::Basic
+            | Scheme::Mailgun
+            | Scheme::Adyen => false,
             Scheme::Jwt(shape) => shape.body_hash.is_some(),
             _ => true,
         }
@@ -1153,6 +1179,7 @@ impl Preset {
                 Check::Jwt(Jwt::build(shape.settings(secret, tolerance, public_url)?)?)
             }
             Scheme::Certificate(shape) => Check::Certificate(shape.build(config, tolerance)?),
+            Scheme::Adyen => Check::Adyen(Adyen::build(secret)?),
         };
         Ok(PresetVerifier {
             preset: self,
@@ -1263,6 +1290,7 @@ enum Check {
     Mailgun(Mailgun),
     Jwt(Jwt),
     Certificate(Certificate),
+    Adyen(Adyen),
     /// No secret yet (Asana before its handshake): every event is refused.
     AwaitingSecret,
 }
@@ -1296,6 +1324,7 @@ impl PresetVerifier {
             Check::Mailgun(v) => v.check(req),
             Check::Jwt(v) => v.check(req),
             Check::Certificate(v) => v.check(req),
+            Check::Adyen(v) => v.check(req),
             Check::AwaitingSecret => Err(Rejection::NotConfigured {
                 problem: "no `secret` is configured yet; answer Asana's handshake, then copy its X-Hook-Secret into `secret`",
             }),

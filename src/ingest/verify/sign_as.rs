@@ -148,6 +148,10 @@ enum Scheme {
     Mailgun {
         key: Secret,
     },
+    /// Signed inside each notification item (the hex-decoded key).
+    Adyen {
+        key: Secret,
+    },
     /// A JSON Web Token in a header.
     Jwt(TokenSigner),
     /// A signature with a certificate's private key (`certificate`, PayPal).
@@ -299,6 +303,11 @@ impl Signer {
                     PresetScheme::Mailgun => Scheme::Mailgun {
                         key: first_secret("secret", &p.secret)?,
                     },
+                    PresetScheme::Adyen => Scheme::Adyen {
+                        // The verifier's build decoded the same secret.
+                        key: super::adyen::hex_key(&first_secret("secret", &p.secret)?)
+                            .ok_or(BuildError::NoSecrets { field: "secret" })?,
+                    },
                     PresetScheme::Certificate(shape) => {
                         let tolerance = p.preset.tolerance_or_default(p.tolerance);
                         let verifier = shape.build(p, tolerance)?;
@@ -335,7 +344,8 @@ impl Signer {
             Scheme::Asymmetric { .. }
             | Scheme::Token { .. }
             | Scheme::Gitlab { .. }
-            | Scheme::Mailgun { .. } => "preset",
+            | Scheme::Mailgun { .. }
+            | Scheme::Adyen { .. } => "preset",
         };
         Ok(Self { scheme, kind })
     }
@@ -370,6 +380,11 @@ impl Signer {
             .ok_or(SignError::Body {
                 problem: "Mailgun's signature goes into a JSON object or form fields; send one of those",
             }),
+            Scheme::Adyen { key } => super::adyen::sign_body(key.expose(), message.body)
+                .map(Some)
+                .ok_or(SignError::Body {
+                    problem: "Adyen signs inside `notificationItems[].NotificationRequestItem`; send a notification body",
+                }),
             _ => Ok(None),
         }
     }
@@ -451,7 +466,7 @@ impl Signer {
                 }
             }
             // The signature is in the body (`sign_body`).
-            Scheme::Mailgun { .. } => {}
+            Scheme::Mailgun { .. } | Scheme::Adyen { .. } => {}
             Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
             Scheme::Twilio { secret, public_url } => {
                 let sig = super::twilio::sign(secret.expose(), public_url, message.body)

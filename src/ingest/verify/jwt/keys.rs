@@ -154,7 +154,8 @@ fn rsa_parts(der: &[u8]) -> Option<Material> {
 /// An RSA key `ring` verifies with: 2048 to 8192 bits, an odd exponent above 1.
 fn rsa_material(n: Vec<u8>, e: Vec<u8>) -> Option<Material> {
     let (n, e) = (without_leading_zeros(n), without_leading_zeros(e));
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // After the zeros are gone the first byte is not zero (or there is none).
+    let bits = (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize));
     let odd_above_one = e.last().is_some_and(|b| b & 1 == 1) && e != [1];
     ((2048..=8192).contains(&bits) && odd_above_one && e.len() <= 4)
         .then_some(Material::Rsa { n, e })

@@ -78,6 +78,11 @@ fn every_algorithm_round_trips_and_refuses_a_changed_body() {
             Some(testdata("p256-private.pem")),
         ),
         (
+            "ES384",
+            format!("public_key = {:?}", testdata("p384-public.pem")),
+            Some(testdata("p384-private.pem")),
+        ),
+        (
             "EdDSA",
             format!("public_key = {:?}", testdata("ed25519-public.pem")),
             Some(testdata("ed25519-private.pem")),

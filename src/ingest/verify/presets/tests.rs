@@ -1076,7 +1076,7 @@ const CASES: &[Case] = &[
         body: r#"{"id":"WH-2MW4820926242972J-6SG447389E205703U","event_version":"1.0","create_time":"2017-03-30T20:04:05.613Z","resource_type":"plan","event_type":"BILLING.PLAN.CREATED","summary":"A billing plan was created","resource":{"merchant_preferences":{"setup_fee":{"currency":"USD","value":"1"},"return_url":"https://www.mta.org/wp-content/plugins/AMS/api/Paypal/paypal/rest-api-sdk-php/sample/billing/ExecuteAgreement.php?success=true","cancel_url":"https://www.mta.org/wp-content/plugins/AMS/api/Paypal/paypal/rest-api-sdk-php/sample/billing/ExecuteAgreement.php?success=false","auto_bill_amount":"YES","initial_fail_amount_action":"CONTINUE","max_fail_attempts":"0"},"update_time":"2017-03-30T20:04:05.587Z","create_time":"2017-03-30T20:04:05.587Z","name":"T-Shirt of the Month Club Plan","description":"Template creation.","links":[{"href":"api.sandbox.paypal.com/v1/payments/billing-plans/P-2U911356NH683973BEDIWKUY","rel":"self","method":"GET"}],"payment_definitions":[{"name":"Regular Payments","type":"REGULAR","frequency":"Month","frequency_interval":"2","amount":{"currency":"USD","value":"100"},"cycles":"12","charge_models":[{"type":"SHIPPING","amount":{"currency":"USD","value":"10"},"id":"CHM-6H655806YS685182XEDIWKUY"}],"id":"PD-5N450756VM995270VEDIWKUY"}],"id":"P-2U911356NH683973BEDIWKUY","state":"CREATED","type":"FIXED"},"links":[{"href":"https://api.sandbox.paypal.com/v1/notifications/webhooks-events/WH-2MW4820926242972J-6SG447389E205703U","rel":"self","method":"GET"},{"href":"https://api.sandbox.paypal.com/v1/notifications/webhooks-events/WH-2MW4820926242972J-6SG447389E205703U/resend","rel":"resend","method":"POST"}]}"#,
         at: 1_490_904_245,
         signer_reproduces: None,
-        dedup: Some("WH-2MW4820926242972J-6SG447389E205703U"),
+        dedup: Some("071f7d20-1584-11e7-abf0-6b62a8a99ac4"),
         extra: r#", webhook_id = "96605875FF6516633""#,
         query: None,
     },
@@ -1254,6 +1254,19 @@ const CASES: &[Case] = &[
         signer_reproduces: Some("Authorization"),
         dedup: None,
         extra: r#", username = "bandwidth""#,
+        query: None,
+    },
+    Case {
+        kind: "adyen",
+        cite: "Adyen/adyen-python-api-library, test/UtilTest.py test_notification_request_item_hmac (the item, in a notification body)",
+        secret: "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
+        wrong: "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA057",
+        headers: &[],
+        body: r#"{"live":"false","notificationItems":[{"NotificationRequestItem":{"additionalData":{"hmacSignature":"coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0="},"amount":{"currency":"EUR","value":1130},"eventCode":"AUTHORISATION","merchantAccountCode":"TestMerchant","merchantReference":"TestPayment-1407325143704","pspReference":"7914073381342284","success":"true"}}]}"#,
+        at: 1_700_000_000,
+        signer_reproduces: None,
+        dedup: None,
+        extra: "",
         query: None,
     },
 ];
@@ -2482,8 +2495,11 @@ fn valid_requests() -> Vec<ValidRequest> {
 #[test]
 fn the_fuzzed_requests_are_valid_to_begin_with() {
     for (what, v, req, checked) in valid_requests() {
-        // Mailgun signs inside the body: no header to fuzz.
-        assert!(!checked.is_empty() || what == "mailgun", "{what}");
+        // Mailgun and Adyen sign inside the body: no header to fuzz.
+        assert!(
+            !checked.is_empty() || what == "mailgun" || what == "adyen",
+            "{what}"
+        );
         assert_eq!(outcome(&v, req), Ok(()), "{what}");
     }
 }
@@ -2716,4 +2732,37 @@ fn messagebird_reference_cases() {
         req.query = case.query.map(str::to_owned);
         assert_eq!(outcome(&v, req).is_ok(), case.valid, "case {}", case.index);
     }
+}
+
+/// Box: the second signature (made with the secondary key) passes when the first does
+/// not, as Box's SDKs accept either; a primary header is still required.
+#[test]
+fn box_accepts_the_secondary_signature() {
+    let case = CASES.iter().find(|c| c.kind == "box").unwrap();
+    let secondary_only = verifier(r#"kind = "box", secret = "SampleSecondaryKey""#);
+    assert_eq!(
+        case_check(&secondary_only, case, case.body, case.at),
+        Ok(())
+    );
+    let mut headers: Vec<(&str, &str)> = case.headers.to_vec();
+    headers.retain(|(name, _)| *name != "box-signature-primary");
+    let at = case.at;
+    assert_eq!(
+        check(&secondary_only, &headers, case.body, at),
+        Err(Rejection::MissingHeader {
+            name: "box-signature-primary".into()
+        })
+    );
+}
+
+/// Mollie's signature comes with or without `sha256=`.
+#[test]
+fn mollie_takes_the_signature_with_or_without_its_prefix() {
+    let case = CASES.iter().find(|c| c.kind == "mollie").unwrap();
+    let v = verifier(&case_inline(case, case.secret));
+    let bare = case.headers[0].1.trim_start_matches("sha256=");
+    assert_eq!(
+        check(&v, &[("X-Mollie-Signature", bare)], case.body, case.at),
+        Ok(())
+    );
 }
