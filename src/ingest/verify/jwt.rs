@@ -567,7 +567,7 @@ pub(super) fn verify_with(
                 .verify(params, signed, signature)
                 .is_ok()
         }),
-        (Material::Point(der), Some(ring)) => UnparsedPublicKey::new(ring, der)
+        (Material::Point(point), Some(ring)) => UnparsedPublicKey::new(ring, point)
             .verify(signed, signature)
             .is_ok(),
         _ => false,

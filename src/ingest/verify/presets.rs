@@ -34,7 +34,7 @@ use super::jwt::{self, BodyHash, BodyHashAlgorithm, BodyHashEncoding, Jwt, JwtAl
 use super::mailgun::Mailgun;
 use super::rejection::Rejection;
 use super::standard_webhooks::StandardWebhooks;
-use super::stripe::{Format, PADDLE, SignatureText, Stripe, stripe_like, stripe_like_ms};
+use super::stripe::{Format, PADDLE, RECURLY, SignatureText, Stripe, stripe_like, stripe_like_ms};
 use super::token::HeaderToken;
 use super::twilio::Twilio;
 use super::{Answer, Verified};
@@ -1010,6 +1010,15 @@ pub static PRESETS: &[Preset] = &[
         scheme: Scheme::Adyen,
         dedup: ProviderId::None,
         tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // `recurly-signature: <ms>,<hex>[,<hex>]` over `{ms}.{body}`; the SDK allows
+        // 5 minutes.
+        name: "recurly",
+        scheme: Scheme::Timestamped(&RECURLY),
+        dedup: ProviderId::Json("/id"),
+        tolerance: Some(FIVE_MINUTES),
         challenge: Challenge::None,
     },
 ];

@@ -408,13 +408,21 @@ impl Signer {
                     secret,
                     &[timestamp.as_bytes(), format.joiner.as_bytes(), message.body],
                 )?;
-                let value = format!(
-                    "{}={timestamp}{}{}={}",
-                    format.timestamp_key,
-                    format.separator,
-                    format.signature_key,
-                    format.encoding.encode(&sig)
-                );
+                let value = if format.positional {
+                    format!(
+                        "{timestamp}{}{}",
+                        format.separator,
+                        format.encoding.encode(&sig)
+                    )
+                } else {
+                    format!(
+                        "{}={timestamp}{}{}={}",
+                        format.timestamp_key,
+                        format.separator,
+                        format.signature_key,
+                        format.encoding.encode(&sig)
+                    )
+                };
                 // The formats are constants with valid names; an error, not a panic.
                 let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
                     SignError::Header {

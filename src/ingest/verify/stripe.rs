@@ -41,6 +41,9 @@ pub(super) struct Format {
     /// The timestamp is in milliseconds (WorkOS, Sanity), not seconds.
     pub millis: bool,
     pub encoding: SignatureText,
+    /// No `key=`: the first entry is the timestamp, the others signatures (Recurly's
+    /// `<ms>,<hex>[,<hex>]`).
+    pub positional: bool,
 }
 
 /// How the signatures of a `key=value` header are written.
@@ -90,6 +93,7 @@ pub(super) const fn stripe_like(header: &'static str) -> Format {
         two_timestamps: "has more than one t= timestamp",
         millis: false,
         encoding: SignatureText::Hex,
+        positional: false,
     }
 }
 
@@ -117,6 +121,17 @@ pub(super) const PADDLE: Format = Format {
     two_timestamps: "has more than one ts= timestamp",
     millis: false,
     encoding: SignatureText::Hex,
+    positional: false,
+};
+
+/// Recurly: `recurly-signature: <ms>,<hex>[,<hex>…]` (one signature per active key for
+/// a day after a key is regenerated), signing `{ms}.{body}`.
+pub(super) const RECURLY: Format = Format {
+    no_timestamp: "has no timestamp before its signatures",
+    no_signature: "has no signature after its timestamp",
+    bad_timestamp: "does not start with a whole number of milliseconds",
+    positional: true,
+    ..stripe_like_ms("recurly-signature", SignatureText::Hex)
 };
 
 #[derive(Debug, Clone)]
@@ -200,9 +215,14 @@ pub(super) fn parse<'h>(format: &Format, header: &'h str) -> Result<Parsed<'h>, 
     let name = format.header;
     let mut timestamp = None;
     let mut v1 = Vec::new();
-    for element in header.split(format.separator) {
-        let Some((key, value)) = element.trim().split_once('=') else {
-            continue;
+    for (i, element) in header.split(format.separator).enumerate() {
+        let (key, value) = match (format.positional, i) {
+            (true, 0) => (format.timestamp_key, element.trim()),
+            (true, _) => (format.signature_key, element.trim()),
+            (false, _) => match element.trim().split_once('=') {
+                Some(pair) => pair,
+                None => continue,
+            },
         };
         if key == format.timestamp_key {
             if timestamp.is_some() {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::super::config::{BuildError, VerifyConfig};
 use super::super::hmac::{strip_prefix, wp_specialchars_decode};
 use super::super::sign_as::{Message, Signer};
-use super::super::stripe::{PADDLE, STRIPE, parse};
+use super::super::stripe::{PADDLE, RECURLY, STRIPE, parse};
 use super::super::test_support::{outcome, request};
 use super::super::{Answer, Rejection, Skew, Verifier};
 use super::{CALENDLY, MUX, PRESETS};
@@ -1269,6 +1269,23 @@ const CASES: &[Case] = &[
         extra: "",
         query: None,
     },
+    Case {
+        kind: "recurly",
+        cite: "recurly/recurly-client-ruby, spec/recurly/webhooks_spec.rb",
+        secret: "354fab5bd35f5a0d50845ee7e30165244468b13c2c343f104e4e730a59326d9d",
+        wrong: "354fab5bd35f5a0d50845ee7e30165244468b13c2c343f104e4e730a59326d9e",
+        headers: &[(
+            "recurly-signature",
+            "1663103925004,ad24699f3beaa24c9af2cc7ada3ce4c835da0090194241b9d3add83d27f14bc3",
+        )],
+        body: r#"{"id":"rjxwmwedwqug","object_type":"account","site_id":"qc326l1hl8k9","event_type":"created","event_time":"2022-09-13T21:18:40Z","account_code":"adfas23zzz14123"}"#,
+        at: 1_663_103_925,
+        // Signed at …925004 ms; the signer signs whole seconds.
+        signer_reproduces: None,
+        dedup: Some("rjxwmwedwqug"),
+        extra: "",
+        query: None,
+    },
 ];
 
 /// The public key of the `discord` case (seed `sha256("forebay discord test key")`).
@@ -2300,17 +2317,18 @@ fn layouts_are_the_documented_ones() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// The `t=,v1=` and `ts=;h1=` parsers never panic, and what they return points into
-    /// the header they were given.
+    /// The `t=,v1=`, `ts=;h1=` and positional (`<ms>,<sig>`) parsers never panic, and
+    /// what they return points into the header they were given.
     #[test]
     fn timestamped_header_parsers_never_panic(
         header in prop_oneof![
             any::<String>(),
             "[tsvh1=,;0-9a-f .]{0,64}",
             "(t|ts|v1|h1|v0)=[0-9a-f]{0,20}([,;](t|ts|v1|h1|v0)=[0-9a-f]{0,20}){0,5}",
+            "[0-9]{0,15}(, ?[0-9a-fz]{0,66}){0,4}",
         ]
     ) {
-        for format in [&STRIPE, &PADDLE, &CALENDLY] {
+        for format in [&STRIPE, &PADDLE, &CALENDLY, &RECURLY, &super::WORKOS, &super::SANITY] {
             if let Ok(parsed) = parse(format, &header) {
                 prop_assert!(header.contains(parsed.timestamp_text));
                 prop_assert!(parsed.timestamp >= 0);
@@ -2764,5 +2782,30 @@ fn mollie_takes_the_signature_with_or_without_its_prefix() {
     assert_eq!(
         check(&v, &[("X-Mollie-Signature", bare)], case.body, case.at),
         Ok(())
+    );
+}
+
+/// Recurly's positional header: during a key change it carries one signature per key;
+/// any one passes, and entries that do not decode are skipped.
+#[test]
+fn recurly_reads_several_signatures_after_its_timestamp() {
+    let case = CASES.iter().find(|c| c.kind == "recurly").unwrap();
+    let v = verifier(&case_inline(case, case.secret));
+    let (ts, sig) = case.headers[0].1.split_once(',').unwrap();
+    for header in [
+        format!("{ts},{}, {sig}", "00".repeat(32)),
+        format!("{ts},zz,{sig}"),
+    ] {
+        assert_eq!(
+            check(&v, &[("recurly-signature", &header)], case.body, case.at),
+            Ok(()),
+            "{header}"
+        );
+    }
+    assert_eq!(
+        check(&v, &[("recurly-signature", sig)], case.body, case.at)
+            .unwrap_err()
+            .kind(),
+        "malformed_header"
     );
 }
