@@ -251,7 +251,8 @@ fn preset_source(kind: &str) -> String {
                 r#"verify = {{ kind = "{kind}", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}"#
             );
         }
-        "square" | "twilio" | "hubspot" | "trello" | "messagebird" | "monday" => {
+        "square" | "twilio" | "hubspot" | "trello" | "messagebird" | "monday" | "plivo"
+        | "mandrill" => {
             format!(r#", public_url = "https://hooks.example.com/in/{kind}""#)
         }
         "meta" => r#", verify_token = "meta-verify""#.to_owned(),

@@ -10,7 +10,8 @@
 //! public and private keys of the asymmetric schemes (Ed25519, ECDSA P-256), `keys.rs`.
 //! Named providers that are one of those schemes with fixed settings (`shopify`,
 //! `slack`, `paddle`, `svix`, ...) are data, in `presets.rs`; the few schemes only
-//! presets use have their own files (`twilio.rs`, `mailgun.rs`, `adyen.rs`, `token.rs`), and
+//! presets use have their own files (`twilio.rs`, `plivo.rs`, `mailgun.rs`, `adyen.rs`,
+//! `token.rs`), and
 //! provider challenges (Meta's `hub.challenge`, Twitter's CRC, ...) are in
 //! `challenges.rs`.
 //!
@@ -32,6 +33,7 @@ mod jwt;
 mod keys;
 mod mac;
 mod mailgun;
+mod plivo;
 pub mod presets;
 mod rejection;
 pub mod sign_as;

@@ -32,11 +32,12 @@ use super::config::{
 use super::hmac::{self, KeyDecoding, UrlForm};
 use super::jwt::{self, BodyHash, BodyHashAlgorithm, BodyHashEncoding, Jwt, JwtAlgorithm};
 use super::mailgun::Mailgun;
+use super::plivo::Plivo;
 use super::rejection::Rejection;
 use super::standard_webhooks::StandardWebhooks;
 use super::stripe::{Format, PADDLE, RECURLY, SignatureText, Stripe, stripe_like, stripe_like_ms};
 use super::token::HeaderToken;
-use super::twilio::Twilio;
+use super::twilio::{self, FormLayout, Twilio};
 use super::{Answer, Verified};
 use crate::config::secret::SecretRef;
 use crate::ingest::request::Unverified;
@@ -60,8 +61,11 @@ pub(super) enum Scheme {
     /// A header of `key=value` pairs with a timestamp and signatures (Stripe's layout).
     Timestamped(&'static Format),
     StandardWebhooks,
-    /// URL and sorted form parameters, HMAC-SHA1 (`twilio.rs`); needs `public_url`.
-    Twilio,
+    /// URL and sorted form parameters, HMAC-SHA1 (`twilio.rs`), in this sender's header;
+    /// needs `public_url`.
+    Twilio(&'static FormLayout),
+    /// URL, sorted parameters and a nonce, HMAC-SHA256 (`plivo.rs`); needs `public_url`.
+    Plivo,
     /// A signature over `{timestamp}{body}` made with the provider's private key,
     /// checked with its public key (`asymmetric.rs`): Discord, SendGrid.
     Asymmetric(&'static Layout),
@@ -414,7 +418,7 @@ pub static PRESETS: &[Preset] = &[
     ),
     Preset {
         name: "twilio",
-        scheme: Scheme::Twilio,
+        scheme: Scheme::Twilio(&twilio::TWILIO),
         dedup: ProviderId::Header(&["I-Twilio-Idempotency-Token"]),
         tolerance: None,
         challenge: Challenge::None,
@@ -1021,6 +1025,24 @@ pub static PRESETS: &[Preset] = &[
         tolerance: Some(FIVE_MINUTES),
         challenge: Challenge::None,
     },
+    Preset {
+        // V3 signatures: `X-Plivo-Signature-V3` over the URL, the sorted parameters and
+        // `X-Plivo-Signature-V3-Nonce`, with the Auth Token. Nothing signed says when.
+        name: "plivo",
+        scheme: Scheme::Plivo,
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
+    Preset {
+        // Mailchimp Transactional: `X-Mandrill-Signature`, base64 HMAC-SHA1 with the
+        // webhook's key of the URL as entered and the sorted form fields, as Twilio.
+        name: "mandrill",
+        scheme: Scheme::Twilio(&twilio::MANDRILL),
+        dedup: ProviderId::None,
+        tolerance: None,
+        challenge: Challenge::None,
+    },
 ];
 
 static CALENDLY: Format = stripe_like("Calendly-Webhook-Signature");
@@ -1044,7 +1066,7 @@ impl Preset {
     pub(super) fn needs_public_url(&self) -> bool {
         match &self.scheme {
             Scheme::Hmac(shape) => shape.public_url,
-            Scheme::Twilio => true,
+            Scheme::Twilio(_) | Scheme::Plivo => true,
             Scheme::Jwt(shape) => shape.url_hash.is_some() || shape.audience_is_public_url,
             Scheme::Certificate(_) | Scheme::Adyen => false,
             Scheme::Timestamped(_)
@@ -1064,7 +1086,8 @@ impl Preset {
             Scheme::StandardWebhooks => KeyUse::Optional,
             Scheme::Hmac(_)
             | Scheme::Timestamped(_)
-            | Scheme::Twilio
+            | Scheme::Twilio(_)
+            | Scheme::Plivo
             | Scheme::HeaderToken(_)
             | Scheme::Gitlab
             | Scheme::Basic
@@ -1146,13 +1169,21 @@ impl Preset {
                 config.public_key.as_ref(),
                 tolerance,
             )?),
-            Scheme::Twilio => {
+            Scheme::Twilio(layout) => {
                 let public_url = checked_public_url(config.public_url.as_deref())?.ok_or(
                     BuildError::PublicUrl {
-                        problem: "is required: the URL Twilio posts to",
+                        problem: "is required: the URL the provider posts to, exactly as entered there",
                     },
                 )?;
-                Check::Twilio(Twilio::build(secret, public_url)?)
+                Check::Twilio(Twilio::build(layout, secret, public_url)?)
+            }
+            Scheme::Plivo => {
+                let public_url = checked_public_url(config.public_url.as_deref())?.ok_or(
+                    BuildError::PublicUrl {
+                        problem: "is required: the URL Plivo calls",
+                    },
+                )?;
+                Check::Plivo(Plivo::build(secret, public_url)?)
             }
             Scheme::Asymmetric(layout) => {
                 Check::Asymmetric(Asymmetric::build(layout, required_key(config)?, tolerance)?)
@@ -1289,6 +1320,7 @@ enum Check {
     Timestamped(Stripe),
     StandardWebhooks(StandardWebhooks),
     Twilio(Twilio),
+    Plivo(Plivo),
     Asymmetric(Asymmetric),
     Token(HeaderToken),
     Gitlab {
@@ -1318,6 +1350,7 @@ impl PresetVerifier {
             Check::Timestamped(v) => v.check(req),
             Check::StandardWebhooks(v) => v.check(req),
             Check::Twilio(v) => v.check(req),
+            Check::Plivo(v) => v.check(req),
             Check::Asymmetric(v) => v.check(req),
             Check::Token(v) => v.check(req),
             Check::Gitlab { token, signed } => {

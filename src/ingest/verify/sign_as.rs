@@ -117,8 +117,14 @@ enum Scheme {
         ed25519: Option<Ed25519SigningKey>,
     },
     Hmac(HmacSigner),
-    /// Signed as a form POST to `public_url` (no query string).
+    /// Signed as a form POST to `public_url` (no query string), in this header.
     Twilio {
+        secret: Secret,
+        public_url: String,
+        header: &'static str,
+    },
+    /// Signed as a form POST to `public_url`, with the message id as the nonce.
+    Plivo {
         secret: Secret,
         public_url: String,
     },
@@ -258,7 +264,12 @@ impl Signer {
                         p.public_key.as_ref(),
                         p.signing_key.as_ref(),
                     )?,
-                    PresetScheme::Twilio => Scheme::Twilio {
+                    PresetScheme::Twilio(layout) => Scheme::Twilio {
+                        secret: first_secret("secret", &p.secret)?,
+                        public_url: p.public_url.clone().unwrap_or_default(),
+                        header: layout.header,
+                    },
+                    PresetScheme::Plivo => Scheme::Plivo {
                         secret: first_secret("secret", &p.secret)?,
                         public_url: p.public_url.clone().unwrap_or_default(),
                     },
@@ -336,6 +347,7 @@ impl Signer {
             Scheme::StandardWebhooks { .. } => "standard-webhooks",
             Scheme::Hmac(_) => "hmac",
             Scheme::Twilio { .. } => "twilio",
+            Scheme::Plivo { .. } => "plivo",
             Scheme::Basic { .. } => "basic",
             Scheme::Bearer { .. } => "bearer",
             Scheme::Jwt(_) => "jwt",
@@ -476,10 +488,20 @@ impl Signer {
             // The signature is in the body (`sign_body`).
             Scheme::Mailgun { .. } | Scheme::Adyen { .. } => {}
             Scheme::Hmac(signer) => signer.sign(message, &timestamp, &mut out)?,
-            Scheme::Twilio { secret, public_url } => {
+            Scheme::Plivo { secret, public_url } => {
+                let sig = super::plivo::sign(secret.expose(), public_url, message.body, message.id)
+                    .ok_or(SignError::Mac)?;
+                insert_named(&mut out, super::plivo::SIGNATURE, &sig)?;
+                insert_named(&mut out, super::plivo::NONCE, message.id)?;
+            }
+            Scheme::Twilio {
+                secret,
+                public_url,
+                header,
+            } => {
                 let sig = super::twilio::sign(secret.expose(), public_url, message.body)
                     .ok_or(SignError::Mac)?;
-                let name = HeaderName::from_static("x-twilio-signature");
+                let name = header_name("header", header).map_err(|_| SignError::Mac)?;
                 let value = text_value(&name, &STANDARD.encode(sig))?;
                 out.insert(name, value);
             }
@@ -494,19 +516,8 @@ impl Signer {
                     layout.algorithm,
                     &[timestamp.as_bytes(), layout.joiner.as_bytes(), message.body],
                 );
-                for (name, value) in [
-                    (layout.timestamp_header, timestamp.as_str()),
-                    (layout.signature_header, sig.as_str()),
-                ] {
-                    // The layouts are constants with valid names; an error, not a panic.
-                    let name =
-                        HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
-                            name: name.to_owned(),
-                            problem: "is not a valid header name",
-                        })?;
-                    let value = text_value(&name, value)?;
-                    out.insert(name, value);
-                }
+                insert_named(&mut out, layout.timestamp_header, &timestamp)?;
+                insert_named(&mut out, layout.signature_header, &sig)?;
             }
             Scheme::Certificate(signer) => signer.sign(message, &mut out)?,
             Scheme::Jwt(signer) => {
@@ -627,6 +638,18 @@ impl HmacSigner {
         }
         Ok(())
     }
+}
+
+/// Sets a header named by one of the layouts' constants: an invalid name is an error,
+/// not a panic.
+fn insert_named(out: &mut HeaderMap, name: &str, value: &str) -> Result<(), SignError> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| SignError::Header {
+        name: name.to_owned(),
+        problem: "is not a valid header name",
+    })?;
+    let value = text_value(&name, value)?;
+    out.insert(name, value);
+    Ok(())
 }
 
 /// The text a `signed` template stands for, as the sender makes it: `{header:Name}`

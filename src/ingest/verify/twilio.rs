@@ -1,4 +1,5 @@
-//! Twilio request signatures (the `twilio` preset).
+//! Twilio request signatures (the `twilio` preset), and Mandrill's (`mandrill`), which
+//! are the same scheme under `X-Mandrill-Signature`, keyed with the webhook's key.
 //!
 //! `X-Twilio-Signature` is base64 HMAC-SHA1, keyed with the account's Auth Token, of the
 //! URL Twilio posted to (exactly as configured there, query string included) followed,
@@ -11,7 +12,9 @@
 //!
 //! The URL is the source's `public_url` (forebay may sit behind a proxy that changes
 //! it) plus the query string of the request as received. Not handled yet: the
-//! SHA-256 variant sent with `X-Twilio-Webhooks-Signature-Settings`.
+//! SHA-256 variant sent with `X-Twilio-Webhooks-Signature-Settings`. Mandrill signs the
+//! URL exactly as entered, so its layout tries no port variants and knows no
+//! `bodySHA256`.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -22,16 +25,35 @@ use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
 use crate::ingest::request::Unverified;
 
-pub(super) const SIGNATURE: &str = "X-Twilio-Signature";
+/// One sender of the URL-and-form-parameters signature.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct FormLayout {
+    pub header: &'static str,
+    /// Twilio's habits: the URL tried with and without the default port, and
+    /// `bodySHA256` for JSON bodies.
+    pub twilio_quirks: bool,
+}
+
+pub(super) const TWILIO: FormLayout = FormLayout {
+    header: "X-Twilio-Signature",
+    twilio_quirks: true,
+};
+
+pub(super) const MANDRILL: FormLayout = FormLayout {
+    header: "X-Mandrill-Signature",
+    twilio_quirks: false,
+};
 
 #[derive(Debug, Clone)]
 pub struct Twilio {
+    layout: &'static FormLayout,
     secrets: Vec<Secret>,
     public_url: String,
 }
 
 impl Twilio {
     pub(super) fn build(
+        layout: &'static FormLayout,
         secret: &OneOrMany<SecretRef>,
         public_url: &str,
     ) -> Result<Self, BuildError> {
@@ -40,21 +62,27 @@ impl Twilio {
             .map(|(_, s)| s)
             .collect();
         Ok(Self {
+            layout,
             secrets,
             public_url: public_url.to_owned(),
         })
     }
 
     pub(super) fn check(&self, req: &Unverified) -> Result<(), Rejection> {
-        let header = required_header(req, SIGNATURE)?;
+        let name = self.layout.header;
+        let header = required_header(req, name)?;
         let sig = BASE64_LENIENT
             .decode(header.trim())
-            .map_err(|_| Rejection::malformed(SIGNATURE, "is not valid base64"))?;
+            .map_err(|_| Rejection::malformed(name, "is not valid base64"))?;
         let url = match &req.query {
             Some(query) => format!("{}?{query}", self.public_url),
             None => self.public_url.clone(),
         };
-        let body_hash = req.query.as_deref().and_then(body_sha256_param);
+        let body_hash = req
+            .query
+            .as_deref()
+            .filter(|_| self.layout.twilio_quirks)
+            .and_then(body_sha256_param);
         let params = match &body_hash {
             Some(expected) => {
                 let actual = hex::encode(Sha256::digest(&req.body));
@@ -70,7 +98,12 @@ impl Twilio {
             None => sorted_params(&req.body),
         };
         let params = params.as_bytes();
-        let expected: Vec<Vec<u8>> = port_variants(&url)
+        let urls = if self.layout.twilio_quirks {
+            port_variants(&url)
+        } else {
+            vec![url]
+        };
+        let expected: Vec<Vec<u8>> = urls
             .iter()
             .flat_map(|candidate| {
                 self.secrets.iter().filter_map(move |s| {

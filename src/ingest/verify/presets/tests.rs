@@ -1286,6 +1286,39 @@ const CASES: &[Case] = &[
         extra: "",
         query: None,
     },
+    Case {
+        kind: "plivo",
+        cite: "plivo/plivo-go, utils_test.go TestValidateSignatureV3Pass3 (a POST to a URL without a query string; also plivo/plivo-ruby spec/signature_spec.rb)",
+        secret: "Y2Q2ZDgxZmY5YWRiOTI5YmQ1Njg0MTAxZWIyOTc4",
+        wrong: "Y2Q2ZDgxZmY5YWRiOTI5YmQ1Njg0MTAxZWIyOTc5",
+        headers: &[
+            (
+                "X-Plivo-Signature-V3",
+                "iAjE5QqI37mbkYe4w3jTMudqEzbDufdqi7sYwTu64e0=",
+            ),
+            ("X-Plivo-Signature-V3-Nonce", "31627761595286130198"),
+        ],
+        body: "Direction=outbound&From=19792014278&ALegUUID=3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36&CallStatus=in-progress&BillRate=0.002&ParentAuthID=MANWVLYTK4ZWU1YTY4QA&To=sip%3APlivoSignature382029104058171078704104%40phone-qa.voice.plivodev.com&ALegRequestUUID=3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36&CallUUID=3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36&RequestUUID=3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36&SIP-H-To=%3Csip%3APlivoSignature382029104058171078704104%4052.9.11.55%3Btransport%3Dudp%3E%3Btag%3D1&SessionStart=2020-04-08+11%3A34%3A33.238707&Event=StartApp",
+        at: 1_700_000_000,
+        // The signer uses the message id as the nonce.
+        signer_reproduces: None,
+        dedup: None,
+        extra: r#", public_url = "https://plivobin.non-prod.plivops.com/api/v1/validate_signature03.xml""#,
+        query: None,
+    },
+    Case {
+        kind: "mandrill",
+        cite: "evendis/mandrill-rails, spec/fixtures/webhook_examples/click_with_signature.json (a captured request; Mailchimp publishes no example; testdata/mandrill-click.form)",
+        secret: "ntynTMaFpM_octE5R1DKAw",
+        wrong: "ntynTMaFpM_octE5R1DKAx",
+        headers: &[("X-Mandrill-Signature", "7rUa4lNJitlb178MgGOcHO6T4Bg=")],
+        body: include_str!("../testdata/mandrill-click.form"),
+        at: 1_700_000_000,
+        signer_reproduces: Some("X-Mandrill-Signature"),
+        dedup: None,
+        extra: r#", public_url = "http://requestb.in/q9a918q9""#,
+        query: None,
+    },
 ];
 
 /// The public key of the `discord` case (seed `sha256("forebay discord test key")`).
