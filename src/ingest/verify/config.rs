@@ -181,8 +181,9 @@ pub enum VerifyConfig {
         #[serde(default = "base64_encoding")]
         encoding: SignatureEncoding,
         /// What is signed: `{body}` or `{body_crc32}` (the zlib CRC-32 as a decimal
-        /// number), with `{timestamp}`, `{header:Name}`, `{method}` and `{url}` as for
-        /// the `hmac` kind, e.g. `"{header:X-Id}|{timestamp}|{body}"`.
+        /// number; only with a `timestamp_header`), with `{timestamp}`, `{header:Name}`,
+        /// `{method}` and `{url}` as for the `hmac` kind, e.g.
+        /// `"{header:X-Id}|{timestamp}|{body}"`.
         signed: String,
         /// The header with the signing time, if the sender signs one; turns on the
         /// `tolerance` check.
