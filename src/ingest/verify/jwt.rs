@@ -93,21 +93,16 @@ impl JwtAlgorithm {
         )
     }
 
-    /// `ring`'s verification algorithm, for the public-key ones.
-    fn ring(self) -> Option<&'static dyn VerificationAlgorithm> {
+    /// `ring`'s verification algorithm for keys given as a point (EC, Ed25519); RSA
+    /// keys use [`rsa_params`].
+    fn point_algorithm(self) -> Option<&'static dyn VerificationAlgorithm> {
         use JwtAlgorithm::*;
-        Some(match self {
-            Hs256 | Hs384 | Hs512 => return None,
-            Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-            Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-            Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-            Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-            Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-            Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-            Es256 => &signature::ECDSA_P256_SHA256_FIXED,
-            Es384 => &signature::ECDSA_P384_SHA384_FIXED,
-            EdDsa => &signature::ED25519,
-        })
+        match self {
+            Es256 => Some(&signature::ECDSA_P256_SHA256_FIXED),
+            Es384 => Some(&signature::ECDSA_P384_SHA384_FIXED),
+            EdDsa => Some(&signature::ED25519),
+            _ => None,
+        }
     }
 
     /// The HMAC of `parts` under `key`, for the `HS*` ones.
@@ -558,19 +553,22 @@ pub(super) fn verify_with(
     signed: &[u8],
     signature: &[u8],
 ) -> bool {
-    match (key, algorithm.ring()) {
-        (Material::Hmac(secret), None) => algorithm
+    // `hmac`, `rsa_params` and `point_algorithm` each answer only for their family, so
+    // a key is never used with another family's algorithm.
+    match key {
+        Material::Hmac(secret) => algorithm
             .hmac(secret.expose(), &[signed])
             .is_some_and(|expected| ct_eq(&expected, signature)),
-        (Material::Rsa { n, e }, Some(_)) => rsa_params(algorithm).is_some_and(|params| {
+        Material::Rsa { n, e } => rsa_params(algorithm).is_some_and(|params| {
             RsaPublicKeyComponents { n, e }
                 .verify(params, signed, signature)
                 .is_ok()
         }),
-        (Material::Point(point), Some(ring)) => UnparsedPublicKey::new(ring, point)
-            .verify(signed, signature)
-            .is_ok(),
-        _ => false,
+        Material::Point(point) => algorithm.point_algorithm().is_some_and(|alg| {
+            UnparsedPublicKey::new(alg, point)
+                .verify(signed, signature)
+                .is_ok()
+        }),
     }
 }
 
