@@ -15,7 +15,9 @@
 # Each destination has its kind's default max_concurrency (64 for http, 256 for a broker)
 # unless MAX_CONCURRENCY is set.
 #
-# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] bench/deliver.sh [EVENTS] [plain|transform|transform-js|filter|batch|priority] [http|nats|rabbitmq|redis|kafka]
+# FOREBAY_BIN runs that forebay binary (an older build, say) instead of target/release/forebay.
+#
+# Usage: [MAX_CONCURRENCY=N] [QUEUE_TYPE=quorum] [FOREBAY_BIN=path] bench/deliver.sh [EVENTS] [plain|transform|transform-js|filter|batch|priority] [http|nats|rabbitmq|redis|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +49,7 @@ admin_addr=127.0.0.1:18095
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 command -v sqlite3 >/dev/null || { echo "sqlite3 is missing: apt-get install sqlite3" >&2; exit 1; }
 cargo build --release --quiet --bin forebay --example bare-server --example broker-setup
+bin=${FOREBAY_BIN:-target/release/forebay}
 setup() { target/release/examples/broker-setup "$1" "$kind" "$name"; }
 
 work=bench/results/deliver
@@ -72,7 +75,7 @@ $route_extra
 TOML
 
 # 1. The backlog: ingest only, until at least $events events are stored.
-FOREBAY_LOG=error target/release/forebay serve --role ingest -c "$work/forebay.toml" > "$work/ingest.log" 2>&1 &
+FOREBAY_LOG=error "$bin" serve --role ingest -c "$work/forebay.toml" > "$work/ingest.log" 2>&1 &
 pids+=($!)
 wait_port "$ingest_addr"
 while [ "$(count pending)" -lt "$events" ]; do
@@ -90,7 +93,7 @@ target/release/examples/bare-server "$receiver_addr" > "$work/receiver.log" 2>&1
 pids+=($!)
 wait_port "$receiver_addr"
 start=$(date +%s.%N)
-FOREBAY_LOG=error target/release/forebay serve --role deliver -c "$work/forebay.toml" > "$work/deliver.log" 2>&1 &
+FOREBAY_LOG=error "$bin" serve --role deliver -c "$work/forebay.toml" > "$work/deliver.log" 2>&1 &
 deliver_pid=$!
 pids+=($deliver_pid)
 peak_rss=0

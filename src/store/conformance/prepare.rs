@@ -101,6 +101,21 @@ pub async fn waiting_deliveries_are_not_claimed_until_prepared_and_a_split_makes
     let again = store.unprepared(10, &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, waiting[2].id);
+
+    // Prepared this time, it goes with its body, and the old error is gone.
+    let fixed = Preparation::Bodies(vec![b"fixed".to_vec()]);
+    store
+        .prepare(vec![prepared(&again[0], None, fixed)], 7_001)
+        .await
+        .unwrap();
+    let ready = store.get_delivery(&waiting[2].id).await.unwrap().unwrap();
+    assert_eq!((ready.state.as_str(), ready.last_error), ("pending", None));
+    let sent = store.claim_deliveries(claim(8_000)).await.unwrap();
+    let sent = sent
+        .iter()
+        .find(|d| d.id == waiting[2].id)
+        .expect("claimed");
+    assert_eq!(sent.payload.as_deref(), Some(&b"fixed"[..]));
 }
 
 pub async fn one_body_replaces_the_payload_raw_sends_the_event_none_filters(store: Arc<dyn Store>) {

@@ -700,6 +700,16 @@ fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), Sto
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // SQLite (built with STAT4) lets some bound values shape a statement's plan, and then
+    // compiles the statement again whenever they change, which rusqlite's clearing of a
+    // cached statement's bindings after each use makes every time: the claims, a union of
+    // ten index scans, were compiled anew on every claim (delivery ran 1.4× as fast once
+    // they were not). With a stable plan they are compiled once; every writer
+    // statement's plan rests on its literals and indexes, not on the values bound.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     // Checkpoints run on their own thread (see `checkpoint`), not inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // When the WAL rewinds, cut a file that grew during a burst back to this size.

@@ -371,3 +371,49 @@ async fn eviction_keeps_the_newest_event_so_no_stream_position_is_handed_out_twi
     store.reclaim(1 << 20).await.unwrap();
     store.close().await;
 }
+
+#[test]
+fn the_claims_are_compiled_once() {
+    // SQLite compiles a statement again when a bound value that shaped its plan changes,
+    // and rusqlite clears the bindings after each use: the claims (ten index scans in a
+    // union) were compiled anew on every claim, about a third of delivery's cost, until
+    // the write connection asked for stable plans.
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::recent_dedup::RecentDedup;
+    use super::{configure_writer, schema, write_deliveries, write_events};
+    use crate::store::seal::{Keys, Sealer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+    configure_writer(&conn, std::time::Duration::from_secs(1)).unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let mut recent = RecentDedup::load(&conn, 1000).unwrap();
+    for i in 0..20 {
+        let e = event("s", &format!("k{i}"), 1_000 + i, HOUR_MS);
+        write_events::insert_event(&conn, &mut recent, &e).unwrap();
+    }
+    let sealer = Sealer::new(&Keys::default());
+    let mut claimed = 0;
+    for i in 0..40 {
+        // One at a time, at a later time each: both queries run every time, with other
+        // values bound.
+        let mut next = claim(2_000 + i);
+        next.limit = 1;
+        claimed += write_deliveries::claim(&conn, &sealer, &next)
+            .unwrap()
+            .len();
+    }
+    assert_eq!(claimed, 20);
+    for candidates in [write_deliveries::EXPIRED, &write_deliveries::DUE[..]] {
+        let stmt = conn
+            .prepare_cached(&write_deliveries::claim_sql(candidates))
+            .unwrap();
+        assert!(stmt.get_status(StatementStatus::Run) >= 10, "{candidates}");
+        assert_eq!(
+            stmt.get_status(StatementStatus::RePrepare),
+            0,
+            "{candidates}"
+        );
+    }
+}

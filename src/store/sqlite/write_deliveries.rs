@@ -26,24 +26,12 @@ pub(super) fn claim(
     let lease_until = claim.now_ms.saturating_add(claim.lease_ms);
     let skip_routes = serde_json::to_string(&claim.skip_routes).unwrap_or_else(|_| "[]".into());
     let mut claimed = Vec::new();
-    for candidates in [
-        "SELECT id FROM deliveries
-         WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
-           AND route NOT IN (SELECT value FROM json_each(?5)) AND (?6 IS NULL OR route = ?6)
-         ORDER BY lease_until LIMIT ?3",
-        &DUE[..],
-    ] {
+    for candidates in [EXPIRED, &DUE[..]] {
         let left = claim.limit.saturating_sub(claimed.len());
         if left == 0 {
             break;
         }
-        let sql = format!(
-            "UPDATE deliveries SET state = 'in_flight', lease_until = ?1, updated_at = ?2
-             WHERE id IN ({candidates})
-             RETURNING id, event_id, route, destination, attempts, payload, part, replay_id,
-                       ordering_key"
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&claim_sql(candidates))?;
         let rows = stmt.query_map(
             params![
                 lease_until,
@@ -113,11 +101,28 @@ pub(super) fn claim(
     Ok(claimed)
 }
 
+/// The claim of `candidates` (a query of delivery ids): leased to the claimer, returned
+/// with what sending them needs.
+pub(super) fn claim_sql(candidates: &str) -> String {
+    format!(
+        "UPDATE deliveries SET state = 'in_flight', lease_until = ?1, updated_at = ?2
+         WHERE id IN ({candidates})
+         RETURNING id, event_id, route, destination, attempts, payload, part, replay_id,
+                   ordering_key"
+    )
+}
+
+/// In-flight deliveries whose lease has run out, oldest lease first.
+pub(super) const EXPIRED: &str = "SELECT id FROM deliveries
+     WHERE state = 'in_flight' AND lease_until <= ?2 AND destination = ?4
+       AND route NOT IN (SELECT value FROM json_each(?5)) AND (?6 IS NULL OR route = ?6)
+     ORDER BY lease_until LIMIT ?3";
+
 /// The due deliveries to claim, best rank first. The oldest due of every priority come
 /// from `deliveries_claimable`, and those of each level above 0 from
 /// `deliveries_claimable_by_priority` (a partial index only such deliveries enter): the
 /// best `?3` by rank are always among these, and each arm is an index range scan.
-static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(super) static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let due = |level: Option<u8>| {
         let priority = level
             .map(|p| format!("AND priority > 0 AND priority = {p}"))
@@ -198,11 +203,40 @@ fn with_event(
     })
 }
 
+/// The common case: the delivery goes as it was queued, with one body (or the event's
+/// own), and no key, delay or debounce to set. Only `prepared` changes of what the
+/// indexes hold, so SQLite updates one index entry where the general statement, which
+/// sets the state, due time, key and sequence, rewrites the entries of seven. False when
+/// the row is not as a first preparation leaves it (then the general statement runs).
+fn prepared_as_queued(conn: &Connection, p: &Prepared, now_ms: i64) -> rusqlite::Result<bool> {
+    let payload = match &p.outcome {
+        Preparation::Raw => None,
+        Preparation::Bodies(bodies) if bodies.len() == 1 => Some(&bodies[0][..]),
+        _ => return Ok(false),
+    };
+    if p.ordering_key.is_some() || p.deliver_at_ms.is_some() || p.debounce_key.is_some() {
+        return Ok(false);
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET prepared = 1, payload = ?2, last_error = NULL, updated_at = ?3
+             WHERE id = ?1 AND prepared = 0 AND state = 'pending'
+               AND ordering_key IS NULL AND part IS NULL AND debounce_key IS NULL",
+        )?
+        .execute(params![p.delivery_id, payload, now_ms])?;
+    Ok(changed == 1)
+}
+
 /// Writes what the filters, transforms and ordering keys made of a batch of deliveries.
-/// `seq` is the delivery's own rowid (receive order: rowids grow with each commit), and
-/// the parts of a split share their parent's, ordered by part number.
+/// `seq`, which only orders the deliveries of one ordering key, is the delivery's own
+/// rowid (receive order: rowids grow with each commit), and the parts of a split share
+/// their parent's, ordered by part number; a delivery that goes as it was queued keeps
+/// none, like one that was never prepared.
 pub(super) fn prepare(conn: &Connection, batch: &[Prepared], now_ms: i64) -> rusqlite::Result<()> {
     for p in batch {
+        if prepared_as_queued(conn, p, now_ms)? {
+            continue;
+        }
         let (state, payload, part, error) = match &p.outcome {
             Preparation::Raw => ("pending", None, None, None),
             Preparation::Bodies(bodies) if bodies.len() == 1 => {
