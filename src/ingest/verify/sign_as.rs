@@ -435,15 +435,7 @@ impl Signer {
                         format.encoding.encode(&sig)
                     )
                 };
-                // The formats are constants with valid names; an error, not a panic.
-                let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
-                    SignError::Header {
-                        name: format.header.to_owned(),
-                        problem: "is not a valid header name",
-                    }
-                })?;
-                let value = text_value(&name, &value)?;
-                out.insert(name, value);
+                insert_named(&mut out, format.header, &value)?;
             }
             Scheme::Github { secret } => {
                 let sha256 = mac_of(HmacAlgorithm::Sha256, secret, &[message.body])?;
@@ -501,9 +493,7 @@ impl Signer {
             } => {
                 let sig = super::twilio::sign(secret.expose(), public_url, message.body)
                     .ok_or(SignError::Mac)?;
-                let name = header_name("header", header).map_err(|_| SignError::Mac)?;
-                let value = text_value(&name, &STANDARD.encode(sig))?;
-                out.insert(name, value);
+                insert_named(&mut out, header, &STANDARD.encode(sig))?;
             }
             Scheme::Basic { pair } => {
                 let value = format!("Basic {}", STANDARD.encode(pair.expose()));

@@ -19,7 +19,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::config::{BuildError, HmacAlgorithm, OneOrMany, resolve_secrets};
+use super::config::{BuildError, HmacAlgorithm, OneOrMany, resolve_all};
 use super::mac::{BASE64_LENIENT, ct_eq, hmac, matches_any, required_header};
 use super::rejection::Rejection;
 use crate::config::secret::{Secret, SecretRef};
@@ -57,13 +57,9 @@ impl Twilio {
         secret: &OneOrMany<SecretRef>,
         public_url: &str,
     ) -> Result<Self, BuildError> {
-        let secrets = resolve_secrets("secret", secret)?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
         Ok(Self {
             layout,
-            secrets,
+            secrets: resolve_all("secret", secret)?,
             public_url: public_url.to_owned(),
         })
     }
